@@ -1,0 +1,70 @@
+# Every radprobe component is declared the same way:
+#   radprobe_add_library(NAME imaging SOURCES a.cpp b.cpp DEPENDS core PRIVATE_DEPENDS GDCM::gdcmMSFF
+#                        [TORCH])
+# builds a static library `radprobe_<name>` from src/<name>/, public headers under
+# src/<name>/include/radprobe/<name>/, warnings as errors. TORCH links LibTorch publicly and reuses
+# the shared precompiled LibTorch header.
+
+set(RADPROBE_WARNINGS -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter)
+
+# One precompiled header for every LibTorch-heavy translation unit.
+add_library(radprobe_torch_pch OBJECT ${CMAKE_SOURCE_DIR}/cmake/torch_pch.cpp)
+target_link_libraries(radprobe_torch_pch PUBLIC ${TORCH_LIBRARIES})
+target_compile_options(radprobe_torch_pch PRIVATE ${RADPROBE_WARNINGS})
+target_precompile_headers(radprobe_torch_pch PRIVATE ${CMAKE_SOURCE_DIR}/cmake/torch_pch.hpp)
+
+function(radprobe_use_torch target)
+    target_link_libraries(${target} PUBLIC ${TORCH_LIBRARIES})
+    target_precompile_headers(${target} REUSE_FROM radprobe_torch_pch)
+endfunction()
+
+function(radprobe_add_library)
+    cmake_parse_arguments(ARG "TORCH" "NAME" "SOURCES;DEPENDS;PRIVATE_DEPENDS" ${ARGN})
+    set(target radprobe_${ARG_NAME})
+    add_library(${target} STATIC ${ARG_SOURCES})
+    add_library(radprobe::${ARG_NAME} ALIAS ${target})
+    target_include_directories(${target} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include)
+    target_compile_options(${target} PRIVATE ${RADPROBE_WARNINGS})
+    foreach(dep IN LISTS ARG_DEPENDS)
+        if(TARGET radprobe_${dep})
+            target_link_libraries(${target} PUBLIC radprobe_${dep})
+        else()
+            target_link_libraries(${target} PUBLIC ${dep})
+        endif()
+    endforeach()
+    target_link_libraries(${target} PRIVATE ${ARG_PRIVATE_DEPENDS})
+    if(ARG_TORCH)
+        radprobe_use_torch(${target})
+    endif()
+endfunction()
+
+# radprobe_add_test(NAME imaging SOURCES ... DEPENDS ... LABELS unit [TORCH])
+# One GoogleTest binary per component, discovered by ctest with labels.
+function(radprobe_add_test)
+    cmake_parse_arguments(ARG "TORCH" "NAME;TIMEOUT" "SOURCES;DEPENDS;LABELS" ${ARGN})
+    set(target test_${ARG_NAME})
+    add_executable(${target} ${ARG_SOURCES})
+    target_compile_options(${target} PRIVATE ${RADPROBE_WARNINGS})
+    foreach(dep IN LISTS ARG_DEPENDS)
+        if(TARGET radprobe_${dep})
+            target_link_libraries(${target} PRIVATE radprobe_${dep})
+        else()
+            target_link_libraries(${target} PRIVATE ${dep})
+        endif()
+    endforeach()
+    target_link_libraries(${target} PRIVATE GTest::gtest GTest::gtest_main)
+    target_compile_definitions(${target} PRIVATE
+        RADPROBE_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
+        RADPROBE_SHARED_DIR="${RADPROBE_SHARED_DIR}"
+        RADPROBE_BINARY="$<TARGET_FILE:radprobe>")
+    if(ARG_TORCH)
+        radprobe_use_torch(${target})
+    endif()
+    if(NOT ARG_TIMEOUT)
+        set(ARG_TIMEOUT 600)
+    endif()
+    gtest_discover_tests(${target}
+        PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
+        DISCOVERY_TIMEOUT 60)
+    add_dependencies(${target} radprobe)
+endfunction()

@@ -1,0 +1,3 @@
+// Precompiled LibTorch header shared by every LibTorch-heavy translation unit.
+#pragma once
+#include <torch/torch.h>

@@ -1,0 +1,31 @@
+#pragma once
+// The subcommand table. Each subcommand lives in its own cmd_<name>.cpp and provides a setup
+// function: it declares its options on `app` and returns the function that runs it (called only
+// after every argument has been parsed and validated).
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace radprobe::cli {
+
+using Runner = std::function<int()>;
+using Setup = Runner (*)(CLI::App& app);
+
+struct Command {
+    const char* name;
+    const char* summary;
+    Setup setup;
+};
+
+Runner setup_decode(CLI::App& app);    // cmd_decode.cpp   (imaging)
+Runner setup_validate(CLI::App& app);  // cmd_validate.cpp (dataset)
+Runner setup_split(CLI::App& app);     // cmd_split.cpp    (dataset)
+Runner setup_synth(CLI::App& app);     // cmd_synth.cpp    (synth)
+Runner setup_stats(CLI::App& app);     // cmd_stats.cpp    (eval)
+Runner setup_tokens(CLI::App& app);    // cmd_tokens.cpp   (encoders)
+Runner setup_preprocess(CLI::App& app);  // cmd_preprocess.cpp (encoders)
+Runner setup_models(CLI::App& app);    // cmd_models.cpp   (encoders)
+Runner setup_extract(CLI::App& app);   // cmd_extract.cpp  (features)
+
+}  // namespace radprobe::cli

@@ -1,0 +1,94 @@
+// radprobe: how good is a vision foundation-model encoder for a radiograph task, and where does
+// it fail? A thin dispatcher over the subcommand table in commands.hpp.
+
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "radprobe/core/error.hpp"
+#include "radprobe/core/version.hpp"
+
+namespace {
+
+using radprobe::cli::Command;
+
+const Command kCommands[] = {
+    {"decode", "Decode a radiograph (DICOM/PNG/JPEG/TIFF) to a float32 .npy image",
+     radprobe::cli::setup_decode},
+    {"validate", "Check a manifest: images, labels, masks, boxes, patient leakage across splits",
+     radprobe::cli::setup_validate},
+    {"split", "Write a patient-level, label-stratified train/val/test split of a manifest",
+     radprobe::cli::setup_split},
+    {"synth", "Generate chest-radiograph phantoms with ground truth (images, masks, boxes)",
+     radprobe::cli::setup_synth},
+    {"stats", "Statistics: AUROC with CIs and DeLong tests, segmentation metrics, FDR",
+     radprobe::cli::setup_stats},
+    {"models", "List supported encoder architectures, or describe a Hugging Face model directory",
+     radprobe::cli::setup_models},
+    {"preprocess", "Produce the pixel_values a model's Hugging Face image processor would",
+     radprobe::cli::setup_preprocess},
+    {"tokens", "Run an encoder on preprocessed pixel values; write last_hidden_state (N×T×D)",
+     radprobe::cli::setup_tokens},
+    {"extract", "Extract pooled embeddings for a manifest into a resumable embedding store",
+     radprobe::cli::setup_extract},
+};
+
+int report(const char* command, const std::exception& e) {
+    std::fprintf(stderr, "radprobe%s%s: error: %s\n", command ? " " : "", command ? command : "",
+                 radprobe::Error::one_line(e.what()).c_str());
+    return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{
+        "radprobe: evaluate vision foundation-model encoders on radiograph tasks — embeddings, "
+        "probes, fine-tuning, segmentation, statistics with confidence intervals, failure "
+        "analyses."};
+    app.name("radprobe");
+    app.set_version_flag("--version", std::string("radprobe ") + radprobe::version() + " (" +
+                                          radprobe::git_describe() + ")");
+    app.require_subcommand(1);
+    app.fallthrough(false);
+
+    std::vector<std::pair<CLI::App*, radprobe::cli::Runner>> runners;
+    for (const auto& cmd : kCommands) {
+        CLI::App* sub = app.add_subcommand(cmd.name, cmd.summary);
+        runners.emplace_back(sub, cmd.setup(*sub));
+    }
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::string what = e.what();
+        std::fprintf(stderr, "radprobe: usage error: %s (see radprobe --help)\n",
+                     radprobe::Error::one_line(what).c_str());
+        return 2;
+    }
+
+    for (auto& [sub, run] : runners) {
+        if (!sub->parsed()) {
+            continue;
+        }
+        const std::string name = sub->get_name();
+        try {
+            return run();
+        } catch (const radprobe::UsageError& e) {
+            std::fprintf(stderr, "radprobe %s: usage error: %s\n", name.c_str(),
+                         radprobe::Error::one_line(e.what()).c_str());
+            return 2;
+        } catch (const std::exception& e) {
+            return report(name.c_str(), e);
+        }
+    }
+    return 2;
+}

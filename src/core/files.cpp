@@ -1,0 +1,97 @@
+#include "radprobe/core/files.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "radprobe/core/error.hpp"
+
+namespace radprobe {
+namespace fs = std::filesystem;
+
+namespace {
+std::string errno_text() { return std::strerror(errno); }
+}  // namespace
+
+std::vector<std::uint8_t> read_file_bytes(const fs::path& path) {
+    std::error_code ec;
+    RADPROBE_CHECK(fs::exists(path, ec), path.string(), ": file not found");
+    RADPROBE_CHECK(!fs::is_directory(path, ec), path.string(), ": is a directory, not a file");
+    std::ifstream in(path, std::ios::binary);
+    RADPROBE_CHECK(in.good(), path.string(), ": cannot open: ", errno_text());
+    in.seekg(0, std::ios::end);
+    const std::streamoff size = in.tellg();
+    RADPROBE_CHECK(size >= 0, path.string(), ": cannot determine file size");
+    in.seekg(0, std::ios::beg);
+    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
+    if (size > 0) {
+        in.read(reinterpret_cast<char*>(bytes.data()), size);
+        RADPROBE_CHECK(in.gcount() == size, path.string(), ": read failed");
+    }
+    return bytes;
+}
+
+std::string read_file_text(const fs::path& path) {
+    const auto bytes = read_file_bytes(path);
+    return std::string(bytes.begin(), bytes.end());
+}
+
+fs::path temp_name_for(const fs::path& path) {
+    static std::atomic<unsigned> counter{0};
+    fs::path tmp = path;
+    tmp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+    return tmp;
+}
+
+void write_file_atomic(const fs::path& path, std::string_view bytes) {
+    AtomicOutput out(path);
+    const int fd = ::open(out.temp_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    RADPROBE_CHECK(fd >= 0, out.temp_path().string(), ": cannot create: ", errno_text());
+    std::size_t written = 0;
+    while (written < bytes.size()) {
+        const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            const std::string why = errno_text();
+            ::close(fd);
+            throw InputError(str_cat(out.temp_path().string(), ": write failed: ", why));
+        }
+        written += static_cast<std::size_t>(n);
+    }
+    ::fsync(fd);
+    RADPROBE_CHECK(::close(fd) == 0, out.temp_path().string(), ": close failed: ", errno_text());
+    out.commit();
+}
+
+AtomicOutput::AtomicOutput(fs::path final_path) : final_(std::move(final_path)) {
+    if (final_.has_parent_path()) {
+        std::error_code ec;
+        fs::create_directories(final_.parent_path(), ec);
+        RADPROBE_CHECK(!ec, final_.parent_path().string(), ": cannot create directory: ",
+                       ec.message());
+    }
+    temp_ = temp_name_for(final_);
+}
+
+AtomicOutput::~AtomicOutput() {
+    if (!committed_) {
+        std::error_code ec;
+        fs::remove(temp_, ec);
+    }
+}
+
+void AtomicOutput::commit() {
+    std::error_code ec;
+    fs::rename(temp_, final_, ec);
+    RADPROBE_CHECK(!ec, final_.string(), ": cannot rename temporary file into place: ",
+                   ec.message());
+    committed_ = true;
+}
+
+}  // namespace radprobe

@@ -1,0 +1,47 @@
+#pragma once
+/// @file files.hpp
+/// File helpers: whole-file reads with clear errors, and atomic writes (temp name + rename)
+/// so that no output is ever half-written.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace radprobe {
+
+/// Reads a whole file; throws InputError naming the file if it is missing, a directory or
+/// unreadable.
+std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path);
+std::string read_file_text(const std::filesystem::path& path);
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync'd, then
+/// renamed over `path`. Parent directories are created.
+void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
+
+/// An output file that appears under its final name only when commit() is called. Destroying
+/// it without commit() removes the temporary file.
+class AtomicOutput {
+public:
+    explicit AtomicOutput(std::filesystem::path final_path);
+    ~AtomicOutput();
+    AtomicOutput(const AtomicOutput&) = delete;
+    AtomicOutput& operator=(const AtomicOutput&) = delete;
+
+    /// Path to write to (the temporary name).
+    const std::filesystem::path& temp_path() const { return temp_; }
+    const std::filesystem::path& final_path() const { return final_; }
+    /// Renames the temporary file to the final name.
+    void commit();
+
+private:
+    std::filesystem::path final_;
+    std::filesystem::path temp_;
+    bool committed_ = false;
+};
+
+/// A temporary name next to `path`, unique to this process and call.
+std::filesystem::path temp_name_for(const std::filesystem::path& path);
+
+}  // namespace radprobe

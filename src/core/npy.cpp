@@ -1,0 +1,276 @@
+#include "radprobe/core/npy.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <limits>
+
+#include "radprobe/core/error.hpp"
+#include "radprobe/core/files.hpp"
+
+namespace radprobe {
+
+std::size_t dtype_size(DType dtype) {
+    switch (dtype) {
+        case DType::kFloat64:
+        case DType::kInt64:
+            return 8;
+        case DType::kFloat32:
+        case DType::kInt32:
+            return 4;
+        case DType::kInt16:
+        case DType::kUInt16:
+            return 2;
+        case DType::kUInt8:
+        case DType::kBool:
+            return 1;
+    }
+    return 0;
+}
+
+std::string dtype_descr(DType dtype) {
+    switch (dtype) {
+        case DType::kFloat32: return "<f4";
+        case DType::kFloat64: return "<f8";
+        case DType::kInt64: return "<i8";
+        case DType::kInt32: return "<i4";
+        case DType::kInt16: return "<i2";
+        case DType::kUInt16: return "<u2";
+        case DType::kUInt8: return "|u1";
+        case DType::kBool: return "|b1";
+    }
+    return "";
+}
+
+std::int64_t NpyArray::numel() const {
+    std::int64_t n = 1;
+    for (auto d : shape) {
+        n *= d;
+    }
+    return n;
+}
+
+namespace {
+template <typename T>
+constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::kFloat32; }
+template <> constexpr DType dtype_of<double>() { return DType::kFloat64; }
+template <> constexpr DType dtype_of<std::int64_t>() { return DType::kInt64; }
+template <> constexpr DType dtype_of<std::int32_t>() { return DType::kInt32; }
+template <> constexpr DType dtype_of<std::int16_t>() { return DType::kInt16; }
+template <> constexpr DType dtype_of<std::uint16_t>() { return DType::kUInt16; }
+template <> constexpr DType dtype_of<std::uint8_t>() { return DType::kUInt8; }
+}  // namespace
+
+template <typename T>
+const T* NpyArray::as() const {
+    RADPROBE_ASSERT(dtype == dtype_of<T>(), "npy dtype mismatch");
+    return reinterpret_cast<const T*>(data.data());
+}
+template <typename T>
+T* NpyArray::as() {
+    RADPROBE_ASSERT(dtype == dtype_of<T>(), "npy dtype mismatch");
+    return reinterpret_cast<T*>(data.data());
+}
+template const float* NpyArray::as<float>() const;
+template float* NpyArray::as<float>();
+template const double* NpyArray::as<double>() const;
+template double* NpyArray::as<double>();
+template const std::int64_t* NpyArray::as<std::int64_t>() const;
+template std::int64_t* NpyArray::as<std::int64_t>();
+template const std::int32_t* NpyArray::as<std::int32_t>() const;
+template std::int32_t* NpyArray::as<std::int32_t>();
+template const std::int16_t* NpyArray::as<std::int16_t>() const;
+template std::int16_t* NpyArray::as<std::int16_t>();
+template const std::uint16_t* NpyArray::as<std::uint16_t>() const;
+template std::uint16_t* NpyArray::as<std::uint16_t>();
+template const std::uint8_t* NpyArray::as<std::uint8_t>() const;
+template std::uint8_t* NpyArray::as<std::uint8_t>();
+
+std::vector<float> NpyArray::to_float() const {
+    const auto n = static_cast<std::size_t>(numel());
+    std::vector<float> out(n);
+    auto convert = [&](auto ptr) {
+        for (std::size_t i = 0; i < n; ++i) {
+            out[i] = static_cast<float>(ptr[i]);
+        }
+    };
+    switch (dtype) {
+        case DType::kFloat32: convert(as<float>()); break;
+        case DType::kFloat64: convert(as<double>()); break;
+        case DType::kInt64: convert(as<std::int64_t>()); break;
+        case DType::kInt32: convert(as<std::int32_t>()); break;
+        case DType::kInt16: convert(as<std::int16_t>()); break;
+        case DType::kUInt16: convert(as<std::uint16_t>()); break;
+        case DType::kUInt8:
+        case DType::kBool: convert(data.data()); break;
+    }
+    return out;
+}
+
+namespace {
+
+// Extracts the value following 'key': in the header dict (a small Python literal).
+std::string header_value(const std::string& header, const std::string& key,
+                         const std::string& name) {
+    const std::string quoted1 = "'" + key + "'";
+    auto pos = header.find(quoted1);
+    RADPROBE_CHECK(pos != std::string::npos, name, ": npy header has no '", key, "' entry");
+    pos = header.find(':', pos + quoted1.size());
+    RADPROBE_CHECK(pos != std::string::npos, name, ": npy header malformed near '", key, "'");
+    ++pos;
+    while (pos < header.size() && header[pos] == ' ') {
+        ++pos;
+    }
+    RADPROBE_CHECK(pos < header.size(), name, ": npy header truncated");
+    std::size_t end = pos;
+    if (header[pos] == '\'') {
+        end = header.find('\'', pos + 1);
+        RADPROBE_CHECK(end != std::string::npos, name, ": npy header malformed");
+        return header.substr(pos + 1, end - pos - 1);
+    }
+    if (header[pos] == '(') {
+        end = header.find(')', pos);
+        RADPROBE_CHECK(end != std::string::npos, name, ": npy header malformed shape");
+        return header.substr(pos, end - pos + 1);
+    }
+    while (end < header.size() && header[end] != ',' && header[end] != '}') {
+        ++end;
+    }
+    return header.substr(pos, end - pos);
+}
+
+DType parse_descr(const std::string& descr, const std::string& name) {
+    static const std::pair<const char*, DType> table[] = {
+        {"<f4", DType::kFloat32}, {"<f8", DType::kFloat64}, {"<i8", DType::kInt64},
+        {"<i4", DType::kInt32},   {"<i2", DType::kInt16},   {"<u2", DType::kUInt16},
+        {"|u1", DType::kUInt8},   {"<u1", DType::kUInt8},   {"|b1", DType::kBool}};
+    for (const auto& [d, t] : table) {
+        if (descr == d) {
+            return t;
+        }
+    }
+    throw InputError(str_cat(name, ": unsupported npy dtype '", descr,
+                             "' (supported: <f4 <f8 <i8 <i4 <i2 <u2 |u1 |b1, little-endian)"));
+}
+
+}  // namespace
+
+NpyArray parse_npy(const std::uint8_t* bytes, std::size_t size, const std::string& name) {
+    static const char magic[] = "\x93NUMPY";
+    RADPROBE_CHECK(size >= 10 && std::memcmp(bytes, magic, 6) == 0, name,
+                   ": not a .npy file (bad magic)");
+    const int major = bytes[6];
+    std::size_t header_len = 0;
+    std::size_t offset = 0;
+    if (major == 1) {
+        header_len = bytes[8] | (bytes[9] << 8);
+        offset = 10;
+    } else if (major == 2 || major == 3) {
+        RADPROBE_CHECK(size >= 12, name, ": truncated .npy header");
+        header_len = static_cast<std::size_t>(bytes[8]) | (static_cast<std::size_t>(bytes[9]) << 8) |
+                     (static_cast<std::size_t>(bytes[10]) << 16) |
+                     (static_cast<std::size_t>(bytes[11]) << 24);
+        offset = 12;
+    } else {
+        throw InputError(str_cat(name, ": unsupported .npy version ", major));
+    }
+    RADPROBE_CHECK(header_len <= size - offset, name, ": .npy header length ", header_len,
+                   " runs past the end of the file");
+    const std::string header(reinterpret_cast<const char*>(bytes + offset), header_len);
+    offset += header_len;
+
+    NpyArray array;
+    array.dtype = parse_descr(header_value(header, "descr", name), name);
+    const std::string fortran = header_value(header, "fortran_order", name);
+    RADPROBE_CHECK(fortran.find("False") != std::string::npos, name,
+                   ": Fortran-ordered arrays are not supported (save with C order)");
+    const std::string shape = header_value(header, "shape", name);
+    std::size_t i = 1;
+    while (i < shape.size()) {
+        while (i < shape.size() && (shape[i] == ' ' || shape[i] == ',')) {
+            ++i;
+        }
+        if (i >= shape.size() || shape[i] == ')') {
+            break;
+        }
+        std::size_t j = i;
+        while (j < shape.size() && std::isdigit(static_cast<unsigned char>(shape[j]))) {
+            ++j;
+        }
+        RADPROBE_CHECK(j > i, name, ": malformed shape ", shape);
+        const long long d = std::stoll(shape.substr(i, j - i));
+        array.shape.push_back(d);
+        i = j;
+    }
+    std::uint64_t numel = 1;
+    for (auto d : array.shape) {
+        RADPROBE_CHECK(d >= 0 && (d == 0 || numel <= std::numeric_limits<std::uint64_t>::max() /
+                                                         static_cast<std::uint64_t>(d)),
+                       name, ": shape overflows");
+        numel *= static_cast<std::uint64_t>(d);
+    }
+    const std::uint64_t nbytes = numel * dtype_size(array.dtype);
+    RADPROBE_CHECK(nbytes == size - offset, name, ": data size ", size - offset,
+                   " bytes does not match shape ", shape, " (", nbytes, " bytes expected)");
+    array.data.assign(bytes + offset, bytes + size);
+    return array;
+}
+
+NpyArray read_npy(const std::filesystem::path& path) {
+    const auto bytes = read_file_bytes(path);
+    return parse_npy(bytes.data(), bytes.size(), path.string());
+}
+
+std::string serialize_npy(const NpyArray& array) {
+    RADPROBE_ASSERT(array.data.size() ==
+                    static_cast<std::size_t>(array.numel()) * dtype_size(array.dtype));
+    std::string shape = "(";
+    for (std::size_t i = 0; i < array.shape.size(); ++i) {
+        shape += std::to_string(array.shape[i]);
+        if (array.shape.size() == 1 || i + 1 < array.shape.size()) {
+            shape += ",";
+        }
+        if (i + 1 < array.shape.size()) {
+            shape += " ";
+        }
+    }
+    shape += ")";
+    std::string header = "{'descr': '" + dtype_descr(array.dtype) +
+                         "', 'fortran_order': False, 'shape': " + shape + ", }";
+    // Pad so that magic + len + header + '\n' is a multiple of 64.
+    const bool v2 = header.size() + 11 > 65535;
+    const std::size_t prefix = v2 ? 12 : 10;
+    std::size_t total = prefix + header.size() + 1;
+    header.append((64 - total % 64) % 64, ' ');
+    header += '\n';
+    std::string out = "\x93NUMPY";
+    out += static_cast<char>(v2 ? 2 : 1);
+    out += '\0';
+    const std::size_t len = header.size();
+    out += static_cast<char>(len & 0xff);
+    out += static_cast<char>((len >> 8) & 0xff);
+    if (v2) {
+        out += static_cast<char>((len >> 16) & 0xff);
+        out += static_cast<char>((len >> 24) & 0xff);
+    }
+    out += header;
+    out.append(reinterpret_cast<const char*>(array.data.data()), array.data.size());
+    return out;
+}
+
+void write_npy(const std::filesystem::path& path, const NpyArray& array) {
+    write_file_atomic(path, serialize_npy(array));
+}
+
+void write_npy_f32(const std::filesystem::path& path, const std::vector<std::int64_t>& shape,
+                   const float* data) {
+    NpyArray a;
+    a.dtype = DType::kFloat32;
+    a.shape = shape;
+    a.data.resize(static_cast<std::size_t>(a.numel()) * 4);
+    std::memcpy(a.data.data(), data, a.data.size());
+    write_npy(path, a);
+}
+
+}  // namespace radprobe

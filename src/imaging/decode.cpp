@@ -1,0 +1,84 @@
+#include "radprobe/imaging/decode.hpp"
+
+#include <cstring>
+#include <fstream>
+
+#include "decoders.hpp"
+#include "radprobe/core/error.hpp"
+
+namespace radprobe::imaging {
+namespace fs = std::filesystem;
+
+Stage parse_stage(const std::string& text) {
+    if (text == "stored") {
+        return Stage::kStored;
+    }
+    if (text == "modality") {
+        return Stage::kModality;
+    }
+    if (text == "display") {
+        return Stage::kDisplay;
+    }
+    throw UsageError(str_cat("--stage: '", text, "' is not one of stored, modality, display"));
+}
+
+namespace {
+
+// Identifies the format from the first bytes; anything unrecognised is tried as DICOM (files
+// without a Part-10 preamble have no magic number).
+std::string sniff_format(const fs::path& path) {
+    std::error_code ec;
+    RADPROBE_CHECK(fs::exists(path, ec), path.string(), ": file not found");
+    RADPROBE_CHECK(!fs::is_directory(path, ec), path.string(), ": is a directory, not an image");
+    const auto size = fs::file_size(path, ec);
+    RADPROBE_CHECK(!ec, path.string(), ": cannot read: ", ec.message());
+    RADPROBE_CHECK(size > 0, path.string(), ": empty file");
+    std::ifstream in(path, std::ios::binary);
+    RADPROBE_CHECK(in.good(), path.string(), ": cannot open for reading");
+    unsigned char head[132] = {};
+    in.read(reinterpret_cast<char*>(head), sizeof head);
+    const auto n = static_cast<std::size_t>(in.gcount());
+    if (n >= 8 && std::memcmp(head, "\x89PNG\r\n\x1a\n", 8) == 0) {
+        return "png";
+    }
+    if (n >= 3 && head[0] == 0xFF && head[1] == 0xD8 && head[2] == 0xFF) {
+        return "jpeg";
+    }
+    if (n >= 4 && ((std::memcmp(head, "II*\0", 4) == 0) || std::memcmp(head, "MM\0*", 4) == 0)) {
+        return "tiff";
+    }
+    return "dicom";
+}
+
+}  // namespace
+
+Image decode(const fs::path& path, const DecodeOptions& options) {
+    RADPROBE_USAGE_CHECK(options.frame >= 0, "--frame must be >= 0, got ", options.frame);
+    RADPROBE_USAGE_CHECK(options.window >= 0, "--window must be >= 0, got ", options.window);
+    const std::string format = sniff_format(path);
+    if (format == "dicom") {
+        return detail::dicom_decode(path, options);
+    }
+    return detail::raster_decode(path, format, options);
+}
+
+std::vector<long long> decode_stored_all_frames(const fs::path& path, ImageInfo* info) {
+    const std::string format = sniff_format(path);
+    RADPROBE_CHECK(format == "dicom", path.string(),
+                   ": stored values of all frames are only available for DICOM files");
+    auto stored = detail::dicom_read_stored(path, true);
+    if (info) {
+        *info = stored.info;
+    }
+    return std::move(stored.samples);
+}
+
+ImageInfo probe(const fs::path& path) {
+    const std::string format = sniff_format(path);
+    if (format == "dicom") {
+        return detail::dicom_read_stored(path, false).info;
+    }
+    return detail::raster_probe(path, format);
+}
+
+}  // namespace radprobe::imaging

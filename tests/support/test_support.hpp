@@ -1,0 +1,90 @@
+#pragma once
+// Helpers shared by the test suites: where the shared data, the source tree and the radprobe
+// binary are, temporary directories, and running the CLI as a user would.
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace radprobe::test {
+
+inline std::filesystem::path shared_dir() { return RADPROBE_SHARED_DIR; }
+inline std::filesystem::path source_dir() { return RADPROBE_SOURCE_DIR; }
+inline std::filesystem::path radprobe_binary() { return RADPROBE_BINARY; }
+
+/// A fresh directory under the system temp dir, removed at destruction.
+class TempDir {
+public:
+    TempDir() {
+        std::string tmpl = (std::filesystem::temp_directory_path() / "radprobe-test-XXXXXX").string();
+        char* made = ::mkdtemp(tmpl.data());
+        if (!made) {
+            throw std::runtime_error("mkdtemp failed");
+        }
+        path_ = made;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::filesystem::path& path() const { return path_; }
+    std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+private:
+    std::filesystem::path path_;
+};
+
+struct CliResult {
+    int exit_code = -1;
+    std::string out;  ///< stdout
+    std::string err;  ///< stderr
+};
+
+/// Runs `radprobe <args>` through the shell (args are passed verbatim: quote paths yourself).
+inline CliResult run_cli(const std::string& args) {
+    TempDir tmp;
+    const auto out_path = tmp / "stdout";
+    const auto err_path = tmp / "stderr";
+    const std::string cmd = "'" + radprobe_binary().string() + "' " + args + " >'" +
+                            out_path.string() + "' 2>'" + err_path.string() + "' </dev/null";
+    const int status = std::system(cmd.c_str());
+    CliResult r;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    auto slurp = [](const std::filesystem::path& p) {
+        std::string s;
+        if (FILE* f = std::fopen(p.c_str(), "rb")) {
+            std::array<char, 4096> buf;
+            size_t n;
+            while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
+                s.append(buf.data(), n);
+            }
+            std::fclose(f);
+        }
+        return s;
+    };
+    r.out = slurp(out_path);
+    r.err = slurp(err_path);
+    return r;
+}
+
+/// Number of lines in a string (a trailing newline does not start a new line).
+inline int count_lines(const std::string& s) {
+    int n = 0;
+    for (char c : s) {
+        n += c == '\n';
+    }
+    if (!s.empty() && s.back() != '\n') {
+        ++n;
+    }
+    return n;
+}
+
+}  // namespace radprobe::test
