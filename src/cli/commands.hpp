@@ -21,6 +21,7 @@ struct Command {
 Runner setup_decode(CLI::App& app);    // cmd_decode.cpp   (imaging)
 Runner setup_validate(CLI::App& app);  // cmd_validate.cpp (dataset)
 Runner setup_split(CLI::App& app);     // cmd_split.cpp    (dataset)
+Runner setup_manifest(CLI::App& app);  // cmd_manifest.cpp (dataset)
 Runner setup_synth(CLI::App& app);     // cmd_synth.cpp    (synth)
 Runner setup_stats(CLI::App& app);     // cmd_stats.cpp    (eval)
 Runner setup_tokens(CLI::App& app);    // cmd_tokens.cpp   (encoders)

@@ -21,6 +21,8 @@ const Command kCommands[] = {
      radprobe::cli::setup_validate},
     {"split", "Write a patient-level, label-stratified train/val/test split of a manifest",
      radprobe::cli::setup_split},
+    {"manifest", "Build a radprobe manifest from another table (e.g. NIH labels.csv)",
+     radprobe::cli::setup_manifest},
     {"synth", "Generate chest-radiograph phantoms with ground truth (images, masks, boxes)",
      radprobe::cli::setup_synth},
     {"stats", "Statistics: AUROC with CIs and DeLong tests, segmentation metrics, FDR",
