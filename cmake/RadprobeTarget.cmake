@@ -5,7 +5,8 @@
 # src/<name>/include/radprobe/<name>/, warnings as errors. TORCH links LibTorch publicly and reuses
 # the shared precompiled LibTorch header.
 
-set(RADPROBE_WARNINGS -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter)
+# -Wno-restrict: GCC 12 reports false positives inside std::string at -O3 (GCC bug 105329).
+set(RADPROBE_WARNINGS -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter -Wno-restrict)
 
 # One precompiled header for every LibTorch-heavy translation unit.
 add_library(radprobe_torch_pch OBJECT ${CMAKE_SOURCE_DIR}/cmake/torch_pch.cpp)

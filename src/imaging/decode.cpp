@@ -38,6 +38,11 @@ std::string sniff_format(const fs::path& path) {
     unsigned char head[132] = {};
     in.read(reinterpret_cast<char*>(head), sizeof head);
     const auto n = static_cast<std::size_t>(in.gcount());
+    // A Part-10 file has "DICM" after its 128-byte preamble; the preamble itself may hold a
+    // TIFF header (dual-personality files such as the WG04 set), so this test comes first.
+    if (n >= 132 && std::memcmp(head + 128, "DICM", 4) == 0) {
+        return "dicom";
+    }
     if (n >= 8 && std::memcmp(head, "\x89PNG\r\n\x1a\n", 8) == 0) {
         return "png";
     }

@@ -19,6 +19,9 @@
 #include <sstream>
 
 #include "decoders.hpp"
+#include "dicom_structure.hpp"
+#include "quiet_stderr.hpp"
+#include "radprobe/core/files.hpp"
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/error.hpp"
 
@@ -195,8 +198,17 @@ struct ParsedDicom {
 void read_header(const fs::path& path, ParsedDicom& parsed) {
     silence_gdcm();
     const std::string name = path.string();
+    {
+        const auto bytes = read_file_bytes(path);
+        check_dicom_structure(bytes.data(), bytes.size(), name);
+    }
     parsed.reader.SetFileName(name.c_str());
-    if (!parsed.reader.Read()) {
+    bool read_ok = false;
+    {
+        QuietStderr quiet;
+        read_ok = parsed.reader.Read();
+    }
+    if (!read_ok) {
         throw InputError(str_cat(
             name, ": not a readable image (not PNG/JPEG/TIFF, and not a valid DICOM file or "
                   "a DICOM file without pixel data)"));
@@ -311,7 +323,12 @@ std::vector<long long> decode_samples(ParsedDicom& parsed, const std::string& na
     RADPROBE_CHECK(buffer_len >= expected, name, ": decoder reports ", buffer_len,
                    " bytes of pixels, geometry needs ", expected);
     std::vector<char> buffer(buffer_len);
-    RADPROBE_CHECK(image.GetBuffer(buffer.data()), name, ": cannot decode pixel data (",
+    bool decoded = false;
+    {
+        QuietStderr quiet;
+        decoded = image.GetBuffer(buffer.data());
+    }
+    RADPROBE_CHECK(decoded, name, ": cannot decode pixel data (",
                    info.transfer_syntax, "): corrupt or truncated compressed stream");
     // GDCM may convert YBR to RGB while decoding; record what the buffer holds.
     const char* pi = gdcm::PhotometricInterpretation::GetPIString(
@@ -322,6 +339,21 @@ std::vector<long long> decode_samples(ParsedDicom& parsed, const std::string& na
     std::vector<long long> samples(n);
     for (std::size_t i = 0; i < n; ++i) {
         samples[i] = sample_at(buffer.data(), i, info.bits_allocated, info.is_signed);
+    }
+    // PS3.5 8.1.1: a stored value is Bits Stored bits wide (two's complement when signed); bits
+    // above it are not part of the value. Decoders disagree here (GDCM sign-extends native
+    // data but returns JPEG-LS samples unsigned), so the rule is applied once, here.
+    const int bits = info.bits_stored;
+    if (bits > 0 && bits < info.bits_allocated && info.samples_per_pixel == 1 &&
+        info.photometric.rfind("MONOCHROME", 0) == 0) {
+        const long long mask = (1LL << bits) - 1;
+        const long long sign = 1LL << (bits - 1);
+        for (auto& v : samples) {
+            v &= mask;
+            if (info.is_signed && (v & sign)) {
+                v -= (1LL << bits);
+            }
+        }
     }
     (void)image_out_for_palette;
     return samples;

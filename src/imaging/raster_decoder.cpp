@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "decoders.hpp"
+#include "quiet_stderr.hpp"
 #include "radprobe/core/error.hpp"
 
 namespace radprobe::imaging::detail {
@@ -17,6 +18,7 @@ namespace {
 cv::Mat read_raster(const fs::path& path, const std::string& format) {
     cv::Mat m;
     try {
+        QuietStderr quiet;
         m = cv::imread(path.string(), cv::IMREAD_UNCHANGED | cv::IMREAD_ANYDEPTH);
     } catch (const cv::Exception& e) {
         throw InputError(str_cat(path.string(), ": cannot decode ", format, ": ", e.what()));

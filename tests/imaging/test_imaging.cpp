@@ -1,0 +1,375 @@
+// Imaging tests: every DICOM file of the shared set against pydicom goldens
+// (tests/golden/imaging/make_goldens.py), WG04 lossless variants bit-exact, raster formats,
+// malformed and truncated inputs, and the `radprobe decode` CLI.
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+
+#include "md5.hpp"
+#include "radprobe/core/error.hpp"
+#include "radprobe/core/files.hpp"
+#include "radprobe/core/npy.hpp"
+#include "radprobe/imaging/decode.hpp"
+#include "test_support.hpp"
+
+namespace radprobe::imaging {
+namespace {
+
+namespace fs = std::filesystem;
+using test::TempDir;
+
+const fs::path kDicomDir = test::shared_dir() / "data" / "dicom";
+const fs::path kGoldenDir = test::source_dir() / "tests" / "golden" / "imaging";
+
+const nlohmann::json& goldens() {
+    static const nlohmann::json j =
+        nlohmann::json::parse(read_file_text(kGoldenDir / "goldens.json"));
+    return j;
+}
+
+// Files that GDCM (and therefore radprobe) cannot read, with the reason; each must fail with a
+// clear one-line error rather than decode.
+const std::map<std::string, std::string> kExpectedFailures = {
+    {"fo-dicom/GH340.dcm", "Photometric Interpretation"},
+    {"fo-dicom/GH364.dcm", "outside any sequence"},
+    {"pydicom-data/emri_small_jpeg_2k_lossless_too_short.dcm", "truncated"},
+    {"wg04/JLSL__MR1_JLSL", "cannot decode"},
+};
+
+// Serialises stored samples in the reference's dtype so MD5s are comparable.
+std::string bytes_in_dtype(const std::vector<long long>& v, const std::string& dtype) {
+    std::string out;
+    const bool big = dtype[0] == '>';
+    const char kind = dtype[1];
+    const int size = dtype[2] - '0';
+    out.resize(v.size() * static_cast<std::size_t>(size));
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        const auto u = static_cast<std::uint64_t>(v[i]);
+        for (int b = 0; b < size; ++b) {
+            const int shift = 8 * (big ? size - 1 - b : b);
+            out[i * size + b] = static_cast<char>((u >> shift) & 0xff);
+        }
+    }
+    (void)kind;
+    return out;
+}
+
+TEST(Dicom, StoredValuesMatchPydicomBitExact) {
+    int checked = 0;
+    for (const auto& rec : goldens()["files"]) {
+        const std::string file = rec["file"];
+        if (!rec["pydicom_decoded"].get<bool>() || kExpectedFailures.count(file)) {
+            continue;
+        }
+        SCOPED_TRACE(file);
+        ImageInfo info;
+        const auto stored = decode_stored_all_frames(kDicomDir / file, &info);
+        std::size_t expected_n = 1;
+        for (const auto& d : rec["shape"]) {
+            expected_n *= d.get<std::size_t>();
+        }
+        ASSERT_EQ(stored.size(), expected_n);
+        EXPECT_EQ(test::md5_hex(bytes_in_dtype(stored, rec["dtype"]).data(),
+                                stored.size() * static_cast<std::size_t>(
+                                                    rec["dtype"].get<std::string>()[2] - '0')),
+                  rec["md5_stored"].get<std::string>());
+        ++checked;
+    }
+    EXPECT_GE(checked, 44);
+}
+
+TEST(Dicom, Wg04LosslessVariantsDecodeToIdenticalStoredValues) {
+    for (const std::string image : {"CT1", "MR1", "RG3"}) {
+        SCOPED_TRACE(image);
+        const auto ref = decode_stored_all_frames(kDicomDir / "wg04" / ("REF__" + image + "_UNC"));
+        const std::string ref_md5 = test::md5_hex(ref.data(), ref.size() * sizeof(long long));
+        for (const std::string syntax : {"RLE", "JPLL", "JLSL", "J2KR"}) {
+            const std::string file = "wg04/" + syntax + "__" + image + "_" + syntax;
+            SCOPED_TRACE(file);
+            if (kExpectedFailures.count(file)) {
+                EXPECT_THROW(decode_stored_all_frames(kDicomDir / file), InputError);
+                continue;
+            }
+            const auto v = decode_stored_all_frames(kDicomDir / file);
+            EXPECT_EQ(test::md5_hex(v.data(), v.size() * sizeof(long long)), ref_md5);
+        }
+    }
+}
+
+void expect_stage_matches(const Image& img, const nlohmann::json& g, double tol) {
+    const int sr = g["step"][0], sc = g["step"][1];
+    const int gr = g["grid_shape"][0], gc = g["grid_shape"][1];
+    const auto& values = g["grid"];
+    double max_err = 0;
+    for (int r = 0; r < gr; ++r) {
+        for (int c = 0; c < gc; ++c) {
+            const double want = values[static_cast<std::size_t>(r * gc + c)];
+            max_err = std::max(max_err, std::abs(img.at(r * sr, c * sc) - want));
+        }
+    }
+    double sum = 0;
+    for (float v : img.pixels) {
+        sum += v;
+    }
+    const double scale = std::max(1.0, std::abs(g["max"].get<double>()));
+    EXPECT_LE(max_err, tol * scale) << "grid max-abs error";
+    EXPECT_NEAR(sum / static_cast<double>(img.pixels.size()), g["mean"].get<double>(),
+                tol * scale);
+}
+
+TEST(Dicom, ModalityAndDisplayMatchPydicomWithin1Over1024) {
+    int checked = 0;
+    for (const auto& rec : goldens()["files"]) {
+        const std::string file = rec["file"];
+        if (!rec["pydicom_decoded"].get<bool>() || kExpectedFailures.count(file)) {
+            continue;
+        }
+        for (const auto& [frame_key, stages] : rec["frames_checked"].items()) {
+            SCOPED_TRACE(file + " frame " + frame_key);
+            for (const auto& [stage_name, g] : stages.items()) {
+                SCOPED_TRACE(stage_name);
+                DecodeOptions opt;
+                opt.stage = parse_stage(stage_name);
+                opt.frame = std::stoi(frame_key);
+                const Image img = decode(kDicomDir / file, opt);
+                ASSERT_EQ(img.rows, img.info.rows);
+                // display is in [0,1]: 1/1024 absolute; stored/modality values: 1/1024 of the
+                // value range (float32 output of float64 arithmetic).
+                expect_stage_matches(img, g, 1.0 / 1024.0);
+                ++checked;
+            }
+        }
+    }
+    EXPECT_GE(checked, 100);
+}
+
+TEST(Dicom, Monochrome1IsInvertedInDisplayOnly) {
+    const Image mono2 = decode(kDicomDir / "siim_cr" /
+                               "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm");
+    const Image mono1 = decode(kDicomDir / "siim_cr" / "Fake_MONOHR1.dcm");
+    ASSERT_EQ(mono1.pixels.size(), mono2.pixels.size());
+    double max_err = 0;
+    for (std::size_t i = 0; i < mono1.pixels.size(); ++i) {
+        max_err = std::max(max_err, std::abs(1.0 - mono1.pixels[i] - mono2.pixels[i]));
+    }
+    EXPECT_LT(max_err, 1e-6);
+    DecodeOptions stored;
+    stored.stage = Stage::kStored;
+    EXPECT_EQ(decode(kDicomDir / "siim_cr" / "Fake_MONOHR1.dcm", stored).pixels,
+              decode(kDicomDir / "siim_cr" /
+                         "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm",
+                     stored)
+                  .pixels);
+}
+
+TEST(Dicom, SecondWindowIsSelectable) {
+    // bad_sequence.dcm carries two windows: [40, 450] centres, [350, 1500] widths.
+    DecodeOptions w0, w1;
+    w1.window = 1;
+    const fs::path f = kDicomDir / "pydicom-data" / "bad_sequence.dcm";
+    const Image a = decode(f, w0);
+    const Image b = decode(f, w1);
+    DecodeOptions mod;
+    mod.stage = Stage::kModality;
+    const Image m = decode(f, mod);
+    // Check window 1 against the LINEAR formula directly on a few pixels.
+    for (std::size_t i = 0; i < m.pixels.size(); i += 997) {
+        const double c = 450 - 0.5, w = 1500 - 1;
+        const double v = m.pixels[i];
+        const double want = v <= c - w / 2 ? 0.0 : v > c + w / 2 ? 1.0 : (v - c) / w + 0.5;
+        ASSERT_NEAR(b.pixels[i], want, 1e-6);
+    }
+    EXPECT_NE(a.pixels, b.pixels);
+    DecodeOptions w2;
+    w2.window = 2;
+    EXPECT_THROW(decode(f, w2), InputError);
+}
+
+TEST(Dicom, InvalidWindowWidthFallsBackToFullRangeWithAWarning) {
+    const Image img = decode(kDicomDir / "fo-dicom" / "GH1261.dcm");
+    ASSERT_FALSE(img.info.warnings.empty());
+    EXPECT_NE(img.info.warnings[0].find("width 0"), std::string::npos) << img.info.warnings[0];
+}
+
+void expect_one_line_error_naming(const fs::path& file, const std::string& fragment = "") {
+    try {
+        decode(file);
+        ADD_FAILURE() << "decoded " << file;
+    } catch (const InputError& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find(file.string()), std::string::npos) << msg;
+        EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+        if (!fragment.empty()) {
+            EXPECT_NE(msg.find(fragment), std::string::npos) << msg;
+        }
+    }
+}
+
+TEST(Dicom, KnownUndecodableFilesGiveClearErrors) {
+    for (const auto& [file, reason] : kExpectedFailures) {
+        SCOPED_TRACE(file);
+        expect_one_line_error_naming(kDicomDir / file, reason);
+    }
+}
+
+TEST(Dicom, TruncationsOfEveryGoodFileAreErrorsNotImages) {
+    TempDir tmp;
+    int files = 0;
+    for (const auto& rec : goldens()["files"]) {
+        const std::string file = rec["file"];
+        if (!rec["pydicom_decoded"].get<bool>() || kExpectedFailures.count(file)) {
+            continue;
+        }
+        const auto bytes = read_file_bytes(kDicomDir / file);
+        SCOPED_TRACE(file);
+        ++files;
+        // Cut inside the header, at the middle and just before the end (inside pixel data).
+        for (double frac : {0.01, 0.25, 0.5, 0.9, 0.999}) {
+            const auto keep = static_cast<std::size_t>(static_cast<double>(bytes.size()) * frac);
+            const fs::path cut = tmp / ("cut_" + std::to_string(files) + "_" +
+                                        std::to_string(static_cast<int>(frac * 1000)));
+            write_file_atomic(cut, std::string(bytes.begin(), bytes.begin() + keep));
+            SCOPED_TRACE(keep);
+            expect_one_line_error_naming(cut);
+        }
+    }
+    EXPECT_GE(files, 40);
+}
+
+TEST(Inputs, NonImagesGiveOneLineErrors) {
+    TempDir tmp;
+    write_file_atomic(tmp / "empty.dcm", "");
+    write_file_atomic(tmp / "text.png", "this is not an image at all\n");
+    write_file_atomic(tmp / "notes.txt", "hello\n");
+    std::string fake_png = "\x89PNG\r\n\x1a\n garbage";
+    write_file_atomic(tmp / "fake.png", fake_png);
+    std::string fake_dicm(128, '\0');
+    fake_dicm += "DICM";
+    fake_dicm += std::string(40, '\x01');
+    write_file_atomic(tmp / "fake.dcm", fake_dicm);
+    expect_one_line_error_naming(tmp / "empty.dcm", "empty file");
+    expect_one_line_error_naming(tmp / "text.png");
+    expect_one_line_error_naming(tmp / "notes.txt");
+    expect_one_line_error_naming(tmp / "fake.png");
+    expect_one_line_error_naming(tmp / "fake.dcm");
+    expect_one_line_error_naming(tmp / "missing.dcm", "not found");
+    expect_one_line_error_naming(tmp.path(), "directory");
+}
+
+TEST(Raster, GreyRgbRgba16BitJpegTiffToDisplay) {
+    TempDir tmp;
+    cv::Mat grey8(5, 7, CV_8UC1), grey16(5, 7, CV_16UC1), bgr(5, 7, CV_8UC3), bgra(5, 7, CV_8UC4);
+    for (int r = 0; r < 5; ++r) {
+        for (int c = 0; c < 7; ++c) {
+            grey8.at<std::uint8_t>(r, c) = static_cast<std::uint8_t>(r * 40 + c * 3);
+            grey16.at<std::uint16_t>(r, c) = static_cast<std::uint16_t>(r * 10000 + c * 77);
+            bgr.at<cv::Vec3b>(r, c) = cv::Vec3b(static_cast<uchar>(c * 30), static_cast<uchar>(r * 50),
+                                                static_cast<uchar>(200 - r * c));
+            bgra.at<cv::Vec4b>(r, c) = cv::Vec4b(static_cast<uchar>(c * 30), static_cast<uchar>(r * 50),
+                                                 static_cast<uchar>(200 - r * c), 17);
+        }
+    }
+    cv::imwrite((tmp / "g8.png").string(), grey8);
+    cv::imwrite((tmp / "g16.png").string(), grey16);
+    cv::imwrite((tmp / "rgb.png").string(), bgr);
+    cv::imwrite((tmp / "rgba.png").string(), bgra);
+    cv::imwrite((tmp / "g16.tif").string(), grey16);
+    cv::imwrite((tmp / "g8.jpg").string(), grey8, {cv::IMWRITE_JPEG_QUALITY, 100});
+    const Image g8 = decode(tmp / "g8.png");
+    const Image g16 = decode(tmp / "g16.png");
+    const Image rgb = decode(tmp / "rgb.png");
+    const Image rgba = decode(tmp / "rgba.png");
+    const Image tif = decode(tmp / "g16.tif");
+    const Image jpg = decode(tmp / "g8.jpg");
+    EXPECT_EQ(g8.info.format, "png");
+    EXPECT_EQ(tif.info.format, "tiff");
+    EXPECT_EQ(jpg.info.format, "jpeg");
+    for (int r = 0; r < 5; ++r) {
+        for (int c = 0; c < 7; ++c) {
+            EXPECT_NEAR(g8.at(r, c), (r * 40 + c * 3) / 255.0, 1e-6);
+            EXPECT_NEAR(g16.at(r, c), (r * 10000 + c * 77) / 65535.0, 1e-6);
+            EXPECT_NEAR(tif.at(r, c), (r * 10000 + c * 77) / 65535.0, 1e-6);
+            const double y = (0.299 * (200 - r * c) + 0.587 * r * 50 + 0.114 * c * 30) / 255.0;
+            EXPECT_NEAR(rgb.at(r, c), y, 1e-6);
+            EXPECT_NEAR(rgba.at(r, c), y, 1e-6);  // alpha ignored
+            EXPECT_NEAR(jpg.at(r, c), (r * 40 + c * 3) / 255.0, 3.0 / 255.0);  // lossy
+        }
+    }
+    DecodeOptions stored;
+    stored.stage = Stage::kStored;
+    EXPECT_FLOAT_EQ(decode(tmp / "g16.png", stored).at(4, 6), 4 * 10000 + 6 * 77);
+}
+
+TEST(Raster, PalettePngBecomesLuminance) {
+    const auto expected =
+        nlohmann::json::parse(read_file_text(kGoldenDir / "palette_expected.json"));
+    const Image img = decode(kGoldenDir / "palette.png");
+    ASSERT_EQ(img.rows, expected["shape"][0].get<int>());
+    ASSERT_EQ(img.cols, expected["shape"][1].get<int>());
+    for (std::size_t i = 0; i < img.pixels.size(); ++i) {
+        ASSERT_NEAR(img.pixels[i], expected["display"][i].get<double>(), 1e-6) << i;
+    }
+}
+
+TEST(Cli, DecodeWritesNpyAndMapsErrorsToExitCodes) {
+    TempDir tmp;
+    const fs::path in = kDicomDir / "fo-dicom" / "CR-MONO1-10-chest";
+    auto r = test::run_cli("decode '" + in.string() + "' --out '" + (tmp / "x.npy").string() +
+                           "' --stage modality");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const NpyArray a = read_npy(tmp / "x.npy");
+    EXPECT_EQ(a.shape, (std::vector<std::int64_t>{440, 440}));
+    DecodeOptions mod;
+    mod.stage = Stage::kModality;
+    const Image direct = decode(in, mod);
+    EXPECT_EQ(std::memcmp(a.as<float>(), direct.pixels.data(), direct.pixels.size() * 4), 0);
+
+    r = test::run_cli("decode '" + in.string() + "' --out '" + (tmp / "y.npy").string() +
+                      "' --stage bogus");
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_EQ(test::count_lines(r.err), 1) << r.err;
+    r = test::run_cli("decode '" + (tmp / "nope.dcm").string() + "' --out '" +
+                      (tmp / "y.npy").string() + "'");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(test::count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("nope.dcm"), std::string::npos);
+    EXPECT_FALSE(fs::exists(tmp / "y.npy"));
+    r = test::run_cli("decode --help");
+    EXPECT_EQ(r.exit_code, 0);
+    EXPECT_NE(r.out.find("--stage"), std::string::npos);
+    // GDCM must not print its own traces: a bad file gives exactly our one line.
+    r = test::run_cli("decode '" +
+                      (kDicomDir / "pydicom-data" / "emri_small_jpeg_2k_lossless_too_short.dcm")
+                          .string() +
+                      "' --out '" + (tmp / "z.npy").string() + "'");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(test::count_lines(r.err), 1) << r.err;
+}
+
+TEST(Cli, FrameSelectsAFrameOfAMultiFrameFile) {
+    const fs::path f = kDicomDir / "pydicom-data" / "emri_small.dcm";
+    DecodeOptions f0, f9, f10;
+    f9.frame = 9;
+    f10.frame = 10;
+    f0.stage = f9.stage = Stage::kStored;
+    const Image a = decode(f, f0), b = decode(f, f9);
+    EXPECT_NE(a.pixels, b.pixels);
+    ImageInfo info;
+    const auto all = decode_stored_all_frames(f, &info);
+    ASSERT_EQ(info.frames, 10);
+    for (std::size_t i = 0; i < b.pixels.size(); ++i) {
+        ASSERT_EQ(b.pixels[i], static_cast<float>(all[9 * 64 * 64 + i]));
+    }
+    EXPECT_THROW(decode(f, f10), InputError);
+}
+
+}  // namespace
+}  // namespace radprobe::imaging
