@@ -1,9 +1,85 @@
-// PLACEHOLDER: replaced by the component's own implementation before anything lands.
+// radprobe extract --model HFDIR --manifest M --pool cls,mean,roi --out STORE [--batch B]
+//                  [--threads T] [--layers ...] [--roi boxes|boxes:LABEL|mask_NAME] [--strict]
+
+#include <cstdio>
+
 #include "commands.hpp"
 #include "radprobe/core/error.hpp"
+#include "radprobe/features/embeddings.hpp"
 
 namespace radprobe::cli {
+
 Runner setup_extract(CLI::App& app) {
-    return [] () -> int { throw InputError("extract: not built yet"); };
+    struct Options {
+        std::string model, manifest, boxes, pool = "cls,mean", out, layers, roi = "boxes";
+        int batch = 8, threads = 0;
+        long long resize = 0, shard = 256;
+        bool strict = false, no_fold = false;
+    };
+    auto opt = std::make_shared<Options>();
+    app.add_option("--model", opt->model, "Hugging Face model directory")->required();
+    app.add_option("--manifest", opt->manifest, "study manifest CSV")->required();
+    app.add_option("--out", opt->out, "store root; the store is STORE/<model>-<key>/")->required();
+    app.add_option("--pool", opt->pool, "poolings: cls, mean, cls+mean, roi (comma-separated)")
+        ->capture_default_str();
+    app.add_option("--layers", opt->layers,
+                   "hidden states to pool and concatenate, e.g. -1,-4 (default: the last, "
+                   "normalised); intermediate layers get the final layer norm");
+    app.add_option("--roi", opt->roi,
+                   "region for roi pooling: boxes (all boxes of the image), boxes:LABEL, or "
+                   "mask_NAME (a mask column)")
+        ->capture_default_str();
+    app.add_option("--boxes", opt->boxes, "boxes CSV (default: boxes.csv beside the manifest)");
+    app.add_option("--batch", opt->batch, "images per forward pass")->capture_default_str();
+    app.add_option("--threads", opt->threads, "LibTorch threads (0 = cores available)")
+        ->capture_default_str();
+    app.add_option("--resize", opt->resize, "override the processor's size (shortest edge / crop)");
+    app.add_option("--shard", opt->shard, "images per shard (resume granularity)")
+        ->capture_default_str();
+    app.add_flag("--strict", opt->strict, "a corrupt or unreadable image is fatal");
+    app.add_flag("--no-fold", opt->no_fold,
+                 "run the 3-channel patch embedding instead of the folded grey one");
+    return [opt]() -> int {
+        features::ExtractOptions o;
+        o.model_dir = opt->model;
+        o.manifest = opt->manifest;
+        if (!opt->boxes.empty()) {
+            o.boxes = opt->boxes;
+        }
+        o.poolings = features::parse_poolings(opt->pool);
+        o.layers = features::parse_layers(opt->layers);
+        o.roi_source = opt->roi;
+        o.store_root = opt->out;
+        RADPROBE_USAGE_CHECK(opt->batch >= 1 && opt->batch <= 4096, "--batch must be in 1..4096");
+        RADPROBE_USAGE_CHECK(opt->threads >= 0, "--threads must be >= 0");
+        RADPROBE_USAGE_CHECK(opt->resize >= 0, "--resize must be >= 0");
+        RADPROBE_USAGE_CHECK(opt->shard >= 1, "--shard must be >= 1");
+        o.batch = opt->batch;
+        o.threads = opt->threads;
+        o.resize = opt->resize;
+        o.shard_size = opt->shard;
+        o.strict = opt->strict;
+        o.fold_grayscale = !opt->no_fold;
+        if (const char* max = std::getenv("RADPROBE_TEST_STOP_AFTER")) {
+            o.max_images = std::atoll(max);  // test hook: behave as if killed after N images
+        }
+        const auto r = features::extract(o);
+        if (r.cached) {
+            std::printf("cached: %s (%lld images, %lld failures; nothing to do)\n",
+                        r.store_dir.string().c_str(), static_cast<long long>(r.images),
+                        static_cast<long long>(r.failures));
+        } else if (!r.complete) {
+            std::printf("stopped: %s (%lld images this run; re-run to resume)\n",
+                        r.store_dir.string().c_str(), static_cast<long long>(r.extracted));
+        } else {
+            std::printf("store: %s\nimages: %lld, extracted this run: %lld, failures: %lld, "
+                        "time: %.1f s (%.2f images/s)\n",
+                        r.store_dir.string().c_str(), static_cast<long long>(r.images),
+                        static_cast<long long>(r.extracted), static_cast<long long>(r.failures),
+                        r.seconds, r.seconds > 0 ? r.extracted / r.seconds : 0.0);
+        }
+        return 0;
+    };
 }
+
 }  // namespace radprobe::cli

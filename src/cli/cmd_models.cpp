@@ -1,9 +1,33 @@
-// PLACEHOLDER: replaced by the component's own implementation before anything lands.
+// radprobe models [HFDIR]: the supported architectures, or what a model directory holds.
+
+#include <cstdio>
+#include <memory>
+
 #include "commands.hpp"
-#include "radprobe/core/error.hpp"
+#include "radprobe/encoders/encoder.hpp"
+#include "radprobe/encoders/model_dir.hpp"
 
 namespace radprobe::cli {
+
 Runner setup_models(CLI::App& app) {
-    return [] () -> int { throw InputError("models: not built yet"); };
+    auto dir = std::make_shared<std::string>();
+    app.add_option("HFDIR", *dir,
+                   "a Hugging Face model directory to describe (omit to list the architectures)");
+    return [dir]() -> int {
+        if (dir->empty()) {
+            std::printf("supported architectures (config.json model_type):\n");
+            for (const auto& type : encoders::known_model_types()) {
+                const char* what = type == "dinov2"
+                                       ? "HF Dinov2Model: DINOv2 S/B/L/G, RAD-DINO (LayerScale, "
+                                         "SwiGLU via use_swiglu_ffn)"
+                                       : "HF Dinov2WithRegistersModel: DINOv2 with register tokens";
+                std::printf("  %-24s %s\n", type.c_str(), what);
+            }
+            return 0;
+        }
+        std::fputs(encoders::describe_model_dir(*dir).c_str(), stdout);
+        return 0;
+    };
 }
+
 }  // namespace radprobe::cli

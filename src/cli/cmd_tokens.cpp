@@ -1,9 +1,75 @@
-// PLACEHOLDER: replaced by the component's own implementation before anything lands.
+// radprobe tokens --model HFDIR --pixel-values X.npy --out Y.npy [--hidden-states DIR]
+//                 [--threads T] [--fold-grayscale]
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
 #include "commands.hpp"
 #include "radprobe/core/error.hpp"
+#include "radprobe/core/files.hpp"
+#include "radprobe/core/npy.hpp"
+#include "radprobe/encoders/encoder.hpp"
 
 namespace radprobe::cli {
+
 Runner setup_tokens(CLI::App& app) {
-    return [] () -> int { throw InputError("tokens: not built yet"); };
+    struct Options {
+        std::string model;
+        std::string pixel_values;
+        std::string out;
+        std::string hidden_states;
+        int threads = 0;
+        bool fold = false;
+    };
+    auto opt = std::make_shared<Options>();
+    app.add_option("--model", opt->model, "Hugging Face model directory (config.json, weights)")
+        ->required();
+    app.add_option("--pixel-values", opt->pixel_values,
+                   "float32 N×C×H×W .npy, already preprocessed (radprobe preprocess)")
+        ->required();
+    app.add_option("--out", opt->out, "output .npy: last_hidden_state N×T×D as HF returns it")
+        ->required();
+    app.add_option("--hidden-states", opt->hidden_states,
+                   "also write DIR/hidden_states.npy: every hidden state, (L+1)×N×T×D (0 = "
+                   "embedding output, i = output of layer i, before the final layer norm)");
+    app.add_option("--threads", opt->threads,
+                   "LibTorch threads (0 = the cores available; LibTorch would start at 1)")
+        ->capture_default_str();
+    app.add_flag("--fold-grayscale", opt->fold,
+                 "fold grey replication + normalisation into the patch embedding (input: 1 "
+                 "channel, rescaled grey in [0,1]; mean/std from preprocessor_config.json)");
+    return [opt]() -> int {
+        RADPROBE_USAGE_CHECK(opt->threads >= 0, "--threads must be >= 0, got ", opt->threads);
+        const NpyArray input = read_npy(opt->pixel_values);
+        RADPROBE_CHECK(input.dtype == DType::kFloat32 && input.shape.size() == 4, "file ",
+                       opt->pixel_values, ": expected float32 N×C×H×W pixel values");
+        encoders::set_threads(opt->threads);
+        auto encoder = encoders::load_encoder(opt->model);
+        if (opt->fold) {
+            const auto pre = encoders::read_preprocess_config(opt->model);
+            encoder->fold_grayscale(pre.image_mean, pre.image_std);
+        }
+        encoders::ForwardOptions fopt;
+        fopt.all_layers = !opt->hidden_states.empty();
+        const auto out = encoder->forward(encoders::tensor_from_npy(input), fopt);
+        if (!opt->hidden_states.empty()) {
+            // Stacked as HF's torch.stack(outputs.hidden_states): (L+1)×N×T×D.
+            NpyArray stacked;
+            for (const auto& [index, tensor] : out.layers) {
+                const NpyArray one = encoders::npy_from_tensor(tensor);
+                if (stacked.shape.empty()) {
+                    stacked.shape = one.shape;
+                    stacked.shape.insert(stacked.shape.begin(), 0);
+                }
+                stacked.shape[0] += 1;
+                stacked.data.insert(stacked.data.end(), one.data.begin(), one.data.end());
+            }
+            write_npy(std::filesystem::path(opt->hidden_states) / "hidden_states.npy", stacked);
+        }
+        write_npy(opt->out, encoders::npy_from_tensor(out.last_hidden_state));
+        return 0;
+    };
 }
+
 }  // namespace radprobe::cli

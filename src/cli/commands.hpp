@@ -28,5 +28,9 @@ Runner setup_tokens(CLI::App& app);    // cmd_tokens.cpp   (encoders)
 Runner setup_preprocess(CLI::App& app);  // cmd_preprocess.cpp (encoders)
 Runner setup_models(CLI::App& app);    // cmd_models.cpp   (encoders)
 Runner setup_extract(CLI::App& app);   // cmd_extract.cpp  (features)
+Runner setup_results(CLI::App& app);   // cmd_results.cpp  (bench)
+Runner setup_report(CLI::App& app);    // cmd_report.cpp   (bench)
+Runner setup_probe(CLI::App& app);     // cmd_probe.cpp    (heads)
+Runner setup_baseline(CLI::App& app);  // cmd_baseline.cpp (heads)
 
 }  // namespace radprobe::cli

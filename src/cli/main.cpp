@@ -1,7 +1,10 @@
 // radprobe: how good is a vision foundation-model encoder for a radiograph task, and where does
 // it fail? A thin dispatcher over the subcommand table in commands.hpp.
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 #include <vector>
@@ -35,6 +38,14 @@ const Command kCommands[] = {
      radprobe::cli::setup_tokens},
     {"extract", "Extract pooled embeddings for a manifest into a resumable embedding store",
      radprobe::cli::setup_extract},
+    {"results", "Leaderboard of a results database: runs × metrics with confidence intervals",
+     radprobe::cli::setup_results},
+    {"report", "Write the HTML report (leaderboards, ROC, forest plots, analyses) of a results DB",
+     radprobe::cli::setup_report},
+    {"probe", "Linear / kNN probe on cached embeddings: predictions and AUROC with CIs",
+     radprobe::cli::setup_probe},
+    {"baseline", "Supervised from-scratch CNN baseline (ResNet-style) on the manifest's splits",
+     radprobe::cli::setup_baseline},
 };
 
 int report(const char* command, const std::exception& e) {
@@ -45,7 +56,34 @@ int report(const char* command, const std::exception& e) {
 
 }  // namespace
 
+// LibTorch's OpenMP threads spin while OpenBLAS works, and fresh activation buffers fault in
+// page by page; on the machines radprobe was measured on this costs 3-4x in a ViT forward
+// (DESIGN.md, "Performance facts"). Both are process settings that the OpenMP runtime and glibc
+// read before main() runs, so radprobe sets them and re-executes itself once, unless the user
+// chose values of their own (or set RADPROBE_NO_REEXEC=1).
+static void tune_runtime_and_reexec(char** argv) {
+    if (std::getenv("RADPROBE_NO_REEXEC") != nullptr || std::getenv("RADPROBE_REEXECED") != nullptr) {
+        return;
+    }
+    bool changed = false;
+    if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+        changed = true;
+    }
+    if (std::getenv("GLIBC_TUNABLES") == nullptr) {
+        setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1", 1);
+        changed = true;
+    }
+    if (!changed) {
+        return;
+    }
+    setenv("RADPROBE_REEXECED", "1", 1);
+    execv("/proc/self/exe", argv);
+    // exec failed: carry on in the current environment.
+}
+
 int main(int argc, char** argv) {
+    tune_runtime_and_reexec(argv);
     CLI::App app{
         "radprobe: evaluate vision foundation-model encoders on radiograph tasks — embeddings, "
         "probes, fine-tuning, segmentation, statistics with confidence intervals, failure "

@@ -1,0 +1,41 @@
+// radprobe results DB [--task T] [--model M] [--format table|csv|json|md]
+//   The leaderboard of a results database: completed runs × metrics with confidence intervals,
+//   on stdout.
+
+#include <cstdio>
+
+#include "commands.hpp"
+#include "radprobe/bench/results.hpp"
+#include "radprobe/core/error.hpp"
+
+namespace radprobe::cli {
+
+Runner setup_results(CLI::App& app) {
+    struct Options {
+        std::string db;
+        std::string task;
+        std::string model;
+        std::string format = "table";
+        bool all = false;
+    };
+    auto opt = std::make_shared<Options>();
+    app.add_option("DB", opt->db, "results database (.sqlite) written by radprobe run / demo")
+        ->required();
+    app.add_option("--task", opt->task, "only runs of this task");
+    app.add_option("--model", opt->model, "only runs of this encoder");
+    app.add_option("--format", opt->format, "table | csv | json | md")
+        ->check(CLI::IsMember({"table", "csv", "json", "md"}))
+        ->capture_default_str();
+    return [opt]() -> int {
+        const bench::TableFormat format = bench::parse_table_format(opt->format);
+        bench::ResultsDb db = bench::ResultsDb::open_existing(opt->db);
+        bench::RunFilter filter;
+        filter.task = opt->task;
+        filter.encoder = opt->model;
+        const std::string text = bench::format_leaderboard(db.leaderboard(filter), format);
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        return 0;
+    };
+}
+
+}  // namespace radprobe::cli

@@ -1,0 +1,484 @@
+// config.json / preprocessor_config.json parsing and the PIL-exact preprocessing (no LibTorch).
+
+#include "radprobe/encoders/model_dir.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "radprobe/core/error.hpp"
+#include "radprobe/core/files.hpp"
+
+namespace radprobe::encoders {
+
+namespace {
+
+using nlohmann::json;
+
+const char* const kKnownModelTypes[] = {"dinov2", "dinov2_with_registers"};
+
+std::string join(const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) {
+        s += s.empty() ? "" : ", ";
+        s += x;
+    }
+    return s;
+}
+
+json read_json(const std::filesystem::path& path) {
+    const std::string text = read_file_text(path);
+    json j = json::parse(text, nullptr, false);
+    RADPROBE_CHECK(!j.is_discarded() && j.is_object(), "file ", path.string(),
+                   ": not a JSON object");
+    return j;
+}
+
+std::filesystem::path config_path(const std::filesystem::path& dir, const char* name) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(dir, ec)) {
+        return dir / name;
+    }
+    return dir;
+}
+
+template <typename T>
+T get_required(const json& j, const char* key, const std::filesystem::path& path) {
+    RADPROBE_CHECK(j.contains(key) && !j[key].is_null(), "file ", path.string(), ": key \"", key,
+                   "\" is missing");
+    try {
+        return j[key].get<T>();
+    } catch (const json::exception&) {
+        RADPROBE_CHECK(false, "file ", path.string(), ": key \"", key, "\" has the wrong type");
+    }
+    return T{};
+}
+
+template <typename T>
+T get_optional(const json& j, const char* key, T fallback, const std::filesystem::path& path) {
+    if (!j.contains(key) || j[key].is_null()) {
+        return fallback;
+    }
+    try {
+        return j[key].get<T>();
+    } catch (const json::exception&) {
+        RADPROBE_CHECK(false, "file ", path.string(), ": key \"", key, "\" has the wrong type");
+    }
+    return fallback;
+}
+
+std::int64_t positive(std::int64_t v, const char* key, const std::filesystem::path& path) {
+    RADPROBE_CHECK(v > 0, "file ", path.string(), ": key \"", key, "\" must be > 0, got ", v);
+    return v;
+}
+
+// --- PIL's resampling (Pillow src/libImaging/Resample.c, reproduced from its documented
+// behaviour: double-precision coefficients normalised per output pixel, converted to 22-bit
+// fixed point, accumulated from a half-unit bias, arithmetic shift, clamp to 0..255).
+
+constexpr int kPrecisionBits = 32 - 8 - 2;
+
+double filter_bilinear(double x) {
+    x = std::fabs(x);
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+double filter_bicubic(double x) {
+    constexpr double a = -0.5;
+    x = std::fabs(x);
+    if (x < 1.0) {
+        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+    }
+    if (x < 2.0) {
+        return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+    }
+    return 0.0;
+}
+
+double sinc(double x) {
+    if (x == 0.0) {
+        return 1.0;
+    }
+    x *= M_PI;
+    return std::sin(x) / x;
+}
+
+double filter_lanczos(double x) {
+    return (-3.0 <= x && x < 3.0) ? sinc(x) * sinc(x / 3.0) : 0.0;
+}
+
+struct Coeffs {
+    int ksize = 0;
+    std::vector<int> xmin;
+    std::vector<int> count;
+    std::vector<std::int32_t> k;  // out_size × ksize, fixed point
+};
+
+Coeffs precompute_coeffs(std::int64_t in_size, std::int64_t out_size, Resample filter) {
+    double (*fn)(double) = nullptr;
+    double support = 0.0;
+    switch (filter) {
+        case Resample::kBilinear:
+            fn = filter_bilinear;
+            support = 1.0;
+            break;
+        case Resample::kBicubic:
+            fn = filter_bicubic;
+            support = 2.0;
+            break;
+        case Resample::kLanczos:
+            fn = filter_lanczos;
+            support = 3.0;
+            break;
+        default:
+            RADPROBE_CHECK(false, "resample filter ", static_cast<int>(filter),
+                           " is not supported (bicubic=3, bilinear=2, lanczos=1)");
+    }
+    const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
+    const double filterscale = std::max(scale, 1.0);
+    support *= filterscale;
+    Coeffs c;
+    c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+    c.xmin.resize(out_size);
+    c.count.resize(out_size);
+    c.k.assign(static_cast<std::size_t>(out_size) * c.ksize, 0);
+    std::vector<double> w(c.ksize);
+    for (std::int64_t xx = 0; xx < out_size; ++xx) {
+        const double center = (static_cast<double>(xx) + 0.5) * scale;
+        const double ss = 1.0 / filterscale;
+        int xmin = static_cast<int>(center - support + 0.5);  // truncation, as in C
+        xmin = std::max(xmin, 0);
+        int xmax = static_cast<int>(center + support + 0.5);
+        xmax = std::min<std::int64_t>(xmax, in_size);
+        xmax -= xmin;
+        double total = 0.0;
+        for (int x = 0; x < xmax; ++x) {
+            w[x] = fn((x + xmin - center + 0.5) * ss);
+            total += w[x];
+        }
+        for (int x = 0; x < xmax; ++x) {
+            const double v = total != 0.0 ? w[x] / total : w[x];
+            const double scaled = v * (1 << kPrecisionBits);
+            c.k[xx * c.ksize + x] = static_cast<std::int32_t>(v < 0 ? scaled - 0.5 : scaled + 0.5);
+        }
+        c.xmin[xx] = xmin;
+        c.count[xx] = std::max(xmax, 0);
+    }
+    return c;
+}
+
+inline std::uint8_t clip8(std::int32_t v) {
+    const std::int32_t s = v >> kPrecisionBits;  // arithmetic shift (floor), as Pillow
+    return static_cast<std::uint8_t>(std::clamp(s, 0, 255));
+}
+
+}  // namespace
+
+std::vector<std::string> known_model_types() {
+    return {std::begin(kKnownModelTypes), std::end(kKnownModelTypes)};
+}
+
+ModelConfig read_model_config(const std::filesystem::path& dir) {
+    const auto path = config_path(dir, "config.json");
+    const json j = read_json(path);
+    ModelConfig c;
+    c.dir = path.parent_path();
+    c.model_type = get_required<std::string>(j, "model_type", path);
+    const auto known = known_model_types();
+    RADPROBE_CHECK(std::find(known.begin(), known.end(), c.model_type) != known.end(), "file ",
+                   path.string(), ": model_type \"", c.model_type,
+                   "\" is not supported (known: ", join(known), ")");
+    c.hidden_size =
+        positive(get_required<std::int64_t>(j, "hidden_size", path), "hidden_size", path);
+    c.num_hidden_layers = positive(get_required<std::int64_t>(j, "num_hidden_layers", path),
+                                   "num_hidden_layers", path);
+    c.num_attention_heads = positive(get_required<std::int64_t>(j, "num_attention_heads", path),
+                                     "num_attention_heads", path);
+    c.patch_size = positive(get_required<std::int64_t>(j, "patch_size", path), "patch_size", path);
+    c.image_size = positive(get_required<std::int64_t>(j, "image_size", path), "image_size", path);
+    c.num_channels =
+        positive(get_optional<std::int64_t>(j, "num_channels", 3, path), "num_channels", path);
+    c.mlp_ratio = get_optional<double>(j, "mlp_ratio", 4.0, path);
+    c.layer_norm_eps = get_optional<double>(j, "layer_norm_eps", 1e-6, path);
+    c.layerscale_value = get_optional<double>(j, "layerscale_value", 1.0, path);
+    c.use_swiglu_ffn = get_optional<bool>(j, "use_swiglu_ffn", false, path);
+    c.qkv_bias = get_optional<bool>(j, "qkv_bias", true, path);
+    c.hidden_act = get_optional<std::string>(j, "hidden_act", "gelu", path);
+    c.num_register_tokens = c.model_type == "dinov2_with_registers"
+                                ? get_optional<std::int64_t>(j, "num_register_tokens", 4, path)
+                                : 0;
+    RADPROBE_CHECK(c.hidden_size % c.num_attention_heads == 0, "file ", path.string(),
+                   ": hidden_size ", c.hidden_size, " is not a multiple of num_attention_heads ",
+                   c.num_attention_heads);
+    RADPROBE_CHECK(c.image_size >= c.patch_size, "file ", path.string(), ": image_size ",
+                   c.image_size, " is smaller than patch_size ", c.patch_size);
+    RADPROBE_CHECK(c.num_register_tokens >= 0, "file ", path.string(),
+                   ": num_register_tokens must be >= 0");
+    RADPROBE_CHECK(c.mlp_ratio > 0, "file ", path.string(), ": mlp_ratio must be > 0");
+    return c;
+}
+
+void PreprocessConfig::override_size(std::int64_t n) {
+    RADPROBE_USAGE_CHECK(n > 0, "--resize must be > 0, got ", n);
+    do_resize = true;
+    shortest_edge = n;
+    resize_height = resize_width = 0;
+    if (do_center_crop) {
+        crop_height = crop_width = n;
+    }
+}
+
+PreprocessGeometry preprocess_geometry(const PreprocessConfig& config, std::int64_t rows,
+                                       std::int64_t cols) {
+    RADPROBE_CHECK(rows > 0 && cols > 0, "image of ", rows, "x", cols, " pixels is empty");
+    PreprocessGeometry g;
+    g.resized_height = rows;
+    g.resized_width = cols;
+    if (config.do_resize) {
+        if (config.shortest_edge > 0) {
+            // HF get_resize_output_image_size(default_to_square=False): the long side is
+            // int(size * long / short) in Python float arithmetic.
+            const std::int64_t short_side = std::min(rows, cols);
+            const std::int64_t long_side = std::max(rows, cols);
+            const auto new_long =
+                static_cast<std::int64_t>(static_cast<double>(config.shortest_edge * long_side) /
+                                          static_cast<double>(short_side));
+            if (rows <= cols) {
+                g.resized_height = config.shortest_edge;
+                g.resized_width = new_long;
+            } else {
+                g.resized_width = config.shortest_edge;
+                g.resized_height = new_long;
+            }
+        } else {
+            g.resized_height = config.resize_height;
+            g.resized_width = config.resize_width;
+        }
+    }
+    RADPROBE_CHECK(g.resized_height > 0 && g.resized_width > 0, "image of ", rows, "x", cols,
+                   " pixels resizes to an empty image");
+    g.scale_y = static_cast<double>(g.resized_height) / static_cast<double>(rows);
+    g.scale_x = static_cast<double>(g.resized_width) / static_cast<double>(cols);
+    g.out_height = g.resized_height;
+    g.out_width = g.resized_width;
+    if (config.do_center_crop) {
+        // HF center_crop: top = (H - crop_h) // 2 (floor division); a crop larger than the
+        // image pads it with zeros, centred with the larger half of the padding on top/left.
+        auto floor_div2 = [](std::int64_t v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); };
+        std::int64_t top = floor_div2(g.resized_height - config.crop_height);
+        std::int64_t left = floor_div2(g.resized_width - config.crop_width);
+        if (top < 0 || left < 0) {
+            const std::int64_t new_h = std::max(config.crop_height, g.resized_height);
+            const std::int64_t new_w = std::max(config.crop_width, g.resized_width);
+            const std::int64_t top_pad = (new_h - g.resized_height + 1) / 2;
+            const std::int64_t left_pad = (new_w - g.resized_width + 1) / 2;
+            // In padded coordinates the crop starts at top + top_pad; in resized coordinates
+            // that is `top`, and the pad fills rows outside [0, resized).
+            top = std::max<std::int64_t>(top + top_pad, 0) - top_pad;
+            left = std::max<std::int64_t>(left + left_pad, 0) - left_pad;
+        }
+        g.crop_top = top;
+        g.crop_left = left;
+        g.out_height = config.crop_height;
+        g.out_width = config.crop_width;
+    }
+    return g;
+}
+
+std::array<std::int64_t, 2> PreprocessConfig::output_size(std::int64_t rows,
+                                                          std::int64_t cols) const {
+    const auto g = preprocess_geometry(*this, rows, cols);
+    return {g.out_height, g.out_width};
+}
+
+PreprocessConfig read_preprocess_config(const std::filesystem::path& dir) {
+    const auto path = config_path(dir, "preprocessor_config.json");
+    std::error_code ec;
+    RADPROBE_CHECK(std::filesystem::exists(path, ec), "file ", path.string(),
+                   ": does not exist (the model directory needs its preprocessor_config.json)");
+    const json j = read_json(path);
+    PreprocessConfig c;
+    c.processor_type = get_optional<std::string>(j, "image_processor_type", "", path);
+    c.do_resize = get_optional<bool>(j, "do_resize", true, path);
+    if (c.do_resize) {
+        RADPROBE_CHECK(j.contains("size"), "file ", path.string(), ": key \"size\" is missing");
+        const json& size = j["size"];
+        if (size.is_number_integer()) {
+            // BitImageProcessor/CLIP treat a bare int as the shortest edge; ViT as a square.
+            if (c.processor_type == "ViTImageProcessor") {
+                c.resize_height = c.resize_width = size.get<std::int64_t>();
+            } else {
+                c.shortest_edge = size.get<std::int64_t>();
+            }
+        } else if (size.is_object() && size.contains("shortest_edge")) {
+            c.shortest_edge = get_required<std::int64_t>(size, "shortest_edge", path);
+        } else if (size.is_object() && size.contains("height") && size.contains("width")) {
+            c.resize_height = get_required<std::int64_t>(size, "height", path);
+            c.resize_width = get_required<std::int64_t>(size, "width", path);
+        } else {
+            RADPROBE_CHECK(false, "file ", path.string(),
+                           ": key \"size\" must be an int, {shortest_edge} or {height, width}");
+        }
+        RADPROBE_CHECK(c.shortest_edge > 0 || (c.resize_height > 0 && c.resize_width > 0), "file ",
+                       path.string(), ": key \"size\" must be positive");
+        const int resample = get_optional<int>(j, "resample", 3, path);
+        RADPROBE_CHECK(resample == 1 || resample == 2 || resample == 3, "file ", path.string(),
+                       ": key \"resample\" = ", resample,
+                       " is not supported (3 bicubic, 2 bilinear, 1 lanczos)");
+        c.resample = static_cast<Resample>(resample);
+    }
+    c.do_center_crop = get_optional<bool>(j, "do_center_crop", false, path);
+    if (c.do_center_crop) {
+        RADPROBE_CHECK(j.contains("crop_size"), "file ", path.string(),
+                       ": key \"crop_size\" is missing");
+        const json& crop = j["crop_size"];
+        if (crop.is_number_integer()) {
+            c.crop_height = c.crop_width = crop.get<std::int64_t>();
+        } else {
+            c.crop_height = get_required<std::int64_t>(crop, "height", path);
+            c.crop_width = get_required<std::int64_t>(crop, "width", path);
+        }
+        RADPROBE_CHECK(c.crop_height > 0 && c.crop_width > 0, "file ", path.string(),
+                       ": key \"crop_size\" must be positive");
+    }
+    c.do_rescale = get_optional<bool>(j, "do_rescale", true, path);
+    c.rescale_factor = get_optional<double>(j, "rescale_factor", 1.0 / 255.0, path);
+    c.do_normalize = get_optional<bool>(j, "do_normalize", true, path);
+    if (c.do_normalize) {
+        const auto mean = get_required<std::vector<double>>(j, "image_mean", path);
+        const auto std = get_required<std::vector<double>>(j, "image_std", path);
+        RADPROBE_CHECK(mean.size() == 3 && std.size() == 3, "file ", path.string(),
+                       ": image_mean and image_std must have 3 entries");
+        for (int ch = 0; ch < 3; ++ch) {
+            RADPROBE_CHECK(std[ch] > 0, "file ", path.string(), ": image_std[", ch,
+                           "] must be > 0");
+            c.image_mean[ch] = mean[ch];
+            c.image_std[ch] = std[ch];
+        }
+    }
+    return c;
+}
+
+std::vector<std::uint8_t> pil_resize_u8(const std::uint8_t* src, std::int64_t rows,
+                                        std::int64_t cols, std::int64_t out_rows,
+                                        std::int64_t out_cols, Resample filter) {
+    RADPROBE_CHECK(rows > 0 && cols > 0 && out_rows > 0 && out_cols > 0, "resize from ", rows, "x",
+                   cols, " to ", out_rows, "x", out_cols, ": empty image");
+    // Horizontal pass first (skipped when the width is unchanged), then vertical, each rounding
+    // to 8 bits, as Pillow does.
+    std::vector<std::uint8_t> tmp;
+    const std::uint8_t* mid = src;
+    if (out_cols != cols) {
+        const Coeffs c = precompute_coeffs(cols, out_cols, filter);
+        tmp.resize(static_cast<std::size_t>(rows * out_cols));
+        for (std::int64_t y = 0; y < rows; ++y) {
+            const std::uint8_t* in = src + y * cols;
+            for (std::int64_t xx = 0; xx < out_cols; ++xx) {
+                const std::int32_t* k = &c.k[xx * c.ksize];
+                std::int32_t acc = 1 << (kPrecisionBits - 1);
+                for (int x = 0; x < c.count[xx]; ++x) {
+                    acc += static_cast<std::int32_t>(in[x + c.xmin[xx]]) * k[x];
+                }
+                tmp[y * out_cols + xx] = clip8(acc);
+            }
+        }
+        mid = tmp.data();
+    }
+    if (out_rows == rows) {
+        if (mid == src) {
+            return {src, src + rows * cols};
+        }
+        return tmp;
+    }
+    const Coeffs c = precompute_coeffs(rows, out_rows, filter);
+    std::vector<std::uint8_t> out(static_cast<std::size_t>(out_rows * out_cols));
+    for (std::int64_t yy = 0; yy < out_rows; ++yy) {
+        const std::int32_t* k = &c.k[yy * c.ksize];
+        for (std::int64_t xx = 0; xx < out_cols; ++xx) {
+            std::int32_t acc = 1 << (kPrecisionBits - 1);
+            for (int y = 0; y < c.count[yy]; ++y) {
+                acc += static_cast<std::int32_t>(mid[(y + c.xmin[yy]) * out_cols + xx]) * k[y];
+            }
+            out[yy * out_cols + xx] = clip8(acc);
+        }
+    }
+    return out;
+}
+
+std::vector<std::uint8_t> quantise_u8(const float* grey, std::size_t n) {
+    std::vector<std::uint8_t> out(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const float v = std::nearbyint(std::clamp(grey[i], 0.0f, 1.0f) * 255.0f);
+        out[i] = static_cast<std::uint8_t>(v);
+    }
+    return out;
+}
+
+std::vector<std::uint8_t> resize_and_crop_u8(const std::vector<std::uint8_t>& grey,
+                                             std::int64_t rows, std::int64_t cols,
+                                             const PreprocessConfig& config,
+                                             std::vector<std::uint8_t>* resized_out) {
+    RADPROBE_ASSERT(static_cast<std::int64_t>(grey.size()) == rows * cols);
+    const PreprocessGeometry g = preprocess_geometry(config, rows, cols);
+    std::vector<std::uint8_t> resized =
+        (g.resized_height == rows && g.resized_width == cols)
+            ? grey
+            : pil_resize_u8(grey.data(), rows, cols, g.resized_height, g.resized_width,
+                            config.resample);
+    if (resized_out != nullptr) {
+        *resized_out = resized;
+    }
+    if (!config.do_center_crop) {
+        return resized;
+    }
+    std::vector<std::uint8_t> out(static_cast<std::size_t>(g.out_height * g.out_width), 0);
+    for (std::int64_t y = 0; y < g.out_height; ++y) {
+        const std::int64_t sy = y + g.crop_top;
+        if (sy < 0 || sy >= g.resized_height) {
+            continue;
+        }
+        for (std::int64_t x = 0; x < g.out_width; ++x) {
+            const std::int64_t sx = x + g.crop_left;
+            if (sx >= 0 && sx < g.resized_width) {
+                out[y * g.out_width + x] = resized[sy * g.resized_width + sx];
+            }
+        }
+    }
+    return out;
+}
+
+std::vector<float> preprocess_grey_u8(const std::vector<std::uint8_t>& grey, std::int64_t rows,
+                                      std::int64_t cols, const PreprocessConfig& config,
+                                      int channels) {
+    RADPROBE_USAGE_CHECK(channels == 1 || channels == 3, "channels must be 1 or 3, got ", channels);
+    const std::vector<std::uint8_t> plane = resize_and_crop_u8(grey, rows, cols, config);
+    const std::size_t hw = plane.size();
+    std::vector<float> out(hw * channels);
+    // HF: rescale in float64 then cast to float32; normalise in float32 with float32 mean/std.
+    std::vector<float> rescaled(hw);
+    for (std::size_t i = 0; i < hw; ++i) {
+        rescaled[i] =
+            config.do_rescale
+                ? static_cast<float>(static_cast<double>(plane[i]) * config.rescale_factor)
+                : static_cast<float>(plane[i]);
+    }
+    if (channels == 1) {
+        std::copy(rescaled.begin(), rescaled.end(), out.begin());
+        return out;
+    }
+    for (int ch = 0; ch < 3; ++ch) {
+        float* dst = out.data() + ch * hw;
+        if (!config.do_normalize) {
+            std::copy(rescaled.begin(), rescaled.end(), dst);
+            continue;
+        }
+        const auto mean = static_cast<float>(config.image_mean[ch]);
+        const auto std = static_cast<float>(config.image_std[ch]);
+        for (std::size_t i = 0; i < hw; ++i) {
+            dst[i] = (rescaled[i] - mean) / std;
+        }
+    }
+    return out;
+}
+
+}  // namespace radprobe::encoders

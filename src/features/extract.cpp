@@ -1,0 +1,473 @@
+// The extraction pipeline: manifest → decode → preprocess → encoder (one forward pass) → every
+// pooling → shards → final store. Decoding of the next batch overlaps the current forward pass.
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <future>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "radprobe/core/csv.hpp"
+#include "radprobe/core/error.hpp"
+#include "radprobe/core/files.hpp"
+#include "radprobe/core/npy.hpp"
+#include "radprobe/core/progress.hpp"
+#include "radprobe/core/version.hpp"
+#include "radprobe/dataset/manifest.hpp"
+#include "radprobe/encoders/encoder.hpp"
+#include "radprobe/encoders/model_dir.hpp"
+#include "radprobe/features/embeddings.hpp"
+#include "radprobe/imaging/decode.hpp"
+
+namespace radprobe::features {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string shard_name(std::int64_t k) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%05lld", static_cast<long long>(k));
+    return buf;
+}
+
+// The output name of one pooling (with the layer set in the store key, one file per pooling).
+std::string pool_file(Pooling p) { return pooling_name(p); }
+
+encoders::PreprocessConfig effective_preprocess(const ExtractOptions& o) {
+    encoders::PreprocessConfig pc = encoders::read_preprocess_config(o.model_dir);
+    if (o.resize > 0) {
+        pc.override_size(o.resize);
+    }
+    return pc;
+}
+
+std::string describe_key_inputs(const ExtractOptions& o, nlohmann::json* out) {
+    nlohmann::json j;
+    const fs::path dir = o.model_dir;
+    std::string weights;
+    if (fs::exists(dir / "model.safetensors")) {
+        weights = content_hash_file(dir / "model.safetensors");
+    } else if (fs::exists(dir / "model.safetensors.index.json")) {
+        // Sharded: hash the index and every shard it names.
+        const auto index = nlohmann::json::parse(read_file_text(dir / "model.safetensors.index.json"));
+        std::string all;
+        std::vector<std::string> files;
+        for (const auto& [k, v] : index.at("weight_map").items()) {
+            files.push_back(v.get<std::string>());
+        }
+        std::sort(files.begin(), files.end());
+        files.erase(std::unique(files.begin(), files.end()), files.end());
+        for (const auto& f : files) {
+            all += content_hash_file(dir / f);
+        }
+        weights = content_hash(all);
+    } else {
+        throw InputError(str_cat(dir.string(), ": no model.safetensors or model.safetensors.index.json"));
+    }
+    j["weights_hash"] = weights;
+    j["config_hash"] = content_hash(read_file_text(dir / "config.json"));
+    j["preprocessor_hash"] = content_hash(read_file_text(dir / "preprocessor_config.json"));
+    j["resize"] = o.resize;
+    j["fold_grayscale"] = o.fold_grayscale;
+    std::vector<std::string> pools;
+    for (auto p : o.poolings) {
+        pools.push_back(pooling_name(p));
+    }
+    j["poolings"] = pools;
+    j["layers"] = o.layers;
+    j["roi_source"] = o.roi_source;
+    j["shard_size"] = o.shard_size;  // shards of another size are another store
+    // The image list (ids and paths) of the manifest, and the boxes file.
+    const auto table = CsvTable::read(o.manifest);
+    std::string images;
+    const auto col = table.column("image");
+    for (const auto& row : table.rows()) {
+        images += row[col] + "\n";
+    }
+    j["manifest_images_hash"] = content_hash(images);
+    fs::path boxes = o.boxes ? *o.boxes : o.manifest.parent_path() / "boxes.csv";
+    j["boxes_hash"] = fs::exists(boxes) ? content_hash(read_file_text(boxes)) : "";
+    if (out) {
+        *out = j;
+    }
+    return content_hash(j.dump());
+}
+
+struct Prepared {
+    std::int64_t row = 0;
+    bool ok = false;
+    std::string error;
+    std::vector<float> pixels;  // C×H×W
+    std::int64_t height = 0, width = 0;
+    std::vector<float> roi_weights;  // empty = no region
+};
+
+struct Context {
+    const ExtractOptions& options;
+    const dataset::Manifest& manifest;
+    encoders::PreprocessConfig preprocess;
+    std::int64_t patch = 0;
+    int channels = 3;
+};
+
+Prepared prepare(const Context& ctx, std::int64_t row) {
+    Prepared p;
+    p.row = row;
+    const auto& rec = ctx.manifest.record(static_cast<std::size_t>(row));
+    try {
+        const imaging::Image img = imaging::decode(rec.image_path);
+        const auto grey = encoders::quantise_u8(img.pixels.data(), img.pixels.size());
+        p.pixels = encoders::preprocess_grey_u8(grey, img.rows, img.cols, ctx.preprocess,
+                                                ctx.channels);
+        const auto g = encoders::preprocess_geometry(ctx.preprocess, img.rows, img.cols);
+        p.height = g.out_height;
+        p.width = g.out_width;
+        const bool wants_roi = std::find(ctx.options.poolings.begin(), ctx.options.poolings.end(),
+                                         Pooling::kRoi) != ctx.options.poolings.end();
+        if (wants_roi) {
+            InputGeometry ig;
+            ig.scale_x = g.scale_x;
+            ig.scale_y = g.scale_y;
+            ig.crop_left = static_cast<double>(g.crop_left);
+            ig.crop_top = static_cast<double>(g.crop_top);
+            ig.out_height = g.out_height;
+            ig.out_width = g.out_width;
+            ig.patch = ctx.patch;
+            const std::string& src = ctx.options.roi_source;
+            if (src.rfind("mask_", 0) == 0) {
+                const auto mask = ctx.manifest.load_mask(static_cast<std::size_t>(row),
+                                                         src.substr(5), img.rows, img.cols);
+                if (mask && mask->count() > 0) {
+                    p.roi_weights = roi_weights_from_mask(mask->data.data(), mask->rows,
+                                                          mask->cols, ig, rec.id);
+                }
+            } else {
+                std::string label;
+                if (src.rfind("boxes:", 0) == 0) {
+                    label = src.substr(6);
+                }
+                std::vector<RegionBox> boxes;
+                for (const auto& b : rec.boxes) {
+                    if (label.empty() || b.label == label) {
+                        boxes.push_back({b.x0, b.y0, b.x1, b.y1});
+                    }
+                }
+                if (!boxes.empty()) {
+                    p.roi_weights = roi_weights_from_boxes(boxes, ig, rec.id);
+                }
+            }
+        }
+        p.ok = true;
+    } catch (const std::exception& e) {
+        p.ok = false;
+        p.error = Error::one_line(e.what());
+        p.pixels.clear();
+    }
+    return p;
+}
+
+std::vector<Prepared> prepare_batch(const Context& ctx, std::int64_t begin, std::int64_t end) {
+    std::vector<Prepared> batch;
+    for (std::int64_t r = begin; r < end; ++r) {
+        batch.push_back(prepare(ctx, r));
+    }
+    return batch;
+}
+
+struct ShardRows {
+    std::vector<std::vector<float>> pooled;  // per pooling: rows × width
+    std::vector<std::string> index_lines;
+};
+
+}  // namespace
+
+std::string store_key(const ExtractOptions& options) {
+    return describe_key_inputs(options, nullptr);
+}
+
+ExtractResult extract(const ExtractOptions& o) {
+    const auto t0 = std::chrono::steady_clock::now();
+    RADPROBE_USAGE_CHECK(o.batch >= 1 && o.batch <= 4096, "--batch must be in 1..4096, got ", o.batch);
+    RADPROBE_USAGE_CHECK(o.shard_size >= 1, "shard size must be >= 1");
+    RADPROBE_USAGE_CHECK(!o.poolings.empty(), "--pool: no pooling given");
+    RADPROBE_USAGE_CHECK(o.roi_source == "boxes" || o.roi_source.rfind("boxes:", 0) == 0 ||
+                             o.roi_source.rfind("mask_", 0) == 0,
+                         "--roi: '", o.roi_source, "' is not boxes, boxes:<label> or mask_<name>");
+
+    dataset::ManifestOptions mo;
+    mo.boxes = o.boxes;
+    const dataset::Manifest manifest = dataset::Manifest::load(o.manifest, mo);
+    // Extraction needs sound image ids, boxes and masks; label or split problems (leakage
+    // included) matter for training and are left to `radprobe validate` and the probes.
+    for (const auto& problem : manifest.problems()) {
+        const bool fatal = problem.column == "image" || problem.column.rfind("mask_", 0) == 0 ||
+                           problem.file != o.manifest.string();
+        RADPROBE_CHECK(!fatal, problem.to_string(), " (run `radprobe validate` for every problem)");
+    }
+    if (o.roi_source.rfind("mask_", 0) == 0) {
+        RADPROBE_CHECK(manifest.mask_index(o.roi_source.substr(5)).has_value(), o.manifest.string(),
+                       ": --roi ", o.roi_source, ": no such mask column");
+    }
+
+    nlohmann::json key_inputs;
+    const std::string key = describe_key_inputs(o, &key_inputs);
+    const auto config = encoders::read_model_config(o.model_dir);
+    std::string model_name = o.model_dir.filename().string();
+    if (model_name.empty()) {
+        model_name = o.model_dir.parent_path().filename().string();
+    }
+    ExtractResult result;
+    result.store_dir = o.store_root / (model_name + "-" + key.substr(0, 12));
+    result.images = static_cast<std::int64_t>(manifest.size());
+    const fs::path dir = result.store_dir;
+    if (fs::exists(dir / "COMPLETE")) {
+        result.cached = true;
+        result.complete = true;
+        const auto index = CsvTable::read(dir / "index.csv");
+        for (const auto& row : index.rows()) {
+            result.failures += row[index.column("ok")] == "0";
+        }
+        return result;
+    }
+    fs::create_directories(dir / "shards");
+    // Temporary files left by a killed run (kill -9 gives no chance to clean up) are removed;
+    // completed files were renamed into place and are kept.
+    for (const fs::path& sub : {dir, dir / "shards"}) {
+        for (const auto& e : fs::directory_iterator(sub)) {
+            if (e.is_regular_file() && e.path().filename().string().find(".tmp.") != std::string::npos) {
+                fs::remove(e.path());
+            }
+        }
+    }
+    {
+        nlohmann::json meta = key_inputs;
+        meta["key"] = key;
+        meta["model_dir"] = fs::absolute(o.model_dir).string();
+        meta["model_type"] = config.model_type;
+        meta["manifest"] = fs::absolute(o.manifest).string();
+        meta["shard_size"] = o.shard_size;
+        meta["radprobe_version"] = std::string(version()) + " (" + git_describe() + ")";
+        write_file_atomic(dir / "store.json", meta.dump(2) + "\n");
+    }
+
+    encoders::set_threads(o.threads);
+    auto encoder = encoders::load_encoder(o.model_dir);
+    Context ctx{o, manifest, effective_preprocess(o), config.patch_size, 3};
+    if (o.fold_grayscale && ctx.preprocess.do_normalize) {
+        encoder->fold_grayscale(ctx.preprocess.image_mean, ctx.preprocess.image_std);
+        ctx.channels = 1;
+    } else if (o.fold_grayscale) {
+        encoder->fold_grayscale({0.0, 0.0, 0.0}, {1.0, 1.0, 1.0});
+        ctx.channels = 1;
+    }
+    const std::int64_t R = config.num_register_tokens;
+    const bool has_cls = true;  // every architecture of this component has a CLS token
+    const std::int64_t L = config.num_hidden_layers;
+    std::vector<int> layer_indices;  // non-negative; empty = last_hidden_state
+    for (int l : o.layers) {
+        const int idx = l < 0 ? static_cast<int>(L) + 1 + l : l;
+        RADPROBE_USAGE_CHECK(idx >= 0 && idx <= L, "--layers: ", l, " out of range for ",
+                             model_name, " (", L, " layers: use -", L + 1, "..", L, ")");
+        layer_indices.push_back(idx);
+    }
+    encoders::ForwardOptions fwd;
+    fwd.normalize_layers = true;
+    for (int idx : layer_indices) {
+        if (idx != L) {
+            fwd.layers.push_back(idx);
+        }
+    }
+    const std::int64_t D = config.hidden_size;
+    const auto nlayers = static_cast<std::int64_t>(std::max<std::size_t>(1, layer_indices.size()));
+
+    const std::int64_t N = result.images;
+    const std::int64_t S = o.shard_size;
+    const std::int64_t num_shards = (N + S - 1) / S;
+    std::int64_t done_images = 0;
+    for (std::int64_t k = 0; k < num_shards; ++k) {
+        if (fs::exists(dir / "shards" / (shard_name(k) + ".csv"))) {
+            done_images += std::min(S, N - k * S);
+        }
+    }
+    Progress progress("extract " + model_name, static_cast<std::size_t>(N), "images");
+    progress.set_enabled(o.progress && stderr_is_tty());
+    progress.advance(static_cast<std::size_t>(done_images));
+
+    torch::InferenceMode guard;
+    std::int64_t processed_this_run = 0;
+    for (std::int64_t k = 0; k < num_shards; ++k) {
+        const fs::path shard_csv = dir / "shards" / (shard_name(k) + ".csv");
+        if (fs::exists(shard_csv)) {
+            continue;
+        }
+        const std::int64_t begin = k * S, end = std::min(N, begin + S);
+        ShardRows rows;
+        rows.pooled.resize(o.poolings.size());
+        auto next = std::async(std::launch::async, prepare_batch, std::cref(ctx), begin,
+                               std::min(end, begin + o.batch));
+        for (std::int64_t b = begin; b < end; b += o.batch) {
+            std::vector<Prepared> batch = next.get();
+            const std::int64_t nb_end = std::min(end, b + 2 * static_cast<std::int64_t>(o.batch));
+            if (b + o.batch < end) {
+                next = std::async(std::launch::async, prepare_batch, std::cref(ctx), b + o.batch,
+                                  nb_end);
+            }
+            // Group consecutive images of the same input size into one forward pass.
+            std::size_t i = 0;
+            while (i < batch.size()) {
+                if (!batch[i].ok) {
+                    ++i;
+                    continue;
+                }
+                std::size_t j = i + 1;
+                while (j < batch.size() && batch[j].ok && batch[j].height == batch[i].height &&
+                       batch[j].width == batch[i].width) {
+                    ++j;
+                }
+                const std::int64_t n = static_cast<std::int64_t>(j - i);
+                const std::int64_t H = batch[i].height, W = batch[i].width;
+                at::Tensor x = torch::empty({n, ctx.channels, H, W}, torch::kFloat32);
+                for (std::int64_t m = 0; m < n; ++m) {
+                    std::memcpy(x[m].data_ptr<float>(), batch[i + m].pixels.data(),
+                                batch[i + m].pixels.size() * sizeof(float));
+                }
+                const auto out = encoder->forward(x, fwd);
+                std::vector<encoders::TokenSplit> splits;
+                if (layer_indices.empty()) {
+                    splits.push_back(out.tokens);
+                } else {
+                    for (int idx : layer_indices) {
+                        splits.push_back(idx == L ? out.tokens
+                                                  : encoders::split_tokens(out.layers.at(idx), R,
+                                                                           out.grid_h, out.grid_w));
+                    }
+                }
+                const std::int64_t G = out.grid_h * out.grid_w;
+                for (std::int64_t m = 0; m < n; ++m) {
+                    Prepared& p = batch[i + m];
+                    for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
+                        for (const auto& s : splits) {
+                            const at::Tensor cls = s.cls[m].contiguous();
+                            const at::Tensor patches = s.patches[m].reshape({G, D}).contiguous();
+                            if (!p.roi_weights.empty()) {
+                                RADPROBE_ASSERT(static_cast<std::int64_t>(p.roi_weights.size()) == G);
+                            }
+                            const auto v = pool(o.poolings[pi], has_cls ? cls.data_ptr<float>() : nullptr,
+                                                patches.data_ptr<float>(), G, D, p.roi_weights,
+                                                model_name);
+                            auto& dst = rows.pooled[pi];
+                            dst.insert(dst.end(), v.begin(), v.end());
+                        }
+                    }
+                    p.pixels = {};  // the pixels are no longer needed; keep memory bounded
+                }
+                i = j;
+            }
+            for (const auto& p : batch) {
+                const auto& rec = manifest.record(static_cast<std::size_t>(p.row));
+                if (!p.ok) {
+                    RADPROBE_CHECK(!o.strict, rec.image_path.string(), ": ", p.error, " (--strict)");
+                    for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
+                        rows.pooled[pi].insert(rows.pooled[pi].end(),
+                                               static_cast<std::size_t>(
+                                                   pooled_width(o.poolings[pi], D) * nlayers),
+                                               std::numeric_limits<float>::quiet_NaN());
+                    }
+                }
+                rows.index_lines.push_back(csv_line(
+                    {std::to_string(p.row), rec.id, rec.patient_id, dataset::split_name(rec.split),
+                     p.ok ? "1" : "0", (p.ok && !p.roi_weights.empty()) ? "1" : "0", p.error}));
+            }
+            progress.advance(batch.size());
+            processed_this_run += static_cast<std::int64_t>(batch.size());
+            if (o.max_images > 0 && processed_this_run >= o.max_images) {
+                result.extracted = processed_this_run;
+                result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                return result;  // simulated kill: the current shard is not written
+            }
+        }
+        // Shard files: embeddings first, the CSV (the completion marker of the shard) last.
+        const std::int64_t nrows = end - begin;
+        for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
+            const std::int64_t width = pooled_width(o.poolings[pi], D) * nlayers;
+            RADPROBE_ASSERT(static_cast<std::int64_t>(rows.pooled[pi].size()) == nrows * width);
+            write_npy_f32(dir / "shards" / (shard_name(k) + "_" + pool_file(o.poolings[pi]) + ".npy"),
+                          {nrows, width}, rows.pooled[pi].data());
+        }
+        std::string csv = "row,image,patient_id,split,ok,roi_valid,error\n";
+        for (const auto& line : rows.index_lines) {
+            csv += line + "\n";
+        }
+        write_file_atomic(shard_csv, csv);
+    }
+    progress.finish();
+    result.extracted = processed_this_run;
+
+    // Final files: succeeded rows only, manifest order.
+    std::string index = "row,image,patient_id,split,ok,roi_valid,error\n";
+    std::string errors = "image,error\n";
+    std::vector<std::uint8_t> ok_rows;
+    for (std::int64_t k = 0; k < num_shards; ++k) {
+        const auto t = CsvTable::read(dir / "shards" / (shard_name(k) + ".csv"));
+        for (const auto& r : t.rows()) {
+            index += csv_line(r) + "\n";
+            ok_rows.push_back(r[4] == "1");
+            if (r[4] != "1") {
+                errors += csv_line({r[1], r[6]}) + "\n";
+                ++result.failures;
+            }
+        }
+    }
+    for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
+        const std::int64_t width = pooled_width(o.poolings[pi], D) * nlayers;
+        std::vector<float> all;
+        std::int64_t n_ok = 0;
+        std::size_t row = 0;
+        for (std::int64_t k = 0; k < num_shards; ++k) {
+            const NpyArray a = read_npy(dir / "shards" / (shard_name(k) + "_" +
+                                                          pool_file(o.poolings[pi]) + ".npy"));
+            RADPROBE_CHECK(a.shape.size() == 2 && a.shape[1] == width, dir.string(),
+                           ": shard ", k, " has the wrong shape (store corrupt; delete it)");
+            const float* v = a.as<float>();
+            for (std::int64_t r = 0; r < a.shape[0]; ++r, ++row) {
+                if (ok_rows.at(row)) {
+                    all.insert(all.end(), v + r * width, v + (r + 1) * width);
+                    ++n_ok;
+                }
+            }
+        }
+        write_npy_f32(dir / (pool_file(o.poolings[pi]) + ".npy"), {n_ok, width}, all.data());
+    }
+    write_file_atomic(dir / "index.csv", index);
+    write_file_atomic(dir / "errors.csv", errors);
+    write_file_atomic(dir / "COMPLETE", key + "\n");
+    result.complete = true;
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return result;
+}
+
+EmbeddingTable read_embeddings(const fs::path& store_dir, const std::string& pool) {
+    RADPROBE_CHECK(fs::exists(store_dir / "COMPLETE"), store_dir.string(),
+                   ": not a complete embedding store (run radprobe extract to finish it)");
+    const auto index = CsvTable::read(store_dir / "index.csv");
+    EmbeddingTable t;
+    const auto ok = index.column("ok"), image = index.column("image"), roi = index.column("roi_valid");
+    for (const auto& r : index.rows()) {
+        if (r[ok] == "1") {
+            t.image_ids.push_back(r[image]);
+            t.roi_valid.push_back(r[roi] == "1");
+        }
+    }
+    const NpyArray a = read_npy(store_dir / (pool + ".npy"));
+    RADPROBE_CHECK(a.dtype == DType::kFloat32 && a.shape.size() == 2 &&
+                       a.shape[0] == static_cast<std::int64_t>(t.image_ids.size()),
+                   store_dir.string(), ": ", pool, ".npy does not match index.csv");
+    t.dim = a.shape[1];
+    t.values.assign(a.as<float>(), a.as<float>() + a.numel());
+    return t;
+}
+
+}  // namespace radprobe::features

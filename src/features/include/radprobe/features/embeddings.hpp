@@ -1,0 +1,136 @@
+#pragma once
+/// @file embeddings.hpp
+/// From encoder tokens to cached embeddings: pooling modes, region (ROI) weights over the patch
+/// grid, the on-disk embedding store, and the extraction pipeline behind `radprobe extract`.
+///
+/// Layouts (row-major, float32): patch tokens of one image are G×D with G = grid_h·grid_w in
+/// row-major (y, x) order; a pooled embedding is a D-vector (2D for cls+mean); multi-layer pooling
+/// concatenates the pooled vectors of each requested layer in the order given.
+///
+/// Pooling modes, all computed from the same forward pass:
+///  - `cls`      the CLS token (an encoder without one → error naming the model);
+///  - `mean`     mean of all patch tokens (register tokens excluded);
+///  - `cls+mean` the two concatenated (2D);
+///  - `roi`      mean of the patch tokens whose cells overlap the image's region (boxes or a mask
+///               from the manifest), each weighted by the fraction of the cell's area covered,
+///               the region mapped through the same resize/crop as the image. An image without a
+///               region gets a NaN row (and roi_valid = 0 in the index); a region entirely outside
+///               the crop is an error naming the image.
+///
+/// Store (one directory per key, see store_key()):
+///   STORE/<model>-<key>/store.json              what was extracted and how (the key's inputs)
+///   STORE/<model>-<key>/shards/<k>.{npy,csv}     completed shards (atomic), k = 00000, 00001 ...
+///   STORE/<model>-<key>/<pool>.npy               N×D float32 per pooling (per layer set)
+///   STORE/<model>-<key>/index.csv                row,image,patient_id,split,ok,roi_valid,error
+///   STORE/<model>-<key>/errors.csv               images that failed, with the reason
+///   STORE/<model>-<key>/COMPLETE                 written last; its presence means "cached"
+/// Every file is written under a temporary name and renamed, so the store can be killed at any
+/// point; re-running continues from the completed shards and yields the identical final files.
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace radprobe::features {
+
+enum class Pooling { kCls, kMean, kClsMean, kRoi };
+
+/// "cls", "mean", "cls+mean", "roi".
+const char* pooling_name(Pooling pooling);
+/// Parses a comma-separated list ("cls,mean,roi"); throws UsageError listing the valid names.
+std::vector<Pooling> parse_poolings(const std::string& text);
+/// Parses "-1,-4" style layer lists; throws UsageError for non-integers.
+std::vector<int> parse_layers(const std::string& text);
+
+/// Where model-input pixels come from: original (x, y) → (x·scale_x − crop_left,
+/// y·scale_y − crop_top) in input pixels; the input is out_height × out_width.
+struct InputGeometry {
+    double scale_y = 1.0;
+    double scale_x = 1.0;
+    double crop_top = 0.0;
+    double crop_left = 0.0;
+    std::int64_t out_height = 0;
+    std::int64_t out_width = 0;
+    std::int64_t patch = 14;
+    std::int64_t grid_h() const { return out_height / patch; }
+    std::int64_t grid_w() const { return out_width / patch; }
+};
+
+/// A box in original-image pixel coordinates covering [x0, x1) × [y0, y1).
+struct RegionBox {
+    double x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+};
+
+/// Per-cell weights (grid_h·grid_w, row-major) = fraction of each patch cell's area covered by
+/// the union of the boxes after mapping. Throws InputError naming `image` when nothing of the
+/// region lies inside the model input.
+std::vector<float> roi_weights_from_boxes(const std::vector<RegionBox>& boxes,
+                                          const InputGeometry& geometry, const std::string& image);
+/// The same for a binary mask of the original image (rows × cols, row-major, nonzero =
+/// region): each mask pixel is mapped as a box of its own area (exact area weighting).
+std::vector<float> roi_weights_from_mask(const std::uint8_t* mask, int rows, int cols,
+                                         const InputGeometry& geometry, const std::string& image);
+
+/// Pools one image. `cls` may be null when the model has no CLS token (then kCls/kClsMean throw).
+/// `patches` is G×D; `roi_weights` (G) is required for kRoi (empty → NaN row).
+std::vector<float> pool(Pooling pooling, const float* cls, const float* patches, std::int64_t grid,
+                        std::int64_t dim, const std::vector<float>& roi_weights,
+                        const std::string& model_name = "model");
+
+/// Width of a pooled vector for embedding width D.
+std::int64_t pooled_width(Pooling pooling, std::int64_t dim);
+
+/// A fast, stable 64-bit content hash (used for weights, manifests and keys), hex-encoded.
+std::string content_hash_file(const std::filesystem::path& path);
+std::string content_hash(const std::string& bytes);
+
+struct ExtractOptions {
+    std::filesystem::path model_dir;
+    std::filesystem::path manifest;
+    std::optional<std::filesystem::path> boxes;  ///< default: boxes.csv beside the manifest
+    std::vector<Pooling> poolings{Pooling::kCls, Pooling::kMean};
+    std::vector<int> layers;           ///< empty = the last layer only
+    std::string roi_source = "boxes";  ///< "boxes", "boxes:<label>", or "mask_<name>"
+    std::filesystem::path store_root;
+    int batch = 8;
+    int threads = 0;                   ///< LibTorch threads (<= 0: cores available)
+    std::int64_t resize = 0;           ///< override the processor's size (0 = as configured)
+    bool fold_grayscale = true;        ///< one-channel patch embedding (same tokens, cheaper)
+    bool strict = false;               ///< a failed image is fatal
+    std::int64_t shard_size = 256;     ///< images per shard (resume granularity)
+    bool progress = true;              ///< progress line on a terminal
+    std::int64_t max_images = 0;       ///< testing aid: stop (as if killed) after this many
+};
+
+struct ExtractResult {
+    std::filesystem::path store_dir;
+    bool cached = false;        ///< the store was already complete: no work done
+    std::int64_t images = 0;    ///< rows in the manifest
+    std::int64_t extracted = 0; ///< images encoded by this run (resumed shards excluded)
+    std::int64_t failures = 0;
+    double seconds = 0.0;
+    bool complete = false;
+};
+
+/// The store key: a hash of the weights, the preprocessing (processor config + overrides), the
+/// poolings, the layers, the ROI source and the manifest's image list. Same key = same store.
+std::string store_key(const ExtractOptions& options);
+
+/// Runs (or resumes) an extraction. Failed images are listed in errors.csv with the reason and
+/// counted (fatal with options.strict).
+ExtractResult extract(const ExtractOptions& options);
+
+/// A finished store, read back (for probes and tests).
+struct EmbeddingTable {
+    std::vector<std::string> image_ids;   ///< rows that succeeded, manifest order
+    std::vector<std::uint8_t> roi_valid;  ///< per row
+    std::int64_t dim = 0;
+    std::vector<float> values;  ///< rows × dim
+};
+/// Reads `<pool>.npy` + index.csv of a complete store directory.
+EmbeddingTable read_embeddings(const std::filesystem::path& store_dir, const std::string& pool);
+
+}  // namespace radprobe::features

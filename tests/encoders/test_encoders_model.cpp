@@ -1,0 +1,311 @@
+// Model tests: parity with the Hugging Face reference outputs on the shared fixtures (tolerance
+// max-abs 1e-4, the bar), interpolation at non-native sizes (golden values from
+// tests/golden/encoders/make_golden.py), token layout, grey folding, sharded checkpoints and the
+// loading errors.
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include "radprobe/core/error.hpp"
+#include "radprobe/core/files.hpp"
+#include "radprobe/core/npy.hpp"
+#include "radprobe/encoders/encoder.hpp"
+#include "radprobe/encoders/safetensors.hpp"
+#include "test_support.hpp"
+
+namespace radprobe::encoders {
+namespace {
+
+namespace fs = std::filesystem;
+using test::TempDir;
+
+constexpr double kParity = 1e-4;
+
+fs::path fixture(const std::string& model) {
+    return test::shared_dir() / "fixtures" / "encoders" / model;
+}
+fs::path golden() {
+    return test::source_dir() / "tests" / "golden" / "encoders";
+}
+
+at::Tensor load(const fs::path& path) {
+    return tensor_from_npy(read_npy(path));
+}
+
+double max_abs(const at::Tensor& a, const at::Tensor& b) {
+    EXPECT_EQ(a.sizes(), b.sizes());
+    if (a.sizes() != b.sizes()) {
+        return 1e30;
+    }
+    return (a - b).abs().max().item<double>();
+}
+
+class Parity : public ::testing::TestWithParam<std::string> {
+protected:
+    static void SetUpTestSuite() { set_threads(0); }
+};
+
+TEST_P(Parity, LastHiddenStateAndEveryHiddenStateMatchHf) {
+    const auto dir = fixture(GetParam());
+    auto encoder = load_encoder(dir);
+    ForwardOptions opt;
+    opt.all_layers = true;
+    const auto out = encoder->forward(load(dir / "pixel_values.npy"), opt);
+    const double lhs = max_abs(out.last_hidden_state, load(dir / "last_hidden_state.npy"));
+    const auto ref_hs = load(dir / "hidden_states.npy");
+    ASSERT_EQ(static_cast<std::int64_t>(out.layers.size()), ref_hs.size(0));
+    double hs = 0;
+    for (const auto& [i, t] : out.layers) {
+        hs = std::max(hs, max_abs(t, ref_hs[i]));
+    }
+    std::printf("%s: max-abs last_hidden_state %.3g, hidden_states %.3g\n", GetParam().c_str(), lhs,
+                hs);
+    EXPECT_LE(lhs, kParity);
+    EXPECT_LE(hs, kParity);
+    // pooler_output is the CLS token after the final norm.
+    EXPECT_LE(max_abs(out.tokens.cls, load(dir / "pooler_output.npy")), kParity);
+}
+
+TEST_P(Parity, CliTokensWritesTheSameTensors) {
+    TempDir tmp;
+    const auto dir = fixture(GetParam());
+    const auto r =
+        test::run_cli("tokens --model '" + dir.string() + "' --pixel-values '" +
+                      (dir / "pixel_values.npy").string() + "' --out '" + (tmp / "y.npy").string() +
+                      "' --hidden-states '" + tmp.path().string() + "' --threads 2");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_LE(max_abs(load(tmp / "y.npy"), load(dir / "last_hidden_state.npy")), kParity);
+    EXPECT_LE(max_abs(load(tmp / "hidden_states.npy"), load(dir / "hidden_states.npy")), kParity);
+}
+
+TEST_P(Parity, NonNativeSizesInterpolatePositionsLikeHf) {
+    const auto index = nlohmann::json::parse(read_file_text(golden() / "index.json"));
+    auto encoder = load_encoder(fixture(GetParam()));
+    int cases = 0;
+    for (const auto& c : index["interp"]) {
+        if (c["model"] != GetParam()) {
+            continue;
+        }
+        const std::string prefix = c["prefix"];
+        const auto out = encoder->forward(load(golden() / (prefix + "_pixel_values.npy")));
+        const double err =
+            max_abs(out.last_hidden_state, load(golden() / (prefix + "_last_hidden_state.npy")));
+        std::printf("%s: max-abs %.3g (a wrong antialias setting moves it by %.3g)\n",
+                    prefix.c_str(), err, c["antialias_flipped_max_abs_change"].get<double>());
+        EXPECT_LE(err, kParity) << prefix;
+        EXPECT_EQ(out.grid_h, c["height"].get<int>() / 14);
+        EXPECT_EQ(out.grid_w, c["width"].get<int>() / 14);
+        ++cases;
+    }
+    EXPECT_GE(cases, 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, Parity,
+                         ::testing::Values("dinov2", "dinov2_swiglu", "dinov2_with_registers"));
+
+TEST(Encoder, TokensAreSplitIntoClsRegistersAndPatchGrid) {
+    set_threads(0);
+    auto encoder = load_encoder(fixture("dinov2_with_registers"));
+    ForwardOptions opt;
+    opt.layers = {-1, 1};
+    opt.normalize_layers = true;
+    const auto x = load(fixture("dinov2_with_registers") / "pixel_values.npy");
+    const auto out = encoder->forward(x, opt);
+    const auto& lhs = out.last_hidden_state;
+    EXPECT_EQ(out.tokens.cls.sizes(), (std::vector<std::int64_t>{2, 48}));
+    EXPECT_EQ(out.tokens.registers.sizes(), (std::vector<std::int64_t>{2, 4, 48}));
+    EXPECT_EQ(out.tokens.patches.sizes(), (std::vector<std::int64_t>{2, 4, 4, 48}));
+    EXPECT_TRUE(out.tokens.cls.equal(lhs.select(1, 0)));
+    EXPECT_TRUE(out.tokens.registers.equal(lhs.narrow(1, 1, 4)));
+    // Patch (y=2, x=3) is token 1 + 4 + 2*4 + 3.
+    EXPECT_TRUE(
+        out.tokens.patches.select(1, 2).select(1, 3).equal(lhs.select(1, 1 + 4 + 2 * 4 + 3)));
+    // -1 is layer 3 (the last); normalised, it is the last_hidden_state.
+    ASSERT_EQ(out.layers.size(), 2u);
+    EXPECT_TRUE(out.layers.count(3) && out.layers.count(1));
+    EXPECT_LE(max_abs(out.layers.at(3), lhs), 1e-6);
+    const auto ref = load(fixture("dinov2_with_registers") / "hidden_states.npy");
+    const auto state = load_safetensors_state(fixture("dinov2_with_registers"));
+    const auto normed =
+        at::layer_norm(ref[1], {48}, state.at("layernorm.weight"), state.at("layernorm.bias"),
+                       encoder->config().layer_norm_eps);
+    EXPECT_LE(max_abs(out.layers.at(1), normed), kParity);
+    EXPECT_GT(max_abs(ref[1], normed), 0.1);  // normalisation really happened
+    opt.layers = {4};
+    EXPECT_THROW(encoder->forward(x, opt), UsageError);
+    EXPECT_THROW(encoder->forward(x.narrow(1, 0, 1)), InputError);
+    EXPECT_THROW(encoder->forward(x.narrow(2, 0, 10)), InputError);
+}
+
+TEST(Encoder, GreyFoldingEqualsReplicatedNormalisedGrey) {
+    set_threads(0);
+    const auto dir = fixture("dinov2");
+    const std::array<double, 3> mean{0.485, 0.456, 0.406};
+    const std::array<double, 3> std{0.229, 0.224, 0.225};
+    torch::manual_seed(7);
+    const auto grey = torch::rand({2, 1, 70, 56});  // non-native size too
+    auto rgb = torch::empty({2, 3, 70, 56});
+    for (int c = 0; c < 3; ++c) {
+        rgb.narrow(1, c, 1).copy_((grey - mean[c]) / std[c]);
+    }
+    auto encoder = load_encoder(dir);
+    const auto expect = encoder->forward(rgb).last_hidden_state;
+    encoder->fold_grayscale(mean, std);
+    EXPECT_EQ(encoder->input_channels(), 1);
+    const auto folded = encoder->forward(grey).last_hidden_state;
+    const double err = max_abs(folded, expect);
+    std::printf("folded vs replicated grey: max-abs %.3g\n", err);
+    EXPECT_LE(err, 1e-4);
+    // A wrong fold (no bias shift) would be far off: the test can fail.
+    EXPECT_GT(max_abs(encoder->forward(grey + 0.5).last_hidden_state, expect), 1e-2);
+    EXPECT_THROW(encoder->fold_grayscale(mean, std), InputError);
+}
+
+TEST(Encoder, PreprocessedFixtureImageGivesTheReferenceTokens) {
+    TempDir tmp;
+    const auto dir = fixture("dinov2");
+    ASSERT_EQ(test::run_cli("preprocess --model '" + dir.string() + "' '" +
+                            (dir / "preprocess_input.png").string() + "' --out '" +
+                            (tmp / "x.npy").string() + "'")
+                  .exit_code,
+              0);
+    const auto r =
+        test::run_cli("tokens --model '" + dir.string() + "' --pixel-values '" +
+                      (tmp / "x.npy").string() + "' --out '" + (tmp / "y.npy").string() + "'");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_LE(max_abs(load(tmp / "y.npy"), load(dir / "preprocess_last_hidden_state.npy")),
+              kParity);
+}
+
+/// Copies a fixture's config and rewrites its weights with `edit` applied to the tensor list.
+void write_variant(const fs::path& from, const fs::path& to,
+                   const std::function<void(std::vector<StTensorData>&)>& edit) {
+    fs::create_directories(to);
+    fs::copy_file(from / "config.json", to / "config.json");
+    const auto file = SafetensorsFile::open(from / "model.safetensors");
+    std::vector<StTensorData> tensors;
+    for (const auto& t : file.tensors()) {
+        const auto b = file.bytes(t);
+        tensors.push_back({t.name, t.dtype, t.shape, {b.begin(), b.end()}});
+    }
+    edit(tensors);
+    write_file_atomic(to / "model.safetensors", serialize_safetensors(tensors));
+}
+
+TEST(Loading, StrictLoadingListsMissingUnexpectedAndMisShapedKeysTogether) {
+    TempDir tmp;
+    write_variant(fixture("dinov2"), tmp / "m", [](std::vector<StTensorData>& ts) {
+        std::erase_if(ts, [](const auto& t) { return t.name == "encoder.layer.1.norm2.bias"; });
+        ts.push_back(st_f32("encoder.layer.9.extra", {2}, {1, 2}));
+        for (auto& t : ts) {
+            if (t.name == "layernorm.weight") {
+                t = st_f32("layernorm.weight", {2, 24}, std::vector<float>(48, 1.0f));
+            }
+        }
+    });
+    try {
+        load_encoder(tmp / "m");
+        FAIL() << "accepted a mismatched checkpoint";
+    } catch (const InputError& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("1 missing keys: encoder.layer.1.norm2.bias"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("1 unexpected keys: encoder.layer.9.extra"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("layernorm.weight [2,24] vs expected [48]"), std::string::npos) << msg;
+        EXPECT_EQ(msg.find('\n'), std::string::npos);
+    }
+}
+
+TEST(Loading, HalfPrecisionWeightsAreConvertedToFloat32) {
+    TempDir tmp;
+    write_variant(fixture("dinov2"), tmp / "bf16", [](std::vector<StTensorData>& ts) {
+        for (auto& t : ts) {  // round every weight to bfloat16 (truncate the low 16 bits)
+            std::vector<std::uint8_t> b(t.bytes.size() / 2);
+            for (std::size_t i = 0; i < b.size() / 2; ++i) {
+                b[2 * i] = t.bytes[4 * i + 2];
+                b[2 * i + 1] = t.bytes[4 * i + 3];
+            }
+            t.dtype = StDType::kBF16;
+            t.bytes = b;
+        }
+    });
+    const auto dir = fixture("dinov2");
+    auto exact = load_encoder(dir);
+    auto bf16 = load_encoder(tmp / "bf16");
+    const auto x = load(dir / "pixel_values.npy");
+    const double err =
+        max_abs(bf16->forward(x).last_hidden_state, exact->forward(x).last_hidden_state);
+    EXPECT_GT(err, 0.0);  // the weights really changed ...
+    EXPECT_LT(err, 0.5);  // ... by bfloat16 rounding only
+}
+
+TEST(Loading, ShardedCheckpointLoadsLikeTheSingleFile) {
+    TempDir tmp;
+    const auto dir = fixture("dinov2");
+    const fs::path m = tmp / "sharded";
+    fs::create_directories(m);
+    fs::copy_file(dir / "config.json", m / "config.json");
+    const auto file = SafetensorsFile::open(dir / "model.safetensors");
+    std::vector<StTensorData> shard[2];
+    nlohmann::json map = nlohmann::json::object();
+    for (std::size_t i = 0; i < file.tensors().size(); ++i) {
+        const auto& t = file.tensors()[i];
+        const auto b = file.bytes(t);
+        const int s = t.name.rfind("encoder.layer.2", 0) == 0 || t.name.rfind("layernorm", 0) == 0;
+        shard[s].push_back({t.name, t.dtype, t.shape, {b.begin(), b.end()}});
+        map[t.name] = s ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
+    }
+    write_file_atomic(m / "model-00001-of-00002.safetensors", serialize_safetensors(shard[0]));
+    write_file_atomic(m / "model-00002-of-00002.safetensors", serialize_safetensors(shard[1]));
+    nlohmann::json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", map}};
+    write_file_atomic(m / "model.safetensors.index.json", index.dump());
+    const auto x = load(dir / "pixel_values.npy");
+    auto sharded = load_encoder(m);
+    EXPECT_TRUE(sharded->forward(x).last_hidden_state.equal(
+        load_encoder(dir)->forward(x).last_hidden_state));
+
+    // An index naming a tensor its shard does not hold is an error naming the tensor.
+    map["embeddings.ghost"] = "model-00001-of-00002.safetensors";
+    write_file_atomic(m / "model.safetensors.index.json",
+                      nlohmann::json({{"weight_map", map}}).dump());
+    try {
+        load_encoder(m);
+        FAIL() << "accepted an index with a tensor absent from its shard";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("embeddings.ghost"), std::string::npos) << e.what();
+    }
+    map["embeddings.ghost"] = "../elsewhere.safetensors";
+    write_file_atomic(m / "model.safetensors.index.json",
+                      nlohmann::json({{"weight_map", map}}).dump());
+    EXPECT_THROW(load_encoder(m), InputError);
+}
+
+TEST(Loading, PickleCheckpointsAreRefusedWithConversionAdvice) {
+    TempDir tmp;
+    fs::copy_file(fixture("dinov2") / "config.json", tmp / "config.json");
+    write_file_atomic(tmp / "pytorch_model.bin", "PK\x03\x04 not really a zip");
+    const auto r = test::run_cli("models '" + tmp.path().string() + "'");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("pytorch_model.bin"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("safetensors.torch import save_file"), std::string::npos) << r.err;
+    EXPECT_EQ(test::count_lines(r.err), 1);
+}
+
+TEST(Cli, ModelsListsArchitecturesAndDescribesADirectory) {
+    const auto list = test::run_cli("models");
+    ASSERT_EQ(list.exit_code, 0);
+    EXPECT_NE(list.out.find("dinov2_with_registers"), std::string::npos);
+    const auto d = test::run_cli("models '" + fixture("dinov2_with_registers").string() + "'");
+    ASSERT_EQ(d.exit_code, 0) << d.err;
+    EXPECT_NE(d.out.find("hidden size:    48"), std::string::npos) << d.out;
+    EXPECT_NE(d.out.find("[CLS, 4 registers, 16 patches row-major] = 21 tokens"), std::string::npos)
+        << d.out;
+    const auto unknown = test::run_cli("models '" + fixture("resnet").string() + "'");
+    EXPECT_EQ(unknown.exit_code, 1);
+    EXPECT_NE(unknown.err.find("known: dinov2, dinov2_with_registers"), std::string::npos)
+        << unknown.err;
+}
+
+}  // namespace
+}  // namespace radprobe::encoders
