@@ -31,3 +31,27 @@ if [ "${#missing[@]}" -gt 0 ]; then
 else
     echo "setup: all Debian packages present"
 fi
+
+# The HTML report inlines Vega, Vega-Lite and vega-embed (radprobe report; bench component).
+# Installed from the npm registry into build/npm (outside git), pinned, only when missing.
+VEGA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/npm"
+VEGA_PACKAGES=(vega@5.33.1 vega-lite@5.23.0 vega-embed@6.29.0)
+vega_ok=1
+for spec in "${VEGA_PACKAGES[@]}"; do
+    name="${spec%@*}"
+    want="${spec##*@}"
+    have="$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
+        "$VEGA_DIR/node_modules/$name/package.json" 2>/dev/null | head -n 1 || true)"
+    if [ "$have" != "$want" ]; then vega_ok=0; fi
+done
+if [ "$vega_ok" -eq 1 ]; then
+    echo "setup: Vega JavaScript present in $VEGA_DIR"
+else
+    if ! command -v npm >/dev/null 2>&1; then
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm
+    fi
+    echo "setup: installing ${VEGA_PACKAGES[*]} into $VEGA_DIR"
+    mkdir -p "$VEGA_DIR"
+    npm install --prefix "$VEGA_DIR" --no-audit --no-fund --no-save "${VEGA_PACKAGES[@]}"
+fi

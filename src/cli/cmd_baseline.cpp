@@ -42,7 +42,9 @@ Runner setup_baseline(CLI::App& app) {
     app.add_option("--epochs", a->o.epochs, "maximum epochs")
         ->check(CLI::Range(1, 100000))
         ->capture_default_str();
-    app.add_option("--batch", a->o.batch, "batch size")->check(CLI::Range(2, 4096))->capture_default_str();
+    app.add_option("--batch", a->o.batch, "batch size")
+        ->check(CLI::Range(2, 4096))
+        ->capture_default_str();
     app.add_option("--lr", a->o.lr, "peak AdamW learning rate")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();

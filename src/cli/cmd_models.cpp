@@ -17,11 +17,8 @@ Runner setup_models(CLI::App& app) {
         if (dir->empty()) {
             std::printf("supported architectures (config.json model_type):\n");
             for (const auto& type : encoders::known_model_types()) {
-                const char* what = type == "dinov2"
-                                       ? "HF Dinov2Model: DINOv2 S/B/L/G, RAD-DINO (LayerScale, "
-                                         "SwiGLU via use_swiglu_ffn)"
-                                       : "HF Dinov2WithRegistersModel: DINOv2 with register tokens";
-                std::printf("  %-24s %s\n", type.c_str(), what);
+                std::printf("  %-24s %s\n", type.c_str(),
+                            encoders::model_type_description(type).c_str());
             }
             return 0;
         }

@@ -19,6 +19,7 @@ Runner setup_tokens(CLI::App& app) {
         std::string pixel_values;
         std::string out;
         std::string hidden_states;
+        std::string pooled;
         int threads = 0;
         bool fold = false;
     };
@@ -28,11 +29,16 @@ Runner setup_tokens(CLI::App& app) {
     app.add_option("--pixel-values", opt->pixel_values,
                    "float32 N×C×H×W .npy, already preprocessed (radprobe preprocess)")
         ->required();
-    app.add_option("--out", opt->out, "output .npy: last_hidden_state N×T×D as HF returns it")
+    app.add_option(
+           "--out", opt->out,
+           "output .npy: last_hidden_state N×T×D as HF returns it (ResNet: N×(H·W)×C tokens)")
         ->required();
     app.add_option("--hidden-states", opt->hidden_states,
                    "also write DIR/hidden_states.npy: every hidden state, (L+1)×N×T×D (0 = "
                    "embedding output, i = output of layer i, before the final layer norm)");
+    app.add_option("--pooled", opt->pooled,
+                   "also write the model's pooled output N×D' (HF pooler_output: ViT pooler, CLIP "
+                   "post-layernorm CLS, SigLIP attention-pooling head, ResNet/Swin average)");
     app.add_option("--threads", opt->threads,
                    "LibTorch threads (0 = the cores available; LibTorch would start at 1)")
         ->capture_default_str();
@@ -53,7 +59,15 @@ Runner setup_tokens(CLI::App& app) {
         encoders::ForwardOptions fopt;
         fopt.all_layers = !opt->hidden_states.empty();
         const auto out = encoder->forward(encoders::tensor_from_npy(input), fopt);
-        if (!opt->hidden_states.empty()) {
+        if (!opt->hidden_states.empty() && encoder->config().is_hierarchical()) {
+            // ResNet/Swin stages differ in shape: one DIR/hidden_states_{i}.npy per stage, as
+            // N×(h·w)×C tokens.
+            for (const auto& [index, tensor] : out.layers) {
+                write_npy(std::filesystem::path(opt->hidden_states) /
+                              ("hidden_states_" + std::to_string(index) + ".npy"),
+                          encoders::npy_from_tensor(tensor));
+            }
+        } else if (!opt->hidden_states.empty()) {
             // Stacked as HF's torch.stack(outputs.hidden_states): (L+1)×N×T×D.
             NpyArray stacked;
             for (const auto& [index, tensor] : out.layers) {
@@ -66,6 +80,11 @@ Runner setup_tokens(CLI::App& app) {
                 stacked.data.insert(stacked.data.end(), one.data.begin(), one.data.end());
             }
             write_npy(std::filesystem::path(opt->hidden_states) / "hidden_states.npy", stacked);
+        }
+        if (!opt->pooled.empty()) {
+            RADPROBE_CHECK(out.pooled.defined(), "model ", opt->model, " (",
+                           encoder->config().model_type, ") has no pooled output");
+            write_npy(opt->pooled, encoders::npy_from_tensor(out.pooled));
         }
         write_npy(opt->out, encoders::npy_from_tensor(out.last_hidden_state));
         return 0;

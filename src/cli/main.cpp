@@ -18,6 +18,8 @@ namespace {
 using radprobe::cli::Command;
 
 const Command kCommands[] = {
+    {"demo", "The main job on the embedded default: phantoms, built-in encoders, probes, analyses",
+     radprobe::cli::setup_demo},
     {"decode", "Decode a radiograph (DICOM/PNG/JPEG/TIFF) to a float32 .npy image",
      radprobe::cli::setup_decode},
     {"validate", "Check a manifest: images, labels, masks, boxes, patient leakage across splits",

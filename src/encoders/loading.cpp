@@ -87,6 +87,13 @@ const std::map<std::string, Builder>& factory() {
     static const std::map<std::string, Builder> table = {
         {"dinov2", detail::make_dinov2},
         {"dinov2_with_registers", detail::make_dinov2},
+        {"vit", detail::make_vit},
+        {"vit_mae", detail::make_vit},
+        {"clip_vision_model", detail::make_clip},
+        {"siglip_vision_model", detail::make_clip},
+        {"dinov3_vit", detail::make_dinov3},
+        {"resnet", detail::make_resnet},
+        {"swin", detail::make_swin},
     };
     return table;
 }
@@ -225,17 +232,20 @@ std::unique_ptr<Encoder> load_encoder(const fs::path& model_dir) {
 }
 
 TokenSplit split_tokens(const at::Tensor& sequence, std::int64_t num_registers, std::int64_t grid_h,
-                        std::int64_t grid_w) {
-    RADPROBE_CHECK(sequence.dim() == 3 && sequence.size(1) == 1 + num_registers + grid_h * grid_w,
-                   "token sequence of shape ", shape_str(sequence.sizes()), " does not hold 1 + ",
-                   num_registers, " + ", grid_h, "x", grid_w, " tokens");
+                        std::int64_t grid_w, bool has_cls) {
+    const std::int64_t c = has_cls ? 1 : 0;
+    RADPROBE_CHECK(sequence.dim() == 3 && sequence.size(1) == c + num_registers + grid_h * grid_w,
+                   "token sequence of shape ", shape_str(sequence.sizes()), " does not hold ", c,
+                   " + ", num_registers, " + ", grid_h, "x", grid_w, " tokens");
     const std::int64_t n = sequence.size(0);
     const std::int64_t d = sequence.size(2);
     TokenSplit s;
-    s.cls = sequence.select(1, 0);
-    s.registers = sequence.narrow(1, 1, num_registers);
+    if (has_cls) {
+        s.cls = sequence.select(1, 0);
+    }
+    s.registers = sequence.narrow(1, c, num_registers);
     s.patches =
-        sequence.narrow(1, 1 + num_registers, grid_h * grid_w).reshape({n, grid_h, grid_w, d});
+        sequence.narrow(1, c + num_registers, grid_h * grid_w).reshape({n, grid_h, grid_w, d});
     return s;
 }
 
@@ -249,20 +259,50 @@ std::string describe_model_dir(const fs::path& model_dir) {
     const ModelConfig c = read_model_config(model_dir);
     auto encoder = load_encoder(model_dir);
     std::ostringstream os;
-    const std::int64_t g = c.native_grid();
+    auto list = [](const std::vector<std::int64_t>& v) {
+        std::ostringstream l;
+        l << "[";
+        for (std::size_t k = 0; k < v.size(); ++k) {
+            l << (k ? "," : "") << v[k];
+        }
+        l << "]";
+        return l.str();
+    };
     os << "directory:      " << c.dir.string() << "\n"
        << "architecture:   " << c.model_type << (c.use_swiglu_ffn ? " (SwiGLU feed-forward)" : "")
-       << "\n"
-       << "hidden size:    " << c.hidden_size << "\n"
-       << "layers:         " << c.num_hidden_layers << "\n"
-       << "heads:          " << c.num_attention_heads << "\n"
-       << "patch size:     " << c.patch_size << "\n"
-       << "native input:   " << c.image_size << "x" << c.image_size << " px (" << g << "x" << g
-       << " patches)\n"
-       << "token layout:   [CLS, " << c.num_register_tokens << " registers, " << g * g
-       << " patches row-major] = " << 1 + c.num_register_tokens + g * g
-       << " tokens at native size\n"
-       << "parameters:     " << encoder->num_parameters() << "\n"
+       << (c.use_gated_mlp ? " (gated MLP)" : "") << " - " << model_type_description(c.model_type)
+       << "\n";
+    if (c.is_hierarchical()) {
+        const std::int64_t g = c.image_size / c.patch_size;
+        os << "stages:         " << c.depths.size() << " (depths " << list(c.depths) << ", widths "
+           << list(c.stage_widths);
+        if (!c.stage_heads.empty()) {
+            os << ", heads " << list(c.stage_heads) << ", window " << c.window_size << ", patch "
+               << c.embed_patch_size;
+        }
+        os << ")\n"
+           << "output width:   " << c.hidden_size << "\n"
+           << "token stride:   " << c.patch_size << " px (the last stage's grid)\n"
+           << "native input:   " << c.image_size << "x" << c.image_size << " px (" << g << "x" << g
+           << " last-stage cells)\n"
+           << "token layout:   [" << g * g << " last-stage cells row-major], no CLS, no registers\n"
+           << "hidden states:  0 = stem/patch embedding, 1.." << c.depths.size()
+           << " = stage outputs\n";
+    } else {
+        const std::int64_t g = c.native_grid();
+        const std::int64_t cls = c.has_cls_token ? 1 : 0;
+        os << "hidden size:    " << c.hidden_size << "\n"
+           << "layers:         " << c.num_hidden_layers << "\n"
+           << "heads:          " << c.num_attention_heads << "\n"
+           << "patch size:     " << c.patch_size << "\n"
+           << "native input:   " << c.image_size << "x" << c.image_size << " px (" << g << "x" << g
+           << " patches)\n"
+           << "token layout:   [" << (c.has_cls_token ? "CLS, " : "no CLS, ")
+           << c.num_register_tokens << " registers, " << g * g
+           << " patches row-major] = " << cls + c.num_register_tokens + g * g
+           << " tokens at native size\n";
+    }
+    os << "parameters:     " << encoder->num_parameters() << "\n"
        << "GFLOP/image:    " << encoder->flops_per_image(c.image_size, c.image_size) / 1e9
        << " at native size\n";
     std::error_code ec;

@@ -15,7 +15,24 @@ namespace {
 
 using nlohmann::json;
 
-const char* const kKnownModelTypes[] = {"dinov2", "dinov2_with_registers"};
+struct KnownType {
+    const char* name;
+    const char* description;
+};
+
+const KnownType kKnownModelTypes[] = {
+    {"clip_vision_model",
+     "HF CLIPVisionModel: CLIP/BiomedCLIP-style pre-LN ViT (class embedding, pre/post layernorm)"},
+    {"dinov2", "HF Dinov2Model: DINOv2 S/B/L/G, RAD-DINO (LayerScale, SwiGLU via use_swiglu_ffn)"},
+    {"dinov2_with_registers", "HF Dinov2WithRegistersModel: DINOv2 with register tokens"},
+    {"dinov3_vit", "HF DINOv3ViTModel: 2-D RoPE, register tokens, gated MLP (use_gated_mlp)"},
+    {"resnet", "HF ResNetModel: ResNet-50 style; tokens = the last stage's grid (no CLS)"},
+    {"siglip_vision_model",
+     "HF SiglipVisionModel: SigLIP/MedSigLIP, no CLS; MAP attention-pooling head = pooled"},
+    {"swin", "HF SwinModel: shifted windows, patch merging; tokens = the last stage (no CLS)"},
+    {"vit", "HF ViTModel: plain ViT with CLS and pooler"},
+    {"vit_mae", "HF ViTMAEModel: MAE encoder, no masking (tokens in natural order)"},
+};
 
 std::string join(const std::vector<std::string>& v) {
     std::string s;
@@ -172,10 +189,92 @@ inline std::uint8_t clip8(std::int32_t v) {
     return static_cast<std::uint8_t>(std::clamp(s, 0, 255));
 }
 
+std::vector<std::int64_t> positive_list(const json& j, const char* key,
+                                        const std::filesystem::path& path) {
+    const auto v = get_required<std::vector<std::int64_t>>(j, key, path);
+    RADPROBE_CHECK(!v.empty(), "file ", path.string(), ": key \"", key, "\" is empty");
+    for (const auto x : v) {
+        RADPROBE_CHECK(x > 0, "file ", path.string(), ": key \"", key,
+                       "\" must hold positive values");
+    }
+    return v;
+}
+
+void read_resnet_fields(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    c.has_cls_token = false;
+    c.embedding_size =
+        positive(get_optional<std::int64_t>(j, "embedding_size", 64, path), "embedding_size", path);
+    c.stage_widths = positive_list(j, "hidden_sizes", path);
+    c.depths = positive_list(j, "depths", path);
+    RADPROBE_CHECK(c.depths.size() == c.stage_widths.size(), "file ", path.string(),
+                   ": \"depths\" and \"hidden_sizes\" have different lengths");
+    c.layer_type = get_optional<std::string>(j, "layer_type", "bottleneck", path);
+    RADPROBE_CHECK(c.layer_type == "bottleneck" || c.layer_type == "basic", "file ", path.string(),
+                   ": layer_type \"", c.layer_type, "\" is not supported (bottleneck, basic)");
+    c.downsample_in_first_stage = get_optional<bool>(j, "downsample_in_first_stage", false, path);
+    c.downsample_in_bottleneck = get_optional<bool>(j, "downsample_in_bottleneck", false, path);
+    c.hidden_size = c.stage_widths.back();
+    c.num_hidden_layers = static_cast<std::int64_t>(c.depths.size());
+    c.num_attention_heads = 1;
+    // Stem: stride-2 conv and stride-2 max-pool; every stage after the first halves the grid
+    // (the first too with downsample_in_first_stage).
+    c.patch_size = 4;
+    for (std::size_t i = 0; i < c.depths.size(); ++i) {
+        if (i > 0 || c.downsample_in_first_stage) {
+            c.patch_size *= 2;
+        }
+    }
+    c.image_size =
+        positive(get_optional<std::int64_t>(j, "image_size", 224, path), "image_size", path);
+}
+
+void read_swin_fields(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    c.has_cls_token = false;
+    c.embed_patch_size =
+        positive(get_required<std::int64_t>(j, "patch_size", path), "patch_size", path);
+    c.image_size = positive(get_required<std::int64_t>(j, "image_size", path), "image_size", path);
+    c.embedding_size =
+        positive(get_required<std::int64_t>(j, "embed_dim", path), "embed_dim", path);
+    c.depths = positive_list(j, "depths", path);
+    c.stage_heads = positive_list(j, "num_heads", path);
+    RADPROBE_CHECK(c.depths.size() == c.stage_heads.size(), "file ", path.string(),
+                   ": \"depths\" and \"num_heads\" have different lengths");
+    c.window_size =
+        positive(get_required<std::int64_t>(j, "window_size", path), "window_size", path);
+    c.mlp_ratio = get_optional<double>(j, "mlp_ratio", 4.0, path);
+    c.qkv_bias = get_optional<bool>(j, "qkv_bias", true, path);
+    c.layer_norm_eps = get_optional<double>(j, "layer_norm_eps", 1e-5, path);
+    c.use_absolute_embeddings = get_optional<bool>(j, "use_absolute_embeddings", false, path);
+    const auto stages = static_cast<std::int64_t>(c.depths.size());
+    c.num_hidden_layers = stages;
+    c.patch_size = c.embed_patch_size << (stages - 1);
+    for (std::int64_t i = 0; i < stages; ++i) {
+        c.stage_widths.push_back(c.embedding_size << i);
+        RADPROBE_CHECK((c.embedding_size << i) % c.stage_heads[i] == 0, "file ", path.string(),
+                       ": stage ", i, " width ", c.embedding_size << i,
+                       " is not a multiple of its num_heads ", c.stage_heads[i]);
+    }
+    c.hidden_size = c.stage_widths.back();
+    c.num_attention_heads = c.stage_heads.back();
+}
+
 }  // namespace
 
 std::vector<std::string> known_model_types() {
-    return {std::begin(kKnownModelTypes), std::end(kKnownModelTypes)};
+    std::vector<std::string> names;
+    for (const auto& k : kKnownModelTypes) {
+        names.emplace_back(k.name);
+    }
+    return names;
+}
+
+std::string model_type_description(const std::string& model_type) {
+    for (const auto& k : kKnownModelTypes) {
+        if (model_type == k.name) {
+            return k.description;
+        }
+    }
+    return "";
 }
 
 ModelConfig read_model_config(const std::filesystem::path& dir) {
@@ -188,6 +287,18 @@ ModelConfig read_model_config(const std::filesystem::path& dir) {
     RADPROBE_CHECK(std::find(known.begin(), known.end(), c.model_type) != known.end(), "file ",
                    path.string(), ": model_type \"", c.model_type,
                    "\" is not supported (known: ", join(known), ")");
+    const std::string& type = c.model_type;
+    c.num_channels =
+        positive(get_optional<std::int64_t>(j, "num_channels", 3, path), "num_channels", path);
+    c.hidden_act = get_optional<std::string>(j, "hidden_act", "gelu", path);
+    if (type == "resnet") {
+        read_resnet_fields(j, path, c);
+        return c;
+    }
+    if (type == "swin") {
+        read_swin_fields(j, path, c);
+        return c;
+    }
     c.hidden_size =
         positive(get_required<std::int64_t>(j, "hidden_size", path), "hidden_size", path);
     c.num_hidden_layers = positive(get_required<std::int64_t>(j, "num_hidden_layers", path),
@@ -196,17 +307,42 @@ ModelConfig read_model_config(const std::filesystem::path& dir) {
                                      "num_attention_heads", path);
     c.patch_size = positive(get_required<std::int64_t>(j, "patch_size", path), "patch_size", path);
     c.image_size = positive(get_required<std::int64_t>(j, "image_size", path), "image_size", path);
-    c.num_channels =
-        positive(get_optional<std::int64_t>(j, "num_channels", 3, path), "num_channels", path);
     c.mlp_ratio = get_optional<double>(j, "mlp_ratio", 4.0, path);
-    c.layer_norm_eps = get_optional<double>(j, "layer_norm_eps", 1e-6, path);
+    // HF defaults differ per family: ViT/ViTMAE 1e-12, CLIP/DINOv3 1e-5, DINOv2/SigLIP 1e-6.
+    const double eps_default = (type == "vit" || type == "vit_mae")                    ? 1e-12
+                               : (type == "clip_vision_model" || type == "dinov3_vit") ? 1e-5
+                                                                                       : 1e-6;
+    c.layer_norm_eps = get_optional<double>(j, "layer_norm_eps", eps_default, path);
     c.layerscale_value = get_optional<double>(j, "layerscale_value", 1.0, path);
     c.use_swiglu_ffn = get_optional<bool>(j, "use_swiglu_ffn", false, path);
     c.qkv_bias = get_optional<bool>(j, "qkv_bias", true, path);
-    c.hidden_act = get_optional<std::string>(j, "hidden_act", "gelu", path);
-    c.num_register_tokens = c.model_type == "dinov2_with_registers"
-                                ? get_optional<std::int64_t>(j, "num_register_tokens", 4, path)
-                                : 0;
+    if (type == "clip_vision_model") {
+        c.hidden_act = get_optional<std::string>(j, "hidden_act", "quick_gelu", path);
+    } else if (type == "siglip_vision_model") {
+        c.hidden_act = get_optional<std::string>(j, "hidden_act", "gelu_pytorch_tanh", path);
+    }
+    const bool has_intermediate = type != "dinov2" && type != "dinov2_with_registers";
+    if (has_intermediate) {
+        c.intermediate_size = positive(get_required<std::int64_t>(j, "intermediate_size", path),
+                                       "intermediate_size", path);
+    }
+    c.has_cls_token = type != "siglip_vision_model";
+    if (type == "dinov2_with_registers") {
+        c.num_register_tokens = get_optional<std::int64_t>(j, "num_register_tokens", 4, path);
+    } else if (type == "dinov3_vit") {
+        c.num_register_tokens = get_optional<std::int64_t>(j, "num_register_tokens", 0, path);
+        c.rope_theta = get_optional<double>(j, "rope_theta", 100.0, path);
+        c.use_gated_mlp = get_optional<bool>(j, "use_gated_mlp", false, path);
+        c.query_bias = get_optional<bool>(j, "query_bias", true, path);
+        c.key_bias = get_optional<bool>(j, "key_bias", false, path);
+        c.value_bias = get_optional<bool>(j, "value_bias", true, path);
+        c.proj_bias = get_optional<bool>(j, "proj_bias", true, path);
+        c.mlp_bias = get_optional<bool>(j, "mlp_bias", true, path);
+        RADPROBE_CHECK(c.rope_theta > 0, "file ", path.string(), ": rope_theta must be > 0");
+        RADPROBE_CHECK((c.hidden_size / c.num_attention_heads) % 4 == 0, "file ", path.string(),
+                       ": the head size hidden_size/num_attention_heads must be a multiple of 4 "
+                       "for the 2-D RoPE");
+    }
     RADPROBE_CHECK(c.hidden_size % c.num_attention_heads == 0, "file ", path.string(),
                    ": hidden_size ", c.hidden_size, " is not a multiple of num_attention_heads ",
                    c.num_attention_heads);

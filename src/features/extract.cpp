@@ -264,7 +264,7 @@ ExtractResult extract(const ExtractOptions& o) {
         ctx.channels = 1;
     }
     const std::int64_t R = config.num_register_tokens;
-    const bool has_cls = true;  // every architecture of this component has a CLS token
+    const bool has_cls = encoder->has_cls_token();  // false: SigLIP, ResNet, Swin
     const std::int64_t L = config.num_hidden_layers;
     std::vector<int> layer_indices;  // non-negative; empty = last_hidden_state
     for (int l : o.layers) {
@@ -272,6 +272,10 @@ ExtractResult extract(const ExtractOptions& o) {
         RADPROBE_USAGE_CHECK(idx >= 0 && idx <= L, "--layers: ", l, " out of range for ",
                              model_name, " (", L, " layers: use -", L + 1, "..", L, ")");
         layer_indices.push_back(idx);
+        // ResNet/Swin stages differ in width; only the last one is a token set pooling can use.
+        RADPROBE_USAGE_CHECK(!config.is_hierarchical() || idx == L, "--layers: ", model_name,
+                             " is hierarchical (", config.model_type,
+                             "); only the last stage (-1) can be pooled");
     }
     encoders::ForwardOptions fwd;
     fwd.normalize_layers = true;
@@ -342,7 +346,8 @@ ExtractResult extract(const ExtractOptions& o) {
                     for (int idx : layer_indices) {
                         splits.push_back(idx == L ? out.tokens
                                                   : encoders::split_tokens(out.layers.at(idx), R,
-                                                                           out.grid_h, out.grid_w));
+                                                                           out.grid_h, out.grid_w,
+                                                                           has_cls));
                     }
                 }
                 const std::int64_t G = out.grid_h * out.grid_w;
@@ -350,7 +355,7 @@ ExtractResult extract(const ExtractOptions& o) {
                     Prepared& p = batch[i + m];
                     for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
                         for (const auto& s : splits) {
-                            const at::Tensor cls = s.cls[m].contiguous();
+                            const at::Tensor cls = has_cls ? s.cls[m].contiguous() : at::Tensor();
                             const at::Tensor patches = s.patches[m].reshape({G, D}).contiguous();
                             if (!p.roi_weights.empty()) {
                                 RADPROBE_ASSERT(static_cast<std::int64_t>(p.roi_weights.size()) == G);

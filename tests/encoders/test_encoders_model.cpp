@@ -301,9 +301,14 @@ TEST(Cli, ModelsListsArchitecturesAndDescribesADirectory) {
     EXPECT_NE(d.out.find("hidden size:    48"), std::string::npos) << d.out;
     EXPECT_NE(d.out.find("[CLS, 4 registers, 16 patches row-major] = 21 tokens"), std::string::npos)
         << d.out;
-    const auto unknown = test::run_cli("models '" + fixture("resnet").string() + "'");
+    TempDir tmp;
+    write_file_atomic(tmp / "config.json", R"({"model_type": "beit", "hidden_size": 48})");
+    const auto unknown = test::run_cli("models '" + tmp.path().string() + "'");
     EXPECT_EQ(unknown.exit_code, 1);
-    EXPECT_NE(unknown.err.find("known: dinov2, dinov2_with_registers"), std::string::npos)
+    EXPECT_NE(unknown.err.find("\"beit\" is not supported (known: clip_vision_model, dinov2, "
+                               "dinov2_with_registers, dinov3_vit, resnet, siglip_vision_model, "
+                               "swin, vit, vit_mae)"),
+              std::string::npos)
         << unknown.err;
 }
 

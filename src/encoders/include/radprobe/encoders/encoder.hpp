@@ -8,8 +8,13 @@
 ///    fold_grayscale(). H and W need not equal the native size nor be multiples of the patch
 ///    size (the remainder is dropped, as HF's strided convolution does); the position
 ///    embeddings are interpolated to the H/p × W/p grid exactly as the HF model does.
-///  - token sequences: N×T×D with T = 1 + R + H'·W': [CLS, R register tokens, patches in
-///    row-major (y, x) order], H' = H / p, W' = W / p (integer division).
+///  - token sequences: N×T×D with T = C + R + H'·W': [CLS (C = 1, absent when
+///    has_cls_token() is false: SigLIP, ResNet, Swin), R register tokens, patches in row-major
+///    (y, x) order], H' = H / p, W' = W / p (integer division) for the ViTs.
+///  - hierarchical models (ResNet, Swin): the "patch tokens" are the last stage's grid
+///    (C = R = 0, D = its channel count), so the same pooling modes apply; HF's N×C×H×W
+///    ResNet maps are returned as N×(H·W)×C tokens, and the hidden states are the per-stage
+///    outputs (index 0 = stem / patch embedding, i = stage i), each as N×(h·w)×C_i tokens.
 ///  - patch grid: N×H'×W'×D.
 
 #include <ATen/core/Tensor.h>
@@ -42,7 +47,7 @@ struct ForwardOptions {
 
 /// Views of one N×T×D token tensor split by role.
 struct TokenSplit {
-    at::Tensor cls;        ///< N×D
+    at::Tensor cls;        ///< N×D (undefined when the model has no CLS token)
     at::Tensor registers;  ///< N×R×D (R may be 0)
     at::Tensor patches;    ///< N×H'×W'×D
 };
@@ -55,17 +60,26 @@ struct EncoderOutput {
     std::int64_t grid_w = 0;       ///< W'
     /// Requested hidden states (N×T×D each), keyed by their non-negative index 0..L.
     std::map<int, at::Tensor> layers;
+    /// The model's own pooled embedding, N×D' (HF pooler_output): ViT tanh(dense(CLS)), CLIP
+    /// post_layernorm(CLS), SigLIP the attention-pooling head, DINOv3 the CLS token, ResNet and
+    /// Swin the global average. Undefined for models without one (DINOv2, ViTMAE).
+    at::Tensor pooled;
 };
 
-/// Splits an N×T×D sequence of this layout (num_registers, grid) into CLS/registers/patches.
+/// Splits an N×T×D sequence of this layout (CLS if has_cls, num_registers, grid) into
+/// CLS/registers/patches.
 TokenSplit split_tokens(const at::Tensor& sequence, std::int64_t num_registers, std::int64_t grid_h,
-                        std::int64_t grid_w);
+                        std::int64_t grid_w, bool has_cls = true);
 
 /// A loaded encoder. Not thread-safe: one forward at a time (it reuses activation buffers).
 class Encoder {
 public:
     virtual ~Encoder() = default;
     const ModelConfig& config() const { return config_; }
+    /// Whether token sequences start with a CLS token (the `cls` pooling needs one).
+    bool has_cls_token() const { return config_.has_cls_token; }
+    /// Register tokens after the CLS (DINOv2 with registers, DINOv3).
+    std::int64_t num_register_tokens() const { return config_.num_register_tokens; }
     /// Channels the input must have: 3, or 1 after fold_grayscale().
     virtual std::int64_t input_channels() const = 0;
     /// Runs the model under inference mode. Throws InputError for a wrong channel count or an

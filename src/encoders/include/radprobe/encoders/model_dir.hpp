@@ -42,6 +42,35 @@ struct ModelConfig {
     bool qkv_bias = true;
     std::string hidden_act = "gelu";
     std::int64_t num_register_tokens = 0;
+    /// Whether the token sequence starts with a CLS token (false: SigLIP, ResNet, Swin, whose
+    /// sequences are patch tokens only; the `cls` pooling is then refused).
+    bool has_cls_token = true;
+    /// MLP width (config "intermediate_size"; 0 = hidden_size · mlp_ratio, the DINOv2 rule).
+    std::int64_t intermediate_size = 0;
+    /// DINOv3: RoPE base, gated MLP and per-projection biases.
+    double rope_theta = 100.0;
+    bool use_gated_mlp = false;
+    bool query_bias = true;
+    bool key_bias = false;
+    bool value_bias = true;
+    bool proj_bias = true;
+    bool mlp_bias = true;
+    /// Hierarchical models (ResNet, Swin): per-stage depths, widths / heads. For these,
+    /// num_hidden_layers is the number of stages, hidden_size the last stage's width and
+    /// patch_size the total stride of the last stage's grid (what pooling and ROI mapping use);
+    /// embed_patch_size is Swin's patch-embedding size.
+    std::vector<std::int64_t> depths;
+    std::vector<std::int64_t> stage_widths;
+    std::vector<std::int64_t> stage_heads;
+    std::int64_t embedding_size = 0;  ///< ResNet stem width
+    std::string layer_type;           ///< ResNet "bottleneck" / "basic"
+    bool downsample_in_first_stage = false;
+    bool downsample_in_bottleneck = false;
+    std::int64_t embed_patch_size = 0;  ///< Swin
+    std::int64_t window_size = 0;       ///< Swin
+    bool use_absolute_embeddings = false;
+    /// Whether the token sequence is laid out as a ViT one ([CLS?, registers, patches]).
+    bool is_hierarchical() const { return model_type == "resnet" || model_type == "swin"; }
 
     /// Native patch grid side (image_size / patch_size).
     std::int64_t native_grid() const { return patch_size > 0 ? image_size / patch_size : 0; }
@@ -49,6 +78,9 @@ struct ModelConfig {
 
 /// Architectures the factory can build (model_type values), sorted.
 std::vector<std::string> known_model_types();
+
+/// One line describing a known model_type (the HF class and what it covers).
+std::string model_type_description(const std::string& model_type);
 
 /// Reads and validates DIR/config.json (or a config.json path). Unknown model_type → InputError
 /// listing the known ones; a missing required key → InputError naming it.
@@ -122,5 +154,28 @@ std::vector<std::uint8_t> resize_and_crop_u8(const std::vector<std::uint8_t>& gr
 std::vector<float> preprocess_grey_u8(const std::vector<std::uint8_t>& grey, std::int64_t rows,
                                       std::int64_t cols, const PreprocessConfig& config,
                                       int channels);
+
+}  // namespace radprobe::encoders
+
+namespace radprobe::encoders {
+
+/// A randomly initialised DINOv2-layout ViT: the standard "random features" control. Weights
+/// follow the Hugging Face initialisation (truncated normal, std = initializer_range, for
+/// linear/patch/position/CLS weights; zero biases; LayerNorm 1/0; LayerScale at
+/// layerscale_value), drawn from radprobe::Rng(seed) so the same seed gives the same model.
+struct RandomVitSpec {
+    std::int64_t hidden_size = 192;
+    std::int64_t num_hidden_layers = 6;
+    std::int64_t num_attention_heads = 3;
+    std::int64_t patch_size = 16;
+    std::int64_t image_size = 224;  ///< native input side (the position grid)
+    double initializer_range = 0.02;
+    double layerscale_value = 1.0;
+    std::uint64_t seed = 0;
+};
+
+/// Writes config.json, preprocessor_config.json (resize shortest edge to image_size, centre
+/// crop, ImageNet mean/std) and model.safetensors into `dir` (created; files written atomically).
+void write_random_vit(const std::filesystem::path& dir, const RandomVitSpec& spec);
 
 }  // namespace radprobe::encoders

@@ -1,0 +1,239 @@
+#pragma once
+/// @file results.hpp
+/// The results database of radprobe (SQLite) and the report built from it.
+///
+/// One `.sqlite` file holds every run of a benchmark: its configuration, the metrics with their
+/// confidence intervals, the per-image predictions and the analysis tables. Users open it with
+/// `sqlite3` or pandas (`pd.read_sql("select * from metrics", sqlite3.connect(path))`), so the
+/// schema below is a public contract (also in docs/results_db.md).
+///
+/// Schema, version 1 (`PRAGMA user_version`; plain SQLite tables):
+/// @code
+///   runs(id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused
+///        config_hash TEXT NOT NULL, created TEXT NOT NULL,  -- ISO 8601 UTC
+///        finished TEXT, software_version TEXT NOT NULL,  -- "0.1.0 (git describe)"
+///        encoder TEXT, weights_hash TEXT, task TEXT, adaptation TEXT, pooling TEXT,
+///        layers TEXT, seed INTEGER, status TEXT NOT NULL,  -- running | completed | failed
+///        config_json TEXT NOT NULL, notes TEXT)
+///        -- at most one completed run per config_hash (partial unique index)
+///   metrics(run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE, name TEXT NOT NULL,
+///           value REAL, ci_lo REAL, ci_hi REAL, ci_method TEXT, level REAL, n INTEGER,
+///           subgroup TEXT NOT NULL DEFAULT '',  -- '' = whole test set
+///           extra_json TEXT)
+///   predictions(run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+///               image_id TEXT NOT NULL, patient_id TEXT, label REAL, score REAL,
+///               mask_path TEXT, dice REAL)  -- dice: per-image Dice of a segmentation run
+///   analysis(analysis TEXT NOT NULL, run INTEGER REFERENCES runs(id) ON DELETE CASCADE,
+///            row_key TEXT NOT NULL, row_key2 TEXT NOT NULL DEFAULT '', column_name TEXT NOT NULL,
+///            value REAL, ci_lo REAL, ci_hi REAL, p REAL, p_adjusted REAL)
+/// @endcode
+/// NULL stands for "not available" (no CI, no label); a metric that is undefined is NULL, never
+/// 0.5 or NaN. Analysis tables used by the report:
+///  - `perturb`: row_key = perturbation cell (e.g. "blob 4px"), row_key2 = contrast or level,
+///    column_name = pooling (e.g. "cls", "patch_local"), value = AUROC (heat map).
+///  - `subgroups`: row_key = attribute (e.g. "chest_tube"), row_key2 = subgroup level
+///    ("present", "absent") or "gap", column_name = metric, value with CI, p for the gap.
+///  - `comparisons`: run = the compared run, row_key = reference (e.g. best run's label),
+///    column_name = metric, value = difference, p (e.g. DeLong); the report marks leaderboard
+///    cells whose Benjamini–Hochberg adjusted p (p_adjusted, or computed per task and metric
+///    when NULL) is below 0.05.
+///
+/// Concurrency and crashes: the database is in WAL mode; every write is one transaction, so a
+/// writer killed at any point leaves the file consistent (a run it was writing stays `running`
+/// and is never shown as a result; begin_run() of the same config hash removes it). Several
+/// processes may write at once (busy timeout 30 s). All SQL uses prepared statements with bound
+/// parameters.
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace radprobe::bench {
+
+/// Schema version this build writes (stored in `PRAGMA user_version`).
+inline constexpr int kResultsSchemaVersion = 1;
+
+/// What identifies and describes one run (one cell of a benchmark grid).
+struct RunSpec {
+    std::string config_hash;  ///< required; equal hashes = the same experiment
+    std::string encoder;      ///< model name or HF directory
+    std::string weights_hash;
+    std::string task;        ///< e.g. "cardiomegaly"
+    std::string adaptation;  ///< head / adaptation, e.g. "linear", "knn", "finetune"
+    std::string pooling;     ///< e.g. "cls", "mean", "patch_local"
+    std::string layers;      ///< e.g. "12" or "9,10,11,12"
+    std::int64_t seed = 0;
+    std::string config_json = "{}";  ///< the run's full configuration (must be valid JSON)
+    std::string notes;
+    /// Empty: this build's version and git describe.
+    std::string software_version;
+};
+
+enum class RunStatus { kRunning, kCompleted, kFailed };
+const char* to_string(RunStatus status);
+
+/// A run as stored.
+struct RunRecord {
+    std::int64_t id = 0;
+    RunSpec spec;
+    std::string created;   ///< ISO 8601 UTC
+    std::string finished;  ///< empty while running
+    RunStatus status = RunStatus::kRunning;
+};
+
+/// One metric of a run, optionally for a subgroup.
+struct Metric {
+    std::string name;  ///< e.g. "auroc", "dice", "ap"
+    std::optional<double> value;
+    std::optional<double> ci_lo;
+    std::optional<double> ci_hi;
+    std::string ci_method;  ///< e.g. "delong", "bootstrap-percentile"; empty = none
+    std::optional<double> level;
+    std::optional<std::int64_t> n;
+    std::string subgroup;    ///< "" = whole test set, else e.g. "chest_tube=1"
+    std::string extra_json;  ///< empty or a JSON document
+};
+
+/// One prediction of a run on one image.
+struct Prediction {
+    std::string image_id;
+    std::string patient_id;
+    std::optional<double> label;
+    std::optional<double> score;
+    std::string mask_path;
+    std::optional<double> dice;
+};
+
+/// One cell of an analysis table (long format).
+struct AnalysisRow {
+    std::string analysis;  ///< "perturb", "subgroups", "comparisons", ...
+    std::optional<std::int64_t> run;
+    std::string row_key;
+    std::string row_key2;
+    std::string column;
+    std::optional<double> value;
+    std::optional<double> ci_lo;
+    std::optional<double> ci_hi;
+    std::optional<double> p;
+    std::optional<double> p_adjusted;
+};
+
+/// Which completed runs a query returns (empty = any).
+struct RunFilter {
+    std::string task;
+    std::string encoder;
+    bool include_incomplete = false;
+};
+
+/// A run with its whole-test-set metrics (subgroup == "").
+struct LeaderboardRow {
+    RunRecord run;
+    std::vector<Metric> metrics;
+};
+
+/// The results database. Not thread-safe: one ResultsDb per thread or process.
+class ResultsDb {
+public:
+    /// Opens `path`, creating it (and its schema) when missing; migrates an older schema.
+    /// Throws InputError naming the file when it is not a radprobe results database or was
+    /// written by a newer radprobe.
+    static ResultsDb open(const std::filesystem::path& path);
+    /// Opens an existing database without creating or migrating it (read queries only).
+    static ResultsDb open_existing(const std::filesystem::path& path);
+
+    ResultsDb(ResultsDb&&) noexcept;
+    ResultsDb& operator=(ResultsDb&&) noexcept;
+    ~ResultsDb();
+
+    const std::filesystem::path& path() const;
+    int schema_version() const;
+
+    /// The completed run with this config hash, if any (a re-run skips it).
+    std::optional<std::int64_t> find_completed_run(const std::string& config_hash);
+
+    /// Starts a run (status `running`). Any earlier run of the same config hash that never
+    /// completed (a killed writer) is deleted with its rows. Throws InputError if a completed
+    /// run with this hash exists or if config_json is not valid JSON.
+    std::int64_t begin_run(const RunSpec& spec);
+    /// Each call is one transaction. Throws InputError for an unknown or finished run
+    /// (analysis rows may name any existing run: analyses are written after the runs).
+    void record_metrics(std::int64_t run, std::span<const Metric> metrics);
+    void record_predictions(std::int64_t run, std::span<const Prediction> predictions);
+    void record_analysis(std::span<const AnalysisRow> rows);
+    /// Marks the run completed or failed (sets `finished`).
+    void finish_run(std::int64_t run, RunStatus status = RunStatus::kCompleted);
+
+    /// Queries. Runs come ordered by task, then id.
+    std::vector<RunRecord> runs(const RunFilter& filter = {});
+    std::vector<Metric> metrics(std::int64_t run);
+    std::vector<Prediction> predictions(std::int64_t run);
+    /// Rows of one analysis (all analyses when `analysis` is empty), in insertion order.
+    std::vector<AnalysisRow> analysis(const std::string& analysis = "");
+    /// Completed runs matching the filter with their whole-test-set metrics.
+    std::vector<LeaderboardRow> leaderboard(const RunFilter& filter = {});
+
+private:
+    struct Impl;
+    explicit ResultsDb(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Leaderboard export (`radprobe results`)
+// ---------------------------------------------------------------------------------------------
+
+enum class TableFormat { kTable, kCsv, kJson, kMarkdown };
+/// Parses "table" | "csv" | "json" | "md"; throws UsageError otherwise.
+TableFormat parse_table_format(const std::string& text);
+
+/// The leaderboard as text: one row per run (task, encoder, adaptation, pooling, layers, seed,
+/// then one "value [lo, hi]" column per metric name); JSON is an array of objects with the
+/// metrics as {"value","ci_lo","ci_hi","ci_method","n"}. Rows ordered by task, then the task's
+/// primary metric (auroc, else dice, else the first) descending.
+std::string format_leaderboard(const std::vector<LeaderboardRow>& rows, TableFormat format);
+
+// ---------------------------------------------------------------------------------------------
+// Report (`radprobe report`)
+// ---------------------------------------------------------------------------------------------
+
+struct ReportOptions {
+    std::string title = "radprobe report";
+    /// Folder holding node_modules-style `vega/build/vega.min.js`, `vega-lite/build/...`,
+    /// `vega-embed/build/...`; empty = find_vega_dir().
+    std::filesystem::path vega_dir;
+    double alpha = 0.05;  ///< significance level after FDR
+};
+
+/// The Vega JavaScript folder: $RADPROBE_VEGA_DIR, else the folders configured at build time
+/// (build/npm/node_modules of the source tree, npm/node_modules of the build tree). Throws
+/// InputError listing where it looked and how to install the files (scripts/setup.sh).
+std::filesystem::path find_vega_dir();
+
+/// One self-contained HTML page (Vega, Vega-Lite and vega-embed inlined; opens offline).
+/// Every string from the database is escaped (HTML text, and JSON inside <script>).
+std::string render_report_html(ResultsDb& db, const ReportOptions& options);
+/// Markdown tables: leaderboard per task, subgroup gaps, run metadata.
+std::string render_report_markdown(ResultsDb& db, const ReportOptions& options);
+
+/// One point of an ROC curve.
+struct RocPoint {
+    double fpr = 0.0;
+    double tpr = 0.0;
+    double threshold = 0.0;  ///< score >= threshold is called positive (+inf for the origin)
+};
+/// The empirical ROC curve with one point per distinct score (as scikit-learn's
+/// roc_curve(drop_intermediate=False)), starting at (0, 0). Labels must be 0/1 with both
+/// classes present (InputError otherwise).
+std::vector<RocPoint> roc_curve(std::span<const double> labels, std::span<const double> scores);
+
+/// HTML-escapes & < > " ' (exposed for tests).
+std::string html_escape(const std::string& text);
+/// JSON text made safe inside an HTML <script> element: '<', '>' and '&' become \u003c,
+/// \u003e, \u0026 (valid JSON escapes, so JSON.parse gives back the same strings).
+std::string json_for_script(const std::string& json_text);
+
+}  // namespace radprobe::bench

@@ -1,0 +1,304 @@
+// CLIP vision tower (HF CLIPVisionModel) and SigLIP vision tower (HF SiglipVisionModel).
+//
+// Both share the HF key tree vision_model.{embeddings.{patch_embedding, position_embedding},
+// encoder.layers.N.{layer_norm1, self_attn.{q,k,v,out}_proj, layer_norm2, mlp.{fc1,fc2}},
+// post_layernorm}; the module tree mirrors it so checkpoint keys map 1:1.
+//  - CLIP: class_embedding (CLS), patch conv without bias, pre_layrnorm (sic) before the
+//    encoder; last_hidden_state is the last layer's output WITHOUT a final norm; the pooled
+//    output is post_layernorm(CLS).
+//  - SigLIP: no CLS, patch conv with bias, last_hidden_state = post_layernorm(encoder output);
+//    the pooled output is the attention-pooling ("MAP") head: a learned probe attends over the
+//    tokens with torch nn.MultiheadAttention (packed in_proj), then x + mlp(layernorm(x)).
+// Non-native input sizes: the patch part of the position table is resized bicubically (HF
+// interpolate_pos_encoding=True).
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "internal.hpp"
+#include "radprobe/core/error.hpp"
+
+namespace radprobe::encoders::detail {
+
+namespace {
+
+namespace nn = torch::nn;
+
+nn::LayerNorm layer_norm(const ModelConfig& c) {
+    return nn::LayerNorm(nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps));
+}
+
+bool is_siglip(const ModelConfig& c) {
+    return c.model_type == "siglip_vision_model";
+}
+
+struct ClipEmbeddingsImpl : nn::Module {
+    explicit ClipEmbeddingsImpl(const ModelConfig& c) {
+        const auto g = c.native_grid();
+        const bool siglip = is_siglip(c);
+        if (!siglip) {
+            class_embedding = register_parameter("class_embedding", torch::zeros({c.hidden_size}));
+        }
+        patch_embedding = register_module(
+            "patch_embedding",
+            nn::Conv2d(nn::Conv2dOptions(c.num_channels, c.hidden_size, c.patch_size)
+                           .stride(c.patch_size)
+                           .bias(siglip)));
+        position_embedding = register_module(
+            "position_embedding", nn::Embedding(g * g + (siglip ? 0 : 1), c.hidden_size));
+    }
+    torch::Tensor class_embedding;
+    nn::Conv2d patch_embedding{nullptr};
+    nn::Embedding position_embedding{nullptr};
+};
+TORCH_MODULE(ClipEmbeddings);
+
+struct ClipAttentionImpl : nn::Module {
+    explicit ClipAttentionImpl(const ModelConfig& c) {
+        const auto d = c.hidden_size;
+        k_proj = register_module("k_proj", nn::Linear(d, d));
+        v_proj = register_module("v_proj", nn::Linear(d, d));
+        q_proj = register_module("q_proj", nn::Linear(d, d));
+        out_proj = register_module("out_proj", nn::Linear(d, d));
+    }
+    nn::Linear k_proj{nullptr}, v_proj{nullptr}, q_proj{nullptr}, out_proj{nullptr};
+};
+TORCH_MODULE(ClipAttention);
+
+struct ClipMlpImpl : nn::Module {
+    explicit ClipMlpImpl(const ModelConfig& c) {
+        fc1 = register_module("fc1", nn::Linear(c.hidden_size, c.intermediate_size));
+        fc2 = register_module("fc2", nn::Linear(c.intermediate_size, c.hidden_size));
+    }
+    nn::Linear fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(ClipMlp);
+
+struct ClipLayerImpl : nn::Module {
+    explicit ClipLayerImpl(const ModelConfig& c) {
+        self_attn = register_module("self_attn", ClipAttention(c));
+        layer_norm1 = register_module("layer_norm1", layer_norm(c));
+        mlp = register_module("mlp", ClipMlp(c));
+        layer_norm2 = register_module("layer_norm2", layer_norm(c));
+    }
+    ClipAttention self_attn{nullptr};
+    nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
+    ClipMlp mlp{nullptr};
+};
+TORCH_MODULE(ClipLayer);
+
+struct ClipEncoderImpl : nn::Module {
+    explicit ClipEncoderImpl(const ModelConfig& c) {
+        layers = register_module("layers", nn::ModuleList());
+        for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) {
+            layers->push_back(ClipLayer(c));
+        }
+    }
+    nn::ModuleList layers{nullptr};
+};
+TORCH_MODULE(ClipEncoder);
+
+/// SigLIP's MAP head; `attention` holds torch MultiheadAttention's packed parameters.
+struct PackedMhaImpl : nn::Module {
+    explicit PackedMhaImpl(std::int64_t d) {
+        in_proj_weight = register_parameter("in_proj_weight", torch::zeros({3 * d, d}));
+        in_proj_bias = register_parameter("in_proj_bias", torch::zeros({3 * d}));
+        out_proj = register_module("out_proj", nn::Linear(d, d));
+    }
+    torch::Tensor in_proj_weight, in_proj_bias;
+    nn::Linear out_proj{nullptr};
+};
+TORCH_MODULE(PackedMha);
+
+struct SiglipHeadImpl : nn::Module {
+    explicit SiglipHeadImpl(const ModelConfig& c) {
+        probe = register_parameter("probe", torch::zeros({1, 1, c.hidden_size}));
+        attention = register_module("attention", PackedMha(c.hidden_size));
+        layernorm = register_module("layernorm", layer_norm(c));
+        mlp = register_module("mlp", ClipMlp(c));
+    }
+    torch::Tensor probe;
+    PackedMha attention{nullptr};
+    nn::LayerNorm layernorm{nullptr};
+    ClipMlp mlp{nullptr};
+};
+TORCH_MODULE(SiglipHead);
+
+struct ClipTransformerImpl : nn::Module {
+    explicit ClipTransformerImpl(const ModelConfig& c) {
+        embeddings = register_module("embeddings", ClipEmbeddings(c));
+        if (!is_siglip(c)) {
+            pre_layrnorm = register_module("pre_layrnorm", layer_norm(c));
+        }
+        encoder = register_module("encoder", ClipEncoder(c));
+        post_layernorm = register_module("post_layernorm", layer_norm(c));
+        if (is_siglip(c)) {
+            head = register_module("head", SiglipHead(c));
+        }
+    }
+    ClipEmbeddings embeddings{nullptr};
+    nn::LayerNorm pre_layrnorm{nullptr};
+    ClipEncoder encoder{nullptr};
+    nn::LayerNorm post_layernorm{nullptr};
+    SiglipHead head{nullptr};
+};
+TORCH_MODULE(ClipTransformer);
+
+struct ClipVisionModelImpl : nn::Module {
+    explicit ClipVisionModelImpl(const ModelConfig& c) {
+        vision_model = register_module("vision_model", ClipTransformer(c));
+    }
+    ClipTransformer vision_model{nullptr};
+};
+TORCH_MODULE(ClipVisionModel);
+
+class ClipRunner final : public LoadableEncoder {
+public:
+    explicit ClipRunner(const ModelConfig& config)
+        : LoadableEncoder(config), siglip_(is_siglip(config)), model_(config) {
+        model_->eval();
+    }
+
+    torch::nn::Module& module() override { return *model_; }
+
+    void prepare() override { check_activation(config_.hidden_act, config_); }
+
+    std::int64_t input_channels() const override {
+        return model_->vision_model->embeddings->patch_embedding->weight.size(1);
+    }
+
+    std::int64_t num_parameters() const override { return count_parameters(*model_); }
+
+    double flops_per_image(std::int64_t height, std::int64_t width) const override {
+        const double p = static_cast<double>(config_.patch_size);
+        const double patches = std::floor(height / p) * std::floor(width / p);
+        const double t = (siglip_ ? 0.0 : 1.0) + patches;
+        const double d = static_cast<double>(config_.hidden_size);
+        const double hf = static_cast<double>(config_.intermediate_size);
+        const double per_layer = 2 * t * d * 4 * d + 4 * t * t * d + 2 * t * d * 2 * hf;
+        return 2 * patches * d * static_cast<double>(input_channels()) * p * p +
+               per_layer * static_cast<double>(config_.num_hidden_layers);
+    }
+
+    void fold_grayscale(const std::array<double, 3>& mean,
+                        const std::array<double, 3>& std) override {
+        auto& proj = model_->vision_model->embeddings->patch_embedding;
+        const auto shift = fold_patch_conv(proj->weight, mean, std);
+        torch::NoGradGuard no_grad;
+        if (siglip_) {
+            proj->bias.add_(shift);
+        } else {
+            fold_bias_ = shift;  // CLIP's patch convolution has no bias of its own
+        }
+    }
+
+    EncoderOutput forward(const at::Tensor& pixel_values, const ForwardOptions& opts) override {
+        c10::InferenceMode guard;
+        const std::int64_t p = config_.patch_size;
+        check_pixels(pixel_values, input_channels(), p);
+        const std::int64_t n = pixel_values.size(0);
+        const std::int64_t gh = pixel_values.size(2) / p;
+        const std::int64_t gw = pixel_values.size(3) / p;
+        const std::int64_t d = config_.hidden_size;
+        const std::int64_t num_layers = config_.num_hidden_layers;
+        const auto want = wanted_states(opts, num_layers + 1);
+        auto& vm = *model_->vision_model;
+        auto& emb = *vm.embeddings;
+        const auto g0 = config_.native_grid();
+        const auto table = emb.position_embedding->weight.unsqueeze(0);
+        const std::int64_t c = siglip_ ? 0 : 1;
+        const auto patch_pos = resize_positions(table.narrow(1, c, g0 * g0), g0, gh, gw);
+        auto patches = at::conv2d(pixel_values.to(torch::kFloat32), emb.patch_embedding->weight,
+                                  emb.patch_embedding->bias, {p, p})
+                           .flatten(2)
+                           .transpose(1, 2);
+        if (fold_bias_.defined()) {
+            patches = patches + fold_bias_;
+        }
+        at::Tensor x;
+        if (siglip_) {
+            x = patches + patch_pos;
+        } else {
+            const auto cls = (emb.class_embedding.view({1, 1, d}) + table.narrow(1, 0, 1));
+            x = torch::cat({cls.expand({n, 1, d}), patches + patch_pos}, 1);
+            x = at::layer_norm(x, {d}, vm.pre_layrnorm->weight, vm.pre_layrnorm->bias,
+                               config_.layer_norm_eps);
+        }
+
+        EncoderOutput out;
+        out.grid_h = gh;
+        out.grid_w = gw;
+        auto post_norm = [&](const at::Tensor& s) {
+            return at::layer_norm(s, {d}, vm.post_layernorm->weight, vm.post_layernorm->bias,
+                                  config_.layer_norm_eps);
+        };
+        auto keep = [&](std::int64_t i) {
+            if (want[static_cast<std::size_t>(i)]) {
+                out.layers[static_cast<int>(i)] = opts.normalize_layers ? post_norm(x) : x;
+            }
+        };
+        keep(0);
+        const auto heads = config_.num_attention_heads;
+        const double scale = 1.0 / std::sqrt(static_cast<double>(d / heads));
+        for (std::int64_t i = 0; i < num_layers; ++i) {
+            auto& l = *vm.encoder->layers[static_cast<std::size_t>(i)]->as<ClipLayerImpl>();
+            auto& sa = *l.self_attn;
+            const auto h = at::layer_norm(x, {d}, l.layer_norm1->weight, l.layer_norm1->bias,
+                                          config_.layer_norm_eps);
+            const auto ctx =
+                attention(split_heads(sa.q_proj(h), heads), split_heads(sa.k_proj(h), heads),
+                          split_heads(sa.v_proj(h), heads), scale);
+            x = x + sa.out_proj(ctx);
+            const auto h2 = at::layer_norm(x, {d}, l.layer_norm2->weight, l.layer_norm2->bias,
+                                           config_.layer_norm_eps);
+            x = x + l.mlp->fc2(activation(l.mlp->fc1(h2), config_.hidden_act, config_));
+            keep(i + 1);
+        }
+        if (siglip_) {
+            out.last_hidden_state = post_norm(x);
+            out.tokens = split_tokens(out.last_hidden_state, 0, gh, gw, false);
+            out.pooled = map_head(out.last_hidden_state);
+        } else {
+            out.last_hidden_state = x;
+            out.tokens = split_tokens(out.last_hidden_state, 0, gh, gw, true);
+            out.pooled = post_norm(out.tokens.cls);
+        }
+        return out;
+    }
+
+private:
+    /// SigLIP's multihead attention-pooling head on N×T×D tokens → N×D.
+    at::Tensor map_head(const at::Tensor& tokens) {
+        auto& head = *model_->vision_model->head;
+        auto& mha = *head.attention;
+        const std::int64_t n = tokens.size(0);
+        const std::int64_t d = config_.hidden_size;
+        const auto heads = config_.num_attention_heads;
+        const double scale = 1.0 / std::sqrt(static_cast<double>(d / heads));
+        const auto w = mha.in_proj_weight;
+        const auto b = mha.in_proj_bias;
+        const auto probe = head.probe.expand({n, 1, d});
+        const auto q = at::linear(probe, w.narrow(0, 0, d), b.narrow(0, 0, d));
+        const auto k = at::linear(tokens, w.narrow(0, d, d), b.narrow(0, d, d));
+        const auto v = at::linear(tokens, w.narrow(0, 2 * d, d), b.narrow(0, 2 * d, d));
+        auto x = mha.out_proj(
+            attention(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads), scale));
+        const auto h = at::layer_norm(x, {d}, head.layernorm->weight, head.layernorm->bias,
+                                      config_.layer_norm_eps);
+        x = x + head.mlp->fc2(activation(head.mlp->fc1(h), config_.hidden_act, config_));
+        return x.select(1, 0);
+    }
+
+    bool siglip_;
+    ClipVisionModel model_;
+    at::Tensor fold_bias_;
+};
+
+}  // namespace
+
+std::unique_ptr<LoadableEncoder> make_clip(const ModelConfig& config) {
+    return std::make_unique<ClipRunner>(config);
+}
+
+}  // namespace radprobe::encoders::detail

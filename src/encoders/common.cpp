@@ -1,0 +1,119 @@
+// Helpers shared by the architecture translation units (vit.cpp, clip.cpp, dinov3.cpp,
+// resnet.cpp, swin.cpp): state selection, input checks, activations, eager attention, position
+// table resizing and grey folding.
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "internal.hpp"
+#include "radprobe/core/error.hpp"
+
+namespace radprobe::encoders::detail {
+
+std::vector<bool> wanted_states(const ForwardOptions& options, std::int64_t num_states) {
+    std::vector<bool> want(static_cast<std::size_t>(num_states), options.all_layers);
+    const std::int64_t last = num_states - 1;
+    for (int index : options.layers) {
+        const std::int64_t i = index < 0 ? num_states + index : index;
+        RADPROBE_USAGE_CHECK(i >= 0 && i <= last, "layer ", index,
+                             " is out of range: the model has hidden states 0..", last,
+                             " (or -1..-", num_states, ")");
+        want[static_cast<std::size_t>(i)] = true;
+    }
+    return want;
+}
+
+void check_pixels(const at::Tensor& pixel_values, std::int64_t channels, std::int64_t min_side) {
+    RADPROBE_CHECK(pixel_values.dim() == 4, "pixel_values must be N×C×H×W, got ",
+                   pixel_values.dim(), " dimensions");
+    RADPROBE_CHECK(pixel_values.size(1) == channels, "pixel_values have ", pixel_values.size(1),
+                   " channels, the model expects ", channels);
+    RADPROBE_CHECK(pixel_values.size(2) >= min_side && pixel_values.size(3) >= min_side,
+                   "pixel_values of ", pixel_values.size(2), "x", pixel_values.size(3),
+                   " are smaller than the model's minimum ", min_side, "x", min_side);
+    RADPROBE_CHECK(pixel_values.size(0) >= 1, "pixel_values hold no image");
+}
+
+void check_activation(const std::string& name, const ModelConfig& config) {
+    RADPROBE_CHECK(name == "gelu" || name == "gelu_new" || name == "gelu_pytorch_tanh" ||
+                       name == "quick_gelu" || name == "relu" || name == "silu" || name == "swish",
+                   "file ", (config.dir / "config.json").string(), ": hidden_act \"", name,
+                   "\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, quick_gelu, relu, "
+                   "silu)");
+}
+
+at::Tensor activation(const at::Tensor& x, const std::string& name, const ModelConfig& config) {
+    if (name == "gelu") {
+        return at::gelu(x);
+    }
+    if (name == "gelu_new" || name == "gelu_pytorch_tanh") {
+        return at::gelu(x, "tanh");
+    }
+    if (name == "quick_gelu") {
+        return x * at::sigmoid(x * 1.702);
+    }
+    if (name == "relu") {
+        return at::relu(x);
+    }
+    if (name == "silu" || name == "swish") {
+        return at::silu(x);
+    }
+    check_activation(name, config);
+    return x;
+}
+
+at::Tensor split_heads(const at::Tensor& x, std::int64_t heads) {
+    const auto n = x.size(0);
+    const auto t = x.size(1);
+    return x.view({n, t, heads, x.size(2) / heads}).transpose(1, 2);
+}
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale) {
+    const auto scores = at::matmul(q, k.transpose(-1, -2)) * scale;
+    const auto probs = at::softmax(scores, -1);
+    const auto ctx = at::matmul(probs, v).transpose(1, 2).contiguous();
+    return ctx.view({ctx.size(0), ctx.size(1), -1});
+}
+
+at::Tensor resize_positions(const at::Tensor& table, std::int64_t g0, std::int64_t gh,
+                            std::int64_t gw) {
+    if (gh == g0 && gw == g0) {
+        return table;
+    }
+    namespace F = torch::nn::functional;
+    const auto d = table.size(2);
+    const auto grid = table.reshape({1, g0, g0, d}).permute({0, 3, 1, 2}).to(torch::kFloat32);
+    const auto resized = F::interpolate(grid, F::InterpolateFuncOptions()
+                                                  .size(std::vector<std::int64_t>{gh, gw})
+                                                  .mode(torch::kBicubic)
+                                                  .align_corners(false));
+    return resized.permute({0, 2, 3, 1}).reshape({1, gh * gw, d}).contiguous();
+}
+
+at::Tensor fold_patch_conv(at::Tensor& weight, const std::array<double, 3>& mean,
+                           const std::array<double, 3>& std) {
+    RADPROBE_CHECK(weight.size(1) == 3, "fold_grayscale: the patch embedding has ", weight.size(1),
+                   " input channels, expected 3 (already folded?)");
+    torch::NoGradGuard no_grad;
+    const auto w = weight.to(torch::kFloat64);
+    auto folded = torch::zeros_like(w.narrow(1, 0, 1));
+    auto shift = torch::zeros({w.size(0)}, torch::kFloat64);
+    for (int c = 0; c < 3; ++c) {
+        const auto wc = w.narrow(1, c, 1);
+        folded += wc / std[c];
+        shift -= wc.sum({1, 2, 3}) * (mean[c] / std[c]);
+    }
+    weight.set_data(folded.to(torch::kFloat32).contiguous());
+    return shift.to(torch::kFloat32);
+}
+
+std::int64_t count_parameters(const torch::nn::Module& module) {
+    std::int64_t n = 0;
+    for (const auto& p : module.parameters()) {
+        n += p.numel();
+    }
+    return n;
+}
+
+}  // namespace radprobe::encoders::detail
