@@ -9,6 +9,7 @@
 
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/error.hpp"
+#include "radprobe/dataset/manifest.hpp"
 #include "radprobe/features/embeddings.hpp"
 
 namespace radprobe::features {
@@ -25,29 +26,18 @@ const char* pooling_name(Pooling pooling) {
 
 std::vector<Pooling> parse_poolings(const std::string& text) {
     std::vector<Pooling> out;
-    std::size_t start = 0;
-    while (start <= text.size()) {
-        std::size_t end = text.find(',', start);
-        if (end == std::string::npos) {
-            end = text.size();
-        }
-        std::string item = text.substr(start, end - start);
-        item.erase(0, item.find_first_not_of(' '));
-        item.erase(item.find_last_not_of(' ') + 1);
-        if (!item.empty()) {
-            bool found = false;
-            for (Pooling p : {Pooling::kCls, Pooling::kMean, Pooling::kClsMean, Pooling::kRoi}) {
-                if (item == pooling_name(p)) {
-                    if (std::find(out.begin(), out.end(), p) == out.end()) {
-                        out.push_back(p);
-                    }
-                    found = true;
+    for (const auto& item : dataset::split_list(text)) {
+        bool found = false;
+        for (Pooling p : {Pooling::kCls, Pooling::kMean, Pooling::kClsMean, Pooling::kRoi}) {
+            if (item == pooling_name(p)) {
+                if (std::find(out.begin(), out.end(), p) == out.end()) {
+                    out.push_back(p);
                 }
+                found = true;
             }
-            RADPROBE_USAGE_CHECK(found, "--pool: unknown pooling '", item,
-                                 "' (valid: cls, mean, cls+mean, roi)");
         }
-        start = end + 1;
+        RADPROBE_USAGE_CHECK(found, "--pool: unknown pooling '", item,
+                             "' (valid: cls, mean, cls+mean, roi)");
     }
     RADPROBE_USAGE_CHECK(!out.empty(), "--pool: no pooling given (valid: cls, mean, cls+mean, roi)");
     return out;
@@ -55,22 +45,11 @@ std::vector<Pooling> parse_poolings(const std::string& text) {
 
 std::vector<int> parse_layers(const std::string& text) {
     std::vector<int> out;
-    std::size_t start = 0;
-    while (start <= text.size()) {
-        std::size_t end = text.find(',', start);
-        if (end == std::string::npos) {
-            end = text.size();
-        }
-        std::string item = text.substr(start, end - start);
-        item.erase(0, item.find_first_not_of(' '));
-        item.erase(item.find_last_not_of(' ') + 1);
-        if (!item.empty()) {
-            const auto v = parse_int(item);
-            RADPROBE_USAGE_CHECK(v.has_value() && *v > -10000 && *v < 10000, "--layers: '", item,
-                                 "' is not a layer index (e.g. -1,-4)");
-            out.push_back(static_cast<int>(*v));
-        }
-        start = end + 1;
+    for (const auto& item : dataset::split_list(text)) {
+        const auto v = parse_int(item);
+        RADPROBE_USAGE_CHECK(v.has_value() && *v > -10000 && *v < 10000, "--layers: '", item,
+                             "' is not a layer index (e.g. -1,-4)");
+        out.push_back(static_cast<int>(*v));
     }
     return out;
 }
