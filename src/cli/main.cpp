@@ -63,8 +63,19 @@ int report(const char* command, const std::exception& e) {
 // (DESIGN.md, "Performance facts"). Both are process settings that the OpenMP runtime and glibc
 // read before main() runs, so radprobe sets them and re-executes itself once, unless the user
 // chose values of their own (or set RADPROBE_NO_REEXEC=1).
-static void tune_runtime_and_reexec(char** argv) {
+// Only subcommands that run LibTorch models pay for the second start-up (~1 s of library
+// loading).
+static void tune_runtime_and_reexec(int argc, char** argv) {
     if (std::getenv("RADPROBE_NO_REEXEC") != nullptr || std::getenv("RADPROBE_REEXECED") != nullptr) {
+        return;
+    }
+    static const char* const kModelCommands[] = {"tokens", "extract", "demo", "baseline",
+                                                 "train", "run", "finetune", "segment", "analyze"};
+    bool runs_models = false;
+    for (const char* cmd : kModelCommands) {
+        runs_models |= argc > 1 && std::string(argv[1]) == cmd;
+    }
+    if (!runs_models) {
         return;
     }
     bool changed = false;
@@ -85,7 +96,7 @@ static void tune_runtime_and_reexec(char** argv) {
 }
 
 int main(int argc, char** argv) {
-    tune_runtime_and_reexec(argv);
+    tune_runtime_and_reexec(argc, argv);
     CLI::App app{
         "radprobe: evaluate vision foundation-model encoders on radiograph tasks — embeddings, "
         "probes, fine-tuning, segmentation, statistics with confidence intervals, failure "
