@@ -22,9 +22,7 @@ using test::TempDir;
 
 constexpr double kParity = 1e-4;
 
-fs::path fixture(const std::string& model) {
-    return test::shared_dir() / "fixtures" / "encoders" / model;
-}
+fs::path fixture(const std::string& model) { return test::encoder_fixture(model); }
 
 at::Tensor load(const fs::path& path) {
     return tensor_from_npy(read_npy(path));

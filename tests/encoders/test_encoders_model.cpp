@@ -23,9 +23,7 @@ using test::TempDir;
 
 constexpr double kParity = 1e-4;
 
-fs::path fixture(const std::string& model) {
-    return test::shared_dir() / "fixtures" / "encoders" / model;
-}
+fs::path fixture(const std::string& model) { return test::encoder_fixture(model); }
 fs::path golden() {
     return test::source_dir() / "tests" / "golden" / "encoders";
 }

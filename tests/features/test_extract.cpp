@@ -27,7 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using test::TempDir;
 
-const fs::path kModel = test::shared_dir() / "fixtures" / "encoders" / "dinov2";
+const fs::path kModel = test::encoder_fixture("dinov2");
 
 // A manifest of `n` nih-mini images (absolute paths), boxes on two of them, optionally a
 // corrupt image at row 3.

@@ -17,6 +17,10 @@ namespace radprobe::test {
 inline std::filesystem::path shared_dir() { return RADPROBE_SHARED_DIR; }
 inline std::filesystem::path source_dir() { return RADPROBE_SOURCE_DIR; }
 inline std::filesystem::path radprobe_binary() { return RADPROBE_BINARY; }
+/// A tiny Hugging Face checkpoint of ../shared/fixtures/encoders/ (e.g. "dinov2").
+inline std::filesystem::path encoder_fixture(const std::string& name) {
+    return shared_dir() / "fixtures" / "encoders" / name;
+}
 
 /// A fresh directory under the system temp dir, removed at destruction.
 class TempDir {
