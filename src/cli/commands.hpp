@@ -33,5 +33,10 @@ Runner setup_results(CLI::App& app);   // cmd_results.cpp  (bench)
 Runner setup_report(CLI::App& app);    // cmd_report.cpp   (bench)
 Runner setup_probe(CLI::App& app);     // cmd_probe.cpp    (heads)
 Runner setup_baseline(CLI::App& app);  // cmd_baseline.cpp (heads)
+Runner setup_train(CLI::App& app);     // cmd_train.cpp    (heads)
+Runner setup_finetune(CLI::App& app);  // cmd_finetune.cpp (heads)
+Runner setup_segment(CLI::App& app);   // cmd_segment.cpp  (heads)
+Runner setup_analyze(CLI::App& app);   // cmd_analyze.cpp  (analysis)
+Runner setup_run(CLI::App& app);       // cmd_run.cpp      (bench)
 
 }  // namespace radprobe::cli

@@ -48,6 +48,16 @@ const Command kCommands[] = {
      radprobe::cli::setup_probe},
     {"baseline", "Supervised from-scratch CNN baseline (ResNet-style) on the manifest's splits",
      radprobe::cli::setup_baseline},
+    {"train", "Train an attention-pooling or MLP head on cached patch tokens / embeddings",
+     radprobe::cli::setup_train},
+    {"finetune", "Fine-tune an encoder (all or last-k blocks) with a classification head",
+     radprobe::cli::setup_finetune},
+    {"segment", "Segmentation decoders (linear, multiscale) on an encoder; apply a trained one",
+     radprobe::cli::setup_segment},
+    {"analyze", "Where encoders fail: perturbation panel, small-lesion probe, subgroup shortcuts",
+     radprobe::cli::setup_analyze},
+    {"run", "The main job on your data and models: a YAML config of encoders x tasks x heads",
+     radprobe::cli::setup_run},
 };
 
 int report(const char* command, const std::exception& e) {
