@@ -75,6 +75,8 @@ struct ReportData {
     std::map<std::int64_t, std::string> task_of;
     std::vector<AnalysisRow> perturb;
     std::vector<AnalysisRow> subgroups;
+    std::vector<AnalysisRow> lesions;   // analysis "lesions" (radprobe analyze lesions)
+    std::vector<AnalysisRow> shortcut;  // analysis "shortcut" (analyze subgroups --shortcut)
     // (run, metric) -> BH-adjusted p of the comparison, and what it was compared with.
     std::map<std::pair<std::int64_t, std::string>, std::pair<double, std::string>> comparisons;
 };
@@ -105,6 +107,8 @@ ReportData gather(ResultsDb& db) {
     }
     d.perturb = db.analysis("perturb");
     d.subgroups = db.analysis("subgroups");
+    d.lesions = db.analysis("lesions");
+    d.shortcut = db.analysis("shortcut");
 
     // FDR: one Benjamini–Hochberg family per (task, metric) for rows without p_adjusted.
     std::map<std::pair<std::string, std::string>, std::vector<std::size_t>> families;
@@ -279,41 +283,57 @@ json dice_spec(const std::string& task, json values, std::size_t runs) {
     return spec;
 }
 
-json heatmap_spec(json values) {
-    json spec = base_spec("Perturbation panel — probe AUROC per cell");
+// A cell-by-column heat map with the value printed in each cell. AUROC maps use viridis on
+// [0.5, 1]; differences (gains) a diverging scheme centred on 0.
+json heatmap_spec(json values, const std::string& title, double lo, double hi, bool diverging,
+                  const std::string& legend) {
+    json spec = base_spec(title);
     spec["data"] = {{"values", std::move(values)}};
     spec["width"] = {{"step", 90}};
     spec["height"] = {{"step", 28}};
     const json x = {{"field", "column"},
                     {"type", "nominal"},
                     {"title", nullptr},
-                    {"axis", {{"labelAngle", -30}, {"labelLimit", 220}}}};
-    const json y = {
-        {"field", "row"}, {"type", "nominal"}, {"title", nullptr}, {"axis", {{"labelLimit", 260}}}};
+                    {"sort", nullptr},
+                    {"axis", {{"labelAngle", -30}, {"labelLimit", 220}, {"orient", "top"}}}};
+    const json y = {{"field", "row"},
+                    {"type", "nominal"},
+                    {"title", nullptr},
+                    {"sort", nullptr},
+                    {"axis", {{"labelLimit", 260}}}};
+    json scale = {{"domain", {lo, hi}}, {"clamp", true}};
+    scale["scheme"] = diverging ? "redblue" : "viridis";
+    if (diverging) {
+        scale["reverse"] = true;  // gains (roi better) in blue, losses in red
+        scale["domainMid"] = 0;
+    }
+    const json text_color =
+        diverging ? json{{"value", "black"}}
+                  : json{{"condition", {{"test", "datum.value > 0.8"}, {"value", "black"}}},
+                         {"value", "white"}};
     spec["layer"] = json::array(
         {{{"mark", "rect"},
           {"encoding",
            {{"x", x},
             {"y", y},
             {"color",
-             {{"field", "value"},
-              {"type", "quantitative"},
-              {"title", "AUROC"},
-              {"scale", {{"scheme", "viridis"}, {"domain", {0.5, 1}}, {"clamp", true}}}}},
+             {{"field", "value"}, {"type", "quantitative"}, {"title", legend}, {"scale", scale}}},
             {"tooltip",
              json::array({{{"field", "row"}, {"type", "nominal"}},
                           {{"field", "column"}, {"type", "nominal"}},
                           {{"field", "value"}, {"type", "quantitative"}, {"format", ".3f"}},
                           {{"field", "ci_lo"}, {"type", "quantitative"}, {"format", ".3f"}},
-                          {{"field", "ci_hi"}, {"type", "quantitative"}, {"format", ".3f"}}})}}}},
+                          {{"field", "ci_hi"}, {"type", "quantitative"}, {"format", ".3f"}},
+                          {{"field", "p_adjusted"},
+                           {"type", "quantitative"},
+                           {"format", ".2g"},
+                           {"title", "p (BH)"}}})}}}},
          {{"mark", {{"type", "text"}, {"fontSize", 11}}},
           {"encoding",
            {{"x", x},
             {"y", y},
-            {"text", {{"field", "value"}, {"type", "quantitative"}, {"format", ".2f"}}},
-            {"color",
-             {{"condition", {{"test", "datum.value > 0.8"}, {"value", "black"}}},
-              {"value", "white"}}}}}}});
+            {"text", {{"field", "value"}, {"type", "quantitative"}, {"format", diverging ? "+.2f" : ".2f"}}},
+            {"color", text_color}}}}});
     return spec;
 }
 
@@ -560,27 +580,199 @@ void task_section(Page& page, ResultsDb& db, const ReportData& d, const TaskGrou
     page.raw("</div></section>\n");
 }
 
-void perturb_section(Page& page, const ReportData& d) {
+// Rows of one run (or of no run), in insertion order, split by whether the column is a
+// difference ("roi − cls", "box σ=5px − σ=0px").
+std::map<std::optional<std::int64_t>, std::vector<const AnalysisRow*>> rows_by_run(
+    const std::vector<AnalysisRow>& rows) {
+    std::map<std::optional<std::int64_t>, std::vector<const AnalysisRow*>> out;
+    for (const auto& r : rows) {
+        out[r.run].push_back(&r);
+    }
+    return out;
+}
+
+bool is_difference(const std::string& text) { return text.find(" − ") != std::string::npos; }
+
+// A table of analysis rows: one line each with value [CI], p and BH-adjusted p.
+void analysis_table(Page& page, const std::vector<const AnalysisRow*>& rows,
+                    const std::vector<std::string>& headers, double alpha) {
+    page.raw("<table><thead><tr>");
+    for (const auto& h : headers) {
+        page.raw("<th>");
+        page.text(h);
+        page.raw("</th>");
+    }
+    page.raw("<th>value [95% CI]</th><th>p</th><th>p (BH)</th></tr></thead><tbody>\n");
+    for (const auto* r : rows) {
+        Metric m;
+        m.value = r->value;
+        m.ci_lo = r->ci_lo;
+        m.ci_hi = r->ci_hi;
+        page.raw("<tr>");
+        for (const std::string* f : {&r->row_key, &r->row_key2, &r->column}) {
+            page.raw("<td>");
+            page.text(*f);
+            page.raw("</td>");
+        }
+        page.raw("<td class=\"num\">");
+        page.text(detail::metric_cell(m));
+        page.raw("</td><td class=\"num\">" + detail::format_number(r->p, 4) +
+                 "</td><td class=\"num\">" + detail::format_number(r->p_adjusted, 4));
+        if (r->p_adjusted && *r->p_adjusted < alpha) {
+            page.raw(" <sup class=\"sig\">*</sup>");
+        }
+        page.raw("</td></tr>\n");
+    }
+    page.raw("</tbody></table>\n");
+}
+
+std::string run_title(const ReportData& d, const std::optional<std::int64_t>& run) {
+    const std::string label = label_of(d, run);
+    return label.empty() ? std::string() : " — " + label;
+}
+
+void perturb_section(Page& page, const ReportData& d, double alpha) {
     if (d.perturb.empty()) {
         return;
     }
     page.raw(
         "<section id=\"perturb\"><h2>Perturbation panel</h2>\n<p class=\"note\">Probe "
-        "AUROC separating perturbed from clean images, per perturbation cell (rows) and "
-        "pooling (columns); colour scale clamped to [0.5, 1].</p>\n");
-    json values = json::array();
-    for (const auto& r : d.perturb) {
-        std::string column = r.column;
-        if (r.run) {
-            column = label_of(d, r.run) + ": " + column;
+        "AUROC separating perturbed from clean images (cross-validated, pairs kept together), "
+        "per perturbation cell (rows: kind, size in model patches <i>p</i> or pixels, contrast) "
+        "and pooling (columns) from the same forward pass; colour clamped to [0.5, 1]. The gain "
+        "map shows roi minus the global pooling with its paired-bootstrap CI; * = BH-adjusted "
+        "p &lt; 0.05 across the grid.</p>\n");
+    for (const auto& [run, rows] : rows_by_run(d.perturb)) {
+        json auc = json::array(), gain = json::array();
+        std::vector<const AnalysisRow*> gains;
+        for (const auto* r : rows) {
+            json v = {{"row", r->row_key2.empty() ? r->row_key : r->row_key + " · " + r->row_key2},
+                      {"column", r->column},
+                      {"value", opt_json(r->value)},
+                      {"ci_lo", opt_json(r->ci_lo)},
+                      {"ci_hi", opt_json(r->ci_hi)},
+                      {"p_adjusted", opt_json(r->p_adjusted)}};
+            if (is_difference(r->column)) {
+                gain.push_back(std::move(v));
+                gains.push_back(r);
+            } else {
+                auc.push_back(std::move(v));
+            }
         }
-        values.push_back({{"row", r.row_key2.empty() ? r.row_key : r.row_key + " · " + r.row_key2},
-                          {"column", column},
-                          {"value", opt_json(r.value)},
-                          {"ci_lo", opt_json(r.ci_lo)},
-                          {"ci_hi", opt_json(r.ci_hi)}});
+        page.raw("<div class=\"plots\">\n");
+        if (!auc.empty()) {
+            page.plot(heatmap_spec(std::move(auc), "Probe AUROC per cell" + run_title(d, run), 0.5,
+                                   1.0, false, "AUROC"));
+        }
+        if (!gain.empty()) {
+            page.plot(heatmap_spec(std::move(gain), "Gain of patch-local pooling" + run_title(d, run),
+                                   -0.5, 0.5, true, "AUROC gain"));
+        }
+        page.raw("</div>\n");
+        if (!gains.empty()) {
+            page.raw("<details><summary>Gains with CIs" );
+            page.text(run_title(d, run));
+            page.raw("</summary>\n");
+            analysis_table(page, gains, {"cell", "level", "comparison"}, alpha);
+            page.raw("</details>\n");
+        }
     }
-    page.plot(heatmap_spec(std::move(values)));
+    page.raw("</section>\n");
+}
+
+void lesion_section(Page& page, const ReportData& d, double alpha) {
+    if (d.lesions.empty()) {
+        return;
+    }
+    page.raw(
+        "<section id=\"lesions\"><h2>Small lesions</h2>\n<p class=\"note\">Image-level "
+        "AUROC per lesion-size stratum (positives of the stratum against all negatives; stratum "
+        "= the image's largest box as a fraction of the image area) for the global poolings, "
+        "and box-level patch-local AUROC (lesion box against a same-size lesion-free lung box), "
+        "exact and with the boxes displaced by Gaussian jitter σ. Differences use a paired "
+        "bootstrap over patients.</p>\n");
+    for (const auto& [run, rows] : rows_by_run(d.lesions)) {
+        json image = json::array(), box = json::array();
+        std::vector<const AnalysisRow*> diffs;
+        for (const auto* r : rows) {
+            if (!r->value) {
+                continue;
+            }
+            if (is_difference(r->row_key) || is_difference(r->row_key2)) {
+                diffs.push_back(r);
+                continue;
+            }
+            json v = {{"value", *r->value},
+                      {"ci_lo", opt_json(r->ci_lo ? r->ci_lo : r->value)},
+                      {"ci_hi", opt_json(r->ci_hi ? r->ci_hi : r->value)}};
+            if (r->row_key == "image") {
+                v["label"] = r->row_key2;
+                v["pooling"] = r->column;
+                image.push_back(std::move(v));
+            } else {
+                v["label"] = r->row_key + " · " + r->row_key2;
+                v["pooling"] = r->column;
+                box.push_back(std::move(v));
+            }
+        }
+        page.raw("<div class=\"plots\">\n");
+        if (!image.empty()) {
+            page.plot(forest_spec("Image-level AUROC by lesion size" + run_title(d, run), "AUROC",
+                                  std::move(image), 0.5, "pooling"));
+        }
+        if (!box.empty()) {
+            page.plot(forest_spec("Box-level patch-local AUROC and box jitter" + run_title(d, run),
+                                  "AUROC", std::move(box), 0.5));
+        }
+        page.raw("</div>\n");
+        if (!diffs.empty()) {
+            page.raw("<h3>Size gaps and jitter degradation");
+            page.text(run_title(d, run));
+            page.raw("</h3>\n");
+            analysis_table(page, diffs, {"comparison", "stratum", "pooling"}, alpha);
+        }
+    }
+    page.raw("</section>\n");
+}
+
+void shortcut_section(Page& page, const ReportData& d, double alpha) {
+    if (d.shortcut.empty()) {
+        return;
+    }
+    page.raw(
+        "<section id=\"shortcut\"><h2>Shortcut experiment</h2>\n<p class=\"note\">Probes "
+        "trained where chest tubes co-occur with pneumothorax (φ &gt; 0) and on a control set "
+        "without the coupling (φ = 0), tested on one tube-balanced set: AUROC of tube-free and "
+        "tube positives against all negatives, and the drop on tube-free positives (control − "
+        "shortcut, paired).</p>\n");
+    for (const auto& [run, rows] : rows_by_run(d.shortcut)) {
+        json values = json::array();
+        std::vector<const AnalysisRow*> diffs;
+        for (const auto* r : rows) {
+            if (!r->value) {
+                continue;
+            }
+            if (is_difference(r->row_key) || is_difference(r->row_key2)) {
+                diffs.push_back(r);
+                continue;
+            }
+            values.push_back({{"label", r->row_key},
+                              {"value", *r->value},
+                              {"ci_lo", opt_json(r->ci_lo ? r->ci_lo : r->value)},
+                              {"ci_hi", opt_json(r->ci_hi ? r->ci_hi : r->value)},
+                              {"test subset", r->row_key2}});
+        }
+        page.raw("<div class=\"plots\">\n");
+        if (!values.empty()) {
+            page.plot(forest_spec("Pneumothorax AUROC on the tube-balanced test set" +
+                                      run_title(d, run),
+                                  "AUROC", std::move(values), 0.5, "test subset"));
+        }
+        page.raw("</div>\n");
+        if (!diffs.empty()) {
+            analysis_table(page, diffs, {"model", "comparison", "metric"}, alpha);
+        }
+    }
     page.raw("</section>\n");
 }
 
@@ -609,7 +801,7 @@ void subgroup_section(Page& page, const ReportData& d, double alpha) {
                   {"ci_lo", opt_json(r.ci_lo ? r.ci_lo : r.value)},
                   {"ci_hi", opt_json(r.ci_hi ? r.ci_hi : r.value)},
                   {"subgroup", r.row_key2}};
-        if (r.row_key2 == "gap") {
+        if (r.row_key2.rfind("gap", 0) == 0) {
             gaps_by_metric[r.column].push_back(std::move(v));
             gaps.push_back(&r);
         } else {
@@ -828,8 +1020,14 @@ std::string render_report_html(ResultsDb& db, const ReportOptions& options) {
     if (!d.perturb.empty()) {
         page.raw("<a href=\"#perturb\">Perturbation panel</a>");
     }
+    if (!d.lesions.empty()) {
+        page.raw("<a href=\"#lesions\">Small lesions</a>");
+    }
     if (!d.subgroups.empty()) {
         page.raw("<a href=\"#subgroups\">Subgroups</a>");
+    }
+    if (!d.shortcut.empty()) {
+        page.raw("<a href=\"#shortcut\">Shortcut</a>");
     }
     page.raw("<a href=\"#runs\">Runs</a></nav>\n<main>\n");
     if (d.tasks.empty()) {
@@ -840,8 +1038,10 @@ std::string render_report_html(ResultsDb& db, const ReportOptions& options) {
     for (std::size_t i = 0; i < d.tasks.size(); ++i) {
         task_section(page, db, d, d.tasks[i], i, options.alpha);
     }
-    perturb_section(page, d);
+    perturb_section(page, d, options.alpha);
+    lesion_section(page, d, options.alpha);
     subgroup_section(page, d, options.alpha);
+    shortcut_section(page, d, options.alpha);
     metadata_section(page, d);
     page.raw("</main>\n");
 
@@ -903,18 +1103,25 @@ std::string render_report_markdown(ResultsDb& db, const ReportOptions& options) 
         }
         md += "\n";
     }
-    if (!d.perturb.empty()) {
-        md +=
-            "## Perturbation panel\n\n| run | cell | level | pooling | AUROC [95% CI] |\n"
-            "|---|---|---|---|---|\n";
-        for (const auto& r : d.perturb) {
+    // Analysis tables (perturb, lesions, shortcut): one line per row, value [CI], p and BH p.
+    const std::vector<std::pair<const std::vector<AnalysisRow>*, std::string>> analyses = {
+        {&d.perturb, "## Perturbation panel\n\n| run | cell | level | pooling |"},
+        {&d.lesions, "## Small lesions\n\n| run | row | stratum | pooling |"},
+        {&d.shortcut, "## Shortcut experiment\n\n| run | model | test subset | metric |"}};
+    for (const auto& [rows, head] : analyses) {
+        if (rows->empty()) {
+            continue;
+        }
+        md += head + " value [95% CI] | p | p (BH) |\n|---|---|---|---|---|---|---|\n";
+        for (const auto& r : *rows) {
             Metric m;
             m.value = r.value;
             m.ci_lo = r.ci_lo;
             m.ci_hi = r.ci_hi;
             md += "| " + cell(label_of(d, r.run)) + " | " + cell(r.row_key) + " | " +
                   cell(r.row_key2) + " | " + cell(r.column) + " | " + detail::metric_cell(m) +
-                  " |\n";
+                  " | " + detail::format_number(r.p, 4) + " | " +
+                  detail::format_number(r.p_adjusted, 4) + " |\n";
         }
         md += "\n";
     }

@@ -374,6 +374,54 @@ void ResultsDb::finish_run(std::int64_t run, RunStatus status) {
     tx.commit();
 }
 
+void ResultsDb::finish_run(std::int64_t run, RunStatus status, const std::string& notes) {
+    RADPROBE_CHECK(status != RunStatus::kRunning, "results database ", impl_->path.string(),
+                   ": finish_run needs completed or failed");
+    sql::Transaction tx(impl_->db);
+    impl_->check_run_writable(run);
+    auto& s = impl_->stmt(
+        "UPDATE runs SET status = ?2, finished = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), "
+        "notes = ?3 WHERE id = ?1");
+    s.bind(1, run);
+    s.bind(2, std::string(to_string(status)));
+    s.bind(3, notes);
+    s.run();
+    tx.commit();
+}
+
+void ResultsDb::replace_analysis(const std::string& analysis, std::span<const AnalysisRow> rows) {
+    RADPROBE_CHECK(!analysis.empty(), "results database ", impl_->path.string(),
+                   ": replace_analysis needs an analysis name");
+    for (const auto& r : rows) {
+        RADPROBE_CHECK(r.analysis == analysis, "results database ", impl_->path.string(),
+                       ": replace_analysis('", analysis, "') got a row of '", r.analysis, "'");
+    }
+    // One transaction: readers see the old table or the new one, never a mix.
+    sql::Transaction tx(impl_->db);
+    auto& del = impl_->stmt("DELETE FROM analysis WHERE analysis = ?1");
+    del.bind(1, analysis);
+    del.run();
+    auto& s = impl_->stmt(
+        "INSERT INTO analysis (analysis, run, row_key, row_key2, column_name, value, ci_lo, "
+        "ci_hi, p, p_adjusted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+    for (const auto& r : rows) {
+        RADPROBE_CHECK(!r.column.empty(), "results database ", impl_->path.string(),
+                       ": an analysis row needs a column (row '", r.row_key, "')");
+        s.bind(1, r.analysis);
+        s.bind(2, r.run);
+        s.bind(3, r.row_key);
+        s.bind(4, r.row_key2);
+        s.bind(5, r.column);
+        s.bind(6, r.value);
+        s.bind(7, r.ci_lo);
+        s.bind(8, r.ci_hi);
+        s.bind(9, r.p);
+        s.bind(10, r.p_adjusted);
+        s.run();
+    }
+    tx.commit();
+}
+
 std::vector<RunRecord> ResultsDb::runs(const RunFilter& filter) {
     auto& s = impl_->stmt(
         "SELECT id, config_hash, created, finished, software_version, encoder, weights_hash, "
@@ -463,6 +511,9 @@ std::vector<LeaderboardRow> ResultsDb::leaderboard(const RunFilter& filter) {
     completed.include_incomplete = false;
     std::vector<LeaderboardRow> out;
     for (auto& run : runs(completed)) {
+        if (run.spec.adaptation.rfind("analysis:", 0) == 0) {
+            continue;  // runs of analyses carry tables, not leaderboard metrics
+        }
         LeaderboardRow row;
         for (auto& m : metrics(run.id)) {
             if (m.subgroup.empty()) {

@@ -1,11 +1,423 @@
-// Placeholder: `radprobe analyze` is being written (component analysis).
+// radprobe analyze perturb|lesions|subgroups: where encoders fail.
+//   perturb    --model HFDIR --manifest M --out DIR [--kinds ..] [--sizes ..] [--contrasts ..]
+//   lesions    --model HFDIR --manifest M --label COL --out DIR [--area-thresholds ..] [--jitter
+//   ..] subgroups  --predictions CSV [--manifest M] --attribute COL --out DIR
+//              | --db results.sqlite --run ID --manifest M --attribute COL --out DIR
+//              | --shortcut --model HFDIR --work DIR --out DIR [--correlation R]
+// Every analysis writes CSV tables and metrics.json to --out (metrics.json also on stdout) and,
+// with --db, its rows into the results database's `analysis` table under a run of its own
+// (task "analysis:<name>", adaptation "analysis") so the report can name the encoder.
+
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
 #include "commands.hpp"
+#include "radprobe/analysis/analysis.hpp"
+#include "radprobe/bench/results.hpp"
 #include "radprobe/core/error.hpp"
+#include "radprobe/dataset/manifest.hpp"
+#include "radprobe/encoders/model_dir.hpp"
+#include "radprobe/features/embeddings.hpp"
+#include "radprobe/heads/heads.hpp"
 
 namespace radprobe::cli {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CommonArgs {
+    std::string model, out, db, c_grid = "1e-3,1e-2,1e-1,1,10";
+    int threads = 0;
+    int batch = 16;
+    int folds = 5;
+    std::int64_t resize = 0;
+    std::uint64_t seed = 0;
+    std::size_t n_boot = 1000;
+    double level = 0.95;
+};
+
+struct PerturbArgs {
+    CommonArgs common;
+    std::string manifest, kinds = "blob,streak,reticular", sizes = "0.5p,1p,2p", contrasts = "0.1",
+                          location = "lungs";
+    std::size_t max_images = 200;
+    bool examples = false;
+};
+
+struct LesionArgs {
+    CommonArgs common;
+    std::string manifest, boxes, label, box_label, thresholds = "0.002", jitter = "5,10,20";
+    std::size_t max_images = 400;
+};
+
+struct SubgroupArgs {
+    CommonArgs common;
+    std::string predictions, manifest, label_col = "label", score_col = "score", work;
+    std::vector<std::string> attributes;
+    std::int64_t run = 0;
+    bool shortcut = false;
+    std::string pools = "cls,mean";
+    double correlation = 0.9, prevalence = 0.3;
+    std::size_t n_train = 300, n_test = 300;
+    int size = 128;
+    int baseline_epochs = 0;
+    int baseline_size = 128;
+};
+
+void add_common(CLI::App* app, CommonArgs& a, bool model_required) {
+    auto* m = app->add_option("--model", a.model,
+                              "Hugging Face model directory, or random-vit (the random-feature "
+                              "control, written to OUT/random-vit-s16)");
+    if (model_required) {
+        m->required();
+    }
+    app->add_option("--out", a.out, "output directory (CSV tables, metrics.json)")->required();
+    app->add_option("--db", a.db, "also record the table rows in this results database");
+    app->add_option("--seed", a.seed, "seed of every random choice (recorded)")
+        ->capture_default_str();
+    app->add_option("--n-boot", a.n_boot, "bootstrap replicates")
+        ->check(CLI::Range(std::size_t{100}, std::size_t{1000000}))
+        ->capture_default_str();
+    app->add_option("--level", a.level, "confidence level")
+        ->check(CLI::Range(0.5, 0.999))
+        ->capture_default_str();
+    app->add_option("--folds", a.folds, "cross-validation folds (grouped by patient)")
+        ->check(CLI::Range(3, 100))
+        ->capture_default_str();
+    app->add_option("--c-grid", a.c_grid,
+                    "C values of the logistic probe: a list or logspace:LO:HI:COUNT")
+        ->capture_default_str();
+    app->add_option("--threads", a.threads, "threads (0 = all cores)")
+        ->check(CLI::Range(0, 1024))
+        ->capture_default_str();
+    app->add_option("--batch", a.batch, "images per forward pass")
+        ->check(CLI::Range(1, 1024))
+        ->capture_default_str();
+    app->add_option("--resize", a.resize, "override the processor's input size (0 = as configured)")
+        ->check(CLI::Range(std::int64_t{0}, std::int64_t{4096}))
+        ->capture_default_str();
+}
+
+// `--model random-vit`: the random-initialised ViT-S/16-like control of `radprobe demo`, written
+// (seeded by --seed) to OUT/random-vit-s16 on first use.
+std::string resolve_model(CommonArgs& a) {
+    if (a.model == "random-vit" && !fs::exists(a.model)) {
+        const fs::path dir = fs::path(a.out) / "random-vit-s16";
+        if (!fs::exists(dir / "model.safetensors")) {
+            encoders::RandomVitSpec spec;
+            spec.seed = a.seed;
+            encoders::write_random_vit(dir, spec);
+        }
+        a.model = dir.string();
+    }
+    return a.model;
+}
+
+analysis::EncoderSpec encoder_of(const CommonArgs& a) {
+    analysis::EncoderSpec e;
+    e.model_dir = a.model;
+    e.threads = a.threads;
+    e.batch = a.batch;
+    e.resize = a.resize;
+    return e;
+}
+
+analysis::CvOptions cv_of(const CommonArgs& a) {
+    analysis::CvOptions cv;
+    cv.folds = a.folds;
+    cv.c_grid = heads::parse_c_grid(a.c_grid);
+    cv.n_boot = a.n_boot;
+    cv.level = a.level;
+    return cv;
+}
+
+// Records the rows under a run of their own (or under `run` when given).
+void record(const CommonArgs& a, const analysis::AnalysisResult& r, const std::string& encoder,
+            const std::string& pooling, std::optional<std::int64_t> run = std::nullopt) {
+    if (a.db.empty()) {
+        return;
+    }
+    auto db = bench::ResultsDb::open(a.db);
+    std::vector<bench::AnalysisRow> rows;
+    bool own_run = false;
+    if (!run) {
+        // The config is the analysis's metrics.json without timings and results.
+        auto config = nlohmann::json::parse(r.metrics_json);
+        config.erase("rows");
+        config.erase("seconds");
+        bench::RunSpec spec;
+        spec.config_hash = features::content_hash(config.dump());
+        spec.encoder = encoder;
+        spec.task = "analysis:" + r.analysis;
+        spec.adaptation = "analysis";
+        spec.pooling = pooling;
+        spec.seed = static_cast<std::int64_t>(r.seed);
+        spec.config_json = config.dump();
+        if (auto done = db.find_completed_run(spec.config_hash)) {
+            std::fprintf(stderr,
+                         "radprobe analyze: %s already holds this analysis (run %lld); "
+                         "not recorded again\n",
+                         a.db.c_str(), static_cast<long long>(*done));
+            return;
+        }
+        run = db.begin_run(spec);
+        own_run = true;
+    }
+    for (const auto& t : r.rows) {
+        bench::AnalysisRow row;
+        row.analysis = t.analysis;
+        row.run = run;
+        row.row_key = t.row_key;
+        row.row_key2 = t.row_key2;
+        row.column = t.column;
+        row.value = t.value;
+        row.ci_lo = t.ci_lo;
+        row.ci_hi = t.ci_hi;
+        row.p = t.p;
+        row.p_adjusted = t.p_adjusted;
+        rows.push_back(std::move(row));
+    }
+    db.record_analysis(rows);
+    if (own_run) {
+        db.finish_run(*run);
+    }
+}
+
+int finish(const analysis::AnalysisResult& r) {
+    std::fwrite(r.metrics_json.data(), 1, r.metrics_json.size(), stdout);
+    return 0;
+}
+
+std::string model_name(const std::string& dir) {
+    const fs::path p = fs::path(dir).lexically_normal();
+    const std::string n = p.filename().string();
+    return n.empty() ? p.parent_path().filename().string() : n;
+}
+
+}  // namespace
 
 Runner setup_analyze(CLI::App& app) {
-    return []() -> int { throw InputError("radprobe analyze is not implemented yet"); };
+    app.require_subcommand(1);
+
+    auto pa = std::make_shared<PerturbArgs>();
+    CLI::App* perturb = app.add_subcommand(
+        "perturb",
+        "Perturbation panel: small synthetic signals (blobs, streaks, reticular texture) inserted "
+        "into base images; per cell and pooling (cls, mean, roi) a cross-validated probe "
+        "separates perturbed from clean");
+    add_common(perturb, pa->common, true);
+    perturb->add_option("--manifest", pa->manifest, "base images (manifest CSV)")->required();
+    perturb->add_option("--kinds", pa->kinds, "perturbations: blob, streak, reticular")
+        ->capture_default_str();
+    perturb
+        ->add_option("--sizes", pa->sizes,
+                     "signal sizes: patches of the model input (0.5p) or pixels of the image (12)")
+        ->capture_default_str();
+    perturb->add_option("--contrasts", pa->contrasts, "peak display-value changes (0..1)")
+        ->capture_default_str();
+    perturb
+        ->add_option("--location", pa->location,
+                     "lungs (lung masks when the manifest has them, else the centre) | center")
+        ->check(CLI::IsMember({"lungs", "center"}))
+        ->capture_default_str();
+    perturb->add_option("--max-images", pa->max_images, "base images used (seeded sample; 0 = all)")
+        ->capture_default_str();
+    perturb->add_flag("--examples", pa->examples,
+                      "write the first perturbed image of each cell to OUT/examples (.npy)");
+
+    auto la = std::make_shared<LesionArgs>();
+    CLI::App* lesions = app.add_subcommand(
+        "lesions",
+        "Box-stratified small-lesion probe: image-level AUROC per box-size stratum (cls, mean), "
+        "box-level patch-local AUROC and its sensitivity to box jitter");
+    add_common(lesions, la->common, true);
+    lesions->add_option("--manifest", la->manifest, "manifest CSV (boxes.csv beside it)")
+        ->required();
+    lesions->add_option("--boxes", la->boxes,
+                        "boxes file (default: boxes.csv beside the manifest)");
+    lesions->add_option("--label", la->label, "image-level label column (e.g. nodule)")->required();
+    lesions->add_option("--box-label", la->box_label,
+                        "box label to use (default: --label; * = every box)");
+    lesions
+        ->add_option("--area-thresholds", la->thresholds,
+                     "stratum thresholds on box area / image area, ascending")
+        ->capture_default_str();
+    lesions->add_option("--jitter", la->jitter, "box displacement sigmas in pixels")
+        ->capture_default_str();
+    lesions->add_option("--max-images", la->max_images, "images used (seeded sample; 0 = all)")
+        ->capture_default_str();
+
+    auto sa = std::make_shared<SubgroupArgs>();
+    CLI::App* subgroups = app.add_subcommand(
+        "subgroups",
+        "Metrics per subgroup of an attribute with CIs and the gap (from predictions or a "
+        "results-DB run); --shortcut: the chest-tube shortcut experiment on phantoms");
+    add_common(subgroups, sa->common, false);
+    subgroups->add_option("--predictions", sa->predictions,
+                          "predictions CSV (image, label, score[, patient_id], attributes)");
+    subgroups->add_option("--manifest", sa->manifest,
+                          "manifest giving attributes (and patients) by image id");
+    subgroups->add_option("--attribute", sa->attributes, "attribute column (repeatable)");
+    subgroups->add_option("--label-col", sa->label_col, "label column of --predictions")
+        ->capture_default_str();
+    subgroups->add_option("--score-col", sa->score_col, "score column of --predictions")
+        ->capture_default_str();
+    subgroups->add_option("--run", sa->run, "take the predictions of this run from --db");
+    subgroups->add_flag("--shortcut", sa->shortcut,
+                        "run the shortcut experiment: train where tubes co-occur with "
+                        "pneumothorax, test on a tube-balanced set");
+    subgroups->add_option("--work", sa->work, "--shortcut: directory for phantoms and embeddings");
+    subgroups
+        ->add_option("--correlation", sa->correlation,
+                     "--shortcut: tube–pneumothorax phi of the training set")
+        ->check(CLI::Range(0.01, 1.0))
+        ->capture_default_str();
+    subgroups->add_option("--prevalence", sa->prevalence, "--shortcut: P(pneumothorax) = P(tube)")
+        ->capture_default_str();
+    subgroups->add_option("--n-train", sa->n_train, "--shortcut: training phantoms per set")
+        ->capture_default_str();
+    subgroups->add_option("--n-test", sa->n_test, "--shortcut: test phantoms")
+        ->capture_default_str();
+    subgroups->add_option("--size", sa->size, "--shortcut: phantom side in pixels")
+        ->check(CLI::Range(64, 1024))
+        ->capture_default_str();
+    subgroups->add_option("--pool", sa->pools, "--shortcut: poolings (cls, mean)")
+        ->capture_default_str();
+    subgroups
+        ->add_option("--baseline-epochs", sa->baseline_epochs,
+                     "--shortcut: also train the supervised CNN baseline for this many epochs "
+                     "(0 = not)")
+        ->check(CLI::Range(0, 1000))
+        ->capture_default_str();
+    subgroups->add_option("--baseline-size", sa->baseline_size, "--shortcut: CNN input side")
+        ->check(CLI::Range(32, 1024))
+        ->capture_default_str();
+
+    return [pa, la, sa, perturb, lesions, subgroups]() -> int {
+        if (perturb->parsed()) {
+            auto& a = *pa;
+            resolve_model(a.common);
+            analysis::PerturbOptions o;
+            o.encoder = encoder_of(a.common);
+            o.cv = cv_of(a.common);
+            o.manifest = a.manifest;
+            o.kinds.clear();
+            for (const auto& k : dataset::split_list(a.kinds)) {
+                o.kinds.push_back(analysis::parse_perturb_kind(k));
+            }
+            o.sizes = analysis::parse_sizes(a.sizes);
+            o.contrasts = analysis::parse_numbers(a.contrasts, "--contrasts");
+            o.location = a.location;
+            o.max_images = a.max_images;
+            o.seed = a.common.seed;
+            o.out = a.common.out;
+            o.write_examples = a.examples;
+            const auto r = analysis::run_perturb(o);
+            record(a.common, r, model_name(a.common.model), "cls,mean,roi");
+            return finish(r);
+        }
+        if (lesions->parsed()) {
+            auto& a = *la;
+            resolve_model(a.common);
+            analysis::LesionOptions o;
+            o.encoder = encoder_of(a.common);
+            o.cv = cv_of(a.common);
+            o.manifest = a.manifest;
+            if (!a.boxes.empty()) {
+                o.boxes = a.boxes;
+            }
+            o.label = a.label;
+            o.box_label = a.box_label;
+            o.area_thresholds = analysis::parse_numbers(a.thresholds, "--area-thresholds");
+            o.jitter_sigmas = analysis::parse_numbers(a.jitter, "--jitter");
+            o.max_images = a.max_images;
+            o.seed = a.common.seed;
+            o.out = a.common.out;
+            const auto r = analysis::run_lesions(o);
+            record(a.common, r, model_name(a.common.model), "cls,mean,patch_local");
+            return finish(r);
+        }
+        if (subgroups->parsed()) {
+            auto& a = *sa;
+            if (a.shortcut) {
+                RADPROBE_USAGE_CHECK(!a.common.model.empty(), "--shortcut needs --model");
+                resolve_model(a.common);
+                RADPROBE_USAGE_CHECK(!a.work.empty(), "--shortcut needs --work DIR");
+                analysis::ShortcutOptions o;
+                o.encoder = encoder_of(a.common);
+                o.poolings = dataset::split_list(a.pools);
+                o.correlation = a.correlation;
+                o.prevalence = a.prevalence;
+                o.n_train = a.n_train;
+                o.n_test = a.n_test;
+                o.size = a.size;
+                o.c_grid = heads::parse_c_grid(a.common.c_grid);
+                o.n_boot = a.common.n_boot;
+                o.level = a.common.level;
+                o.seed = a.common.seed;
+                o.work_dir = a.work;
+                o.out = a.common.out;
+                o.threads = a.common.threads;
+                o.baseline_epochs = a.baseline_epochs;
+                o.baseline_size = a.baseline_size;
+                const auto r = analysis::run_shortcut(o);
+                record(a.common, r, model_name(a.common.model), a.pools);
+                return finish(r);
+            }
+            RADPROBE_USAGE_CHECK(!a.attributes.empty(), "subgroups needs --attribute COL");
+            RADPROBE_USAGE_CHECK(a.predictions.empty() != (a.run == 0),
+                                 "subgroups needs exactly one of --predictions CSV or --run ID "
+                                 "(with --db), or --shortcut");
+            analysis::SubgroupOptions o;
+            o.attributes = a.attributes;
+            o.n_boot = a.common.n_boot;
+            o.level = a.common.level;
+            o.seed = a.common.seed;
+            o.out = a.common.out;
+            std::optional<std::int64_t> run;
+            if (!a.predictions.empty()) {
+                std::optional<fs::path> manifest;
+                if (!a.manifest.empty()) {
+                    manifest = a.manifest;
+                }
+                o.images = analysis::read_scored_images(a.predictions, manifest, a.attributes,
+                                                        a.label_col, a.score_col);
+                o.source = a.predictions;
+            } else {
+                RADPROBE_USAGE_CHECK(!a.common.db.empty(), "--run needs --db");
+                RADPROBE_USAGE_CHECK(!a.manifest.empty(),
+                                     "--run needs --manifest (the attributes of the images)");
+                auto db = bench::ResultsDb::open_existing(a.common.db);
+                const auto preds = db.predictions(a.run);
+                RADPROBE_CHECK(!preds.empty(), a.common.db, ": run ", a.run, " has no predictions");
+                const auto manifest = dataset::Manifest::load(a.manifest);
+                for (const auto& p : preds) {
+                    if (!p.label || !p.score) {
+                        continue;
+                    }
+                    analysis::ScoredImage s;
+                    s.image = p.image_id;
+                    s.patient = p.patient_id;
+                    s.label = *p.label;
+                    s.score = *p.score;
+                    const auto idx = manifest.find(p.image_id);
+                    RADPROBE_CHECK(idx.has_value(), a.manifest, ": image '", p.image_id,
+                                   "' of run ", a.run, " is not in the manifest");
+                    for (const auto& attr : a.attributes) {
+                        s.attributes.push_back(manifest.attribute(*idx, attr));
+                    }
+                    o.images.push_back(std::move(s));
+                }
+                o.source = a.common.db + " run " + std::to_string(a.run);
+                run = a.run;
+            }
+            const auto r = analysis::run_subgroups(o);
+            record(a.common, r, "", "", run);
+            return finish(r);
+        }
+        throw UsageError("analyze needs one of: perturb, lesions, subgroups");
+    };
 }
 
 }  // namespace radprobe::cli

@@ -4,6 +4,11 @@
 //   A ResNet-style CNN trained from scratch on the manifest's train split, early-stopped on
 //   val AUROC, evaluated on test: OUT/predictions_<label>.csv and OUT/metrics.json (also on
 //   stdout).
+// radprobe baseline --task seg --manifest M --mask NAME [--size 256] [--width 32] [--depth 4]
+//                   [--epochs 40] [--augment none] [--out DIR]
+//   A U-Net trained from scratch (Dice + BCE), early-stopped on val Dice, evaluated on test on
+//   the original pixel grids: OUT/masks/*.png, OUT/predictions.csv, OUT/metrics.json,
+//   OUT/model/ (usable with radprobe segment --apply).
 
 #include <cstdio>
 
@@ -19,18 +24,46 @@ namespace {
 
 struct BaselineArgs {
     heads::BaselineOptions o;
+    heads::SegmentOptions seg;
     std::string task = "cls", manifest, blocks = "2,2,2,2", out;
+    int depth = 4;
+    std::string augment = "none";
+    double dice_weight = 1.0, bce_weight = 1.0;
+    std::string both_empty = "perfect", one_empty = "exclude", device = "cpu";
 };
 
 }  // namespace
 
 Runner setup_baseline(CLI::App& app) {
     auto a = std::make_shared<BaselineArgs>();
-    app.add_option("--task", a->task, "cls (classification; segmentation is not implemented yet)")
-        ->check(CLI::IsMember({"cls"}))
+    app.add_option("--task", a->task, "cls (ResNet-style CNN) | seg (U-Net)")
+        ->check(CLI::IsMember({"cls", "seg"}))
         ->capture_default_str();
     app.add_option("--manifest", a->manifest, "manifest CSV with a split column")->required();
-    app.add_option("--label", a->o.label, "label column")->required();
+    app.add_option("--label", a->o.label, "label column (--task cls)");
+    app.add_option("--mask", a->seg.mask, "mask column name without mask_ (--task seg)");
+    app.add_option("--depth", a->depth, "U-Net levels (--task seg; size divisible by 2^depth)")
+        ->check(CLI::Range(1, 7))
+        ->capture_default_str();
+    app.add_option("--augment", a->augment,
+                   "--task seg: none | default | key=value list (image and mask together)")
+        ->capture_default_str();
+    app.add_option("--dice-weight", a->dice_weight, "--task seg: weight of the soft Dice loss")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app.add_option("--bce-weight", a->bce_weight, "--task seg: weight of the BCE loss")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app.add_option("--both-empty", a->both_empty,
+                   "--task seg: truth and prediction both empty: perfect | exclude")
+        ->check(CLI::IsMember({"perfect", "exclude"}))
+        ->capture_default_str();
+    app.add_option("--one-empty", a->one_empty, "--task seg: HD95 with one mask empty: "
+                   "exclude | diagonal")
+        ->check(CLI::IsMember({"exclude", "diagonal"}))
+        ->capture_default_str();
+    app.add_option("--device", a->device, "--task seg: cpu | cuda | cuda:N")
+        ->capture_default_str();
     app.add_option("--size", a->o.size, "input size in pixels (square)")
         ->check(CLI::Range(32, 2048))
         ->capture_default_str();
@@ -69,7 +102,51 @@ Runner setup_baseline(CLI::App& app) {
         ->check(CLI::Range(std::size_t{10}, std::size_t{1000000}))
         ->capture_default_str();
     app.add_option("--out", a->out, "output directory (predictions_<label>.csv, metrics.json)");
-    return [a]() -> int {
+    CLI::App* app_ptr = &app;
+    return [a, app_ptr]() -> int {
+        if (a->task == "seg") {
+            RADPROBE_USAGE_CHECK(!a->seg.mask.empty(), "--task seg needs --mask NAME");
+            heads::SegmentOptions s = a->seg;
+            s.decoder = heads::SegDecoder::kUnet;
+            s.manifest = a->manifest;
+            s.size = a->o.size;
+            s.channels = a->o.width;
+            s.depth = a->depth;
+            // The classification defaults (batch 32, weight decay 0.05, patience 6) are not the
+            // U-Net's: only options given on the command line override SegmentOptions'.
+            if (app_ptr->count("--epochs") > 0) {
+                s.epochs = a->o.epochs;
+            }
+            if (app_ptr->count("--batch") > 0) {
+                s.batch = a->o.batch;
+            }
+            if (app_ptr->count("--weight-decay") > 0) {
+                s.weight_decay = a->o.weight_decay;
+            }
+            if (app_ptr->count("--patience") > 0) {
+                s.patience = a->o.patience;
+            }
+            s.lr = a->o.lr;
+            s.warmup_epochs = a->o.warmup_epochs;
+            s.clip_norm = a->o.clip_norm;
+            s.seed = a->o.seed;
+            s.threads = a->o.threads;
+            s.n_boot = a->o.n_boot;
+            s.augment = a->augment;
+            s.dice_weight = a->dice_weight;
+            s.bce_weight = a->bce_weight;
+            s.both_empty = a->both_empty;
+            s.one_empty = a->one_empty;
+            s.device = a->device;
+            if (!a->out.empty()) {
+                s.out = a->out;
+            }
+            s.progress = stderr_is_tty();
+            const auto r = heads::run_segment(s);
+            std::fwrite(r.metrics_json.data(), 1, r.metrics_json.size(), stdout);
+            return 0;
+        }
+        RADPROBE_USAGE_CHECK(!a->o.label.empty(), "--task cls needs --label COLUMN");
         heads::BaselineOptions o = a->o;
         o.manifest = a->manifest;
         o.blocks.clear();

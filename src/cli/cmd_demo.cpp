@@ -1,21 +1,22 @@
 // radprobe demo [--out DIR]: the main job on the embedded default, with nothing downloaded.
-// Phantoms with ground truth (synth) → manifest checks → the built-in random-initialised ViT
-// (the "random features" control) and any --model HF directories → embeddings under every
-// pooling from one forward pass → the adaptations and statistics that are built.
+// Phantoms with ground truth (synth) → manifest checks → an experiment config (written to
+// OUT/demo.yaml, a starting point for the user's own) over the built-in random-initialised ViT
+// (the "random features" control) and any --model HF directories → `radprobe run` on it:
+// probes, trained heads, segmentation decoders, the supervised baselines, the perturbation
+// panel, the small-lesion probe and the subgroup (shortcut) analysis, into OUT/results.sqlite
+// and OUT/report.html.
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 
 #include "commands.hpp"
-#include "radprobe/bench/results.hpp"
+#include "radprobe/bench/experiment.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
-#include "radprobe/heads/heads.hpp"
 #include "radprobe/core/progress.hpp"
 #include "radprobe/dataset/manifest.hpp"
-#include "radprobe/encoders/model_dir.hpp"
-#include "radprobe/features/embeddings.hpp"
 #include "radprobe/synth/phantom.hpp"
 
 namespace radprobe::cli {
@@ -30,31 +31,78 @@ struct DemoOptions {
     int size = 256;
     unsigned long long seed = 7;
     int threads = 0;
+    bool quick = false;
+    bool dry_run = false;
 };
 
-class Steps {
-public:
-    explicit Steps(int total) : total_(total), t0_(std::chrono::steady_clock::now()) {}
-    void begin(const std::string& what) {
-        ++done_;
-        std::printf("[%d/%d] %s ...\n", done_, total_, what.c_str());
-        std::fflush(stdout);
-        step_t0_ = std::chrono::steady_clock::now();
-    }
-    void end(const std::string& result) {
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_t0_).count();
-        std::printf("      %s (%.1f s)\n", result.c_str(), s);
-        std::fflush(stdout);
-    }
-    double elapsed() const {
-        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
-    }
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
-private:
-    int total_;
-    int done_ = 0;
-    std::chrono::steady_clock::time_point t0_, step_t0_;
-};
+/// YAML scalar: a path quoted so that any character survives.
+std::string quoted(const std::string& text) {
+    std::string out = "\"";
+    for (char c : text) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+        }
+        out += c;
+    }
+    return out + "\"";
+}
+
+/// The demo's experiment: every adaptation and analysis radprobe has, sized for 2 CPU cores.
+std::string demo_config(const DemoOptions& o, const fs::path& manifest, const fs::path& out) {
+    const bool q = o.quick;
+    std::ostringstream y;
+    y << "# The experiment `radprobe demo` ran (seed " << o.seed << "). Re-run it, or edit it for\n"
+         "# your own data and models, with:  radprobe run "
+      << (out / "demo.yaml").string()
+      << "\n# Every key is documented in docs/config.md.\n\n";
+    y << "data:\n  manifest: " << quoted(fs::absolute(manifest).string())
+      << "\n  split: manifest\n  roi: boxes:nodule\n\n";
+    y << "encoders:\n";
+    y << "  - name: random-vit-s16\n"
+         "    random_vit: {seed: "
+      << o.seed << ", hidden_size: 384, layers: " << (q ? 4 : 12)
+      << ", heads: 6, patch_size: 16, image_size: 224}\n";
+    y << "    preprocessing: {size: " << (q ? 112 : 224) << "}\n";
+    for (std::size_t i = 0; i < o.models.size(); ++i) {
+        y << "  - name: " << fs::path(o.models[i]).filename().string() << "-" << i << "\n"
+          << "    path: " << quoted(fs::absolute(o.models[i]).string()) << "\n";
+    }
+    y << "\ntasks:\n  classification: [cardiomegaly, pneumothorax]\n"
+         "  segmentation: [heart, pneumothorax]\n\n";
+    const int cnn_size = q ? 64 : 128;
+    y << "adaptations:\n"
+         "  linear: {}\n"
+         "  knn: {k: [10, 20]}\n"
+         "  attention: {lr_grid: \"1e-4:1e-3:"
+      << (q ? 1 : 2) << "\", epochs: " << (q ? 3 : 15) << ", batch: 32}\n"
+      << "  segment: {decoders: [linear, multiscale], epochs: " << (q ? 2 : 20) << "}\n"
+      << "  cnn_baseline: {size: " << cnn_size << ", width: 16, epochs: " << (q ? 2 : 10)
+      << ", batch: 16, lr: 2.0e-3}\n"
+      << "  unet_baseline: {size: " << cnn_size << ", depth: 3, channels: 16, epochs: "
+      << (q ? 2 : 15) << ", batch: 8}\n\n";
+    y << "pooling: [cls, mean, cls+mean]\nseeds: [" << o.seed << "]\n\n";
+    y << "analyses:\n"
+         "  perturb: {kinds: [blob, streak, reticular], sizes: \"0.5p,1p,2p\", contrasts: [0.1], "
+         "max_images: "
+      << (q ? 40 : 200) << "}\n"
+      << "  lesions: {label: nodule, max_images: " << (q ? 60 : 400) << "}\n"
+      << "  subgroups: {attributes: [chest_tube]}\n\n";
+    y << "statistics:\n  ci: bootstrap\n  n_boot: " << (q ? 200 : 2000)
+      << "\n  level: 0.95\n  fdr: {family: task, method: bh}\n\n";
+    y << "output:\n"
+         "  db: "
+      << quoted(fs::absolute(out / "results.sqlite").string()) << "\n"
+      << "  store: " << quoted(fs::absolute(out / "embeddings").string()) << "\n"
+      << "  report: " << quoted(fs::absolute(out / "report.html").string()) << "\n"
+      << "  report_md: " << quoted(fs::absolute(out / "report.md").string()) << "\n"
+      << "  title: \"radprobe demo: phantoms, random-feature ViT control, supervised "
+         "baselines\"\n";
+    return y.str();
+}
 
 int run_demo(const DemoOptions& o) {
     RADPROBE_USAGE_CHECK(o.n >= 60 && o.n <= 100000, "--n must be in 60..100000, got ", o.n);
@@ -62,15 +110,16 @@ int run_demo(const DemoOptions& o) {
     for (const auto& m : o.models) {
         RADPROBE_USAGE_CHECK(fs::is_directory(m), "--model ", m, ": not a directory");
     }
+    const auto t0 = std::chrono::steady_clock::now();
     const fs::path out = o.out;
     fs::create_directories(out);
-    Steps steps(6);
 
     // 1. Phantoms.
     const fs::path data = out / "phantoms";
-    steps.begin("phantoms: " + std::to_string(o.n) + " chest radiographs at " +
-                std::to_string(o.size) + " px (cardiomegaly, pneumothorax with the chest-tube "
-                "shortcut, nodules)");
+    std::printf("[1/3] phantoms: %d chest radiographs at %d px (cardiomegaly, pneumothorax with "
+                "the chest-tube shortcut, nodules, heart and lung masks)\n",
+                o.n, o.size);
+    std::fflush(stdout);
     if (!fs::exists(data / "manifest.csv")) {
         synth::SynthOptions so;
         so.n = static_cast<std::size_t>(o.n);
@@ -83,160 +132,46 @@ int run_demo(const DemoOptions& o) {
             progress.advance(done - progress.done());
         });
         progress.finish();
-        steps.end(std::to_string(summary.images) + " images of " +
-                  std::to_string(summary.patients) + " patients in " + data.string());
+        std::printf("      %zu images of %zu patients in %s\n", summary.images, summary.patients,
+                    data.string().c_str());
     } else {
-        steps.end("reusing " + data.string());
+        std::printf("      reusing %s\n", data.string().c_str());
     }
 
     // 2. Manifest checks.
-    steps.begin("validate the manifest (images, masks, boxes, patient leakage)");
+    std::printf("[2/3] validate the manifest (images, masks, boxes, patient leakage)\n");
+    std::fflush(stdout);
     const auto manifest = dataset::Manifest::load(data / "manifest.csv");
     const auto problems = dataset::validate(manifest);
     RADPROBE_CHECK(problems.empty(), (data / "manifest.csv").string(), ": ", problems.size(),
                    " problems, first: ", problems.front().to_string());
-    steps.end("clean: " + std::to_string(manifest.size()) + " images, " +
-              std::to_string(manifest.patients().size()) + " patients");
+    std::printf("      clean: %zu images, %zu patients\n", manifest.size(),
+                manifest.patients().size());
 
-    // 3. Encoders and embeddings.
-    steps.begin("embeddings: cls, mean, cls+mean, roi (nodule boxes) from one forward pass");
-    std::vector<fs::path> model_dirs;
-    const fs::path random_vit = out / "models" / "random-vit-s16";
-    if (!fs::exists(random_vit / "model.safetensors")) {
-        encoders::RandomVitSpec spec;
-        spec.seed = o.seed;
-        encoders::write_random_vit(random_vit, spec);
+    // 3. The experiment, as `radprobe run` would run it.
+    const fs::path config_path = out / "demo.yaml";
+    write_file_atomic(config_path, demo_config(o, data / "manifest.csv", out));
+    std::printf("[3/3] the experiment in %s (radprobe run)\n", config_path.string().c_str());
+    std::fflush(stdout);
+    const auto config = bench::load_experiment_config(config_path);
+    if (o.dry_run) {
+        auto db = bench::ResultsDb::open(config.output.db);
+        std::printf("%s", bench::format_plan(bench::make_plan(config, &db)).c_str());
+        return 0;
     }
-    model_dirs.push_back(random_vit);
-    for (const auto& m : o.models) {
-        model_dirs.push_back(m);
+    bench::RunnerOptions ro;
+    ro.threads = o.threads;
+    const auto summary = bench::run_experiment(config, ro);
+    std::printf("demo finished in %.1f s: %zu runs completed, %zu already done, %zu failed\n",
+                seconds_since(t0), summary.completed, summary.skipped, summary.failed);
+    for (const auto& f : summary.failures) {
+        std::printf("  failed: %s\n", f.c_str());
     }
-    std::vector<fs::path> stores;
-    for (const auto& m : model_dirs) {
-        features::ExtractOptions eo;
-        eo.model_dir = m;
-        eo.manifest = data / "manifest.csv";
-        eo.poolings = {features::Pooling::kCls, features::Pooling::kMean,
-                       features::Pooling::kClsMean, features::Pooling::kRoi};
-        eo.roi_source = "boxes:nodule";
-        eo.store_root = out / "embeddings";
-        eo.threads = o.threads;
-        const auto r = features::extract(eo);
-        stores.push_back(r.store_dir);
-        std::printf("      %s: %s%s\n", m.filename().string().c_str(), r.store_dir.string().c_str(),
-                    r.cached ? " (cached)" : "");
+    for (const auto& r : summary.reports) {
+        std::printf("report: %s\n", r.string().c_str());
     }
-    steps.end(std::to_string(stores.size()) + " encoder(s)");
-
-    // 4. Linear probes on every pooling, results into the DB.
-    const fs::path db_path = out / "results.sqlite";
-    auto db = bench::ResultsDb::open(db_path);
-    const std::vector<std::string> labels = {"cardiomegaly", "pneumothorax"};
-    auto record = [&](const std::string& encoder, const std::string& adaptation,
-                      const std::string& pooling, const heads::LabelResult& r,
-                      const std::string& config) {
-        bench::RunSpec spec;
-        spec.config_hash = features::content_hash(config);
-        spec.encoder = encoder;
-        spec.task = r.label;
-        spec.adaptation = adaptation;
-        spec.pooling = pooling;
-        spec.seed = static_cast<std::int64_t>(o.seed);
-        spec.config_json = config;
-        if (db.find_completed_run(spec.config_hash)) {
-            return;
-        }
-        const auto run = db.begin_run(spec);
-        std::vector<bench::Metric> metrics;
-        bench::Metric auc;
-        auc.name = "auroc";
-        auc.value = r.auroc;
-        auc.ci_lo = r.bootstrap_lo;
-        auc.ci_hi = r.bootstrap_hi;
-        auc.ci_method = "bootstrap-percentile (patient-clustered)";
-        auc.level = 0.95;
-        auc.n = static_cast<std::int64_t>(r.n_test);
-        metrics.push_back(auc);
-        bench::Metric ap;
-        ap.name = "ap";
-        ap.value = r.auprc;
-        ap.n = auc.n;
-        metrics.push_back(ap);
-        db.record_metrics(run, metrics);
-        std::vector<bench::Prediction> preds;
-        for (std::size_t i = 0; i < r.test_scores.size(); ++i) {
-            bench::Prediction p;
-            p.image_id = r.test_images[i];
-            p.patient_id = r.test_patients[i];
-            p.label = r.test_labels[i];
-            p.score = r.test_scores[i];
-            preds.push_back(p);
-        }
-        db.record_predictions(run, preds);
-        db.finish_run(run);
-        std::printf("      %-16s %-8s %-9s %-13s AUROC %.3f [%.3f, %.3f]\n", encoder.c_str(),
-                    adaptation.c_str(), pooling.c_str(), r.label.c_str(), r.auroc,
-                    r.bootstrap_lo, r.bootstrap_hi);
-    };
-    steps.begin("linear probes (L2 logistic regression, C chosen on val) per pooling");
-    for (std::size_t m = 0; m < stores.size(); ++m) {
-        for (const std::string pool : {"cls", "mean", "cls+mean"}) {
-            heads::ProbeRunOptions po;
-            po.store = stores[m];
-            po.manifest = data / "manifest.csv";
-            po.labels = labels;
-            po.pool = pool;
-            po.seed = o.seed;
-            po.probe.threads = o.threads;
-            const auto result = heads::run_probe(po);
-            for (const auto& r : result.labels) {
-                record(model_dirs[m].filename().string(), "linear", pool, r,
-                       "{\"store\":\"" + stores[m].filename().string() + "\",\"pool\":\"" + pool +
-                           "\",\"label\":\"" + r.label + "\",\"probe\":\"linear\",\"seed\":" +
-                           std::to_string(o.seed) + "}");
-            }
-        }
-    }
-    steps.end("results in " + db_path.string());
-
-    // 5. The supervised from-scratch baseline.
-    steps.begin("supervised baseline: a ResNet-style CNN trained from scratch on cardiomegaly");
-    {
-        heads::BaselineOptions bo;
-        bo.manifest = data / "manifest.csv";
-        bo.label = "cardiomegaly";
-        bo.size = 128;
-        bo.width = 16;
-        bo.epochs = 10;
-        bo.batch = 16;
-        bo.lr = 2e-3;
-        bo.seed = o.seed;
-        bo.threads = o.threads;
-        const std::string config = "{\"baseline\":\"resnet\",\"size\":128,\"width\":16,"
-                                   "\"epochs\":10,\"label\":\"cardiomegaly\",\"seed\":" +
-                                   std::to_string(o.seed) + ",\"n\":" + std::to_string(o.n) + "}";
-        if (!db.find_completed_run(features::content_hash(config))) {
-            const auto b = heads::run_baseline(bo);
-            record("cnn-from-scratch", "baseline", "-", b.test, config);
-        }
-    }
-    steps.end("done");
-
-    // 6. Report.
-    steps.begin("report");
-    bench::ReportOptions ro;
-    ro.title = "radprobe demo: phantoms, random-feature ViT control, supervised baseline";
-    write_file_atomic(out / "report.md", bench::render_report_markdown(db, ro));
-    std::string where = (out / "report.md").string();
-    try {
-        write_file_atomic(out / "report.html", bench::render_report_html(db, ro));
-        where = (out / "report.html").string();
-    } catch (const InputError& e) {
-        std::printf("      HTML report skipped: %s\n", e.what());
-    }
-    steps.end("report: " + where);
-    std::printf("demo finished in %.1f s; outputs in %s\n", steps.elapsed(), out.string().c_str());
-    return 0;
+    std::printf("results: %s\n", summary.db.string().c_str());
+    return summary.failed == 0 ? 0 : 1;
 }
 
 }  // namespace
@@ -251,6 +186,9 @@ Runner setup_demo(CLI::App& app) {
     app.add_option("--size", opt->size, "phantom side in pixels")->capture_default_str();
     app.add_option("--seed", opt->seed, "seed of every random choice")->capture_default_str();
     app.add_option("--threads", opt->threads, "threads (0 = cores available)")->capture_default_str();
+    app.add_flag("--quick", opt->quick,
+                 "a minute-long smoke run: smaller encoder, fewer epochs and images (for tests)");
+    app.add_flag("--dry-run", opt->dry_run, "write the phantoms and demo.yaml, print the plan");
     return [opt]() { return run_demo(*opt); };
 }
 

@@ -20,7 +20,7 @@ Runner setup_extract(CLI::App& app) {
     app.add_option("--model", opt->model, "Hugging Face model directory")->required();
     app.add_option("--manifest", opt->manifest, "study manifest CSV")->required();
     app.add_option("--out", opt->out, "store root; the store is STORE/<model>-<key>/")->required();
-    app.add_option("--pool", opt->pool, "poolings: cls, mean, cls+mean, roi (comma-separated)")
+    app.add_option("--pool", opt->pool, "poolings: cls, mean, cls+mean, roi, patches (the whole patch grid) (comma-separated)")
         ->capture_default_str();
     app.add_option("--layers", opt->layers,
                    "hidden states to pool and concatenate, e.g. -1,-4 (default: the last, "

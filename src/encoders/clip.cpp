@@ -1,16 +1,23 @@
-// CLIP vision tower (HF CLIPVisionModel) and SigLIP vision tower (HF SiglipVisionModel).
+// CLIP vision tower (HF CLIPVisionModel) and SigLIP vision tower (HF
+// SiglipVisionModel).
 //
-// Both share the HF key tree vision_model.{embeddings.{patch_embedding, position_embedding},
-// encoder.layers.N.{layer_norm1, self_attn.{q,k,v,out}_proj, layer_norm2, mlp.{fc1,fc2}},
-// post_layernorm}; the module tree mirrors it so checkpoint keys map 1:1.
-//  - CLIP: class_embedding (CLS), patch conv without bias, pre_layrnorm (sic) before the
-//    encoder; last_hidden_state is the last layer's output WITHOUT a final norm; the pooled
-//    output is post_layernorm(CLS).
-//  - SigLIP: no CLS, patch conv with bias, last_hidden_state = post_layernorm(encoder output);
-//    the pooled output is the attention-pooling ("MAP") head: a learned probe attends over the
-//    tokens with torch nn.MultiheadAttention (packed in_proj), then x + mlp(layernorm(x)).
-// Non-native input sizes: the patch part of the position table is resized bicubically (HF
-// interpolate_pos_encoding=True).
+// Both share the HF key tree vision_model.{embeddings.{patch_embedding,
+// position_embedding}, encoder.layers.N.{layer_norm1,
+// self_attn.{q,k,v,out}_proj, layer_norm2, mlp.{fc1,fc2}}, post_layernorm}; the
+// module tree mirrors it so checkpoint keys map 1:1.
+//  - CLIP: class_embedding (CLS), optional visual_projection
+//  (CLIPVisionModelWithProjection,
+//    image_embeds = visual_projection(pooled) → EncoderOutput::projected),
+//    patch conv without bias, pre_layrnorm (sic) before the encoder;
+//    last_hidden_state is the last layer's output WITHOUT a final norm; the
+//    pooled output is post_layernorm(CLS).
+//  - SigLIP: no CLS, patch conv with bias, last_hidden_state =
+//  post_layernorm(encoder output);
+//    the pooled output is the attention-pooling ("MAP") head: a learned probe
+//    attends over the tokens with torch nn.MultiheadAttention (packed in_proj),
+//    then x + mlp(layernorm(x)).
+// Non-native input sizes: the patch part of the position table is resized
+// bicubically (HF interpolate_pos_encoding=True).
 
 #include <torch/torch.h>
 
@@ -99,7 +106,8 @@ struct ClipEncoderImpl : nn::Module {
 };
 TORCH_MODULE(ClipEncoder);
 
-/// SigLIP's MAP head; `attention` holds torch MultiheadAttention's packed parameters.
+/// SigLIP's MAP head; `attention` holds torch MultiheadAttention's packed
+/// parameters.
 struct PackedMhaImpl : nn::Module {
     explicit PackedMhaImpl(std::int64_t d) {
         in_proj_weight = register_parameter("in_proj_weight", torch::zeros({3 * d, d}));
@@ -148,15 +156,21 @@ TORCH_MODULE(ClipTransformer);
 struct ClipVisionModelImpl : nn::Module {
     explicit ClipVisionModelImpl(const ModelConfig& c) {
         vision_model = register_module("vision_model", ClipTransformer(c));
+        if (c.projection_dim > 0) {  // CLIPVisionModelWithProjection
+            visual_projection = register_module(
+                "visual_projection",
+                nn::Linear(nn::LinearOptions(c.hidden_size, c.projection_dim).bias(false)));
+        }
     }
     ClipTransformer vision_model{nullptr};
+    nn::Linear visual_projection{nullptr};
 };
 TORCH_MODULE(ClipVisionModel);
 
-class ClipRunner final : public LoadableEncoder {
+class ClipRunner final : public FunctionalEncoder {
 public:
     explicit ClipRunner(const ModelConfig& config)
-        : LoadableEncoder(config), siglip_(is_siglip(config)), model_(config) {
+        : FunctionalEncoder(config), siglip_(is_siglip(config)), model_(config) {
         model_->eval();
     }
 
@@ -171,14 +185,7 @@ public:
     std::int64_t num_parameters() const override { return count_parameters(*model_); }
 
     double flops_per_image(std::int64_t height, std::int64_t width) const override {
-        const double p = static_cast<double>(config_.patch_size);
-        const double patches = std::floor(height / p) * std::floor(width / p);
-        const double t = (siglip_ ? 0.0 : 1.0) + patches;
-        const double d = static_cast<double>(config_.hidden_size);
-        const double hf = static_cast<double>(config_.intermediate_size);
-        const double per_layer = 2 * t * d * 4 * d + 4 * t * t * d + 2 * t * d * 2 * hf;
-        return 2 * patches * d * static_cast<double>(input_channels()) * p * p +
-               per_layer * static_cast<double>(config_.num_hidden_layers);
+        return vit_flops(config_, input_channels(), siglip_ ? 0 : 1, height, width);
     }
 
     void fold_grayscale(const std::array<double, 3>& mean,
@@ -193,8 +200,9 @@ public:
         }
     }
 
-    EncoderOutput forward(const at::Tensor& pixel_values, const ForwardOptions& opts) override {
-        c10::InferenceMode guard;
+private:
+    EncoderOutput run(const at::Tensor& pixel_values, const ForwardOptions& opts,
+                      bool /*train*/) override {
         const std::int64_t p = config_.patch_size;
         check_pixels(pixel_values, input_channels(), p);
         const std::int64_t n = pixel_values.size(0);
@@ -209,7 +217,7 @@ public:
         const auto table = emb.position_embedding->weight.unsqueeze(0);
         const std::int64_t c = siglip_ ? 0 : 1;
         const auto patch_pos = resize_positions(table.narrow(1, c, g0 * g0), g0, gh, gw);
-        auto patches = at::conv2d(pixel_values.to(torch::kFloat32), emb.patch_embedding->weight,
+        auto patches = at::conv2d(to_input(pixel_values), emb.patch_embedding->weight,
                                   emb.patch_embedding->bias, {p, p})
                            .flatten(2)
                            .transpose(1, 2);
@@ -239,20 +247,12 @@ public:
             }
         };
         keep(0);
-        const auto heads = config_.num_attention_heads;
-        const double scale = 1.0 / std::sqrt(static_cast<double>(d / heads));
         for (std::int64_t i = 0; i < num_layers; ++i) {
-            auto& l = *vm.encoder->layers[static_cast<std::size_t>(i)]->as<ClipLayerImpl>();
-            auto& sa = *l.self_attn;
-            const auto h = at::layer_norm(x, {d}, l.layer_norm1->weight, l.layer_norm1->bias,
-                                          config_.layer_norm_eps);
-            const auto ctx =
-                attention(split_heads(sa.q_proj(h), heads), split_heads(sa.k_proj(h), heads),
-                          split_heads(sa.v_proj(h), heads), scale);
-            x = x + sa.out_proj(ctx);
-            const auto h2 = at::layer_norm(x, {d}, l.layer_norm2->weight, l.layer_norm2->bias,
-                                           config_.layer_norm_eps);
-            x = x + l.mlp->fc2(activation(l.mlp->fc1(h2), config_.hidden_act, config_));
+            const auto& l = *vm.encoder->layers[static_cast<std::size_t>(i)]->as<ClipLayerImpl>();
+            const auto& sa = *l.self_attn;
+            const auto b = make_pre_ln_block(l.layer_norm1, sa.q_proj, sa.k_proj, sa.v_proj,
+                                             sa.out_proj, l.layer_norm2, l.mlp->fc1, l.mlp->fc2);
+            x = pre_ln_block(x, b, config_.num_attention_heads, config_);
             keep(i + 1);
         }
         if (siglip_) {
@@ -264,10 +264,12 @@ public:
             out.tokens = split_tokens(out.last_hidden_state, 0, gh, gw, true);
             out.pooled = post_norm(out.tokens.cls);
         }
+        if (model_->visual_projection) {
+            out.projected = model_->visual_projection(out.pooled);
+        }
         return out;
     }
 
-private:
     /// SigLIP's multihead attention-pooling head on N×T×D tokens → N×D.
     at::Tensor map_head(const at::Tensor& tokens) {
         auto& head = *model_->vision_model->head;

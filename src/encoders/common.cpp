@@ -1,6 +1,6 @@
-// Helpers shared by the architecture translation units (vit.cpp, clip.cpp, dinov3.cpp,
-// resnet.cpp, swin.cpp): state selection, input checks, activations, eager attention, position
-// table resizing and grey folding.
+// Helpers shared by the architecture translation units (vit.cpp, clip.cpp,
+// dinov3.cpp, resnet.cpp, swin.cpp): state selection, input checks,
+// activations, eager attention, position table resizing and grey folding.
 
 #include <torch/torch.h>
 
@@ -39,7 +39,8 @@ void check_activation(const std::string& name, const ModelConfig& config) {
     RADPROBE_CHECK(name == "gelu" || name == "gelu_new" || name == "gelu_pytorch_tanh" ||
                        name == "quick_gelu" || name == "relu" || name == "silu" || name == "swish",
                    "file ", (config.dir / "config.json").string(), ": hidden_act \"", name,
-                   "\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, quick_gelu, relu, "
+                   "\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, "
+                   "quick_gelu, relu, "
                    "silu)");
 }
 
@@ -76,6 +77,56 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     return ctx.view({ctx.size(0), ctx.size(1), -1});
 }
 
+PreLnBlock make_pre_ln_block(const torch::nn::LayerNorm& ln1, const torch::nn::Linear& q,
+                             const torch::nn::Linear& k, const torch::nn::Linear& v,
+                             const torch::nn::Linear& o, const torch::nn::LayerNorm& ln2,
+                             const torch::nn::Linear& fc1, const torch::nn::Linear& fc2) {
+    PreLnBlock b;
+    b.ln1_w = ln1->weight;
+    b.ln1_b = ln1->bias;
+    b.q_w = q->weight;
+    b.q_b = q->bias;
+    b.k_w = k->weight;
+    b.k_b = k->bias;
+    b.v_w = v->weight;
+    b.v_b = v->bias;
+    b.o_w = o->weight;
+    b.o_b = o->bias;
+    b.ln2_w = ln2->weight;
+    b.ln2_b = ln2->bias;
+    b.fc1_w = fc1->weight;
+    b.fc1_b = fc1->bias;
+    b.fc2_w = fc2->weight;
+    b.fc2_b = fc2->bias;
+    return b;
+}
+
+at::Tensor pre_ln_block(const at::Tensor& x, const PreLnBlock& b, std::int64_t heads,
+                        const ModelConfig& config,
+                        const std::function<at::Tensor(const at::Tensor&)>& rotate) {
+    const auto d = x.size(-1);
+    const double eps = config.layer_norm_eps;
+    const double scale = 1.0 / std::sqrt(static_cast<double>(d / heads));
+    const auto h = at::layer_norm(x, {d}, b.ln1_w, b.ln1_b, eps);
+    auto q = split_heads(at::linear(h, b.q_w, b.q_b), heads);
+    auto k = split_heads(at::linear(h, b.k_w, b.k_b), heads);
+    if (rotate) {
+        q = rotate(q);
+        k = rotate(k);
+    }
+    const auto a = at::linear(
+        attention(q, k, split_heads(at::linear(h, b.v_w, b.v_b), heads), scale), b.o_w, b.o_b);
+    const auto y = x + (b.ls1.defined() ? a * b.ls1 : a);
+    const auto h2 = at::layer_norm(y, {d}, b.ln2_w, b.ln2_b, eps);
+    const auto& act = b.act.empty() ? config.hidden_act : b.act;
+    const auto up = at::linear(h2, b.fc1_w, b.fc1_b);
+    const auto m = at::linear(b.gate_w.defined()
+                                  ? activation(at::linear(h2, b.gate_w, b.gate_b), act, config) * up
+                                  : activation(up, act, config),
+                              b.fc2_w, b.fc2_b);
+    return y + (b.ls2.defined() ? m * b.ls2 : m);
+}
+
 at::Tensor resize_positions(const at::Tensor& table, std::int64_t g0, std::int64_t gh,
                             std::int64_t gw) {
     if (gh == g0 && gw == g0) {
@@ -98,7 +149,7 @@ at::Tensor fold_patch_conv(at::Tensor& weight, const std::array<double, 3>& mean
     torch::NoGradGuard no_grad;
     const auto w = weight.to(torch::kFloat64);
     auto folded = torch::zeros_like(w.narrow(1, 0, 1));
-    auto shift = torch::zeros({w.size(0)}, torch::kFloat64);
+    auto shift = torch::zeros({w.size(0)}, w.options());
     for (int c = 0; c < 3; ++c) {
         const auto wc = w.narrow(1, c, 1);
         folded += wc / std[c];
@@ -106,6 +157,38 @@ at::Tensor fold_patch_conv(at::Tensor& weight, const std::array<double, 3>& mean
     }
     weight.set_data(folded.to(torch::kFloat32).contiguous());
     return shift.to(torch::kFloat32);
+}
+
+void LoadableEncoder::to(const c10::Device& device) {
+    module().to(device);
+    prepare();
+}
+
+at::Tensor LoadableEncoder::to_input(const at::Tensor& pixel_values) const {
+    return pixel_values.to(device(), torch::kFloat32).contiguous();
+}
+
+EncoderOutput FunctionalEncoder::forward(const at::Tensor& pixel_values,
+                                         const ForwardOptions& options) {
+    c10::InferenceMode guard;
+    return run(pixel_values, options, /*train=*/false);
+}
+
+EncoderOutput FunctionalEncoder::forward_train(const at::Tensor& pixel_values,
+                                               const ForwardOptions& options) {
+    return run(pixel_values, options, /*train=*/true);
+}
+
+double vit_flops(const ModelConfig& config, std::int64_t channels, std::int64_t prefix,
+                 std::int64_t height, std::int64_t width) {
+    const double p = static_cast<double>(config.patch_size);
+    const double patches = std::floor(height / p) * std::floor(width / p);
+    const double t = static_cast<double>(prefix) + patches;
+    const double d = static_cast<double>(config.hidden_size);
+    const double hf = static_cast<double>(config.intermediate_size);
+    const double per_layer = 2 * t * d * 4 * d + 4 * t * t * d + 2 * t * d * 2 * hf;
+    return 2 * patches * d * static_cast<double>(channels) * p * p +
+           per_layer * static_cast<double>(config.num_hidden_layers);
 }
 
 std::int64_t count_parameters(const torch::nn::Module& module) {

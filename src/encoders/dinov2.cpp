@@ -1,9 +1,11 @@
-// DINOv2 (HF Dinov2Model) and DINOv2 with registers (HF Dinov2WithRegistersModel).
+// DINOv2 (HF Dinov2Model) and DINOv2 with registers (HF
+// Dinov2WithRegistersModel).
 //
-// The module tree mirrors the HF key tree (embeddings.*, encoder.layer.N.*, layernorm.*) so that
-// checkpoint keys map 1:1. The forward pass does not call the modules one by one: it runs over
-// preallocated activation buffers (fused QKV GEMM, out= variants, attention tiled over query rows
-// so the score tile stays in cache), because on these machines allocation churn and page faults,
+// The module tree mirrors the HF key tree (embeddings.*, encoder.layer.N.*,
+// layernorm.*) so that checkpoint keys map 1:1. The forward pass does not call
+// the modules one by one: it runs over preallocated activation buffers (fused
+// QKV GEMM, out= variants, attention tiled over query rows so the score tile
+// stays in cache), because on these machines allocation churn and page faults,
 // not arithmetic, dominate a naive forward (DESIGN.md, "Performance facts").
 
 #include <ATen/Parallel.h>
@@ -35,7 +37,8 @@ struct Dinov2Options {
           use_swiglu_ffn_(c.use_swiglu_ffn),
           mlp_hidden_(static_cast<std::int64_t>(static_cast<double>(c.hidden_size) * c.mlp_ratio)) {
         if (use_swiglu_ffn_) {
-            // HF: hidden = int(int(D * mlp_ratio) * 2 / 3), rounded up to a multiple of 8.
+            // HF: hidden = int(int(D * mlp_ratio) * 2 / 3), rounded up to a multiple
+            // of 8.
             mlp_hidden_ =
                 (static_cast<std::int64_t>(static_cast<double>(mlp_hidden_) * 2.0 / 3.0) + 7) / 8 *
                 8;
@@ -188,7 +191,8 @@ struct Dinov2ModelImpl : nn::Module {
 };
 TORCH_MODULE(Dinov2Model);
 
-/// Per-layer tensors the fast path uses (views of the module's parameters, plus the fused QKV).
+/// Per-layer tensors the fast path uses (views of the module's parameters, plus
+/// the fused QKV).
 struct LayerWeights {
     at::Tensor ln1_w, ln1_b, ln2_w, ln2_b;
     at::Tensor qkv_w, qkv_b;  // [3D, D], [3D] (zeros when qkv_bias is false)
@@ -203,8 +207,9 @@ struct Workspace {
     at::Tensor x, h, qkv, ctx, tmp, mlp, mlp_act, ln_mean, ln_rstd, scores, probs;
 };
 
-// Query rows per attention tile: a 128 × T score tile of a 518-px image (T = 1370) is 0.7 MB,
-// which stays in L2 while it is scaled, soft-maxed and multiplied by V.
+// Query rows per attention tile: a 128 × T score tile of a 518-px image (T =
+// 1370) is 0.7 MB, which stays in L2 while it is scaled, soft-maxed and
+// multiplied by V.
 constexpr std::int64_t kAttentionTile = 128;
 
 class Dinov2Runner final : public LoadableEncoder {
@@ -220,6 +225,7 @@ public:
         c10::InferenceMode guard;
         layers_.clear();
         pos_cache_.clear();
+        ws_ = Workspace{};
         const auto d = options_.hidden_size();
         for (const auto& item : *model_->encoder->layer) {
             auto& l = *item->as<Dinov2LayerImpl>();
@@ -233,7 +239,7 @@ public:
                 torch::cat({sa.query->weight, sa.key->weight, sa.value->weight}, 0).contiguous();
             w.qkv_b = options_.qkv_bias()
                           ? torch::cat({sa.query->bias, sa.key->bias, sa.value->bias}, 0)
-                          : torch::zeros({3 * d});
+                          : torch::zeros({3 * d}, sa.query->weight.options());
             w.out_w = l.attention->output->dense->weight;
             w.out_b = l.attention->output->dense->bias;
             w.ls1 = l.layer_scale1->lambda1;
@@ -251,12 +257,14 @@ public:
             }
             layers_.push_back(std::move(w));
         }
+        weights_version_ = weights_version();
         const auto act = config_.hidden_act;
         RADPROBE_CHECK(options_.use_swiglu_ffn() || act == "gelu" || act == "gelu_new" ||
                            act == "gelu_pytorch_tanh" || act == "relu" || act == "silu" ||
                            act == "swish" || act == "quick_gelu",
                        "file ", (config_.dir / "config.json").string(), ": hidden_act \"", act,
-                       "\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, quick_gelu, relu, "
+                       "\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, quick_gelu, "
+                       "relu, "
                        "silu)");
     }
 
@@ -305,6 +313,9 @@ public:
 
     EncoderOutput forward(const at::Tensor& pixel_values, const ForwardOptions& opts) override {
         c10::InferenceMode guard;
+        if (weights_version() != weights_version_) {
+            prepare();  // the weights were changed in place (training): re-fuse them
+        }
         const std::int64_t p = options_.patch_size();
         RADPROBE_CHECK(pixel_values.dim() == 4, "pixel_values must be N×C×H×W, got ",
                        pixel_values.dim(), " dimensions");
@@ -332,7 +343,7 @@ public:
         }
 
         Workspace& ws = workspace(n, t);
-        embed(pixel_values.to(torch::kFloat32).contiguous(), gh, gw, ws);
+        embed(to_input(pixel_values), gh, gw, ws);
 
         EncoderOutput out;
         out.grid_h = gh;
@@ -355,7 +366,81 @@ public:
         return out;
     }
 
+    EncoderOutput forward_train(const at::Tensor& pixel_values,
+                                const ForwardOptions& opts) override {
+        const std::int64_t p = options_.patch_size();
+        check_pixels(pixel_values, input_channels(), p);
+        const std::int64_t n = pixel_values.size(0);
+        const std::int64_t gh = pixel_values.size(2) / p;
+        const std::int64_t gw = pixel_values.size(3) / p;
+        const std::int64_t r = options_.num_register_tokens();
+        const std::int64_t d = options_.hidden_size();
+        const std::int64_t num_layers = options_.num_layers();
+        const auto want = wanted_states(opts, num_layers + 1);
+        auto& emb = *model_->embeddings;
+        const auto& proj = emb.patch_embeddings->projection;
+        const auto patches = at::conv2d(to_input(pixel_values), proj->weight, proj->bias, {p, p})
+                                 .flatten(2)
+                                 .transpose(1, 2);
+        const auto pos = compute_positions(gh, gw);
+        std::vector<at::Tensor> parts{(emb.cls_token + pos.narrow(1, 0, 1)).expand({n, 1, d})};
+        if (r > 0) {
+            parts.push_back(emb.register_tokens.expand({n, r, d}));
+        }
+        parts.push_back(patches + pos.narrow(1, 1, gh * gw));
+        auto x = torch::cat(parts, 1);
+
+        EncoderOutput out;
+        out.grid_h = gh;
+        out.grid_w = gw;
+        auto keep = [&](std::int64_t i) {
+            if (want[static_cast<std::size_t>(i)]) {
+                out.layers[static_cast<int>(i)] = opts.normalize_layers ? final_norm(x) : x;
+            }
+        };
+        keep(0);
+        for (std::int64_t i = 0; i < num_layers; ++i) {
+            const auto& l =
+                *model_->encoder->layer[static_cast<std::size_t>(i)]->as<Dinov2LayerImpl>();
+            const auto& sa = *l.attention->attention;
+            const bool swiglu = options_.use_swiglu_ffn();
+            auto b =
+                make_pre_ln_block(l.norm1, sa.query, sa.key, sa.value, l.attention->output->dense,
+                                  l.norm2, swiglu ? l.swiglu->weights_in : l.mlp->fc1,
+                                  swiglu ? l.swiglu->weights_out : l.mlp->fc2);
+            b.ls1 = l.layer_scale1->lambda1;
+            if (swiglu) {
+                // weights_in's outputs are [x1 | x2]: silu(x1) · x2 is the gated form
+                // with the first half as the gate.
+                const std::int64_t hf = options_.mlp_hidden();
+                const auto& in = l.swiglu->weights_in;
+                b.gate_w = in->weight.narrow(0, 0, hf);
+                b.gate_b = in->bias.narrow(0, 0, hf);
+                b.fc1_w = in->weight.narrow(0, hf, hf);
+                b.fc1_b = in->bias.narrow(0, hf, hf);
+                b.act = "silu";
+            }
+            b.ls2 = l.layer_scale2->lambda1;
+            x = pre_ln_block(x, b, options_.num_heads(), config_);
+            keep(i + 1);
+        }
+        out.last_hidden_state = final_norm(x);
+        out.tokens = split_tokens(out.last_hidden_state, r, gh, gw);
+        return out;
+    }
+
 private:
+    /// Sum of the parameters' version counters: changes whenever a weight is
+    /// updated in place (an optimizer step), so forward() knows its fused copies
+    /// are stale.
+    std::int64_t weights_version() const {
+        std::int64_t v = 0;
+        for (const auto& p : model_->parameters()) {
+            v += p._version();
+        }
+        return v;
+    }
+
     Workspace& workspace(std::int64_t n, std::int64_t t) {
         if (ws_.n == n && ws_.t == t) {
             return ws_;
@@ -364,7 +449,7 @@ private:
         const std::int64_t m = n * t;
         const std::int64_t d = options_.hidden_size();
         const std::int64_t hf = options_.mlp_hidden();
-        const auto f = torch::TensorOptions().dtype(torch::kFloat32);
+        const auto f = torch::TensorOptions().dtype(torch::kFloat32).device(device());
         ws_.n = n;
         ws_.t = t;
         ws_.x = torch::empty({m, d}, f);
@@ -384,13 +469,18 @@ private:
         return ws_;
     }
 
-    /// Position embeddings for a gh × gw grid: [1, 1 + gh·gw, D], resized as HF does.
+    /// Position embeddings for a gh × gw grid: [1, 1 + gh·gw, D], resized as HF
+    /// does.
     const at::Tensor& positions(std::int64_t gh, std::int64_t gw) {
         const auto key = std::make_pair(gh, gw);
         auto it = pos_cache_.find(key);
         if (it != pos_cache_.end()) {
             return it->second;
         }
+        return pos_cache_.emplace(key, compute_positions(gh, gw).contiguous()).first->second;
+    }
+
+    at::Tensor compute_positions(std::int64_t gh, std::int64_t gw) const {
         const auto& pos = model_->embeddings->position_embeddings;
         const std::int64_t g0 = options_.native_grid();
         const std::int64_t d = options_.hidden_size();
@@ -398,9 +488,10 @@ private:
         if (gh == g0 && gw == g0) {
             result = pos;
         } else {
-            // HF (transformers >= 4.45): bicubic, align_corners=False, explicit output size, in
-            // float32; Dinov2WithRegisters resizes with antialias=True (which only differs from
-            // plain bicubic when a side shrinks).
+            // HF (transformers >= 4.45): bicubic, align_corners=False, explicit
+            // output size, in float32; Dinov2WithRegisters resizes with
+            // antialias=True (which only differs from plain bicubic when a side
+            // shrinks).
             namespace F = torch::nn::functional;
             const auto grid =
                 pos.narrow(1, 1, g0 * g0).reshape({1, g0, g0, d}).permute({0, 3, 1, 2});
@@ -414,7 +505,7 @@ private:
             result = torch::cat(
                 {pos.narrow(1, 0, 1), resized.permute({0, 2, 3, 1}).reshape({1, gh * gw, d})}, 1);
         }
-        return pos_cache_.emplace(key, result.contiguous()).first->second;
+        return result;
     }
 
     void embed(const at::Tensor& pixels, std::int64_t gh, std::int64_t gw, Workspace& ws) {
@@ -482,7 +573,8 @@ private:
                     const std::int64_t rows = std::min(tile, t - r0);
                     auto s = ws.scores.narrow(0, 0, rows);
                     auto pr = ws.probs.narrow(0, 0, rows);
-                    at::addmm_out(s, s, q.narrow(0, r0, rows), k_t, /*beta=*/0.0, /*alpha=*/scale);
+                    at::addmm_out(s, s, q.narrow(0, r0, rows), k_t, /*beta=*/0.0,
+                                  /*alpha=*/scale);
                     at::_softmax_out(pr, s, 1, false);
                     auto o = ctx.narrow(0, r0, rows).narrow(1, h * hd, hd);
                     at::mm_out(o, pr, v);
@@ -516,6 +608,7 @@ private:
     std::vector<LayerWeights> layers_;
     std::map<std::pair<std::int64_t, std::int64_t>, at::Tensor> pos_cache_;
     Workspace ws_;
+    std::int64_t weights_version_ = -1;
 };
 
 }  // namespace

@@ -1,14 +1,16 @@
 // DINOv3 ViT (HF DINOv3ViTModel).
 //
-// Module tree = HF key tree: embeddings.{cls_token, mask_token, register_tokens,
-// patch_embeddings (a Conv2d)}, layer.N.{norm1, attention.{q,k,v,o}_proj, layer_scale1.lambda1,
-// norm2, mlp.{up_proj, down_proj[, gate_proj]}, layer_scale2.lambda1}, norm.
-// No absolute position embedding: a 2-D RoPE rotates the queries and keys of the PATCH tokens
-// (the CLS and register tokens are left alone). Patch centres are normalised to [-1, 1] per
-// axis for the actual grid, so any input size works without interpolation; angles are
-// 2π·coord·inv_freq with inv_freq = theta^(-arange(0, 1, 4/head_dim)), the y angles then the x
-// angles, tiled twice over the head dimension, applied with rotate_half (all in float32, as
-// HF). Gated MLP (use_gated_mlp): down(act(gate(x)) · up(x)).
+// Module tree = HF key tree: embeddings.{cls_token, mask_token,
+// register_tokens, patch_embeddings (a Conv2d)}, layer.N.{norm1,
+// attention.{q,k,v,o}_proj, layer_scale1.lambda1, norm2, mlp.{up_proj,
+// down_proj[, gate_proj]}, layer_scale2.lambda1}, norm. No absolute position
+// embedding: a 2-D RoPE rotates the queries and keys of the PATCH tokens (the
+// CLS and register tokens are left alone). Patch centres are normalised to [-1,
+// 1] per axis for the actual grid, so any input size works without
+// interpolation; angles are 2π·coord·inv_freq with inv_freq = theta^(-arange(0,
+// 1, 4/head_dim)), the y angles then the x angles, tiled twice over the head
+// dimension, applied with rotate_half (all in float32, as HF). Gated MLP
+// (use_gated_mlp): down(act(gate(x)) · up(x)).
 
 #include <torch/torch.h>
 
@@ -118,9 +120,9 @@ at::Tensor rotate_half(const at::Tensor& x) {
     return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
-class Dinov3Runner final : public LoadableEncoder {
+class Dinov3Runner final : public FunctionalEncoder {
 public:
-    explicit Dinov3Runner(const ModelConfig& config) : LoadableEncoder(config), model_(config) {
+    explicit Dinov3Runner(const ModelConfig& config) : FunctionalEncoder(config), model_(config) {
         model_->eval();
     }
 
@@ -157,8 +159,9 @@ public:
         proj->bias.add_(shift);
     }
 
-    EncoderOutput forward(const at::Tensor& pixel_values, const ForwardOptions& opts) override {
-        c10::InferenceMode guard;
+private:
+    EncoderOutput run(const at::Tensor& pixel_values, const ForwardOptions& opts,
+                      bool train) override {
         const std::int64_t p = config_.patch_size;
         check_pixels(pixel_values, input_channels(), p);
         const std::int64_t n = pixel_values.size(0);
@@ -169,14 +172,15 @@ public:
         const std::int64_t num_layers = config_.num_hidden_layers;
         const auto want = wanted_states(opts, num_layers + 1);
         auto& emb = *model_->embeddings;
-        const auto patches =
-            at::conv2d(pixel_values.to(torch::kFloat32), emb.patch_embeddings->weight,
-                       emb.patch_embeddings->bias, {p, p})
-                .flatten(2)
-                .transpose(1, 2);
+        const auto patches = at::conv2d(to_input(pixel_values), emb.patch_embeddings->weight,
+                                        emb.patch_embeddings->bias, {p, p})
+                                 .flatten(2)
+                                 .transpose(1, 2);
         auto x = torch::cat(
             {emb.cls_token.expand({n, 1, d}), emb.register_tokens.expand({n, r, d}), patches}, 1);
-        const auto& rope_tables = rope(gh, gw);
+        // Training: fresh tables (the cached ones are inference tensors autograd
+        // cannot save).
+        const auto rope_tables = train ? rope_tables_for(gh, gw) : rope(gh, gw);
         const at::Tensor& cos = rope_tables.first;
         const at::Tensor& sin = rope_tables.second;
 
@@ -193,8 +197,6 @@ public:
             }
         };
         keep(0);
-        const auto heads = config_.num_attention_heads;
-        const double scale = 1.0 / std::sqrt(static_cast<double>(d / heads));
         const std::int64_t prefix = 1 + r;
         const std::int64_t g = gh * gw;
         auto apply_rope = [&](const at::Tensor& t) {
@@ -202,25 +204,18 @@ public:
             return torch::cat({t.narrow(2, 0, prefix), tp * cos + rotate_half(tp) * sin}, 2);
         };
         for (std::int64_t i = 0; i < num_layers; ++i) {
-            auto& l = *model_->layer[static_cast<std::size_t>(i)]->as<Dinov3LayerImpl>();
-            auto& sa = *l.attention;
-            const auto h =
-                at::layer_norm(x, {d}, l.norm1->weight, l.norm1->bias, config_.layer_norm_eps);
-            const auto q = apply_rope(split_heads(sa.q_proj(h), heads));
-            const auto k = apply_rope(split_heads(sa.k_proj(h), heads));
-            const auto ctx = attention(q, k, split_heads(sa.v_proj(h), heads), scale);
-            x = x + sa.o_proj(ctx) * l.layer_scale1->lambda1;
-            const auto h2 =
-                at::layer_norm(x, {d}, l.norm2->weight, l.norm2->bias, config_.layer_norm_eps);
-            auto& mlp = *l.mlp;
-            at::Tensor m;
+            const auto& l = *model_->layer[static_cast<std::size_t>(i)]->as<Dinov3LayerImpl>();
+            const auto& sa = *l.attention;
+            const auto& mlp = *l.mlp;
+            auto b = make_pre_ln_block(l.norm1, sa.q_proj, sa.k_proj, sa.v_proj, sa.o_proj, l.norm2,
+                                       mlp.up_proj, mlp.down_proj);
+            b.ls1 = l.layer_scale1->lambda1;
             if (config_.use_gated_mlp) {
-                m = mlp.down_proj(activation(mlp.gate_proj(h2), config_.hidden_act, config_) *
-                                  mlp.up_proj(h2));
-            } else {
-                m = mlp.down_proj(activation(mlp.up_proj(h2), config_.hidden_act, config_));
+                b.gate_w = mlp.gate_proj->weight;
+                b.gate_b = mlp.gate_proj->bias;
             }
-            x = x + m * l.layer_scale2->lambda1;
+            b.ls2 = l.layer_scale2->lambda1;
+            x = pre_ln_block(x, b, config_.num_attention_heads, config_, apply_rope);
             keep(i + 1);
         }
         out.last_hidden_state = final_norm(x);
@@ -229,7 +224,6 @@ public:
         return out;
     }
 
-private:
     /// cos/sin tables [gh·gw, head_dim] for a grid (cached per grid).
     const std::pair<at::Tensor, at::Tensor>& rope(std::int64_t gh, std::int64_t gw) {
         const auto key = std::make_pair(gh, gw);
@@ -237,6 +231,10 @@ private:
         if (it != rope_cache_.end()) {
             return it->second;
         }
+        return rope_cache_.emplace(key, rope_tables_for(gh, gw)).first->second;
+    }
+
+    std::pair<at::Tensor, at::Tensor> rope_tables_for(std::int64_t gh, std::int64_t gw) const {
         const auto f = torch::TensorOptions().dtype(torch::kFloat32);
         const auto hd = config_.hidden_size / config_.num_attention_heads;
         const auto inv_freq =
@@ -247,9 +245,8 @@ private:
         auto coords = torch::stack({grids[0], grids[1]}, -1).flatten(0, 1);  // [g, 2] (y, x)
         coords = 2.0 * coords - 1.0;
         auto angles = (2.0 * M_PI) * coords.unsqueeze(2) * inv_freq.view({1, 1, -1});
-        angles = angles.flatten(1, 2).repeat({1, 2});
-        return rope_cache_.emplace(key, std::make_pair(at::cos(angles), at::sin(angles)))
-            .first->second;
+        angles = angles.flatten(1, 2).repeat({1, 2}).to(device());
+        return {at::cos(angles), at::sin(angles)};
     }
 
     Dinov3Model model_;

@@ -1,9 +1,12 @@
 #pragma once
-// Private to the encoders component: the pieces shared between loading.cpp and the architecture
-// translation units.
+// Private to the encoders component: the pieces shared between loading.cpp and
+// the architecture translation units.
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -13,26 +16,51 @@
 
 namespace radprobe::encoders::detail {
 
-/// Copies `state` into the module's parameters and buffers (named like the HF key tree).
-/// Missing, unexpected, mis-shaped and mis-typed keys are all collected and reported in one
-/// InputError mentioning `source`.
+/// Copies `state` into the module's parameters and buffers (named like the HF
+/// key tree). Missing, unexpected, mis-shaped and mis-typed keys are all
+/// collected and reported in one InputError mentioning `source`.
 void load_state_strict(torch::nn::Module& module, const std::map<std::string, at::Tensor>& state,
                        const std::string& source);
 
-/// Architecture builders (the factory in loading.cpp maps model_type to these). The returned
-/// encoder has random (uninitialised) weights until load_state() is called.
+/// Architecture builders (the factory in loading.cpp maps model_type to these).
+/// The returned encoder has random (uninitialised) weights until load_state()
+/// is called.
 class LoadableEncoder : public Encoder {
 public:
     using Encoder::Encoder;
-    virtual torch::nn::Module& module() = 0;
-    /// Called after the weights were loaded (fuses/prepares derived tensors).
+    /// Called after the weights were loaded or moved (fuses/prepares derived
+    /// tensors, drops caches).
     virtual void prepare() = 0;
+    /// module().to(device), then prepare().
+    void to(const c10::Device& device) override;
+
+protected:
+    /// pixel_values as contiguous float32 on the parameters' device.
+    at::Tensor to_input(const at::Tensor& pixel_values) const;
+};
+
+/// A family whose forward is one functional pass over the module's parameters
+/// (every family but DINOv2's buffer-reusing fast path): forward() runs it
+/// under inference mode, forward_train() with autograd recording.
+class FunctionalEncoder : public LoadableEncoder {
+public:
+    using LoadableEncoder::LoadableEncoder;
+    EncoderOutput forward(const at::Tensor& pixel_values, const ForwardOptions& options) override;
+    EncoderOutput forward_train(const at::Tensor& pixel_values,
+                                const ForwardOptions& options) override;
+
+protected:
+    /// The pass; `train` = called from forward_train (no cached inference
+    /// tensors).
+    virtual EncoderOutput run(const at::Tensor& pixel_values, const ForwardOptions& options,
+                              bool train) = 0;
 };
 
 std::unique_ptr<LoadableEncoder> make_dinov2(const ModelConfig& config);
 /// vit (ViTModel) and vit_mae (ViTMAEModel without masking): vit.cpp.
 std::unique_ptr<LoadableEncoder> make_vit(const ModelConfig& config);
-/// clip_vision_model (CLIPVisionModel) and siglip_vision_model (SiglipVisionModel): clip.cpp.
+/// clip_vision_model (CLIPVisionModel) and siglip_vision_model
+/// (SiglipVisionModel): clip.cpp.
 std::unique_ptr<LoadableEncoder> make_clip(const ModelConfig& config);
 /// dinov3_vit (DINOv3ViTModel): dinov3.cpp.
 std::unique_ptr<LoadableEncoder> make_dinov3(const ModelConfig& config);
@@ -40,40 +68,79 @@ std::unique_ptr<LoadableEncoder> make_dinov3(const ModelConfig& config);
 std::unique_ptr<LoadableEncoder> make_resnet(const ModelConfig& config);
 /// swin (SwinModel): swin.cpp.
 std::unique_ptr<LoadableEncoder> make_swin(const ModelConfig& config);
+/// open_clip_timm_vit (open_clip TimmModel ViT tower, BiomedCLIP):
+/// open_clip.cpp.
+std::unique_ptr<LoadableEncoder> make_open_clip(const ModelConfig& config);
 
 // --- Helpers shared by the architecture translation units (common.cpp). ---
 
-/// Which hidden states 0..num_states-1 to return (negative indices count from the end;
-/// out-of-range → UsageError).
+/// Which hidden states 0..num_states-1 to return (negative indices count from
+/// the end; out-of-range → UsageError).
 std::vector<bool> wanted_states(const ForwardOptions& options, std::int64_t num_states);
 
-/// Checks an N×C×H×W input: 4-D, `channels` channels, at least min_side × min_side, N >= 1.
+/// Checks an N×C×H×W input: 4-D, `channels` channels, at least min_side ×
+/// min_side, N >= 1.
 void check_pixels(const at::Tensor& pixel_values, std::int64_t channels, std::int64_t min_side);
 
-/// HF ACT2FN[name] on a tensor (gelu, gelu_new, gelu_pytorch_tanh, quick_gelu, relu, silu);
-/// an unknown name → InputError naming config.json.
+/// HF ACT2FN[name] on a tensor (gelu, gelu_new, gelu_pytorch_tanh, quick_gelu,
+/// relu, silu); an unknown name → InputError naming config.json.
 at::Tensor activation(const at::Tensor& x, const std::string& name, const ModelConfig& config);
 /// Throws InputError for an activation activation() does not know.
 void check_activation(const std::string& name, const ModelConfig& config);
 
-/// Eager softmax attention on N×heads×T×hd tensors (HF eager_attention_forward): returns
-/// N×T×(heads·hd).
+/// Eager softmax attention on N×heads×T×hd tensors (HF
+/// eager_attention_forward): returns N×T×(heads·hd).
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale);
+
+/// One pre-LN transformer block as tensors (the module's parameters, or views
+/// of them):
+///   x += ls1 · o(MHA(ln1(x)));   x += ls2 · mlp(ln2(x))
+/// mlp = fc2(act(fc1(h))), or with gate_w defined the gated form
+/// fc2(act(gate(h)) · fc1(h)). Undefined biases / layer scales are absent (no
+/// bias, scale 1).
+struct PreLnBlock {
+    at::Tensor ln1_w, ln1_b, q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, ls1;
+    at::Tensor ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, gate_w, gate_b, ls2;
+    /// The MLP activation when it is not config.hidden_act (DINOv2's SwiGLU:
+    /// "silu").
+    std::string act;
+};
+
+/// A block from its modules (fc1/fc2: the MLP's first and second linear; no gate, no scales).
+PreLnBlock make_pre_ln_block(const torch::nn::LayerNorm& ln1, const torch::nn::Linear& q,
+                             const torch::nn::Linear& k, const torch::nn::Linear& v,
+                             const torch::nn::Linear& o, const torch::nn::LayerNorm& ln2,
+                             const torch::nn::Linear& fc1, const torch::nn::Linear& fc2);
+
+/// Applies `block` to N×T×D tokens (eager softmax attention, scale
+/// head_dim^-0.5). `rotate` (optional) is applied to the N×heads×T×hd queries
+/// and keys (DINOv3's RoPE).
+at::Tensor pre_ln_block(const at::Tensor& x, const PreLnBlock& block, std::int64_t heads,
+                        const ModelConfig& config,
+                        const std::function<at::Tensor(const at::Tensor&)>& rotate = {});
 
 /// Splits N×T×D into N×heads×T×hd.
 at::Tensor split_heads(const at::Tensor& x, std::int64_t heads);
 
-/// Resizes the patch part of a learned position table [1, g0·g0, D] to gh × gw (torch bicubic,
-/// align_corners=False, no antialias, in float32 — the HF ViT/CLIP/SigLIP rule). Returns
-/// [1, gh·gw, D]; the table itself when the grid is native.
+/// Resizes the patch part of a learned position table [1, g0·g0, D] to gh × gw
+/// (torch bicubic, align_corners=False, no antialias, in float32 — the HF
+/// ViT/CLIP/SigLIP rule). Returns [1, gh·gw, D]; the table itself when the grid
+/// is native.
 at::Tensor resize_positions(const at::Tensor& table, std::int64_t g0, std::int64_t gh,
                             std::int64_t gw);
 
-/// Folds grey replication and per-channel normalisation into a patch-embedding convolution
-/// (no padding): weight [D, 3, k, k] → [D, 1, k, k]; returns the bias shift to ADD (−Σ_c
-/// (mean_c/std_c) Σ W[:, c]); the caller adds it to the bias (or keeps it when there is none).
+/// Folds grey replication and per-channel normalisation into a patch-embedding
+/// convolution (no padding): weight [D, 3, k, k] → [D, 1, k, k]; returns the
+/// bias shift to ADD (−Σ_c (mean_c/std_c) Σ W[:, c]); the caller adds it to the
+/// bias (or keeps it when there is none).
 at::Tensor fold_patch_conv(at::Tensor& weight, const std::array<double, 3>& mean,
                            const std::array<double, 3>& std);
+
+/// Approximate FLOPs of a plain pre-LN ViT (patch conv + per-layer attention
+/// and 2-layer MLP) with `prefix` tokens (CLS, registers) before the H/p × W/p
+/// patches.
+double vit_flops(const ModelConfig& config, std::int64_t channels, std::int64_t prefix,
+                 std::int64_t height, std::int64_t width);
 
 /// Parameters of a module.
 std::int64_t count_parameters(const torch::nn::Module& module);

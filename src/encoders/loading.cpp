@@ -94,11 +94,122 @@ const std::map<std::string, Builder>& factory() {
         {"dinov3_vit", detail::make_dinov3},
         {"resnet", detail::make_resnet},
         {"swin", detail::make_swin},
+        {"open_clip_timm_vit", detail::make_open_clip},
     };
     return table;
 }
 
+/// Where a family's parameters sit in depth: keys starting with `block_prefix` + "N." are
+/// block N + 1; keys starting with one of `embed_prefixes` are 0; every other key is after the
+/// last block.
+struct DepthLayout {
+    std::string block_prefix;
+    std::vector<std::string> embed_prefixes;
+};
+
+DepthLayout depth_layout(const std::string& model_type) {
+    if (model_type == "clip_vision_model" || model_type == "siglip_vision_model") {
+        return {"vision_model.encoder.layers.",
+                {"vision_model.embeddings.", "vision_model.pre_layrnorm."}};
+    }
+    if (model_type == "dinov3_vit") {
+        return {"layer.", {"embeddings."}};
+    }
+    if (model_type == "resnet") {
+        return {"encoder.stages.", {"embedder."}};
+    }
+    if (model_type == "swin") {
+        return {"encoder.layers.", {"embeddings."}};
+    }
+    if (model_type == "open_clip_timm_vit") {
+        return {"visual.trunk.blocks.",
+                {"visual.trunk.cls_token", "visual.trunk.pos_embed", "visual.trunk.patch_embed."}};
+    }
+    return {"encoder.layer.", {"embeddings."}};  // dinov2, dinov2_with_registers, vit, vit_mae
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+    return s.compare(0, prefix.size(), prefix) == 0;
+}
+
 }  // namespace
+
+c10::Device Encoder::device() const {
+    const auto params = module().parameters();
+    return params.empty() ? c10::Device(c10::kCPU) : params.front().device();
+}
+
+int Encoder::num_blocks() const {
+    return static_cast<int>(config_.num_hidden_layers);
+}
+
+int Encoder::layer_id(const std::string& param_name) const {
+    bool known = module().named_parameters(true).contains(param_name) ||
+                 module().named_buffers(true).contains(param_name);
+    RADPROBE_USAGE_CHECK(known, "layer_id: \"", param_name, "\" is not a parameter of this ",
+                         config_.model_type, " model");
+    const DepthLayout layout = depth_layout(config_.model_type);
+    for (const auto& prefix : layout.embed_prefixes) {
+        if (starts_with(param_name, prefix)) {
+            return 0;
+        }
+    }
+    if (starts_with(param_name, layout.block_prefix)) {
+        const std::string rest = param_name.substr(layout.block_prefix.size());
+        const auto dot = rest.find('.');
+        RADPROBE_ASSERT(dot != std::string::npos && dot > 0, "unexpected parameter name ",
+                        param_name);
+        const int block = std::stoi(rest.substr(0, dot));
+        RADPROBE_ASSERT(block >= 0 && block < num_blocks(), "block index out of range in ",
+                        param_name);
+        return block + 1;
+    }
+    return num_blocks() + 1;
+}
+
+void Encoder::save_pretrained(const fs::path& dir) const {
+    RADPROBE_CHECK(input_channels() == config_.num_channels,
+                   "save_pretrained: the patch embedding of this ", config_.model_type,
+                   " encoder was folded for grey input (fold_grayscale), so it no longer has the "
+                   "checkpoint layout; save an unfolded encoder");
+    RADPROBE_CHECK(!config_.config_json.empty(),
+                   "save_pretrained: the encoder has no config.json "
+                   "text to write (it was not loaded from a directory)");
+    std::vector<StTensorData> tensors;
+    auto add = [&](const std::string& name, const at::Tensor& value) {
+        StTensorData t;
+        t.name = name;
+        t.shape.assign(value.sizes().begin(), value.sizes().end());
+        if (value.is_floating_point()) {
+            const auto v = value.detach().to(c10::kCPU, torch::kFloat32).contiguous();
+            t.dtype = StDType::kF32;
+            t.bytes.resize(static_cast<std::size_t>(v.numel()) * 4);
+            std::memcpy(t.bytes.data(), v.data_ptr<float>(), t.bytes.size());
+        } else {
+            const auto v = value.detach().to(c10::kCPU, torch::kInt64).contiguous();
+            t.dtype = StDType::kI64;
+            t.bytes.resize(static_cast<std::size_t>(v.numel()) * 8);
+            std::memcpy(t.bytes.data(), v.data_ptr<std::int64_t>(), t.bytes.size());
+        }
+        tensors.push_back(std::move(t));
+    };
+    for (const auto& item : module().named_parameters(true)) {
+        add(item.key(), item.value());
+    }
+    for (const auto& item : module().named_buffers(true)) {
+        add(item.key(), item.value());
+    }
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    RADPROBE_CHECK(fs::is_directory(dir, ec), "save_pretrained: cannot create directory ",
+                   dir.string());
+    write_file_atomic(dir / "model.safetensors",
+                      serialize_safetensors(tensors, {{"format", "pt"}}));
+    write_file_atomic(dir / config_.config_file, config_.config_json);
+    if (!config_.preprocessor_json.empty()) {
+        write_file_atomic(dir / "preprocessor_config.json", config_.preprocessor_json);
+    }
+}
 
 std::map<std::string, at::Tensor> load_safetensors_state(const fs::path& model_dir) {
     std::error_code ec;
@@ -115,8 +226,13 @@ std::map<std::string, at::Tensor> load_safetensors_state(const fs::path& model_d
                    ": does not exist");
     const fs::path single = model_dir / "model.safetensors";
     const fs::path index = model_dir / "model.safetensors.index.json";
+    const fs::path open_clip = model_dir / "open_clip_model.safetensors";
     if (fs::exists(single, ec)) {
         add_file(single, state, nullptr, "");
+        return state;
+    }
+    if (fs::exists(open_clip, ec)) {
+        add_file(open_clip, state, nullptr, "");
         return state;
     }
     if (fs::exists(index, ec)) {
@@ -151,7 +267,8 @@ std::map<std::string, at::Tensor> load_safetensors_state(const fs::path& model_d
                        " tensors listed in weight_map are not in their shard: ", join_list(absent));
         return state;
     }
-    for (const char* pickle : {"pytorch_model.bin", "model.bin", "model.pth", "model.pt"}) {
+    for (const char* pickle : {"pytorch_model.bin", "model.bin", "model.pth", "model.pt",
+                               "open_clip_pytorch_model.bin"}) {
         if (fs::exists(model_dir / pickle, ec)) {
             RADPROBE_CHECK(false, pickle_advice(model_dir / pickle, model_dir));
         }
@@ -225,7 +342,11 @@ std::unique_ptr<Encoder> load_encoder(const fs::path& model_dir) {
     RADPROBE_ASSERT(it != factory().end(), "model_type ", config.model_type,
                     " known to read_model_config but not to the factory");
     auto encoder = it->second(config);
-    const auto state = load_safetensors_state(config.dir);
+    auto state = load_safetensors_state(config.dir);
+    if (config.model_type == "open_clip_timm_vit") {
+        // A full open_clip checkpoint also holds the text tower and logit_scale.
+        std::erase_if(state, [](const auto& item) { return !starts_with(item.first, "visual."); });
+    }
     detail::load_state_strict(encoder->module(), state, config.dir.string());
     encoder->prepare();
     return encoder;
@@ -305,8 +426,12 @@ std::string describe_model_dir(const fs::path& model_dir) {
     os << "parameters:     " << encoder->num_parameters() << "\n"
        << "GFLOP/image:    " << encoder->flops_per_image(c.image_size, c.image_size) / 1e9
        << " at native size\n";
+    if (c.projection_dim > 0) {
+        os << "projection:     " << c.projection_dim
+           << " (image-text embedding: the 'projected' output)\n";
+    }
     std::error_code ec;
-    if (fs::exists(c.dir / "preprocessor_config.json", ec)) {
+    if (fs::exists(c.dir / "preprocessor_config.json", ec) || c.config_file != "config.json") {
         const PreprocessConfig p = read_preprocess_config(c.dir);
         os << "preprocessing:  " << (p.processor_type.empty() ? "?" : p.processor_type);
         if (p.do_resize) {

@@ -22,10 +22,14 @@ struct KnownType {
 
 const KnownType kKnownModelTypes[] = {
     {"clip_vision_model",
-     "HF CLIPVisionModel: CLIP/BiomedCLIP-style pre-LN ViT (class embedding, pre/post layernorm)"},
+     "HF CLIPVisionModel[WithProjection]: CLIP pre-LN ViT (class embedding, pre/post "
+     "layernorm, optional visual_projection)"},
     {"dinov2", "HF Dinov2Model: DINOv2 S/B/L/G, RAD-DINO (LayerScale, SwiGLU via use_swiglu_ffn)"},
     {"dinov2_with_registers", "HF Dinov2WithRegistersModel: DINOv2 with register tokens"},
     {"dinov3_vit", "HF DINOv3ViTModel: 2-D RoPE, register tokens, gated MLP (use_gated_mlp)"},
+    {"open_clip_timm_vit",
+     "open_clip timm ViT tower (BiomedCLIP): open_clip_config.json, keys visual.trunk.* + "
+     "visual.head.proj (projection)"},
     {"resnet", "HF ResNetModel: ResNet-50 style; tokens = the last stage's grid (no CLS)"},
     {"siglip_vision_model",
      "HF SiglipVisionModel: SigLIP/MedSigLIP, no CLS; MAP attention-pooling head = pooled"},
@@ -43,8 +47,11 @@ std::string join(const std::vector<std::string>& v) {
     return s;
 }
 
-json read_json(const std::filesystem::path& path) {
+json read_json(const std::filesystem::path& path, std::string* text_out = nullptr) {
     const std::string text = read_file_text(path);
+    if (text_out != nullptr) {
+        *text_out = text;
+    }
     json j = json::parse(text, nullptr, false);
     RADPROBE_CHECK(!j.is_discarded() && j.is_object(), "file ", path.string(),
                    ": not a JSON object");
@@ -258,6 +265,112 @@ void read_swin_fields(const json& j, const std::filesystem::path& path, ModelCon
     c.num_attention_heads = c.stage_heads.back();
 }
 
+/// timm's ViT size presets (vision_transformer.py model definitions): width, depth, heads.
+struct TimmVitPreset {
+    const char* size;
+    std::int64_t width, depth, heads;
+};
+constexpr TimmVitPreset kTimmVitPresets[] = {{"tiny", 192, 12, 3},
+                                             {"small", 384, 12, 6},
+                                             {"base", 768, 12, 12},
+                                             {"large", 1024, 24, 16},
+                                             {"huge", 1280, 32, 16}};
+
+const json& object_at(const json& j, const char* key, const std::filesystem::path& path) {
+    RADPROBE_CHECK(j.contains(key) && j[key].is_object(), "file ", path.string(), ": key \"", key,
+                   "\" is missing or not an object");
+    return j[key];
+}
+
+/// open_clip_config.json with a timm ViT vision tower → ModelConfig (model_type
+/// "open_clip_timm_vit").
+void read_open_clip_fields(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    const json& model = object_at(j, "model_cfg", path);
+    const json& vision = object_at(model, "vision_cfg", path);
+    RADPROBE_CHECK(vision.contains("timm_model_name") && vision["timm_model_name"].is_string(),
+                   "file ", path.string(),
+                   ": model_cfg.vision_cfg has no timm_model_name; only open_clip's timm ViT "
+                   "towers (BiomedCLIP) are supported");
+    const auto name = vision["timm_model_name"].get<std::string>();
+    // vit_<size>_patch<P>_<S>[_suffix]
+    const TimmVitPreset* preset = nullptr;
+    std::int64_t patch = 0, side = 0;
+    for (const auto& p : kTimmVitPresets) {
+        const std::string prefix = std::string("vit_") + p.size + "_patch";
+        if (name.compare(0, prefix.size(), prefix) == 0) {
+            preset = &p;
+            const auto rest = name.substr(prefix.size());
+            const auto us = rest.find('_');
+            try {
+                patch = std::stoll(rest.substr(0, us));
+                if (us != std::string::npos) {
+                    side = std::stoll(rest.substr(us + 1));
+                }
+            } catch (const std::exception&) {
+                patch = 0;
+            }
+        }
+    }
+    RADPROBE_CHECK(preset != nullptr && patch > 0, "file ", path.string(), ": timm_model_name \"",
+                   name,
+                   "\" is not supported (vit_{tiny,small,base,large,huge}_patch<P>_<S> timm "
+                   "VisionTransformers)");
+    const auto pool = get_optional<std::string>(vision, "timm_pool", "", path);
+    RADPROBE_CHECK(pool.empty() || pool == "token", "file ", path.string(), ": timm_pool \"", pool,
+                   "\" is not supported (\"\" or \"token\": the trunk's class-token pooling)");
+    const auto proj = get_optional<std::string>(vision, "timm_proj", "linear", path);
+    RADPROBE_CHECK(proj == "linear" || proj == "none", "file ", path.string(), ": timm_proj \"",
+                   proj, "\" is not supported (linear, none)");
+    c.hidden_size = preset->width;
+    c.num_hidden_layers = preset->depth;
+    c.num_attention_heads = preset->heads;
+    c.patch_size = patch;
+    c.image_size = side > 0 ? side : 224;
+    c.mlp_ratio = 4.0;
+    if (vision.contains("timm_model_kwargs")) {
+        const json& kw = vision["timm_model_kwargs"];
+        RADPROBE_CHECK(kw.is_object(), "file ", path.string(),
+                       ": vision_cfg.timm_model_kwargs must be an object");
+        for (const auto& [key, value] : kw.items()) {
+            if (key == "embed_dim") {
+                c.hidden_size = get_required<std::int64_t>(kw, "embed_dim", path);
+            } else if (key == "depth") {
+                c.num_hidden_layers = get_required<std::int64_t>(kw, "depth", path);
+            } else if (key == "num_heads") {
+                c.num_attention_heads = get_required<std::int64_t>(kw, "num_heads", path);
+            } else if (key == "patch_size") {
+                c.patch_size = get_required<std::int64_t>(kw, "patch_size", path);
+            } else if (key == "mlp_ratio") {
+                c.mlp_ratio = get_required<double>(kw, "mlp_ratio", path);
+            } else if (key == "qkv_bias") {
+                c.qkv_bias = get_required<bool>(kw, "qkv_bias", path);
+            } else if (key == "img_size") {
+                c.image_size = get_required<std::int64_t>(kw, "img_size", path);
+            } else {
+                RADPROBE_CHECK(false, "file ", path.string(), ": timm_model_kwargs key \"", key,
+                               "\" is not supported (embed_dim, depth, num_heads, patch_size, "
+                               "mlp_ratio, qkv_bias, img_size)");
+            }
+        }
+    }
+    c.image_size = get_optional<std::int64_t>(vision, "image_size", c.image_size, path);
+    positive(c.hidden_size, "embed_dim", path);
+    positive(c.num_hidden_layers, "depth", path);
+    positive(c.num_attention_heads, "num_heads", path);
+    positive(c.patch_size, "patch_size", path);
+    positive(c.image_size, "image_size", path);
+    c.intermediate_size =
+        static_cast<std::int64_t>(static_cast<double>(c.hidden_size) * c.mlp_ratio);
+    c.layer_norm_eps = 1e-6;  // timm ViT: partial(nn.LayerNorm, eps=1e-6)
+    c.hidden_act = "gelu";    // nn.GELU (exact)
+    c.has_cls_token = true;
+    if (proj == "linear") {
+        c.projection_dim = positive(get_required<std::int64_t>(model, "embed_dim", path),
+                                    "model_cfg.embed_dim", path);
+        c.projection_bias = get_optional<bool>(vision, "timm_proj_bias", false, path);
+    }
+}
+
 }  // namespace
 
 std::vector<std::string> known_model_types() {
@@ -278,10 +391,38 @@ std::string model_type_description(const std::string& model_type) {
 }
 
 ModelConfig read_model_config(const std::filesystem::path& dir) {
-    const auto path = config_path(dir, "config.json");
-    const json j = read_json(path);
+    auto path = config_path(dir, "config.json");
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec) &&
+        std::filesystem::exists(path.parent_path() / "open_clip_config.json", ec)) {
+        path = path.parent_path() / "open_clip_config.json";
+    }
     ModelConfig c;
+    const json j = read_json(path, &c.config_json);
+    if (path.filename() == "open_clip_config.json") {
+        c.dir = path.parent_path();
+        c.config_file = "open_clip_config.json";
+        c.model_type = "open_clip_timm_vit";
+        read_open_clip_fields(j, path, c);
+        RADPROBE_CHECK(c.hidden_size % c.num_attention_heads == 0, "file ", path.string(),
+                       ": embed_dim ", c.hidden_size, " is not a multiple of num_heads ",
+                       c.num_attention_heads);
+        RADPROBE_CHECK(c.image_size >= c.patch_size, "file ", path.string(), ": image_size ",
+                       c.image_size, " is smaller than patch_size ", c.patch_size);
+        const auto pre = c.dir / "preprocessor_config.json";
+        if (std::filesystem::is_regular_file(pre, ec)) {
+            c.preprocessor_json = read_file_text(pre);
+        }
+        return c;
+    }
     c.dir = path.parent_path();
+    {
+        std::error_code ec;
+        const auto pre = c.dir / "preprocessor_config.json";
+        if (std::filesystem::is_regular_file(pre, ec)) {
+            c.preprocessor_json = read_file_text(pre);
+        }
+    }
     c.model_type = get_required<std::string>(j, "model_type", path);
     const auto known = known_model_types();
     RADPROBE_CHECK(std::find(known.begin(), known.end(), c.model_type) != known.end(), "file ",
@@ -318,6 +459,12 @@ ModelConfig read_model_config(const std::filesystem::path& dir) {
     c.qkv_bias = get_optional<bool>(j, "qkv_bias", true, path);
     if (type == "clip_vision_model") {
         c.hidden_act = get_optional<std::string>(j, "hidden_act", "quick_gelu", path);
+        // CLIPVisionModelWithProjection: visual_projection (no bias) after the pooled output.
+        const auto archs = get_optional<std::vector<std::string>>(j, "architectures", {}, path);
+        if (std::find(archs.begin(), archs.end(), "CLIPVisionModelWithProjection") != archs.end()) {
+            c.projection_dim = positive(get_required<std::int64_t>(j, "projection_dim", path),
+                                        "projection_dim", path);
+        }
     } else if (type == "siglip_vision_model") {
         c.hidden_act = get_optional<std::string>(j, "hidden_act", "gelu_pytorch_tanh", path);
     }
@@ -401,8 +548,16 @@ PreprocessGeometry preprocess_geometry(const PreprocessConfig& config, std::int6
         // HF center_crop: top = (H - crop_h) // 2 (floor division); a crop larger than the
         // image pads it with zeros, centred with the larger half of the padding on top/left.
         auto floor_div2 = [](std::int64_t v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); };
-        std::int64_t top = floor_div2(g.resized_height - config.crop_height);
-        std::int64_t left = floor_div2(g.resized_width - config.crop_width);
+        // torchvision: int(round(d / 2.0)), Python rounding half to even.
+        auto round_half_even_div2 = [&](std::int64_t v) {
+            const std::int64_t k = floor_div2(v);
+            return (v % 2 != 0 && k % 2 != 0) ? k + 1 : k;
+        };
+        auto offset = [&](std::int64_t v) {
+            return (config.torchvision_crop && v >= 0) ? round_half_even_div2(v) : floor_div2(v);
+        };
+        std::int64_t top = offset(g.resized_height - config.crop_height);
+        std::int64_t left = offset(g.resized_width - config.crop_width);
         if (top < 0 || left < 0) {
             const std::int64_t new_h = std::max(config.crop_height, g.resized_height);
             const std::int64_t new_w = std::max(config.crop_width, g.resized_width);
@@ -427,9 +582,65 @@ std::array<std::int64_t, 2> PreprocessConfig::output_size(std::int64_t rows,
     return {g.out_height, g.out_width};
 }
 
+namespace {
+
+/// open_clip's evaluation transform, from open_clip_config.json.
+PreprocessConfig open_clip_preprocess(const std::filesystem::path& path) {
+    const json j = read_json(path);
+    ModelConfig model;
+    read_open_clip_fields(j, path, model);
+    PreprocessConfig c;
+    c.processor_type = "open_clip";
+    c.image_mean = {0.48145466, 0.4578275, 0.40821073};  // open_clip OPENAI_DATASET_MEAN/STD
+    c.image_std = {0.26862954, 0.26130258, 0.27577711};
+    std::string mode = "shortest";
+    if (j.contains("preprocess_cfg") && j["preprocess_cfg"].is_object()) {
+        const json& p = j["preprocess_cfg"];
+        for (const char* key : {"mean", "std"}) {
+            if (p.contains(key)) {
+                const auto v = get_required<std::vector<double>>(p, key, path);
+                RADPROBE_CHECK(v.size() == 3, "file ", path.string(), ": preprocess_cfg.", key,
+                               " must have 3 entries");
+                auto& dst = std::string(key) == "mean" ? c.image_mean : c.image_std;
+                for (int ch = 0; ch < 3; ++ch) {
+                    dst[ch] = v[ch];
+                }
+            }
+        }
+        const auto interp = get_optional<std::string>(p, "interpolation", "bicubic", path);
+        RADPROBE_CHECK(interp == "bicubic" || interp == "bilinear", "file ", path.string(),
+                       ": preprocess_cfg.interpolation \"", interp,
+                       "\" is not supported (bicubic, bilinear)");
+        c.resample = interp == "bicubic" ? Resample::kBicubic : Resample::kBilinear;
+        mode = get_optional<std::string>(p, "resize_mode", "shortest", path);
+        RADPROBE_CHECK(mode == "shortest" || mode == "squash", "file ", path.string(),
+                       ": preprocess_cfg.resize_mode \"", mode,
+                       "\" is not supported (shortest, squash)");
+    }
+    for (int ch = 0; ch < 3; ++ch) {
+        RADPROBE_CHECK(c.image_std[ch] > 0, "file ", path.string(), ": preprocess_cfg.std[", ch,
+                       "] must be > 0");
+    }
+    if (mode == "squash") {
+        c.resize_height = c.resize_width = model.image_size;
+    } else {
+        c.shortest_edge = model.image_size;
+        c.do_center_crop = true;
+        c.crop_height = c.crop_width = model.image_size;
+        c.torchvision_crop = true;
+    }
+    return c;
+}
+
+}  // namespace
+
 PreprocessConfig read_preprocess_config(const std::filesystem::path& dir) {
     const auto path = config_path(dir, "preprocessor_config.json");
     std::error_code ec;
+    if (!std::filesystem::exists(path, ec) &&
+        std::filesystem::exists(path.parent_path() / "open_clip_config.json", ec)) {
+        return open_clip_preprocess(path.parent_path() / "open_clip_config.json");
+    }
     RADPROBE_CHECK(std::filesystem::exists(path, ec), "file ", path.string(),
                    ": does not exist (the model directory needs its preprocessor_config.json)");
     const json j = read_json(path);

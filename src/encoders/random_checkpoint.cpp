@@ -15,8 +15,9 @@ void write_random_vit(const std::filesystem::path& dir, const RandomVitSpec& s) 
     RADPROBE_USAGE_CHECK(s.hidden_size > 0 && s.num_attention_heads > 0 &&
                              s.hidden_size % s.num_attention_heads == 0,
                          "random ViT: hidden_size must be a positive multiple of the heads");
-    RADPROBE_USAGE_CHECK(s.patch_size > 0 && s.image_size >= s.patch_size && s.num_hidden_layers > 0,
-                         "random ViT: invalid patch/image size or depth");
+    RADPROBE_USAGE_CHECK(
+        s.patch_size > 0 && s.image_size >= s.patch_size && s.num_hidden_layers > 0,
+        "random ViT: invalid patch/image size or depth");
     const std::int64_t d = s.hidden_size, hf = 4 * d, grid = s.image_size / s.patch_size;
     nlohmann::json config = {{"model_type", "dinov2"},
                              {"architectures", {"Dinov2Model"}},
@@ -99,9 +100,9 @@ void write_random_vit(const std::filesystem::path& dir, const RandomVitSpec& s) 
     }
     constant("layernorm.weight", {d}, 1.0f);
     constant("layernorm.bias", {d}, 0.0f);
-    write_file_atomic(dir / "model.safetensors",
-                      serialize_safetensors(ts, {{"format", "pt"},
-                                                 {"radprobe", "random-init ViT control"}}));
+    write_file_atomic(
+        dir / "model.safetensors",
+        serialize_safetensors(ts, {{"format", "pt"}, {"radprobe", "random-init ViT control"}}));
     write_file_atomic(dir / "config.json", config.dump(2) + "\n");
     write_file_atomic(dir / "preprocessor_config.json", pre.dump(2) + "\n");
 }

@@ -118,20 +118,14 @@ struct ResnetModelImpl : nn::Module {
 };
 TORCH_MODULE(ResnetModel);
 
-at::Tensor batch_norm(const at::Tensor& x, const nn::BatchNorm2d& bn) {
-    return at::batch_norm(x, bn->weight, bn->bias, bn->running_mean, bn->running_var,
-                          /*training=*/false, /*momentum=*/0.0, kBatchNormEps,
-                          /*cudnn_enabled=*/false);
-}
-
 /// N×C×H×W → N×(H·W)×C.
 at::Tensor to_tokens(const at::Tensor& map) {
     return map.flatten(2).transpose(1, 2).contiguous();
 }
 
-class ResnetRunner final : public LoadableEncoder {
+class ResnetRunner final : public FunctionalEncoder {
 public:
-    explicit ResnetRunner(const ModelConfig& config) : LoadableEncoder(config), model_(config) {
+    explicit ResnetRunner(const ModelConfig& config) : FunctionalEncoder(config), model_(config) {
         model_->eval();
     }
 
@@ -177,13 +171,17 @@ public:
                        "pads, so folding would change the border features); run without it");
     }
 
-    EncoderOutput forward(const at::Tensor& pixel_values, const ForwardOptions& opts) override {
-        c10::InferenceMode guard;
+private:
+    /// BatchNorm uses (and updates) batch statistics only in forward_train() after
+    /// module().train().
+    EncoderOutput run(const at::Tensor& pixel_values, const ForwardOptions& opts,
+                      bool train) override {
+        batch_stats_ = train && model_->is_training();
         check_pixels(pixel_values, input_channels(), 1);
         const auto num_stages = static_cast<std::int64_t>(config_.depths.size());
         const auto want = wanted_states(opts, num_stages + 1);
         EncoderOutput out;
-        auto x = conv_layer(*model_->embedder->embedder, pixel_values.to(torch::kFloat32));
+        auto x = conv_layer(*model_->embedder->embedder, to_input(pixel_values));
         x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
         if (want[0]) {
             out.layers[0] = to_tokens(x);
@@ -196,6 +194,7 @@ public:
             if (want[static_cast<std::size_t>(s + 1)]) {
                 out.layers[static_cast<int>(s + 1)] = to_tokens(x);
             }
+            out.pyramid.push_back(x);
         }
         out.grid_h = x.size(2);
         out.grid_w = x.size(3);
@@ -205,7 +204,13 @@ public:
         return out;
     }
 
-private:
+    at::Tensor batch_norm(const at::Tensor& x, const nn::BatchNorm2d& bn) const {
+        // HF's nn.BatchNorm2d: momentum 0.1 when updating running statistics in training.
+        return at::batch_norm(x, bn->weight, bn->bias, bn->running_mean, bn->running_var,
+                              /*training=*/batch_stats_, /*momentum=*/0.1, kBatchNormEps,
+                              /*cudnn_enabled=*/true);
+    }
+
     at::Tensor conv_layer(const ConvLayerImpl& l, const at::Tensor& x) {
         auto y =
             at::conv2d(x, l.convolution->weight, {}, {l.stride, l.stride}, {l.padding, l.padding});
@@ -228,6 +233,7 @@ private:
     }
 
     ResnetModel model_;
+    bool batch_stats_ = false;
 };
 
 }  // namespace

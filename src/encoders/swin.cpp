@@ -190,9 +190,9 @@ at::Tensor shift_mask(std::int64_t hp, std::int64_t wp, std::int64_t w, std::int
     return torch::where(diff != 0, torch::full_like(diff, -100.0), torch::zeros_like(diff));
 }
 
-class SwinRunner final : public LoadableEncoder {
+class SwinRunner final : public FunctionalEncoder {
 public:
-    explicit SwinRunner(const ModelConfig& config) : LoadableEncoder(config), model_(config) {
+    explicit SwinRunner(const ModelConfig& config) : FunctionalEncoder(config), model_(config) {
         model_->eval();
     }
 
@@ -240,13 +240,14 @@ public:
         proj->bias.add_(shift);
     }
 
-    EncoderOutput forward(const at::Tensor& pixel_values, const ForwardOptions& opts) override {
-        c10::InferenceMode guard;
+private:
+    EncoderOutput run(const at::Tensor& pixel_values, const ForwardOptions& opts,
+                      bool /*train*/) override {
         check_pixels(pixel_values, input_channels(), 1);
         const auto num_stages = static_cast<std::int64_t>(config_.depths.size());
         const auto want = wanted_states(opts, num_stages + 1);
         const std::int64_t p = config_.embed_patch_size;
-        auto pixels = pixel_values.to(torch::kFloat32);
+        auto pixels = to_input(pixel_values);
         const auto pad_w = (p - pixels.size(3) % p) % p;
         const auto pad_h = (p - pixels.size(2) % p) % p;
         if (pad_w > 0 || pad_h > 0) {
@@ -275,6 +276,7 @@ public:
                 x = run_block(*block->as<BlockImpl>(), x, h, w, b % 2 == 1);
                 ++b;
             }
+            out.pyramid.push_back(x.view({x.size(0), h, w, x.size(2)}).permute({0, 3, 1, 2}));
             if (stage.downsample) {
                 x = merge(*stage.downsample, x, h, w);
                 h = (h + 1) / 2;
@@ -290,7 +292,6 @@ public:
         return out;
     }
 
-private:
     at::Tensor run_block(BlockImpl& blk, const at::Tensor& x, std::int64_t h, std::int64_t w,
                          bool odd) {
         std::int64_t win = config_.window_size;
@@ -329,7 +330,7 @@ private:
                 .permute({2, 0, 1});
         scores = scores + bias.unsqueeze(0);
         if (shift > 0) {
-            const auto mask = shift_mask(hp, wp, win, shift);
+            const auto mask = shift_mask(hp, wp, win, shift).to(scores.device());
             const auto nw = mask.size(0);
             scores = (scores.view({-1, nw, heads, win * win, win * win}) +
                       mask.unsqueeze(1).unsqueeze(0))

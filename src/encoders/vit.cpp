@@ -1,13 +1,15 @@
 // ViT (HF ViTModel) and the MAE encoder (HF ViTMAEModel, run without masking).
 //
-// The module tree mirrors the HF key tree (embeddings.*, encoder.layer.N.{layernorm_before,
-// attention.attention.{query,key,value}, attention.output.dense, layernorm_after,
-// intermediate.dense, output.dense}, layernorm.*, pooler.dense.* for ViT) so checkpoint keys
-// map 1:1. ViTMAE's position table is a frozen parameter in the checkpoint (HF fills it with a
-// fixed 2-D sin-cos table at init, from_pretrained then loads the stored values); radprobe uses
-// the stored table, like HF. At evaluation MAE runs unmasked with the identity shuffle, so the
-// tokens are [CLS, patches row-major], as in ViT. Non-native input sizes: the patch part of
-// the position table is resized bicubically (HF interpolate_pos_encoding=True).
+// The module tree mirrors the HF key tree (embeddings.*,
+// encoder.layer.N.{layernorm_before, attention.attention.{query,key,value},
+// attention.output.dense, layernorm_after, intermediate.dense, output.dense},
+// layernorm.*, pooler.dense.* for ViT) so checkpoint keys map 1:1. ViTMAE's
+// position table is a frozen parameter in the checkpoint (HF fills it with a
+// fixed 2-D sin-cos table at init, from_pretrained then loads the stored
+// values); radprobe uses the stored table, like HF. At evaluation MAE runs
+// unmasked with the identity shuffle, so the tokens are [CLS, patches
+// row-major], as in ViT. Non-native input sizes: the patch part of the position
+// table is resized bicubically (HF interpolate_pos_encoding=True).
 
 #include <torch/torch.h>
 
@@ -44,8 +46,11 @@ struct VitEmbeddingsImpl : nn::Module {
     explicit VitEmbeddingsImpl(const ModelConfig& c) {
         const auto g = c.native_grid();
         cls_token = register_parameter("cls_token", torch::zeros({1, 1, c.hidden_size}));
+        // ViTMAE's table is a fixed sin-cos table (requires_grad=False in HF): not
+        // trained.
         position_embeddings =
-            register_parameter("position_embeddings", torch::zeros({1, g * g + 1, c.hidden_size}));
+            register_parameter("position_embeddings", torch::zeros({1, g * g + 1, c.hidden_size}),
+                               /*requires_grad=*/c.model_type != "vit_mae");
         patch_embeddings = register_module("patch_embeddings", VitPatchEmbeddings(c));
     }
     torch::Tensor cls_token, position_embeddings;
@@ -64,7 +69,8 @@ struct VitSelfAttentionImpl : nn::Module {
 };
 TORCH_MODULE(VitSelfAttention);
 
-/// A module holding one Linear named "dense" (ViT's output/intermediate wrappers).
+/// A module holding one Linear named "dense" (ViT's output/intermediate
+/// wrappers).
 struct DenseImpl : nn::Module {
     DenseImpl(std::int64_t in, std::int64_t out) {
         dense = register_module("dense", linear(in, out));
@@ -124,9 +130,9 @@ struct VitModelImpl : nn::Module {
 };
 TORCH_MODULE(VitModel);
 
-class VitRunner final : public LoadableEncoder {
+class VitRunner final : public FunctionalEncoder {
 public:
-    explicit VitRunner(const ModelConfig& config) : LoadableEncoder(config), model_(config) {
+    explicit VitRunner(const ModelConfig& config) : FunctionalEncoder(config), model_(config) {
         model_->eval();
     }
 
@@ -141,14 +147,7 @@ public:
     std::int64_t num_parameters() const override { return count_parameters(*model_); }
 
     double flops_per_image(std::int64_t height, std::int64_t width) const override {
-        const double p = static_cast<double>(config_.patch_size);
-        const double patches = std::floor(height / p) * std::floor(width / p);
-        const double t = 1.0 + patches;
-        const double d = static_cast<double>(config_.hidden_size);
-        const double hf = static_cast<double>(config_.intermediate_size);
-        const double per_layer = 2 * t * d * 4 * d + 4 * t * t * d + 2 * t * d * 2 * hf;
-        return 2 * patches * d * static_cast<double>(input_channels()) * p * p +
-               per_layer * static_cast<double>(config_.num_hidden_layers);
+        return vit_flops(config_, input_channels(), 1, height, width);
     }
 
     void fold_grayscale(const std::array<double, 3>& mean,
@@ -159,8 +158,9 @@ public:
         proj->bias.add_(shift);
     }
 
-    EncoderOutput forward(const at::Tensor& pixel_values, const ForwardOptions& opts) override {
-        c10::InferenceMode guard;
+private:
+    EncoderOutput run(const at::Tensor& pixel_values, const ForwardOptions& opts,
+                      bool /*train*/) override {
         const std::int64_t p = config_.patch_size;
         check_pixels(pixel_values, input_channels(), p);
         const std::int64_t n = pixel_values.size(0);
@@ -175,10 +175,9 @@ public:
         const auto pos = emb.position_embeddings;
         const auto g0 = config_.native_grid();
         const auto patch_pos = resize_positions(pos.narrow(1, 1, g0 * g0), g0, gh, gw);
-        const auto patches =
-            at::conv2d(pixel_values.to(torch::kFloat32), proj->weight, proj->bias, {p, p})
-                .flatten(2)
-                .transpose(1, 2);
+        const auto patches = at::conv2d(to_input(pixel_values), proj->weight, proj->bias, {p, p})
+                                 .flatten(2)
+                                 .transpose(1, 2);
         auto x = torch::cat(
             {(emb.cls_token + pos.narrow(1, 0, 1)).expand({n, 1, d}), patches + patch_pos}, 1);
 
@@ -195,21 +194,14 @@ public:
             }
         };
         keep(0);
-        const double scale = 1.0 / std::sqrt(static_cast<double>(d / config_.num_attention_heads));
-        const auto heads = config_.num_attention_heads;
         for (std::int64_t i = 0; i < num_layers; ++i) {
-            auto& l = *model_->encoder->layer[static_cast<std::size_t>(i)]->as<VitLayerImpl>();
-            auto& sa = *l.attention->attention;
-            const auto h = at::layer_norm(x, {d}, l.layernorm_before->weight,
-                                          l.layernorm_before->bias, config_.layer_norm_eps);
-            const auto ctx =
-                attention(split_heads(sa.query(h), heads), split_heads(sa.key(h), heads),
-                          split_heads(sa.value(h), heads), scale);
-            x = x + l.attention->output->dense(ctx);
-            const auto h2 = at::layer_norm(x, {d}, l.layernorm_after->weight,
-                                           l.layernorm_after->bias, config_.layer_norm_eps);
-            x = x +
-                l.output->dense(activation(l.intermediate->dense(h2), config_.hidden_act, config_));
+            const auto& l =
+                *model_->encoder->layer[static_cast<std::size_t>(i)]->as<VitLayerImpl>();
+            const auto& sa = *l.attention->attention;
+            const auto b = make_pre_ln_block(l.layernorm_before, sa.query, sa.key, sa.value,
+                                             l.attention->output->dense, l.layernorm_after,
+                                             l.intermediate->dense, l.output->dense);
+            x = pre_ln_block(x, b, config_.num_attention_heads, config_);
             keep(i + 1);
         }
         out.last_hidden_state = final_norm(x);
@@ -220,7 +212,6 @@ public:
         return out;
     }
 
-private:
     VitModel model_;
 };
 

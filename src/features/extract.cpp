@@ -286,6 +286,43 @@ ExtractResult extract(const ExtractOptions& o) {
     }
     const std::int64_t D = config.hidden_size;
     const auto nlayers = static_cast<std::int64_t>(std::max<std::size_t>(1, layer_indices.size()));
+    // `patches` rows have a fixed width L·G·D, so every image must give the same grid: the
+    // preprocessing must produce one input size whatever the aspect ratio (centre crop or a
+    // fixed resize). The grid is read off a forward pass of a blank input of that size.
+    std::int64_t G = 1;
+    const bool wants_patches = std::find(o.poolings.begin(), o.poolings.end(),
+                                         Pooling::kPatches) != o.poolings.end();
+    if (wants_patches) {
+        const auto wide = ctx.preprocess.output_size(300, 500);
+        const auto tall = ctx.preprocess.output_size(500, 300);
+        RADPROBE_CHECK(wide == tall, o.model_dir.string(),
+                       "/preprocessor_config.json: --pool patches needs a fixed model input size "
+                       "(a centre crop or a fixed height×width resize), but the input size "
+                       "follows the image's aspect ratio");
+        at::Tensor blank = torch::zeros({1, ctx.channels, wide[0], wide[1]}, torch::kFloat32);
+        encoders::EncoderOutput probe;
+        {
+            torch::InferenceMode probe_guard;
+            probe = encoder->forward(blank, fwd);
+        }
+        G = probe.grid_h * probe.grid_w;
+        nlohmann::json info;
+        info["grid_h"] = probe.grid_h;
+        info["grid_w"] = probe.grid_w;
+        info["dim"] = D;
+        std::vector<int> stored = layer_indices;
+        if (stored.empty()) {
+            stored.push_back(static_cast<int>(L));
+        }
+        info["layers"] = stored;
+        info["num_hidden_layers"] = L;
+        info["input_height"] = wide[0];
+        info["input_width"] = wide[1];
+        info["patch"] = config.is_hierarchical() ? 0 : config.patch_size;
+        info["normalized_layers"] = fwd.normalize_layers;
+        write_file_atomic(dir / "patch_grid.json", info.dump(2) + "\n");
+    }
+    auto row_width = [&](Pooling p) { return pooled_width(p, D, G) * nlayers; };
 
     const std::int64_t N = result.images;
     const std::int64_t S = o.shard_size;
@@ -350,19 +387,22 @@ ExtractResult extract(const ExtractOptions& o) {
                                                                            has_cls));
                     }
                 }
-                const std::int64_t G = out.grid_h * out.grid_w;
+                const std::int64_t G_batch = out.grid_h * out.grid_w;
+                RADPROBE_ASSERT(!wants_patches || G_batch == G);
                 for (std::int64_t m = 0; m < n; ++m) {
                     Prepared& p = batch[i + m];
                     for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
                         for (const auto& s : splits) {
                             const at::Tensor cls = has_cls ? s.cls[m].contiguous() : at::Tensor();
-                            const at::Tensor patches = s.patches[m].reshape({G, D}).contiguous();
+                            const at::Tensor patches =
+                                s.patches[m].reshape({G_batch, D}).contiguous();
                             if (!p.roi_weights.empty()) {
-                                RADPROBE_ASSERT(static_cast<std::int64_t>(p.roi_weights.size()) == G);
+                                RADPROBE_ASSERT(static_cast<std::int64_t>(p.roi_weights.size()) ==
+                                                G_batch);
                             }
                             const auto v = pool(o.poolings[pi], has_cls ? cls.data_ptr<float>() : nullptr,
-                                                patches.data_ptr<float>(), G, D, p.roi_weights,
-                                                model_name);
+                                                patches.data_ptr<float>(), G_batch, D,
+                                                p.roi_weights, model_name);
                             auto& dst = rows.pooled[pi];
                             dst.insert(dst.end(), v.begin(), v.end());
                         }
@@ -377,8 +417,7 @@ ExtractResult extract(const ExtractOptions& o) {
                     RADPROBE_CHECK(!o.strict, rec.image_path.string(), ": ", p.error, " (--strict)");
                     for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
                         rows.pooled[pi].insert(rows.pooled[pi].end(),
-                                               static_cast<std::size_t>(
-                                                   pooled_width(o.poolings[pi], D) * nlayers),
+                                               static_cast<std::size_t>(row_width(o.poolings[pi])),
                                                std::numeric_limits<float>::quiet_NaN());
                     }
                 }
@@ -397,7 +436,7 @@ ExtractResult extract(const ExtractOptions& o) {
         // Shard files: embeddings first, the CSV (the completion marker of the shard) last.
         const std::int64_t nrows = end - begin;
         for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
-            const std::int64_t width = pooled_width(o.poolings[pi], D) * nlayers;
+            const std::int64_t width = row_width(o.poolings[pi]);
             RADPROBE_ASSERT(static_cast<std::int64_t>(rows.pooled[pi].size()) == nrows * width);
             write_npy_f32(dir / "shards" / (shard_name(k) + "_" + pool_file(o.poolings[pi]) + ".npy"),
                           {nrows, width}, rows.pooled[pi].data());
@@ -427,7 +466,7 @@ ExtractResult extract(const ExtractOptions& o) {
         }
     }
     for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
-        const std::int64_t width = pooled_width(o.poolings[pi], D) * nlayers;
+        const std::int64_t width = row_width(o.poolings[pi]);
         std::vector<float> all;
         std::int64_t n_ok = 0;
         std::size_t row = 0;
@@ -473,6 +512,33 @@ EmbeddingTable read_embeddings(const fs::path& store_dir, const std::string& poo
     t.dim = a.shape[1];
     t.values.assign(a.as<float>(), a.as<float>() + a.numel());
     return t;
+}
+
+PatchGridInfo read_patch_grid_info(const fs::path& store_dir) {
+    RADPROBE_CHECK(fs::exists(store_dir / "COMPLETE"), store_dir.string(),
+                   ": not a complete embedding store (run radprobe extract to finish it)");
+    const fs::path file = store_dir / "patch_grid.json";
+    RADPROBE_CHECK(fs::exists(file), store_dir.string(),
+                   ": no patch grids in this store (extract with --pool patches)");
+    PatchGridInfo info;
+    try {
+        const auto j = nlohmann::json::parse(read_file_text(file));
+        info.grid_h = j.at("grid_h").get<std::int64_t>();
+        info.grid_w = j.at("grid_w").get<std::int64_t>();
+        info.dim = j.at("dim").get<std::int64_t>();
+        info.layers = j.at("layers").get<std::vector<int>>();
+        info.num_hidden_layers = j.at("num_hidden_layers").get<std::int64_t>();
+        info.input_height = j.at("input_height").get<std::int64_t>();
+        info.input_width = j.at("input_width").get<std::int64_t>();
+        info.patch = j.at("patch").get<std::int64_t>();
+        info.normalized_layers = j.at("normalized_layers").get<bool>();
+    } catch (const nlohmann::json::exception& e) {
+        throw InputError(str_cat(file.string(), ": ", e.what()));
+    }
+    RADPROBE_CHECK(info.grid_h > 0 && info.grid_w > 0 && info.dim > 0 && !info.layers.empty() &&
+                       info.input_height > 0 && info.input_width > 0,
+                   file.string(), ": grid, dim, layers and input size must be positive");
+    return info;
 }
 
 }  // namespace radprobe::features

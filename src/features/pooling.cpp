@@ -20,6 +20,7 @@ const char* pooling_name(Pooling pooling) {
         case Pooling::kMean: return "mean";
         case Pooling::kClsMean: return "cls+mean";
         case Pooling::kRoi: return "roi";
+        case Pooling::kPatches: return "patches";
     }
     return "?";
 }
@@ -28,7 +29,8 @@ std::vector<Pooling> parse_poolings(const std::string& text) {
     std::vector<Pooling> out;
     for (const auto& item : dataset::split_list(text)) {
         bool found = false;
-        for (Pooling p : {Pooling::kCls, Pooling::kMean, Pooling::kClsMean, Pooling::kRoi}) {
+        for (Pooling p : {Pooling::kCls, Pooling::kMean, Pooling::kClsMean, Pooling::kRoi,
+                          Pooling::kPatches}) {
             if (item == pooling_name(p)) {
                 if (std::find(out.begin(), out.end(), p) == out.end()) {
                     out.push_back(p);
@@ -37,9 +39,9 @@ std::vector<Pooling> parse_poolings(const std::string& text) {
             }
         }
         RADPROBE_USAGE_CHECK(found, "--pool: unknown pooling '", item,
-                             "' (valid: cls, mean, cls+mean, roi)");
+                             "' (valid: cls, mean, cls+mean, roi, patches)");
     }
-    RADPROBE_USAGE_CHECK(!out.empty(), "--pool: no pooling given (valid: cls, mean, cls+mean, roi)");
+    RADPROBE_USAGE_CHECK(!out.empty(), "--pool: no pooling given (valid: cls, mean, cls+mean, roi, patches)");
     return out;
 }
 
@@ -54,7 +56,10 @@ std::vector<int> parse_layers(const std::string& text) {
     return out;
 }
 
-std::int64_t pooled_width(Pooling pooling, std::int64_t dim) {
+std::int64_t pooled_width(Pooling pooling, std::int64_t dim, std::int64_t grid) {
+    if (pooling == Pooling::kPatches) {
+        return grid * dim;
+    }
     return pooling == Pooling::kClsMean ? 2 * dim : dim;
 }
 
@@ -153,7 +158,7 @@ std::vector<float> pool(Pooling pooling, const float* cls, const float* patches,
                         std::int64_t dim, const std::vector<float>& roi_weights,
                         const std::string& model_name) {
     std::vector<float> out;
-    out.reserve(static_cast<std::size_t>(pooled_width(pooling, dim)));
+    out.reserve(static_cast<std::size_t>(pooled_width(pooling, dim, grid)));
     auto mean_of = [&](const float* w) {
         std::vector<double> acc(static_cast<std::size_t>(dim), 0.0);
         double total = 0;
@@ -192,6 +197,9 @@ std::vector<float> pool(Pooling pooling, const float* cls, const float* patches,
                 RADPROBE_ASSERT(static_cast<std::int64_t>(roi_weights.size()) == grid);
                 mean_of(roi_weights.data());
             }
+            break;
+        case Pooling::kPatches:
+            out.assign(patches, patches + grid * dim);
             break;
     }
     return out;

@@ -1,6 +1,6 @@
 // The supervised from-scratch baseline: a ResNet-style CNN (basic blocks, configurable width and
 // depth) trained on the manifest's train split with AdamW, linear warm-up + cosine decay,
-// gradient-norm clipping and early stopping on the validation AUROC. LibTorch.
+// gradient-norm clipping and early stopping on the validation AUROC (training.hpp). LibTorch.
 
 #include <torch/torch.h>
 #include <opencv2/imgproc.hpp>
@@ -20,6 +20,7 @@
 #include "radprobe/heads/heads.hpp"
 #include "radprobe/imaging/decode.hpp"
 #include "result_io.hpp"
+#include "training.hpp"
 
 namespace radprobe::heads {
 
@@ -165,7 +166,7 @@ BaselineResult run_baseline(const BaselineOptions& o) {
     const auto start = std::chrono::steady_clock::now();
     const int threads = o.threads > 0 ? o.threads : available_threads();
     torch::set_num_threads(threads);
-    torch::manual_seed(o.seed);
+    training::seed_torch(o.seed);
 
     dataset::ManifestOptions mo;
     mo.labels = std::vector<std::string>{o.label};
@@ -184,20 +185,20 @@ BaselineResult run_baseline(const BaselineOptions& o) {
                    ": the val split needs both classes of '", o.label, "' for early stopping");
 
     ResNet model(o.width, o.blocks);
-    torch::optim::AdamW opt(model->parameters(),
-                            torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
     const long n = train.x.size(0);
     const long steps_per_epoch = (n + o.batch - 1) / o.batch;
-    const long total_steps = steps_per_epoch * o.epochs;
-    const long warmup_steps = steps_per_epoch * o.warmup_epochs;
+    training::TrainerOptions to;
+    to.lr = o.lr;
+    to.weight_decay = o.weight_decay;
+    to.clip_norm = o.clip_norm;
+    to.schedule.total_steps = steps_per_epoch * o.epochs;
+    to.schedule.warmup_steps = steps_per_epoch * o.warmup_epochs;
+    training::Trainer trainer({training::ParamGroup{model->parameters(), 1.0, o.weight_decay}}, to);
     const auto y_train = torch::tensor(std::vector<float>(train.y.begin(), train.y.end()));
 
     BaselineResult result;
     result.label = o.label;
-    std::vector<torch::Tensor> best_state;
-    double best = -1;
-    int since_best = 0;
-    long step = 0;
+    training::EarlyStopping stopper(o.patience);
     Rng rng(o.seed);
     std::unique_ptr<Progress> progress;
     if (o.progress) {
@@ -228,23 +229,11 @@ BaselineResult run_baseline(const BaselineOptions& o) {
             if (shift != 0) {
                 xb = torch::roll(xb, {shift}, {3});
             }
-            const double lr =
-                step < warmup_steps
-                    ? o.lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps)
-                    : 0.5 * o.lr *
-                          (1.0 +
-                           std::cos(M_PI * static_cast<double>(step - warmup_steps) /
-                                    static_cast<double>(std::max(1L, total_steps - warmup_steps))));
-            for (auto& g : opt.param_groups()) {
-                static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
-            }
-            opt.zero_grad();
+            trainer.zero_grad();
             const auto loss = torch::binary_cross_entropy_with_logits(model->forward(xb),
                                                                       y_train.index_select(0, idx));
             loss.backward();
-            nn::utils::clip_grad_norm_(model->parameters(), o.clip_norm);
-            opt.step();
-            ++step;
+            trainer.step();
         }
         const double auc = eval::auroc(val.y, predict(model, val.x, o.batch));
         result.val_curve.push_back(auc);
@@ -252,34 +241,19 @@ BaselineResult run_baseline(const BaselineOptions& o) {
         if (progress) {
             progress->advance();
         }
-        if (auc > best) {
-            best = auc;
+        if (stopper.update(auc, *model)) {
             result.best_epoch = epoch + 1;
-            since_best = 0;
-            best_state.clear();
-            for (const auto& p : model->parameters()) {
-                best_state.push_back(p.detach().clone());
-            }
-            for (const auto& bb : model->buffers()) {
-                best_state.push_back(bb.detach().clone());
-            }
-        } else if (++since_best >= o.patience) {
+        } else if (stopper.should_stop()) {
             break;
         }
     }
     if (progress) {
         progress->finish();
     }
-    {
-        torch::NoGradGuard guard;
-        std::size_t k = 0;
-        for (auto& p : model->parameters()) {
-            p.copy_(best_state[k++]);
-        }
-        for (auto& bb : model->buffers()) {
-            bb.copy_(best_state[k++]);
-        }
-    }
+    RADPROBE_CHECK(stopper.has_best(), o.manifest.string(), ": label '", o.label,
+                   "': the validation AUROC was never finite");
+    stopper.restore(*model);
+    const double best = stopper.best();
     result.best_val_auroc = best;
     result.test = evaluate_scores(o.label, test.ids, test.patients, test.y,
                                   predict(model, test.x, o.batch), o.seed, o.n_boot, 0.95);

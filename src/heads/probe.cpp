@@ -133,8 +133,6 @@ fs::path resolve_store_dir(const fs::path& path) {
     return complete.front();
 }
 
-namespace {
-
 features::EmbeddingTable read_pool(const fs::path& dir, const std::string& pool) {
     if (pool == "cls+mean" && !fs::exists(dir / "cls+mean.npy") && fs::exists(dir / "cls.npy") &&
         fs::exists(dir / "mean.npy")) {
@@ -156,6 +154,8 @@ features::EmbeddingTable read_pool(const fs::path& dir, const std::string& pool)
                    ".npy (extract with --pool ", pool, ")");
     return features::read_embeddings(dir, pool);
 }
+
+namespace {
 
 struct SplitRows {
     std::vector<float> x;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "radprobe/features/embeddings.hpp"
 #include "radprobe/heads/heads.hpp"
 
 namespace radprobe::heads {
@@ -18,6 +19,9 @@ LabelResult evaluate_scores(const std::string& label, std::vector<std::string> i
                             double level);
 /// image,patient_id,label,score (label = the 0/1 truth), scores with 17 significant digits.
 std::string predictions_csv(const LabelResult& r);
+/// A pooled table of a store ("cls+mean" concatenates cls.npy and mean.npy when needed);
+/// InputError naming the store when the pool is absent.
+features::EmbeddingTable read_pool(const std::filesystem::path& dir, const std::string& pool);
 nlohmann::ordered_json label_json(const LabelResult& r, const char* param_name, std::size_t n_boot,
                                   double level);
 

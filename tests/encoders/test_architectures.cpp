@@ -22,7 +22,9 @@ using test::TempDir;
 
 constexpr double kParity = 1e-4;
 
-fs::path fixture(const std::string& model) { return test::encoder_fixture(model); }
+fs::path fixture(const std::string& model) {
+    return test::encoder_fixture(model);
+}
 
 at::Tensor load(const fs::path& path) {
     return tensor_from_npy(read_npy(path));

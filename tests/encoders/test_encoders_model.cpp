@@ -23,7 +23,9 @@ using test::TempDir;
 
 constexpr double kParity = 1e-4;
 
-fs::path fixture(const std::string& model) { return test::encoder_fixture(model); }
+fs::path fixture(const std::string& model) {
+    return test::encoder_fixture(model);
+}
 fs::path golden() {
     return test::source_dir() / "tests" / "golden" / "encoders";
 }
@@ -304,7 +306,8 @@ TEST(Cli, ModelsListsArchitecturesAndDescribesADirectory) {
     const auto unknown = test::run_cli("models '" + tmp.path().string() + "'");
     EXPECT_EQ(unknown.exit_code, 1);
     EXPECT_NE(unknown.err.find("\"beit\" is not supported (known: clip_vision_model, dinov2, "
-                               "dinov2_with_registers, dinov3_vit, resnet, siglip_vision_model, "
+                               "dinov2_with_registers, dinov3_vit, open_clip_timm_vit, resnet, "
+                               "siglip_vision_model, "
                                "swin, vit, vit_mae)"),
               std::string::npos)
         << unknown.err;

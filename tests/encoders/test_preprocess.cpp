@@ -161,5 +161,47 @@ TEST(ModelConfig, UnknownModelTypeListsTheKnownOnes) {
     }
 }
 
+TEST(Preprocess, ClipAndSiglipProcessorsMatchTheirPublishedSemantics) {
+    // Golden: tests/golden/encoders/make_processors.py (PIL + numpy implementation of
+    // CLIPImageProcessor / SiglipImageProcessor). Tolerance: 1e-6 (float32 rounding of the same
+    // operations; the 8-bit resize is bit-exact).
+    const auto dir = golden() / "processors";
+    const auto index = nlohmann::json::parse(read_file_text(dir / "index.json"));
+    int cases = 0;
+    for (const auto& name_json : index["cases"]) {
+        const std::string name = name_json;
+        const PreprocessConfig config = read_preprocess_config(dir / (name + ".json"));
+        if (name.rfind("siglip", 0) == 0) {
+            EXPECT_FALSE(config.do_center_crop) << name;
+            EXPECT_GT(config.resize_height, 0) << name;
+            EXPECT_DOUBLE_EQ(config.image_mean[1], 0.5) << name;
+        } else {
+            EXPECT_TRUE(config.do_center_crop) << name;
+            EXPECT_GT(config.shortest_edge, 0) << name;
+        }
+        for (const auto& shape : index["shapes"]) {
+            const std::int64_t h = shape[0], w = shape[1];
+            const std::string tag = std::to_string(h) + "x" + std::to_string(w);
+            const NpyArray input = read_npy(dir / ("input_" + tag + ".npy"));
+            ASSERT_EQ(input.dtype, DType::kUInt8);
+            const std::vector<std::uint8_t> grey(input.data.begin(), input.data.end());
+            const auto values = preprocess_grey_u8(grey, h, w, config, 3);
+            const NpyArray ref = read_npy(dir / (name + "_" + tag + ".npy"));
+            const auto out_hw = config.output_size(h, w);
+            ASSERT_EQ(ref.shape, (std::vector<std::int64_t>{1, 3, out_hw[0], out_hw[1]}))
+                << name << " " << tag;
+            const auto expect = ref.to_float();
+            ASSERT_EQ(values.size(), expect.size()) << name << " " << tag;
+            double max_abs = 0;
+            for (std::size_t i = 0; i < values.size(); ++i) {
+                max_abs = std::max(max_abs, std::abs(double(values[i]) - double(expect[i])));
+            }
+            EXPECT_LE(max_abs, 1e-6) << name << " " << tag;
+            ++cases;
+        }
+    }
+    EXPECT_EQ(cases, 12);
+}
+
 }  // namespace
 }  // namespace radprobe::encoders

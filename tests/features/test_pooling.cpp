@@ -29,6 +29,19 @@ TEST(Pooling, ParsesModesAndLayers) {
     EXPECT_THROW(parse_layers("-1,x"), UsageError);
 }
 
+TEST(Pooling, PatchesCopiesTheWholeGridRowMajor) {
+    EXPECT_EQ(parse_poolings("patches,mean"), (std::vector<Pooling>{Pooling::kPatches, Pooling::kMean}));
+    EXPECT_STREQ(pooling_name(Pooling::kPatches), "patches");
+    const std::int64_t G = 6, D = 3;
+    std::vector<float> patches(static_cast<std::size_t>(G * D));
+    for (std::size_t i = 0; i < patches.size(); ++i) {
+        patches[i] = 0.5f * static_cast<float>(i) - 2.0f;
+    }
+    EXPECT_EQ(pooled_width(Pooling::kPatches, D, G), G * D);
+    EXPECT_EQ(pooled_width(Pooling::kMean, D, G), D);
+    EXPECT_EQ(pool(Pooling::kPatches, nullptr, patches.data(), G, D, {}), patches);
+}
+
 TEST(Pooling, BoxCoveringOneCellGivesWeightOneThere) {
     const auto g = identity_geometry(28, 14);  // 2×2 grid
     const auto w = roi_weights_from_boxes({{14, 0, 28, 14}}, g, "img");

@@ -166,6 +166,11 @@ public:
     void record_analysis(std::span<const AnalysisRow> rows);
     /// Marks the run completed or failed (sets `finished`).
     void finish_run(std::int64_t run, RunStatus status = RunStatus::kCompleted);
+    /// The same, replacing the run's notes (e.g. the error of a failed run).
+    void finish_run(std::int64_t run, RunStatus status, const std::string& notes);
+    /// Replaces every row of one analysis by `rows` (all named `analysis`), in one transaction
+    /// (for tables recomputed over the whole database, such as `comparisons`).
+    void replace_analysis(const std::string& analysis, std::span<const AnalysisRow> rows);
 
     /// Queries. Runs come ordered by task, then id.
     std::vector<RunRecord> runs(const RunFilter& filter = {});
@@ -173,7 +178,8 @@ public:
     std::vector<Prediction> predictions(std::int64_t run);
     /// Rows of one analysis (all analyses when `analysis` is empty), in insertion order.
     std::vector<AnalysisRow> analysis(const std::string& analysis = "");
-    /// Completed runs matching the filter with their whole-test-set metrics.
+    /// Completed runs matching the filter with their whole-test-set metrics (runs of analyses,
+    /// adaptation "analysis:<name>", are not leaderboard rows).
     std::vector<LeaderboardRow> leaderboard(const RunFilter& filter = {});
 
 private:

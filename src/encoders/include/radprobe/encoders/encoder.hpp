@@ -18,6 +18,7 @@
 ///  - patch grid: N×H'×W'×D.
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <array>
 #include <cstdint>
@@ -29,6 +30,10 @@
 
 #include "radprobe/core/npy.hpp"
 #include "radprobe/encoders/model_dir.hpp"
+
+namespace torch::nn {
+class Module;
+}
 
 namespace radprobe::encoders {
 
@@ -62,8 +67,21 @@ struct EncoderOutput {
     std::map<int, at::Tensor> layers;
     /// The model's own pooled embedding, N×D' (HF pooler_output): ViT tanh(dense(CLS)), CLIP
     /// post_layernorm(CLS), SigLIP the attention-pooling head, DINOv3 the CLS token, ResNet and
-    /// Swin the global average. Undefined for models without one (DINOv2, ViTMAE).
+    /// Swin the global average, open_clip's class token after the trunk's final norm.
+    /// Undefined for models without one (DINOv2, ViTMAE).
     at::Tensor pooled;
+    /// The image-text projection of `pooled`, N×E: HF CLIPVisionModelWithProjection's
+    /// image_embeds (visual_projection), open_clip's visual.head.proj output (BiomedCLIP).
+    /// Undefined when the checkpoint has no projection (ModelConfig::projection_dim == 0).
+    at::Tensor projected;
+    /// Multi-scale feature maps for dense (segmentation) decoders, finest first, each
+    /// N×C_i×h_i×w_i (views, channel-first as convolutional decoders expect):
+    ///  - Swin: every stage's output BEFORE its patch merging (HF SwinBackbone's feature maps,
+    ///    without the backbone-only per-stage norms), stride embed_patch_size·2^i, C_i =
+    ///    embed_dim·2^i; the last entry is the last stage before the final layernorm.
+    ///  - ResNet: every stage's output (HF hidden_states 1..S as maps).
+    /// Empty for the single-scale ViTs (use tokens.patches / layers there).
+    std::vector<at::Tensor> pyramid;
 };
 
 /// Splits an N×T×D sequence of this layout (CLS if has_cls, num_registers, grid) into
@@ -72,9 +90,44 @@ TokenSplit split_tokens(const at::Tensor& sequence, std::int64_t num_registers, 
                         std::int64_t grid_w, bool has_cls = true);
 
 /// A loaded encoder. Not thread-safe: one forward at a time (it reuses activation buffers).
+///
+/// Training API (fine-tuning, layer-wise learning-rate decay): module() exposes the parameters
+/// under their checkpoint key names, forward_train() is the differentiable forward,
+/// to() moves the weights, layer_id() maps a parameter to its depth and save_pretrained()
+/// writes a directory load_encoder() reads back.
 class Encoder {
 public:
     virtual ~Encoder() = default;
+    /// The LibTorch module holding every parameter and buffer, named exactly like the
+    /// checkpoint keys (e.g. "encoder.layer.3.attention.attention.query.weight"). The module
+    /// is in eval() mode; ResNet's BatchNorm uses batch statistics (and updates its running
+    /// statistics) in forward_train() only after module().train().
+    virtual torch::nn::Module& module() = 0;
+    const torch::nn::Module& module() const { return const_cast<Encoder*>(this)->module(); }
+    /// The same outputs as forward() (max-abs difference ~1e-6 from summation order), but
+    /// differentiable: no inference mode, no reused buffers or cached tables, so gradients
+    /// reach every parameter used. pixel_values are moved to the encoder's device.
+    virtual EncoderOutput forward_train(const at::Tensor& pixel_values,
+                                        const ForwardOptions& options = {}) = 0;
+    /// Moves every parameter and buffer to `device` (forward() and forward_train() then run
+    /// there; inputs are moved to it).
+    virtual void to(const c10::Device& device) = 0;
+    /// Where the parameters are.
+    c10::Device device() const;
+    /// Transformer blocks (ViTs) or stages (ResNet, Swin).
+    int num_blocks() const;
+    /// Depth of a parameter for layer-wise learning-rate decay: 0 = embeddings (patch/position
+    /// embedding, CLS/register tokens, CLIP's pre-layernorm, ResNet's stem), i = transformer
+    /// block / stage i (1-based; Swin's patch merging belongs to the stage that holds it),
+    /// num_blocks() + 1 = everything after the last block (final norm, pooler, heads,
+    /// projection). An unknown name → UsageError.
+    int layer_id(const std::string& param_name) const;
+    /// Writes config.json, model.safetensors (every parameter and buffer under its checkpoint
+    /// key, floats as F32, integer buffers as I64) and preprocessor_config.json (when the
+    /// source directory had one), each atomically, into `dir` (created), so that
+    /// load_encoder(dir) rebuilds the same model. An encoder whose patch embedding was folded
+    /// (fold_grayscale) is refused with an InputError: it no longer has the checkpoint layout.
+    void save_pretrained(const std::filesystem::path& dir) const;
     const ModelConfig& config() const { return config_; }
     /// Whether token sequences start with a CLS token (the `cls` pooling needs one).
     bool has_cls_token() const { return config_.has_cls_token; }
@@ -82,8 +135,8 @@ public:
     std::int64_t num_register_tokens() const { return config_.num_register_tokens; }
     /// Channels the input must have: 3, or 1 after fold_grayscale().
     virtual std::int64_t input_channels() const = 0;
-    /// Runs the model under inference mode. Throws InputError for a wrong channel count or an
-    /// input smaller than one patch.
+    /// Runs the model under inference mode (inputs are moved to the encoder's device). Throws
+    /// InputError for a wrong channel count or an input smaller than one patch.
     virtual EncoderOutput forward(const at::Tensor& pixel_values,
                                   const ForwardOptions& options = {}) = 0;
     /// Folds grey replication and per-channel normalisation into the patch embedding:

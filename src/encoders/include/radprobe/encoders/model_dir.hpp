@@ -29,6 +29,12 @@ namespace radprobe::encoders {
 struct ModelConfig {
     std::filesystem::path dir;
     std::string model_type;
+    /// The text of the config file as read (what save_pretrained writes back) and its name
+    /// ("config.json", or "open_clip_config.json" for the open_clip layout).
+    std::string config_json;
+    std::string config_file = "config.json";
+    /// The text of preprocessor_config.json when the directory has one (else empty).
+    std::string preprocessor_json;
     std::int64_t hidden_size = 0;
     std::int64_t num_hidden_layers = 0;
     std::int64_t num_attention_heads = 0;
@@ -69,6 +75,11 @@ struct ModelConfig {
     std::int64_t embed_patch_size = 0;  ///< Swin
     std::int64_t window_size = 0;       ///< Swin
     bool use_absolute_embeddings = false;
+    /// Image-text projection after the pooled embedding (EncoderOutput::projected): HF
+    /// CLIPVisionModelWithProjection's visual_projection (config "projection_dim", no bias), or
+    /// open_clip's visual.head.proj (model_cfg.embed_dim, bias = timm_proj_bias). 0 = none.
+    std::int64_t projection_dim = 0;
+    bool projection_bias = false;
     /// Whether the token sequence is laid out as a ViT one ([CLS?, registers, patches]).
     bool is_hierarchical() const { return model_type == "resnet" || model_type == "swin"; }
 
@@ -84,6 +95,11 @@ std::string model_type_description(const std::string& model_type);
 
 /// Reads and validates DIR/config.json (or a config.json path). Unknown model_type → InputError
 /// listing the known ones; a missing required key → InputError naming it.
+/// A directory without config.json but with open_clip_config.json (BiomedCLIP's layout) is read
+/// as model_type "open_clip_timm_vit": the vision tower is a timm VisionTransformer named by
+/// model_cfg.vision_cfg.timm_model_name (vit_{tiny,small,base,large,huge}_patch<P>_<S>),
+/// overridden by vision_cfg.timm_model_kwargs (embed_dim, depth, num_heads, patch_size,
+/// mlp_ratio, qkv_bias) and vision_cfg.image_size; the projection is model_cfg.embed_dim wide.
 ModelConfig read_model_config(const std::filesystem::path& dir);
 
 /// PIL resampling filters (the integer codes of PIL.Image.Resampling).
@@ -107,6 +123,9 @@ struct PreprocessConfig {
     bool do_normalize = true;
     std::array<double, 3> image_mean{0.485, 0.456, 0.406};
     std::array<double, 3> image_std{0.229, 0.224, 0.225};
+    /// Centre-crop offset rule: HF's floor((H - crop) / 2) (false) or torchvision's
+    /// int(round((H - crop) / 2.0)) with Python's round-half-to-even (true; open_clip).
+    bool torchvision_crop = false;
 
     /// Overrides the size: shortest edge N and (if cropping) an N×N centre crop.
     void override_size(std::int64_t n);
@@ -114,7 +133,12 @@ struct PreprocessConfig {
     std::array<std::int64_t, 2> output_size(std::int64_t rows, std::int64_t cols) const;
 };
 
-/// Reads DIR/preprocessor_config.json. Missing file → InputError naming it.
+/// Reads DIR/preprocessor_config.json. Missing file → InputError naming it. An open_clip
+/// directory without one is read from open_clip_config.json: open_clip's evaluation transform
+/// (resize the shortest edge to image_size, bicubic unless preprocess_cfg.interpolation says
+/// "bilinear", centre crop image_size with torchvision's rounding, ToTensor, normalise with
+/// preprocess_cfg mean/std, default OpenAI CLIP's); resize_mode "squash" resizes to
+/// image_size × image_size without a crop.
 PreprocessConfig read_preprocess_config(const std::filesystem::path& dir);
 
 /// Where the pixels of the original image end up: original (x, y) maps to

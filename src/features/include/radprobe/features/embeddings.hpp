@@ -16,11 +16,17 @@
 ///               the region mapped through the same resize/crop as the image. An image without a
 ///               region gets a NaN row (and roi_valid = 0 in the index); a region entirely outside
 ///               the crop is an error naming the image.
+///  - `patches`  the whole patch-token grid (G×D, registers and CLS excluded) of every requested
+///               layer, for dense heads (segmentation decoders): a row is L·G·D floats, the
+///               layers in the order requested, each G×D row-major. Every image of a store must
+///               give the same grid (a fixed model input size); read_patch_grid_info() says
+///               which. A failed image gets a NaN row.
 ///
 /// Store (one directory per key, see store_key()):
 ///   STORE/<model>-<key>/store.json              what was extracted and how (the key's inputs)
 ///   STORE/<model>-<key>/shards/<k>.{npy,csv}     completed shards (atomic), k = 00000, 00001 ...
 ///   STORE/<model>-<key>/<pool>.npy               N×D float32 per pooling (per layer set)
+///   STORE/<model>-<key>/patch_grid.json          with `patches`: grid, width, layers, input size
 ///   STORE/<model>-<key>/index.csv                row,image,patient_id,split,ok,roi_valid,error
 ///   STORE/<model>-<key>/errors.csv               images that failed, with the reason
 ///   STORE/<model>-<key>/COMPLETE                 written last; its presence means "cached"
@@ -36,11 +42,12 @@
 
 namespace radprobe::features {
 
-enum class Pooling { kCls, kMean, kClsMean, kRoi };
+enum class Pooling { kCls, kMean, kClsMean, kRoi, kPatches };
 
-/// "cls", "mean", "cls+mean", "roi".
+/// "cls", "mean", "cls+mean", "roi", "patches".
 const char* pooling_name(Pooling pooling);
-/// Parses a comma-separated list ("cls,mean,roi"); throws UsageError listing the valid names.
+/// Parses a comma-separated list ("cls,mean,roi,patches"); throws UsageError listing the valid
+/// names.
 std::vector<Pooling> parse_poolings(const std::string& text);
 /// Parses "-1,-4" style layer lists; throws UsageError for non-integers.
 std::vector<int> parse_layers(const std::string& text);
@@ -75,13 +82,15 @@ std::vector<float> roi_weights_from_mask(const std::uint8_t* mask, int rows, int
                                          const InputGeometry& geometry, const std::string& image);
 
 /// Pools one image. `cls` may be null when the model has no CLS token (then kCls/kClsMean throw).
-/// `patches` is G×D; `roi_weights` (G) is required for kRoi (empty → NaN row).
+/// `patches` is G×D; `roi_weights` (G) is required for kRoi (empty → NaN row). kPatches copies
+/// the G×D grid.
 std::vector<float> pool(Pooling pooling, const float* cls, const float* patches, std::int64_t grid,
                         std::int64_t dim, const std::vector<float>& roi_weights,
                         const std::string& model_name = "model");
 
-/// Width of a pooled vector for embedding width D.
-std::int64_t pooled_width(Pooling pooling, std::int64_t dim);
+/// Width of a pooled vector for embedding width D and G = `grid` patch tokens (G matters for
+/// kPatches only: G·D).
+std::int64_t pooled_width(Pooling pooling, std::int64_t dim, std::int64_t grid = 1);
 
 /// A fast, stable 64-bit content hash (used for weights, manifests and keys), hex-encoded.
 std::string content_hash_file(const std::filesystem::path& path);
@@ -130,7 +139,32 @@ struct EmbeddingTable {
     std::int64_t dim = 0;
     std::vector<float> values;  ///< rows × dim
 };
-/// Reads `<pool>.npy` + index.csv of a complete store directory.
+/// Reads `<pool>.npy` + index.csv of a complete store directory. For "patches" a row holds
+/// L·G·D values (see PatchGridInfo).
 EmbeddingTable read_embeddings(const std::filesystem::path& store_dir, const std::string& pool);
+
+/// The layout of a store's `patches` rows: L layers × (grid_h·grid_w) tokens × dim, layer-major,
+/// tokens row-major (y, x). Token (y, x) of layer l of row i is at
+/// values[i·L·G·D + l·G·D + (y·grid_w + x)·D].
+struct PatchGridInfo {
+    std::int64_t grid_h = 0;
+    std::int64_t grid_w = 0;
+    std::int64_t dim = 0;
+    /// Hidden-state indices as requested (non-negative, 0..num_hidden_layers; the last one is
+    /// the final-norm output), in the order stored. One entry for a store extracted without
+    /// --layers (the last layer).
+    std::vector<int> layers;
+    std::int64_t num_hidden_layers = 0;
+    std::int64_t input_height = 0;  ///< model input (after resize/crop), pixels
+    std::int64_t input_width = 0;
+    std::int64_t patch = 0;  ///< patch size (input pixels per token side; 0 if hierarchical)
+    bool normalized_layers = true;  ///< intermediate layers have the final layer norm applied
+    std::int64_t row_width() const {
+        return static_cast<std::int64_t>(layers.size()) * grid_h * grid_w * dim;
+    }
+};
+/// Reads STORE/patch_grid.json of a complete store extracted with `patches`; InputError naming
+/// the store otherwise.
+PatchGridInfo read_patch_grid_info(const std::filesystem::path& store_dir);
 
 }  // namespace radprobe::features

@@ -237,4 +237,290 @@ struct BaselineResult {
 /// Trains on train, early-stops on val AUROC (keeping the best weights), evaluates on test.
 BaselineResult run_baseline(const BaselineOptions& options);
 
+// ---------------------------------------------------------------------------------------------
+// `radprobe train --head attention|mlp`: trained heads on cached features (LibTorch inside)
+// ---------------------------------------------------------------------------------------------
+
+enum class HeadKind { kAttention, kMlp };
+/// A learning-rate grid: "lo:hi:n" (n values log-spaced, inclusive) or a comma list; sorted,
+/// unique, all > 0. Throws UsageError naming --lr-grid otherwise.
+std::vector<double> parse_lr_grid(const std::string& text);
+/// "attention" | "mlp"; throws UsageError otherwise.
+HeadKind parse_head_kind(const std::string& text);
+const char* head_kind_name(HeadKind kind);
+
+/// The attention-pooling head reads a store's `patches` rows (L·G·D per image; the L layers of
+/// a token are concatenated, so the head sees G tokens of width L·D). The MLP head reads a
+/// pooled store (cls | mean | cls+mean | roi), standardised with train statistics.
+/// For each label (an independent binary problem) and each learning rate of `lr_grid`, a head
+/// is initialised from `seed` and trained with AdamW, linear warm-up + cosine decay, gradient
+/// clipping and early stopping on val AUROC (best state kept); the LR with the highest val
+/// AUROC (tie: the smaller LR) is chosen and its head scores the test split.
+struct TrainOptions {
+    HeadKind head = HeadKind::kAttention;
+    std::filesystem::path store;  ///< a complete store dir, or a root holding exactly one
+    std::filesystem::path manifest;
+    std::vector<std::string> labels;
+    std::string pool;  ///< "" = patches (attention) / cls (mlp)
+    std::vector<double> lr_grid{1e-5, 3.1622776601683795e-5, 1e-4, 3.1622776601683795e-4, 1e-3};
+    int epochs = 30;
+    int batch = 64;
+    double weight_decay = 0.05;
+    int warmup_epochs = 2;
+    double clip_norm = 1.0;
+    int patience = 6;       ///< epochs without val AUROC improvement before stopping
+    bool balanced = false;  ///< class-weighted loss (pos_weight = negatives / positives)
+    // Attention head.
+    int dim = 0;  ///< working width (0 = token width); MLP: hidden width (0 = 256)
+    int heads = 4;
+    /// Attention: transformer blocks after the pooling (−1 = 0); MLP: hidden layers (−1 = 1).
+    int depth = -1;
+    int queries = 1;
+    double dropout = 0.0;
+    std::string device = "cpu";  ///< cpu | cuda | cuda:N (autocast on CUDA)
+    std::uint64_t seed = 0;
+    int threads = 0;
+    std::size_t n_boot = 2000;
+    double level = 0.95;
+    std::optional<std::filesystem::path> out;  ///< predictions_<label>.csv + metrics.json
+    bool progress = false;
+};
+
+struct TrainResult {
+    HeadKind head = HeadKind::kAttention;
+    std::filesystem::path store_dir;
+    std::string pool;
+    std::uint64_t seed = 0;
+    std::string device;
+    std::size_t tokens = 0;  ///< attention: tokens per image (G); mlp: 1
+    std::size_t dim = 0;     ///< feature width per token
+    /// Per label: test metrics; chosen = the LR, curve = (LR, best val AUROC, best epoch in
+    /// `iterations`).
+    std::vector<LabelResult> labels;
+    double seconds = 0.0;
+    std::string metrics_json;  ///< the JSON written to metrics.json
+};
+
+/// Runs the head per label as described at TrainOptions. Throws InputError naming the file /
+/// column when the store lacks the pool, a split is empty or lacks a class, or a label is
+/// missing; UsageError for bad options.
+TrainResult run_train(const TrainOptions& options);
+
+// ---------------------------------------------------------------------------------------------
+// Segmentation: `radprobe segment` (decoders on encoder patch grids) and
+// `radprobe baseline --task seg` (a U-Net from scratch). LibTorch stays in the .cpp files.
+//
+// Geometry: every image is mapped to a model input of out_h × out_w pixels (the encoder's
+// resize + centre crop, or the U-Net's plain resize); masks are mapped the same way (exact
+// area fractions) for training, and predicted probabilities are mapped back onto the
+// original pixel grid (bilinear at pixel centres; pixels the crop cut away are background)
+// before thresholding at 0.5, writing the PNGs and scoring.
+// ---------------------------------------------------------------------------------------------
+
+enum class SegDecoder {
+    kLinear,      ///< BatchNorm + 1×1 conv on the last patch grid, bilinear upsampling
+    kMultiscale,  ///< several layers projected, resampled to 4 scales, fused (DPT-style)
+    kUnet,        ///< U-Net on the image, from scratch (the supervised baseline)
+};
+/// "linear" | "multiscale" | "unet"; throws UsageError otherwise.
+SegDecoder parse_seg_decoder(const std::string& text);
+const char* seg_decoder_name(SegDecoder decoder);
+
+struct SegmentOptions {
+    SegDecoder decoder = SegDecoder::kLinear;
+    /// Encoder (HF directory). Frozen: the patch grids are extracted once into a store under
+    /// store_root (cached; no second forward pass); fine-tuned: run live.
+    std::filesystem::path model;
+    /// Alternatively a complete store extracted with `--pool patches` (frozen only).
+    std::filesystem::path store;
+    std::filesystem::path store_root;  ///< where --model extractions go (default OUT/embeddings)
+    std::filesystem::path manifest;
+    std::string mask;  ///< mask column name without the `mask_` prefix (e.g. "heart")
+    /// Hidden-state indices (HF numbering, negative from the end). Empty: linear = {-1},
+    /// multiscale = the last four {-4,-3,-2,-1}.
+    std::vector<int> layers;
+    std::int64_t resize = 0;      ///< encoder input size override (as extract --resize)
+    std::string unfreeze = "none";  ///< none | all | last-K (the last K blocks + final norm)
+    double layer_decay = 0.75;      ///< encoder LR multiplier decay^(num_blocks + 1 − layer_id)
+    double encoder_lr_mult = 0.1;   ///< encoder LR relative to the decoder's
+    int channels = 64;   ///< multiscale: fused channels; unet: channels of the first level
+    int depth = 4;       ///< unet: levels (the input side must be divisible by 2^depth)
+    int size = 256;      ///< unet: input side (images resized to size × size)
+    int epochs = 40;
+    int batch = 8;
+    double lr = 1e-3;
+    double weight_decay = 1e-4;
+    int warmup_epochs = 2;
+    double clip_norm = 1.0;
+    int patience = 10;       ///< epochs without val Dice improvement before stopping
+    double dice_weight = 1.0;  ///< loss = dice_weight · soft Dice loss + bce_weight · BCE
+    double bce_weight = 1.0;
+    /// Augmentation (see augment.hpp: "none", "default" or key=value list); live paths only
+    /// (the U-Net and --unfreeze): cached grids cannot be augmented.
+    std::string augment = "none";
+    std::string both_empty = "perfect";  ///< eval convention: perfect | exclude
+    std::string one_empty = "exclude";   ///< surface distances: exclude | diagonal
+    std::string device = "cpu";
+    std::uint64_t seed = 0;
+    int threads = 0;
+    std::size_t n_boot = 2000;
+    double level = 0.95;
+    std::optional<std::filesystem::path> out;  ///< masks/, predictions.csv, metrics.json, model/
+    bool progress = false;
+};
+
+/// One scored image (original pixel grid).
+struct SegImageResult {
+    std::string image;
+    std::string patient_id;
+    bool truth_empty = false;
+    bool prediction_empty = false;
+    std::optional<double> dice, iou, hd95;
+    std::string mask_path;  ///< written PNG (relative to the output directory), or empty
+};
+
+/// Mean over images with a patient-clustered bootstrap CI (percentile).
+struct SegMetricSummary {
+    std::string metric;  ///< dice | iou | hd95
+    std::size_t defined = 0;
+    double mean = 0.0, ci_lo = 0.0, ci_hi = 0.0;
+};
+
+struct SegmentResult {
+    SegDecoder decoder = SegDecoder::kLinear;
+    std::string mask;
+    std::string encoder;  ///< model directory name ("" for the U-Net)
+    std::string unfreeze;
+    std::vector<int> layers;  ///< non-negative hidden-state indices used
+    std::uint64_t seed = 0;
+    std::size_t n_train = 0, n_val = 0, n_test = 0;
+    int epochs_run = 0;
+    int best_epoch = 0;
+    double best_val_dice = 0.0;
+    std::vector<double> val_curve;  ///< val mean Dice per epoch
+    std::vector<SegImageResult> test;
+    std::vector<SegMetricSummary> metrics;
+    /// The empty-mask convention, e.g. "both_empty=perfect (Dice=IoU=1, HD95=0); one_empty=
+    /// exclude (HD95 undefined); outside_crop=background".
+    std::string empty_convention;
+    std::size_t test_empty_truth = 0;  ///< test images whose truth mask is empty
+    std::filesystem::path checkpoint;  ///< OUT/model (when out is set)
+    double seconds = 0.0;
+    std::string metrics_json;  ///< the JSON written to metrics.json
+};
+
+/// Trains the decoder (or U-Net) on the manifest's train rows with a known mask, early-stops on
+/// val mean Dice (keeping the best weights), predicts test, maps predictions back to the
+/// original images and scores them (eval's segmentation metrics; CIs clustered by patient).
+/// With options.out: OUT/masks/<row>_<stem>.png, OUT/predictions.csv, OUT/metrics.json and
+/// OUT/model/ (decoder weights + seg_model.json; a fine-tuned encoder under OUT/model/encoder).
+SegmentResult run_segment(const SegmentOptions& options);
+
+struct SegmentApplyOptions {
+    std::filesystem::path checkpoint;  ///< a run's OUT/model directory
+    std::filesystem::path manifest;    ///< images to segment (every row)
+    std::string mask;  ///< optional: score against this mask column where it is known
+    std::filesystem::path out;         ///< masks/ + predictions.csv (+ metrics.json)
+    std::string device = "cpu";
+    int threads = 0;
+    int batch = 8;
+    std::uint64_t seed = 0;  ///< bootstrap seed
+    std::size_t n_boot = 2000;
+    double level = 0.95;
+};
+
+/// Runs a trained decoder (with its encoder, live) or U-Net on new images and writes their
+/// masks on the original pixel grids.
+SegmentResult apply_segment(const SegmentApplyOptions& options);
+
+// ---------------------------------------------------------------------------------------------
+// `radprobe finetune`: an unfrozen encoder (all blocks or the last k) with a linear or
+// attention head, layer-wise LR decay, radiograph augmentation, resumable checkpoints
+// ---------------------------------------------------------------------------------------------
+
+/// Images are decoded, preprocessed with the model's own preprocessing (its
+/// preprocessor_config.json, --size overriding the size as extract --resize does) to the
+/// rescaled grey plane in [0,1], augmented (train only, see src/heads/augment.hpp), then
+/// normalised with the model's mean/std into its 3 input channels.
+/// Encoder parameters get the LR multiplier llrd^(num_blocks + 1 − layer_id) (the head 1);
+/// with unfreeze = "last-K" only parameters with layer_id > num_blocks − K (the last K blocks
+/// and everything after them) train, all others stay bit-identical.
+/// Checkpoints (OUT/checkpoint after every epoch, OUT/best on every val improvement; each
+/// directory replaced atomically): encoder/ (HF layout: `radprobe extract --model
+/// OUT/best/encoder` evaluates it like any model), head.safetensors, optimizer.pt (AdamW
+/// state, LibTorch archive) and state.json (epoch, step, val curve, best, options). Epoch e
+/// shuffles and augments with Rng::derive(seed, e), so a run resumed from OUT/checkpoint
+/// ends with the same numbers as an uninterrupted run.
+struct FinetuneOptions {
+    std::filesystem::path model;  ///< HF directory
+    std::filesystem::path manifest;
+    std::string label;
+    std::string head = "linear";     ///< linear | attention (over all patch tokens)
+    std::string pool = "";           ///< linear head input: cls | mean ("" = cls when present)
+    std::string unfreeze = "all";    ///< all | last-K (K blocks + what follows them) | none
+    double llrd = 0.75;              ///< layer-wise LR decay factor in (0, 1]
+    double lr = 1e-4;                ///< peak LR (head; encoder × llrd multipliers)
+    double weight_decay = 0.05;
+    int epochs = 10;
+    int batch = 16;
+    int warmup_epochs = 1;
+    double clip_norm = 1.0;
+    int patience = 5;  ///< epochs without val AUROC improvement before stopping
+    std::int64_t size = 0;           ///< model input size override (0 = the model's own)
+    std::string augment = "default";  ///< see parse_augment (augment.hpp); "none" disables
+    bool hflip = false;               ///< add horizontal flips (swaps anatomy; warned)
+    // Attention head.
+    int head_dim = 0;  ///< working width (0 = token width)
+    int head_heads = 4;
+    int head_depth = 0;
+    std::string device = "cpu";  ///< cpu | cuda | cuda:N (float16 autocast + loss scaling)
+    std::uint64_t seed = 0;
+    int threads = 0;
+    std::size_t n_boot = 2000;
+    double level = 0.95;
+    std::filesystem::path out;  ///< required: checkpoint/, best/, predictions_<label>.csv, metrics.json
+    bool resume = false;        ///< continue from OUT/checkpoint (options must match)
+    bool progress = false;
+    /// Test hook: stop (as if killed) after saving this epoch's checkpoint (0 = never).
+    int stop_after_epoch = 0;
+};
+
+/// One optimiser parameter group of a fine-tuning run.
+struct FinetuneGroup {
+    std::string name;  ///< "encoder.layer_<id>" or "head" (+ ".no_decay")
+    int layer_id = 0;  ///< encoder depth (head: num_blocks + 2)
+    double lr_mult = 1.0;
+    std::size_t tensors = 0;
+};
+
+struct FinetuneResult {
+    std::string label;
+    bool completed = false;  ///< false when stopped by stop_after_epoch
+    int epochs_run = 0;
+    int best_epoch = 0;  ///< 1-based
+    double best_val_auroc = 0.0;
+    std::vector<double> val_curve;
+    std::vector<double> train_loss;
+    std::int64_t trainable_parameters = 0;
+    std::int64_t frozen_parameters = 0;
+    std::vector<FinetuneGroup> groups;  ///< encoder groups by layer_id, then the head
+    LabelResult test;  ///< chosen = best epoch; curve = (epoch, val AUROC)
+    std::vector<std::string> warnings;
+    double seconds = 0.0;
+    std::string metrics_json;
+};
+
+/// The smallest encoder layer_id that trains: "all" → 0 (everything), "last-K" → num_blocks +
+/// 1 − K (K in 1 .. num_blocks), "none" → num_blocks + 2 (head only, live encoder). Throws
+/// UsageError otherwise.
+int first_trainable_layer(const std::string& unfreeze, int num_blocks);
+/// The layer-wise LR multiplier of a parameter at `layer_id`: llrd^(num_blocks + 1 − layer_id).
+double llrd_multiplier(double llrd, int num_blocks, int layer_id);
+
+/// Fine-tunes and evaluates as described at FinetuneOptions; writes OUT/predictions_<label>.csv
+/// and OUT/metrics.json (test AUROC with DeLong and bootstrap CIs of the best-on-val state).
+/// Throws InputError naming the file / column / key for bad data, UsageError for bad options
+/// (including a --resume whose options differ from the checkpoint's).
+FinetuneResult run_finetune(const FinetuneOptions& options);
+
 }  // namespace radprobe::heads

@@ -1,0 +1,415 @@
+// Building blocks shared by the analyses: list parsing, grouped folds, cross-validated probe
+// scores, bootstrap rows, Benjamini–Hochberg families, CSV/JSON output, image selection.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "internal.hpp"
+#include "radprobe/core/csv.hpp"
+#include "radprobe/core/error.hpp"
+#include "radprobe/core/random.hpp"
+#include "radprobe/eval/metrics.hpp"
+#include "radprobe/heads/heads.hpp"
+
+namespace radprobe::analysis {
+
+PerturbKind parse_perturb_kind(const std::string& text) {
+    for (PerturbKind k : {PerturbKind::kBlob, PerturbKind::kStreak, PerturbKind::kReticular}) {
+        if (text == perturb_kind_name(k)) {
+            return k;
+        }
+    }
+    throw UsageError(
+        str_cat("--kinds: unknown perturbation '", text, "' (valid: blob, streak, reticular)"));
+}
+
+const char* perturb_kind_name(PerturbKind kind) {
+    switch (kind) {
+        case PerturbKind::kBlob:
+            return "blob";
+        case PerturbKind::kStreak:
+            return "streak";
+        case PerturbKind::kReticular:
+            return "reticular";
+    }
+    return "?";
+}
+
+std::string SizeSpec::text() const {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, in_patches ? "%gp" : "%gpx", value);
+    return buf;
+}
+
+std::vector<SizeSpec> parse_sizes(const std::string& text) {
+    std::vector<SizeSpec> out;
+    for (std::string item : dataset::split_list(text)) {
+        SizeSpec s;
+        s.in_patches = false;
+        if (item.size() > 2 && item.substr(item.size() - 2) == "px") {
+            item.resize(item.size() - 2);
+        } else if (!item.empty() && item.back() == 'p') {
+            item.pop_back();
+            s.in_patches = true;
+        }
+        const auto v = parse_double(item);
+        RADPROBE_USAGE_CHECK(v && std::isfinite(*v) && *v > 0 && *v <= 4096, "--sizes: '", item,
+                             "' is not a positive size (pixels, e.g. 12, or patches, e.g. 0.5p)");
+        s.value = *v;
+        out.push_back(s);
+    }
+    RADPROBE_USAGE_CHECK(!out.empty(), "--sizes: no size given (e.g. 0.5p,1p,2p)");
+    return out;
+}
+
+std::vector<double> parse_numbers(const std::string& text, const std::string& flag) {
+    std::vector<double> out;
+    for (const auto& item : dataset::split_list(text)) {
+        const auto v = parse_double(item);
+        RADPROBE_USAGE_CHECK(v && std::isfinite(*v), flag, ": '", item, "' is not a number");
+        out.push_back(*v);
+    }
+    RADPROBE_USAGE_CHECK(!out.empty(), flag, ": no value given");
+    return out;
+}
+
+std::vector<int> grouped_folds(const std::vector<std::string>& groups,
+                               const std::vector<int>& strata, int folds, std::uint64_t seed) {
+    RADPROBE_USAGE_CHECK(folds >= 3 && folds <= 100, "--folds must be in 3..100, got ", folds);
+    RADPROBE_ASSERT(strata.empty() || strata.size() == groups.size());
+    // Distinct groups in order of first appearance, each with the largest stratum of its
+    // samples (a patient with any positive counts as positive).
+    std::map<std::string, std::size_t> index;
+    std::vector<int> group_stratum;
+    std::vector<std::size_t> of(groups.size());
+    for (std::size_t i = 0; i < groups.size(); ++i) {
+        auto [it, added] = index.emplace(groups[i], group_stratum.size());
+        if (added) {
+            group_stratum.push_back(strata.empty() ? 0 : strata[i]);
+        } else if (!strata.empty()) {
+            group_stratum[it->second] = std::max(group_stratum[it->second], strata[i]);
+        }
+        of[i] = it->second;
+    }
+    std::map<int, std::vector<std::size_t>> by_stratum;
+    for (std::size_t g = 0; g < group_stratum.size(); ++g) {
+        by_stratum[group_stratum[g]].push_back(g);
+    }
+    std::vector<int> group_fold(group_stratum.size(), 0);
+    Rng rng(seed ^ 0xF01D5EEDULL);
+    int next = 0;  // continue dealing across strata so fold sizes stay balanced
+    for (auto& [stratum, members] : by_stratum) {
+        for (std::size_t i = members.size(); i > 1; --i) {
+            std::swap(members[i - 1], members[rng.below(i)]);
+        }
+        for (std::size_t g : members) {
+            group_fold[g] = next;
+            next = (next + 1) % folds;
+        }
+    }
+    std::vector<int> out(groups.size());
+    for (std::size_t i = 0; i < groups.size(); ++i) {
+        out[i] = group_fold[of[i]];
+    }
+    return out;
+}
+
+std::vector<double> cross_validated_scores(std::span<const float> x, std::size_t dim,
+                                           std::span<const double> labels,
+                                           const std::vector<int>& folds,
+                                           const std::vector<double>& c_grid, int threads) {
+    const std::size_t n = labels.size();
+    RADPROBE_ASSERT(x.size() == n * dim && folds.size() == n);
+    const int k = folds.empty() ? 0 : *std::max_element(folds.begin(), folds.end()) + 1;
+    RADPROBE_CHECK(k >= 3, "cross-validation needs at least 3 non-empty folds (got ", k,
+                   "): too few groups");
+    heads::ProbeOptions po;
+    po.kind = heads::ProbeKind::kLinear;
+    po.c_grid = c_grid;
+    po.threads = threads;
+    // The probe only ranks; a looser tolerance than the library default saves most of the
+    // L-BFGS iterations on separable cells without changing the ranking measurably.
+    po.lbfgs.tol = 1e-6;
+    po.lbfgs.max_iter = 1000;
+    po.lbfgs.threads = threads;
+    std::vector<double> scores(n, 0.0);
+    for (int f = 0; f < k; ++f) {
+        const int v = (f + 1) % k;
+        std::vector<float> tx, vx, sx;
+        std::vector<double> ty, vy;
+        std::vector<std::size_t> test_rows;
+        for (std::size_t i = 0; i < n; ++i) {
+            const float* row = x.data() + i * dim;
+            if (folds[i] == f) {
+                sx.insert(sx.end(), row, row + dim);
+                test_rows.push_back(i);
+            } else if (folds[i] == v) {
+                vx.insert(vx.end(), row, row + dim);
+                vy.push_back(labels[i]);
+            } else {
+                tx.insert(tx.end(), row, row + dim);
+                ty.push_back(labels[i]);
+            }
+        }
+        if (test_rows.empty()) {
+            continue;
+        }
+        const auto r = heads::fit_binary_probe(tx, ty, vx, vy, sx, dim, po);
+        for (std::size_t j = 0; j < test_rows.size(); ++j) {
+            scores[test_rows[j]] = r.test_scores[j];
+        }
+    }
+    return scores;
+}
+
+void adjust_family(std::vector<AnalysisTableRow>& rows, const std::vector<std::size_t>& family) {
+    std::vector<std::size_t> members;
+    std::vector<double> p;
+    for (std::size_t i : family) {
+        if (rows.at(i).p) {
+            members.push_back(i);
+            p.push_back(std::clamp(*rows[i].p, 0.0, 1.0));
+        }
+    }
+    if (p.empty()) {
+        return;
+    }
+    const auto q = eval::benjamini_hochberg(p);
+    for (std::size_t j = 0; j < members.size(); ++j) {
+        rows[members[j]].p_adjusted = q[j];
+    }
+}
+
+namespace {
+
+std::string opt_text(const std::optional<double>& v) {
+    if (!v || !std::isfinite(*v)) {
+        return "";
+    }
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.6g", *v);
+    return buf;
+}
+
+}  // namespace
+
+std::string rows_csv(const std::vector<AnalysisTableRow>& rows) {
+    std::string csv = "analysis,row_key,row_key2,column,value,ci_lo,ci_hi,p,p_adjusted,n\n";
+    for (const auto& r : rows) {
+        csv += csv_line({r.analysis, r.row_key, r.row_key2, r.column, opt_text(r.value),
+                         opt_text(r.ci_lo), opt_text(r.ci_hi), opt_text(r.p),
+                         opt_text(r.p_adjusted), r.n ? std::to_string(*r.n) : ""}) +
+               "\n";
+    }
+    return csv;
+}
+
+}  // namespace radprobe::analysis
+
+namespace radprobe::analysis::detail {
+
+AnalysisTableRow make_row(const std::string& analysis, const std::string& row_key,
+                          const std::string& row_key2, const std::string& column) {
+    AnalysisTableRow row;
+    row.analysis = analysis;
+    row.row_key = row_key;
+    row.row_key2 = row_key2;
+    row.column = column;
+    return row;
+}
+
+double wald_p(double estimate, double null_value, double se, std::size_t valid) {
+    if (!std::isfinite(estimate)) {
+        return 1.0;
+    }
+    if (se <= 0.0 || !std::isfinite(se)) {
+        return estimate == null_value ? 1.0 : 1.0 / static_cast<double>(valid + 1);
+    }
+    const double z = (estimate - null_value) / se;
+    return std::max(2.0 * eval::normal_cdf(-std::abs(z)), 0.0);
+}
+
+AnalysisTableRow auroc_row(const std::string& analysis, const std::string& row_key,
+                           const std::string& row_key2, const std::string& column,
+                           std::span<const double> labels, std::span<const double> scores,
+                           std::span<const std::size_t> clusters, std::size_t n_boot, double level,
+                           std::uint64_t seed) {
+    AnalysisTableRow row = make_row(analysis, row_key, row_key2, column);
+    row.n = static_cast<std::int64_t>(labels.size());
+    const auto counts = eval::count_classes(labels);
+    if (counts.positives == 0 || counts.negatives == 0) {
+        return row;  // undefined: NULL, never 0.5
+    }
+    eval::BootstrapOptions bo;
+    bo.replicates = n_boot;
+    bo.seed = seed;
+    bo.level = level;
+    const auto ci = eval::bootstrap_auroc(labels, scores, bo, clusters);
+    row.value = ci.estimate;
+    if (ci.valid > 1) {
+        row.ci_lo = ci.ci_lo;
+        row.ci_hi = ci.ci_hi;
+    }
+    row.p = wald_p(ci.estimate, 0.5, ci.se, ci.valid);
+    return row;
+}
+
+AnalysisTableRow auroc_difference_row(const std::string& analysis, const std::string& row_key,
+                                      const std::string& row_key2, const std::string& column,
+                                      std::span<const double> labels,
+                                      std::span<const double> scores1,
+                                      std::span<const double> scores2,
+                                      std::span<const std::size_t> clusters, std::size_t n_boot,
+                                      double level, std::uint64_t seed) {
+    AnalysisTableRow row = make_row(analysis, row_key, row_key2, column);
+    row.n = static_cast<std::int64_t>(labels.size());
+    const auto counts = eval::count_classes(labels);
+    if (counts.positives == 0 || counts.negatives == 0) {
+        return row;
+    }
+    eval::BootstrapOptions bo;
+    bo.replicates = n_boot;
+    bo.seed = seed;
+    bo.level = level;
+    const auto ci = eval::bootstrap_auroc_difference(labels, scores1, scores2, bo, clusters);
+    row.value = ci.estimate;
+    if (ci.valid > 1) {
+        row.ci_lo = ci.ci_lo;
+        row.ci_hi = ci.ci_hi;
+    }
+    row.p = wald_p(ci.estimate, 0.0, ci.se, ci.valid);
+    return row;
+}
+
+double weighted_auroc(std::span<const double> labels, std::span<const double> scores,
+                      std::span<const std::uint32_t> counts,
+                      std::span<const std::uint8_t> in_subset) {
+    std::vector<std::size_t> order;
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        if (counts[i] > 0 && (in_subset.empty() || in_subset[i])) {
+            order.push_back(i);
+        }
+    }
+    std::sort(order.begin(), order.end(),
+              [&](std::size_t a, std::size_t b) { return scores[a] < scores[b]; });
+    // Walk ties together: each positive beats the negative weight strictly below it and ties
+    // with half of the negative weight at its score.
+    double neg_below = 0, pos_total = 0, neg_total = 0, sum = 0;
+    std::size_t i = 0;
+    while (i < order.size()) {
+        std::size_t j = i;
+        double pos_here = 0, neg_here = 0;
+        while (j < order.size() && scores[order[j]] == scores[order[i]]) {
+            const double w = counts[order[j]];
+            (labels[order[j]] == 1.0 ? pos_here : neg_here) += w;
+            ++j;
+        }
+        sum += pos_here * (neg_below + 0.5 * neg_here);
+        neg_below += neg_here;
+        pos_total += pos_here;
+        neg_total += neg_here;
+        i = j;
+    }
+    if (pos_total == 0 || neg_total == 0) {
+        return std::nan("");
+    }
+    return sum / (pos_total * neg_total);
+}
+
+std::string rows_json(const std::vector<AnalysisTableRow>& rows) {
+    nlohmann::json arr = nlohmann::json::array();
+    auto opt = [](const std::optional<double>& v) {
+        return (v && std::isfinite(*v)) ? nlohmann::json(*v) : nlohmann::json(nullptr);
+    };
+    for (const auto& r : rows) {
+        arr.push_back({{"row_key", r.row_key},
+                       {"row_key2", r.row_key2},
+                       {"column", r.column},
+                       {"value", opt(r.value)},
+                       {"ci_lo", opt(r.ci_lo)},
+                       {"ci_hi", opt(r.ci_hi)},
+                       {"p", opt(r.p)},
+                       {"p_adjusted", opt(r.p_adjusted)},
+                       {"n", r.n ? nlohmann::json(*r.n) : nlohmann::json(nullptr)}});
+    }
+    return arr.dump();
+}
+
+std::vector<std::size_t> sample_indices(std::size_t n, std::size_t max, std::uint64_t seed) {
+    std::vector<std::size_t> idx(n);
+    std::iota(idx.begin(), idx.end(), 0);
+    if (max == 0 || max >= n) {
+        return idx;
+    }
+    Rng rng(seed ^ 0x5A3B1E5ULL);
+    for (std::size_t i = 0; i < max; ++i) {  // partial Fisher–Yates
+        std::swap(idx[i], idx[i + rng.below(n - i)]);
+    }
+    idx.resize(max);
+    std::sort(idx.begin(), idx.end());
+    return idx;
+}
+
+std::string group_of(const dataset::Record& record) {
+    return record.patient_id.empty() ? "image:" + record.id : record.patient_id;
+}
+
+dataset::Manifest load_manifest(const std::filesystem::path& path,
+                                const std::optional<std::filesystem::path>& boxes) {
+    RADPROBE_CHECK(std::filesystem::exists(path), path.string(), ": manifest not found");
+    dataset::ManifestOptions mo;
+    mo.boxes = boxes;
+    auto manifest = dataset::Manifest::load(path, mo);
+    for (const auto& problem : manifest.problems()) {
+        const bool fatal = problem.column == "image" || problem.column.rfind("mask_", 0) == 0 ||
+                           problem.file != path.string();
+        RADPROBE_CHECK(!fatal, problem.to_string(), " (run `radprobe validate` for every problem)");
+    }
+    RADPROBE_CHECK(manifest.size() > 0, path.string(), ": no images");
+    return manifest;
+}
+
+std::vector<std::uint8_t> lung_region(const dataset::Manifest& manifest, std::size_t index,
+                                      int rows, int cols, bool force_center, bool* from_masks) {
+    std::vector<std::uint8_t> region(static_cast<std::size_t>(rows) * cols, 0);
+    if (from_masks) {
+        *from_masks = false;
+    }
+    if (!force_center && manifest.mask_index("lung_left") && manifest.mask_index("lung_right")) {
+        const auto left = manifest.load_mask(index, "lung_left", rows, cols);
+        const auto right = manifest.load_mask(index, "lung_right", rows, cols);
+        if (left && right && left->count() + right->count() > 0) {
+            for (std::size_t i = 0; i < region.size(); ++i) {
+                region[i] = (left->data[i] || right->data[i]) ? 1 : 0;
+            }
+            if (from_masks) {
+                *from_masks = true;
+            }
+            return region;
+        }
+    }
+    for (int r = rows / 4; r < rows - rows / 4; ++r) {
+        for (int c = cols / 4; c < cols - cols / 4; ++c) {
+            region[static_cast<std::size_t>(r) * cols + c] = 1;
+        }
+    }
+    return region;
+}
+
+std::vector<float> weighted_mean(const std::vector<float>& patches, std::int64_t dim,
+                                 const std::vector<float>& weights) {
+    const auto grid = static_cast<std::int64_t>(weights.size());
+    RADPROBE_ASSERT(static_cast<std::int64_t>(patches.size()) == grid * dim);
+    return features::pool(features::Pooling::kRoi, nullptr, patches.data(), grid, dim, weights);
+}
+
+std::vector<float> token_mean(const std::vector<float>& patches, std::int64_t dim) {
+    const std::int64_t grid = static_cast<std::int64_t>(patches.size()) / dim;
+    return features::pool(features::Pooling::kMean, nullptr, patches.data(), grid, dim, {});
+}
+
+}  // namespace radprobe::analysis::detail

@@ -1,0 +1,118 @@
+// The encoder behind the analyses: display image → 8-bit plane → the model's preprocessing →
+// one forward pass → CLS and patch tokens (the same path as features::extract).
+
+#include <torch/torch.h>
+
+#include <cstring>
+
+#include "internal.hpp"
+#include "radprobe/core/error.hpp"
+#include "radprobe/core/parallel.hpp"
+#include "radprobe/encoders/encoder.hpp"
+#include "radprobe/encoders/model_dir.hpp"
+
+namespace radprobe::analysis::detail {
+
+struct ModelRunner::Impl {
+    EncoderSpec spec;
+    encoders::ModelConfig config;
+    encoders::PreprocessConfig preprocess;
+    std::unique_ptr<encoders::Encoder> encoder;
+    int channels = 3;
+};
+
+ModelRunner::ModelRunner(const EncoderSpec& spec) : impl_(std::make_unique<Impl>()) {
+    RADPROBE_USAGE_CHECK(spec.batch >= 1 && spec.batch <= 1024, "--batch must be in 1..1024, got ",
+                         spec.batch);
+    RADPROBE_CHECK(std::filesystem::is_directory(spec.model_dir), spec.model_dir.string(),
+                   ": model directory not found");
+    impl_->spec = spec;
+    impl_->config = encoders::read_model_config(spec.model_dir);
+    impl_->preprocess = encoders::read_preprocess_config(spec.model_dir);
+    if (spec.resize > 0) {
+        impl_->preprocess.override_size(spec.resize);
+    }
+    encoders::set_threads(spec.threads);
+    impl_->encoder = encoders::load_encoder(spec.model_dir);
+    if (spec.fold_grayscale) {
+        if (impl_->preprocess.do_normalize) {
+            impl_->encoder->fold_grayscale(impl_->preprocess.image_mean,
+                                           impl_->preprocess.image_std);
+        } else {
+            impl_->encoder->fold_grayscale({0.0, 0.0, 0.0}, {1.0, 1.0, 1.0});
+        }
+        impl_->channels = 1;
+    }
+}
+
+ModelRunner::~ModelRunner() = default;
+
+std::string ModelRunner::name() const {
+    std::string n = impl_->spec.model_dir.filename().string();
+    return n.empty() ? impl_->spec.model_dir.parent_path().filename().string() : n;
+}
+
+std::int64_t ModelRunner::dim() const {
+    return impl_->config.hidden_size;
+}
+
+bool ModelRunner::has_cls() const {
+    return impl_->encoder->has_cls_token();
+}
+
+features::InputGeometry ModelRunner::geometry(int rows, int cols) const {
+    const auto g = encoders::preprocess_geometry(impl_->preprocess, rows, cols);
+    features::InputGeometry ig;
+    ig.scale_x = g.scale_x;
+    ig.scale_y = g.scale_y;
+    ig.crop_left = static_cast<double>(g.crop_left);
+    ig.crop_top = static_cast<double>(g.crop_top);
+    ig.out_height = g.out_height;
+    ig.out_width = g.out_width;
+    ig.patch = impl_->config.patch_size;
+    return ig;
+}
+
+std::vector<ImageTokens> ModelRunner::encode(const std::vector<const float*>& images, int rows,
+                                             int cols) {
+    std::vector<ImageTokens> out(images.size());
+    const auto geo = geometry(rows, cols);
+    const std::int64_t H = geo.out_height, W = geo.out_width, C = impl_->channels;
+    const std::int64_t D = dim();
+    const bool has_cls = this->has_cls();
+    const std::size_t B = static_cast<std::size_t>(impl_->spec.batch);
+    torch::InferenceMode guard;
+    for (std::size_t b0 = 0; b0 < images.size(); b0 += B) {
+        const std::size_t nb = std::min(B, images.size() - b0);
+        at::Tensor x = torch::empty({static_cast<std::int64_t>(nb), C, H, W}, torch::kFloat32);
+        float* dst = x.data_ptr<float>();
+        const std::size_t per = static_cast<std::size_t>(C * H * W);
+        parallel_for(nb, impl_->spec.threads, [&](std::size_t begin, std::size_t end) {
+            for (std::size_t m = begin; m < end; ++m) {
+                const float* img = images[b0 + m];
+                const auto grey = encoders::quantise_u8(img, static_cast<std::size_t>(rows) * cols);
+                const auto px = encoders::preprocess_grey_u8(grey, rows, cols, impl_->preprocess,
+                                                             static_cast<int>(C));
+                RADPROBE_ASSERT(px.size() == per);
+                std::memcpy(dst + m * per, px.data(), per * sizeof(float));
+            }
+        });
+        const auto result = impl_->encoder->forward(x);
+        const std::int64_t G = result.grid_h * result.grid_w;
+        const at::Tensor patches =
+            result.tokens.patches.reshape({static_cast<std::int64_t>(nb), G, D}).contiguous();
+        const at::Tensor cls = has_cls ? result.tokens.cls.contiguous() : at::Tensor();
+        for (std::size_t m = 0; m < nb; ++m) {
+            ImageTokens& t = out[b0 + m];
+            const float* p = patches.data_ptr<float>() + static_cast<std::int64_t>(m) * G * D;
+            t.patches.assign(p, p + G * D);
+            if (has_cls) {
+                const float* c = cls.data_ptr<float>() + static_cast<std::int64_t>(m) * D;
+                t.cls.assign(c, c + D);
+            }
+        }
+    }
+    return out;
+}
+
+}  // namespace radprobe::analysis::detail

@@ -1,0 +1,319 @@
+// `radprobe train --head attention|mlp`: trained heads on cached features. Per label and per
+// learning rate of the grid a head is trained (fit_head: AdamW, warm-up + cosine, clipping,
+// early stopping on val AUROC); the LR with the best val AUROC scores the test split, and the
+// test metrics come with DeLong and patient-clustered bootstrap CIs (evaluate_scores).
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+
+#include "head_modules.hpp"
+#include "radprobe/core/error.hpp"
+#include "radprobe/core/files.hpp"
+#include "radprobe/core/parallel.hpp"
+#include "radprobe/core/progress.hpp"
+#include "radprobe/dataset/manifest.hpp"
+#include "radprobe/features/embeddings.hpp"
+#include "radprobe/heads/heads.hpp"
+#include "result_io.hpp"
+#include "training.hpp"
+
+namespace radprobe::heads {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+HeadKind parse_head_kind(const std::string& text) {
+    if (text == "attention") {
+        return HeadKind::kAttention;
+    }
+    if (text == "mlp") {
+        return HeadKind::kMlp;
+    }
+    throw UsageError(str_cat("--head '", text, "': expected attention or mlp"));
+}
+
+std::vector<double> parse_lr_grid(const std::string& text) {
+    return training::parse_lr_grid(text, "--lr-grid");
+}
+
+const char* head_kind_name(HeadKind kind) {
+    return kind == HeadKind::kAttention ? "attention" : "mlp";
+}
+
+namespace {
+
+/// Features of one split: rows of the feature tensor plus their labels and manifest records.
+struct Split {
+    std::vector<std::int64_t> rows;
+    std::vector<double> y;
+    std::vector<std::size_t> record;
+};
+
+}  // namespace
+
+TrainResult run_train(const TrainOptions& o) {
+    const auto start = std::chrono::steady_clock::now();
+    RADPROBE_USAGE_CHECK(!o.labels.empty(), "train: at least one --label is needed");
+    RADPROBE_USAGE_CHECK(!o.lr_grid.empty(), "train: the learning-rate grid is empty");
+    for (double lr : o.lr_grid) {
+        RADPROBE_USAGE_CHECK(std::isfinite(lr) && lr > 0, "--lr-grid: ", lr, " is not > 0");
+    }
+    RADPROBE_USAGE_CHECK(o.epochs >= 1 && o.batch >= 1 && o.patience >= 1 && o.warmup_epochs >= 0 &&
+                             o.weight_decay >= 0 && o.clip_norm > 0,
+                         "train: epochs, batch and patience >= 1, warm-up and weight decay >= 0, "
+                         "clip > 0 are required");
+    TrainResult out;
+    out.head = o.head;
+    out.seed = o.seed;
+    out.device = o.device;
+    const torch::Device device = training::parse_device(o.device);
+    const int threads = o.threads > 0 ? o.threads : available_threads();
+    torch::set_num_threads(threads);
+    out.store_dir = resolve_store_dir(o.store);
+    const bool attention = o.head == HeadKind::kAttention;
+    out.pool = o.pool.empty() ? (attention ? "patches" : "cls") : o.pool;
+    if (attention) {
+        RADPROBE_USAGE_CHECK(out.pool == "patches", "--pool '", out.pool,
+                             "': the attention head reads patch tokens (--pool patches)");
+    } else {
+        RADPROBE_USAGE_CHECK(
+            out.pool == "cls" || out.pool == "mean" || out.pool == "cls+mean" || out.pool == "roi",
+            "--pool '", out.pool,
+            "': the MLP head reads pooled embeddings (cls, mean, cls+mean, roi)");
+    }
+
+    dataset::ManifestOptions mo;
+    mo.labels = o.labels;
+    const auto manifest = dataset::Manifest::load(o.manifest, mo);
+    manifest.require_valid();
+    RADPROBE_CHECK(manifest.has_split_column(), o.manifest.string(),
+                   ": no 'split' column (run radprobe split first)");
+
+    // The feature tensor: N×G×W tokens (attention) or N×D embeddings (mlp), CPU float32.
+    features::EmbeddingTable table;
+    torch::Tensor all;
+    json grid_json;
+    if (attention) {
+        RADPROBE_CHECK(fs::exists(out.store_dir / "patches.npy"), out.store_dir.string(),
+                       ": the store has no patches.npy (extract with --pool patches)");
+        const auto info = features::read_patch_grid_info(out.store_dir);
+        table = features::read_embeddings(out.store_dir, "patches");
+        const auto layers = static_cast<std::int64_t>(info.layers.size());
+        const auto grid = info.grid_h * info.grid_w;
+        RADPROBE_CHECK(layers >= 1 && grid >= 1 && info.dim >= 1 && table.dim == info.row_width(),
+                       out.store_dir.string(), ": patches.npy rows have ", table.dim,
+                       " values but patch_grid.json describes ", info.row_width());
+        const auto n = static_cast<std::int64_t>(table.image_ids.size());
+        all = torch::from_blob(table.values.data(), {n, layers, grid, info.dim}, torch::kFloat32)
+                  .permute({0, 2, 1, 3})
+                  .reshape({n, grid, layers * info.dim})
+                  .clone();
+        out.tokens = static_cast<std::size_t>(grid);
+        out.dim = static_cast<std::size_t>(layers * info.dim);
+        grid_json = {{"grid_h", info.grid_h},
+                     {"grid_w", info.grid_w},
+                     {"dim", info.dim},
+                     {"layers", info.layers}};
+    } else {
+        table = read_pool(out.store_dir, out.pool);
+        const auto n = static_cast<std::int64_t>(table.image_ids.size());
+        all = torch::from_blob(table.values.data(), {n, table.dim}, torch::kFloat32).clone();
+        out.tokens = 1;
+        out.dim = static_cast<std::size_t>(table.dim);
+    }
+    RADPROBE_CHECK(out.dim > 0 && !table.image_ids.empty(), out.store_dir.string(),
+                   ": empty embeddings");
+    table.values = {};
+
+    std::unique_ptr<Progress> progress;
+    if (o.progress) {
+        progress = std::make_unique<Progress>("train", o.labels.size() * o.lr_grid.size(), "fits");
+    }
+    const int depth = o.depth >= 0 ? o.depth : (attention ? 0 : 1);
+    json labels_json = json::array();
+    for (const auto& label : o.labels) {
+        const auto values = manifest.label_vector(label);
+        Split train, val, test;
+        for (std::size_t row = 0; row < table.image_ids.size(); ++row) {
+            const auto& id = table.image_ids[row];
+            const auto rec = manifest.find(id);
+            RADPROBE_CHECK(rec.has_value(), out.store_dir.string(), "/index.csv: image '", id,
+                           "' is not in ", o.manifest.string(),
+                           " (store extracted from another manifest?)");
+            if (out.pool == "roi" && !table.roi_valid[row]) {
+                continue;
+            }
+            const auto v = values[*rec];
+            if (v == dataset::kLabelUnknown) {
+                continue;
+            }
+            Split* dst = nullptr;
+            switch (manifest.record(*rec).split) {
+                case dataset::Split::kTrain:
+                    dst = &train;
+                    break;
+                case dataset::Split::kVal:
+                    dst = &val;
+                    break;
+                case dataset::Split::kTest:
+                    dst = &test;
+                    break;
+                case dataset::Split::kNone:
+                    break;
+            }
+            if (dst) {
+                dst->rows.push_back(static_cast<std::int64_t>(row));
+                dst->y.push_back(v == 1 ? 1.0 : 0.0);
+                dst->record.push_back(*rec);
+            }
+        }
+        for (const auto& [name, s] : {std::pair<const char*, const Split*>{"train", &train},
+                                      {"val", &val},
+                                      {"test", &test}}) {
+            RADPROBE_CHECK(!s->y.empty(), o.manifest.string(), ": column 'split': the ", name,
+                           " split has no image with a known '", label,
+                           "' label and features in the store");
+        }
+        auto take = [&](const Split& s) {
+            return all.index_select(0, torch::tensor(s.rows, torch::kLong));
+        };
+        torch::Tensor xtr = take(train), xva = take(val), xte = take(test);
+        if (!attention) {
+            // Standardise with train statistics (population std; constant features → scale 1).
+            const auto mean = xtr.mean(0, true);
+            auto scale = xtr.std(0, /*unbiased=*/false, true);
+            scale = torch::where(scale > 0, scale, torch::ones_like(scale));
+            xtr = (xtr - mean) / scale;
+            xva = (xva - mean) / scale;
+            xte = (xte - mean) / scale;
+        }
+        const auto ftr = tensor_features(xtr, device);
+        const auto fva = tensor_features(xva, device);
+        const auto fte = tensor_features(xte, device);
+
+        std::vector<CurvePoint> curve;
+        std::vector<double> best_scores;
+        double best_val = -1, chosen = 0;
+        std::vector<int> best_epochs;
+        for (double lr : o.lr_grid) {
+            training::seed_torch(o.seed);
+            std::shared_ptr<HeadModule> head;
+            if (attention) {
+                AttentionHeadConfig c;
+                c.in_dim = static_cast<std::int64_t>(out.dim);
+                c.dim = o.dim;
+                c.heads = o.heads;
+                c.depth = depth;
+                c.queries = o.queries;
+                c.dropout = o.dropout;
+                head = std::make_shared<AttentionPoolHead>(c);
+            } else {
+                MlpHeadConfig c;
+                c.in_dim = static_cast<std::int64_t>(out.dim);
+                c.hidden = o.dim > 0 ? o.dim : 256;
+                c.depth = depth;
+                c.dropout = o.dropout;
+                head = std::make_shared<MlpHead>(c);
+            }
+            head->to(device);
+            HeadFitOptions fo;
+            fo.lr = lr;
+            fo.weight_decay = o.weight_decay;
+            fo.epochs = o.epochs;
+            fo.batch = o.batch;
+            fo.warmup_epochs = o.warmup_epochs;
+            fo.clip_norm = o.clip_norm;
+            fo.patience = o.patience;
+            fo.seed = o.seed;
+            fo.device = device;
+            fo.balanced_loss = o.balanced;
+            HeadFit fit;
+            try {
+                fit = fit_head(*head, ftr, train.y, fva, val.y, fo);
+            } catch (const InputError& e) {
+                throw InputError(str_cat("label '", label, "': ", e.what()));
+            }
+            curve.push_back({lr, fit.best_val_auroc, fit.best_epoch, true});
+            best_epochs.push_back(fit.best_epoch);
+            if (fit.best_val_auroc > best_val) {
+                best_val = fit.best_val_auroc;
+                chosen = lr;
+                best_scores = predict_head(*head, fte, static_cast<std::int64_t>(test.y.size()),
+                                           o.batch, device);
+            }
+            if (progress) {
+                progress->advance();
+            }
+        }
+        std::vector<std::string> images, patients;
+        for (std::size_t r : test.record) {
+            images.push_back(manifest.record(r).id);
+            patients.push_back(manifest.record(r).patient_id);
+        }
+        LabelResult lr = evaluate_scores(label, std::move(images), std::move(patients), test.y,
+                                         std::move(best_scores), o.seed, o.n_boot, o.level);
+        lr.n_train = train.y.size();
+        lr.n_val = val.y.size();
+        lr.chosen = chosen;
+        lr.curve = curve;
+        json lj = label_json(lr, "lr", o.n_boot, o.level);
+        for (std::size_t k = 0; k < best_epochs.size(); ++k) {
+            lj["val_curve"][k]["best_epoch"] = best_epochs[k];
+        }
+        labels_json.push_back(lj);
+        out.labels.push_back(std::move(lr));
+    }
+    if (progress) {
+        progress->finish();
+    }
+    out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+    json j;
+    j["command"] = "train";
+    j["head"] = head_kind_name(o.head);
+    j["pool"] = out.pool;
+    j["store"] = out.store_dir.string();
+    j["manifest"] = o.manifest.string();
+    j["tokens"] = out.tokens;
+    j["dim"] = out.dim;
+    if (attention) {
+        j["patch_grid"] = grid_json;
+        j["head_config"] = {{"dim", o.dim > 0 ? o.dim : static_cast<int>(out.dim)},
+                            {"heads", o.heads},
+                            {"depth", depth},
+                            {"queries", o.queries},
+                            {"dropout", o.dropout}};
+    } else {
+        j["head_config"] = {{"hidden", o.dim > 0 ? o.dim : 256},
+                            {"depth", depth},
+                            {"dropout", o.dropout},
+                            {"standardised", true}};
+    }
+    j["optimizer"] = "adamw";
+    j["schedule"] = "warmup+cosine";
+    j["lr_grid"] = o.lr_grid;
+    j["epochs"] = o.epochs;
+    j["batch"] = o.batch;
+    j["weight_decay"] = o.weight_decay;
+    j["warmup_epochs"] = o.warmup_epochs;
+    j["clip_norm"] = o.clip_norm;
+    j["patience"] = o.patience;
+    j["class_weight"] = o.balanced ? "balanced" : "none";
+    j["device"] = o.device;
+    j["seed"] = o.seed;
+    j["threads"] = threads;
+    j["labels"] = labels_json;
+    out.metrics_json = j.dump(2) + "\n";
+    if (o.out) {
+        for (const auto& lr : out.labels) {
+            write_file_atomic(*o.out / ("predictions_" + lr.label + ".csv"), predictions_csv(lr));
+        }
+        write_file_atomic(*o.out / "metrics.json", out.metrics_json);
+    }
+    return out;
+}
+
+}  // namespace radprobe::heads
