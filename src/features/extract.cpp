@@ -50,6 +50,8 @@ std::string describe_key_inputs(const ExtractOptions& o, nlohmann::json* out) {
     std::string weights;
     if (fs::exists(dir / "model.safetensors")) {
         weights = content_hash_file(dir / "model.safetensors");
+    } else if (fs::exists(dir / "open_clip_model.safetensors")) {  // open_clip (BiomedCLIP)
+        weights = content_hash_file(dir / "open_clip_model.safetensors");
     } else if (fs::exists(dir / "model.safetensors.index.json")) {
         // Sharded: hash the index and every shard it names.
         const auto index = nlohmann::json::parse(read_file_text(dir / "model.safetensors.index.json"));
@@ -65,11 +67,19 @@ std::string describe_key_inputs(const ExtractOptions& o, nlohmann::json* out) {
         }
         weights = content_hash(all);
     } else {
-        throw InputError(str_cat(dir.string(), ": no model.safetensors or model.safetensors.index.json"));
+        throw InputError(str_cat(dir.string(),
+                                 ": no model.safetensors, model.safetensors.index.json or "
+                                 "open_clip_model.safetensors"));
     }
     j["weights_hash"] = weights;
-    j["config_hash"] = content_hash(read_file_text(dir / "config.json"));
-    j["preprocessor_hash"] = content_hash(read_file_text(dir / "preprocessor_config.json"));
+    // HF folders have config.json (+ preprocessor_config.json); open_clip folders keep both the
+    // architecture and the preprocessing in open_clip_config.json.
+    auto hash_if_present = [&](const char* name) {
+        return fs::exists(dir / name) ? content_hash(read_file_text(dir / name)) : std::string();
+    };
+    j["config_hash"] = fs::exists(dir / "config.json") ? hash_if_present("config.json")
+                                                        : hash_if_present("open_clip_config.json");
+    j["preprocessor_hash"] = hash_if_present("preprocessor_config.json");
     j["resize"] = o.resize;
     j["fold_grayscale"] = o.fold_grayscale;
     std::vector<std::string> pools;
@@ -256,12 +266,18 @@ ExtractResult extract(const ExtractOptions& o) {
     encoders::set_threads(o.threads);
     auto encoder = encoders::load_encoder(o.model_dir);
     Context ctx{o, manifest, effective_preprocess(o), config.patch_size, 3};
-    if (o.fold_grayscale && ctx.preprocess.do_normalize) {
-        encoder->fold_grayscale(ctx.preprocess.image_mean, ctx.preprocess.image_std);
-        ctx.channels = 1;
-    } else if (o.fold_grayscale) {
-        encoder->fold_grayscale({0.0, 0.0, 0.0}, {1.0, 1.0, 1.0});
-        ctx.channels = 1;
+    // Folding is exact where it applies; an architecture that cannot fold (ResNet's padded stem
+    // refuses before changing anything) simply takes the 3-channel input: same tokens.
+    try {
+        if (o.fold_grayscale && ctx.preprocess.do_normalize) {
+            encoder->fold_grayscale(ctx.preprocess.image_mean, ctx.preprocess.image_std);
+            ctx.channels = 1;
+        } else if (o.fold_grayscale) {
+            encoder->fold_grayscale({0.0, 0.0, 0.0}, {1.0, 1.0, 1.0});
+            ctx.channels = 1;
+        }
+    } catch (const InputError&) {
+        ctx.channels = 3;
     }
     const std::int64_t R = config.num_register_tokens;
     const bool has_cls = encoder->has_cls_token();  // false: SigLIP, ResNet, Swin

@@ -214,8 +214,9 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ExtractEveryArchitecture,
                                            ArchCase{"clip_vision", "CLIPImageProcessor", true},
                                            ArchCase{"siglip_vision", "SiglipImageProcessor", true},
                                            ArchCase{"dinov3_vit", "BitImageProcessor", true},
-                                           ArchCase{"resnet", "BitImageProcessor", false},
-                                           ArchCase{"swin", "BitImageProcessor", true}),
+                                           ArchCase{"resnet", "BitImageProcessor", true},
+                                           ArchCase{"swin", "BitImageProcessor", true},
+                                           ArchCase{"open_clip_vit", "CLIPImageProcessor", true}),
                          [](const auto& info) { return info.param.name; });
 
 }  // namespace
