@@ -133,6 +133,54 @@ fs::path resolve_store_dir(const fs::path& path) {
     return complete.front();
 }
 
+LabelSplits split_label_rows(const features::EmbeddingTable& table, const std::string& pool,
+                             const fs::path& store_dir, const dataset::Manifest& manifest,
+                             const fs::path& manifest_path, const std::string& label) {
+    const auto values = manifest.label_vector(label);
+    LabelSplits out;
+    for (std::size_t row = 0; row < table.image_ids.size(); ++row) {
+        const auto& id = table.image_ids[row];
+        const auto rec = manifest.find(id);
+        RADPROBE_CHECK(rec.has_value(), store_dir.string(), "/index.csv: image '", id,
+                       "' is not in ", manifest_path.string(),
+                       " (store extracted from another manifest?)");
+        if (pool == "roi" && !table.roi_valid[row]) {
+            continue;
+        }
+        const auto v = values[*rec];
+        if (v == dataset::kLabelUnknown) {
+            continue;
+        }
+        LabelSplit* dst = nullptr;
+        switch (manifest.record(*rec).split) {
+            case dataset::Split::kTrain:
+                dst = &out.train;
+                break;
+            case dataset::Split::kVal:
+                dst = &out.val;
+                break;
+            case dataset::Split::kTest:
+                dst = &out.test;
+                break;
+            case dataset::Split::kNone:
+                break;
+        }
+        if (dst) {
+            dst->rows.push_back(static_cast<std::int64_t>(row));
+            dst->y.push_back(v == 1 ? 1.0 : 0.0);
+            dst->record.push_back(*rec);
+        }
+    }
+    for (const auto& [name, split] : {std::pair<const char*, const LabelSplit*>{"train", &out.train},
+                                      {"val", &out.val},
+                                      {"test", &out.test}}) {
+        RADPROBE_CHECK(!split->y.empty(), manifest_path.string(), ": column 'split': the ", name,
+                       " split has no image with a known '", label,
+                       "' label and an embedding in the store");
+    }
+    return out;
+}
+
 features::EmbeddingTable read_pool(const fs::path& dir, const std::string& pool) {
     if (pool == "cls+mean" && !fs::exists(dir / "cls+mean.npy") && fs::exists(dir / "cls.npy") &&
         fs::exists(dir / "mean.npy")) {
@@ -265,51 +313,24 @@ ProbeRunResult run_probe(const ProbeRunOptions& options) {
     const std::size_t dim = out.dim;
     RADPROBE_CHECK(dim > 0, out.store_dir.string(), ": empty embeddings");
 
+    // Feature rows of one split, in store order.
+    auto gather = [&](const LabelSplit& split) {
+        SplitRows r;
+        r.x.reserve(split.rows.size() * dim);
+        for (auto row : split.rows) {
+            const auto at = static_cast<std::size_t>(row) * dim;
+            r.x.insert(r.x.end(), &table.values[at], &table.values[at + dim]);
+        }
+        r.y = split.y;
+        r.record = split.record;
+        return r;
+    };
     json labels_json = json::array();
     for (const auto& label : options.labels) {
-        const auto label_values = manifest.label_vector(label);
-        SplitRows train, val, test;
-        for (std::size_t row = 0; row < table.image_ids.size(); ++row) {
-            const auto& id = table.image_ids[row];
-            const auto rec = manifest.find(id);
-            RADPROBE_CHECK(rec.has_value(), out.store_dir.string(), "/index.csv: image '", id,
-                           "' is not in ", options.manifest.string(),
-                           " (store extracted from another manifest?)");
-            if (options.pool == "roi" && !table.roi_valid[row]) {
-                continue;
-            }
-            const auto v = label_values[*rec];
-            if (v == dataset::kLabelUnknown) {
-                continue;
-            }
-            SplitRows* dst = nullptr;
-            switch (manifest.record(*rec).split) {
-                case dataset::Split::kTrain:
-                    dst = &train;
-                    break;
-                case dataset::Split::kVal:
-                    dst = &val;
-                    break;
-                case dataset::Split::kTest:
-                    dst = &test;
-                    break;
-                case dataset::Split::kNone:
-                    break;
-            }
-            if (!dst) {
-                continue;
-            }
-            dst->x.insert(dst->x.end(), &table.values[row * dim], &table.values[(row + 1) * dim]);
-            dst->y.push_back(v == 1 ? 1.0 : 0.0);
-            dst->record.push_back(*rec);
-        }
-        for (const auto& [name, rows] : {std::pair<const char*, const SplitRows*>{"train", &train},
-                                         {"val", &val},
-                                         {"test", &test}}) {
-            RADPROBE_CHECK(!rows->y.empty(), options.manifest.string(), ": column 'split': the ",
-                           name, " split has no image with a known '", label,
-                           "' label and an embedding in the store");
-        }
+        const auto splits = split_label_rows(table, options.pool, out.store_dir, manifest,
+                                             options.manifest, label);
+        SplitRows train = gather(splits.train), val = gather(splits.val),
+                  test = gather(splits.test);
         std::string where = str_cat("label '", label, "'");
         BinaryProbeResult fit;
         try {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "radprobe/dataset/manifest.hpp"
 #include "radprobe/features/embeddings.hpp"
 #include "radprobe/heads/heads.hpp"
 
@@ -22,6 +23,21 @@ std::string predictions_csv(const LabelResult& r);
 /// A pooled table of a store ("cls+mean" concatenates cls.npy and mean.npy when needed);
 /// InputError naming the store when the pool is absent.
 features::EmbeddingTable read_pool(const std::filesystem::path& dir, const std::string& pool);
+/// The store rows of one binary label, by the manifest's split: rows whose image has a known
+/// label (and, for the `roi` pool, a region), with the 0/1 label and the manifest record.
+struct LabelSplit {
+    std::vector<std::int64_t> rows;
+    std::vector<double> y;
+    std::vector<std::size_t> record;
+};
+struct LabelSplits {
+    LabelSplit train, val, test;
+};
+/// InputError when a store image is not in the manifest or a split ends up empty.
+LabelSplits split_label_rows(const features::EmbeddingTable& table, const std::string& pool,
+                             const std::filesystem::path& store_dir,
+                             const dataset::Manifest& manifest,
+                             const std::filesystem::path& manifest_path, const std::string& label);
 nlohmann::ordered_json label_json(const LabelResult& r, const char* param_name, std::size_t n_boot,
                                   double level);
 

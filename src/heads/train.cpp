@@ -43,17 +43,6 @@ const char* head_kind_name(HeadKind kind) {
     return kind == HeadKind::kAttention ? "attention" : "mlp";
 }
 
-namespace {
-
-/// Features of one split: rows of the feature tensor plus their labels and manifest records.
-struct Split {
-    std::vector<std::int64_t> rows;
-    std::vector<double> y;
-    std::vector<std::size_t> record;
-};
-
-}  // namespace
-
 TrainResult run_train(const TrainOptions& o) {
     const auto start = std::chrono::steady_clock::now();
     RADPROBE_USAGE_CHECK(!o.labels.empty(), "train: at least one --label is needed");
@@ -135,49 +124,10 @@ TrainResult run_train(const TrainOptions& o) {
     const int depth = o.depth >= 0 ? o.depth : (attention ? 0 : 1);
     json labels_json = json::array();
     for (const auto& label : o.labels) {
-        const auto values = manifest.label_vector(label);
-        Split train, val, test;
-        for (std::size_t row = 0; row < table.image_ids.size(); ++row) {
-            const auto& id = table.image_ids[row];
-            const auto rec = manifest.find(id);
-            RADPROBE_CHECK(rec.has_value(), out.store_dir.string(), "/index.csv: image '", id,
-                           "' is not in ", o.manifest.string(),
-                           " (store extracted from another manifest?)");
-            if (out.pool == "roi" && !table.roi_valid[row]) {
-                continue;
-            }
-            const auto v = values[*rec];
-            if (v == dataset::kLabelUnknown) {
-                continue;
-            }
-            Split* dst = nullptr;
-            switch (manifest.record(*rec).split) {
-                case dataset::Split::kTrain:
-                    dst = &train;
-                    break;
-                case dataset::Split::kVal:
-                    dst = &val;
-                    break;
-                case dataset::Split::kTest:
-                    dst = &test;
-                    break;
-                case dataset::Split::kNone:
-                    break;
-            }
-            if (dst) {
-                dst->rows.push_back(static_cast<std::int64_t>(row));
-                dst->y.push_back(v == 1 ? 1.0 : 0.0);
-                dst->record.push_back(*rec);
-            }
-        }
-        for (const auto& [name, s] : {std::pair<const char*, const Split*>{"train", &train},
-                                      {"val", &val},
-                                      {"test", &test}}) {
-            RADPROBE_CHECK(!s->y.empty(), o.manifest.string(), ": column 'split': the ", name,
-                           " split has no image with a known '", label,
-                           "' label and features in the store");
-        }
-        auto take = [&](const Split& s) {
+        const auto splits = split_label_rows(table, out.pool, out.store_dir, manifest, o.manifest,
+                                             label);
+        const LabelSplit &train = splits.train, &val = splits.val, &test = splits.test;
+        auto take = [&](const LabelSplit& s) {
             return all.index_select(0, torch::tensor(s.rows, torch::kLong));
         };
         torch::Tensor xtr = take(train), xva = take(val), xte = take(test);
