@@ -3,7 +3,7 @@
 // by reference_timing.py. Prints both times, the ratio and the val AUROC agreement.
 //
 //   bench_heads [--n 10000] [--dim 768] [--grid logspace:-6:5:45] [--sk-tol 1e-8]
-//               [--threads 0] [--no-reference]
+//               [--threads 0] [--memory 10] [--no-reference]
 
 #include <unistd.h>
 
@@ -61,7 +61,7 @@ void make_data(std::size_t n, std::size_t dim, std::uint64_t seed, std::vector<f
 int main(int argc, char** argv) {
     std::size_t n = 10000, dim = 768;
     std::string grid_text = "logspace:-6:5:45", sk_tol = "1e-8";
-    int threads = 0;
+    int threads = 0, memory = 0;
     bool reference = true;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -76,6 +76,8 @@ int main(int argc, char** argv) {
             sk_tol = next();
         } else if (a == "--threads") {
             threads = std::stoi(next());
+        } else if (a == "--memory") {
+            memory = std::stoi(next());
         } else if (a == "--no-reference") {
             reference = false;
         } else {
@@ -92,6 +94,9 @@ int main(int argc, char** argv) {
     heads::ProbeOptions o;
     o.c_grid = heads::parse_c_grid(grid_text);
     o.lbfgs.threads = threads;
+    if (memory > 0) {
+        o.lbfgs.memory = memory;
+    }
     o.threads = threads;
     const auto t0 = std::chrono::steady_clock::now();
     const auto r = heads::fit_binary_probe(xtr, ytr, xva, yva, xva, dim, o);
@@ -104,9 +109,14 @@ int main(int argc, char** argv) {
     }
     std::printf(
         "radprobe linear probe: n=%zu d=%zu, %zu C values: %.2f s (%d L-BFGS iterations, "
-        "%d C values not converged to tol 1e-10), chosen C=%.3g, val AUROC %.6f\n",
+        "%d C values not converged to max|grad F| <= 1e-10), chosen C=%.3g, val AUROC %.6f\n",
         n, dim, r.curve.size(), ours, iters, unconverged, r.chosen,
         eval::auroc(yva, r.test_scores));
+    std::printf("radprobe iterations per C:");
+    for (const auto& p : r.curve) {
+        std::printf(" %d", p.iterations);
+    }
+    std::printf("\n");
     if (!reference) {
         return 0;
     }
@@ -160,8 +170,35 @@ int main(int argc, char** argv) {
         max_diff = std::max(max_diff, std::abs(v - p.val_auroc));
         at = static_cast<std::size_t>(end - json.c_str()) + 2;
     }
-    std::printf("scikit-learn %s LogisticRegression(lbfgs, tol=%s, max_iter=10000) sweep: %.2f s\n",
-                "1.2", sk_tol.c_str(), sk);
+    // scikit-learn's total iterations and the largest max|∇F| (scaled objective) it stopped at.
+    auto list_after = [&](const char* key) {
+        std::vector<double> v;
+        std::size_t p = json.find(key);
+        if (p == std::string::npos) {
+            return v;
+        }
+        p = json.find('[', p) + 1;
+        while (p < json.size() && json[p] != ']') {
+            char* end = nullptr;
+            v.push_back(std::strtod(json.c_str() + p, &end));
+            p = static_cast<std::size_t>(end - json.c_str());
+            while (p < json.size() && (json[p] == ',' || json[p] == ' ')) {
+                ++p;
+            }
+        }
+        return v;
+    };
+    double sk_iters = 0, sk_grad = 0;
+    for (double v : list_after("\"n_iter\"")) {
+        sk_iters += v;
+    }
+    for (double v : list_after("\"max_grad_scaled\"")) {
+        sk_grad = std::max(sk_grad, v);
+    }
+    std::printf(
+        "scikit-learn %s LogisticRegression(lbfgs, tol=%s, max_iter=10000) sweep: %.2f s (%.0f "
+        "L-BFGS-B iterations; stopped at max|grad F| up to %.2e on radprobe's scaled objective)\n",
+        "1.2", sk_tol.c_str(), sk, sk_iters, sk_grad);
     std::printf("ratio (scikit-learn / radprobe): %.2fx; max |Δ val AUROC| over the grid: %.2e\n",
                 sk / ours, max_diff);
     std::printf("reference output: %s", json.c_str());

@@ -19,7 +19,16 @@ namespace radprobe::analysis::detail {
 AnalysisTableRow make_row(const std::string& analysis, const std::string& row_key,
                           const std::string& row_key2, const std::string& column);
 
-/// A row holding an AUROC with its cluster-bootstrap CI and the Wald p against 0.5.
+/// The AUROC of a cluster-bootstrap resample (counts per sample; every sample of a cluster has
+/// its cluster's count) over the comparisons between DISTINCT draws: a cluster holding both
+/// classes, drawn c times, contributes its within-cluster comparisons c times, not c² (see
+/// common.cpp). Equal to the plain AUROC when every count is 1.
+double distinct_draw_auroc_of(std::span<const double> labels, std::span<const double> scores,
+                              std::span<const std::size_t> clusters,
+                              std::span<const std::uint32_t> counts);
+
+/// A row holding an AUROC with its cluster-bootstrap CI and the Wald p against 0.5; with
+/// clusters holding both classes, the replicates use distinct_draw_auroc_of.
 AnalysisTableRow auroc_row(const std::string& analysis, const std::string& row_key,
                            const std::string& row_key2, const std::string& column,
                            std::span<const double> labels, std::span<const double> scores,

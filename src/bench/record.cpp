@@ -128,6 +128,27 @@ std::vector<Metric> segment_result_metrics(const heads::SegmentResult& r,
         }
         out.push_back(std::move(x));
     }
+    // Dice over the images whose truth is non-empty: no empty-mask convention enters it (the
+    // all-images Dice counts an empty truth predicted empty as 1, which flatters rare findings).
+    const bool listed = std::any_of(r.metrics.begin(), r.metrics.end(),
+                                    [](const auto& m) { return m.metric == "dice_positive"; });
+    if (!listed && r.n_positive > 0) {
+        Metric x;
+        x.name = "dice_positive";
+        x.n = static_cast<std::int64_t>(r.dice_positive.defined);
+        if (r.dice_positive.defined > 0 && std::isfinite(r.dice_positive.mean)) {
+            x.value = r.dice_positive.mean;
+            if (std::isfinite(r.dice_positive.ci_lo) && std::isfinite(r.dice_positive.ci_hi)) {
+                x.ci_lo = r.dice_positive.ci_lo;
+                x.ci_hi = r.dice_positive.ci_hi;
+                x.ci_method = "bootstrap-percentile (patient-clustered)";
+                x.level = s.level;
+            }
+        }
+        x.extra_json =
+            nlohmann::json{{"n_scored", r.n_scored}, {"n_positive", r.n_positive}}.dump();
+        out.push_back(std::move(x));
+    }
     return out;
 }
 

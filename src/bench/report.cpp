@@ -332,7 +332,10 @@ json heatmap_spec(json values, const std::string& title, double lo, double hi, b
           {"encoding",
            {{"x", x},
             {"y", y},
-            {"text", {{"field", "value"}, {"type", "quantitative"}, {"format", diverging ? "+.2f" : ".2f"}}},
+            {"text",
+             {{"field", "value"},
+              {"type", "quantitative"},
+              {"format", diverging ? "+.2f" : ".2f"}}},
             {"color", text_color}}}}});
     return spec;
 }
@@ -506,6 +509,50 @@ json forest_values(const ReportData& d, const TaskGroup& t, const std::string& m
     return values;
 }
 
+// Segmentation: how the all-images Dice treats empty masks, and the Dice without that convention.
+void segmentation_convention_note(Page& page, const TaskGroup& t) {
+    std::string convention;
+    std::optional<std::int64_t> empty_truth, n_scored, n_positive;
+    for (const auto& row : t.rows) {
+        for (const auto& m : row.metrics) {
+            if (m.extra_json.empty()) {
+                continue;
+            }
+            const json x = json::parse(m.extra_json, nullptr, false);
+            if (!x.is_object()) {
+                continue;
+            }
+            if (m.name == "dice" && x.contains("empty_convention") && convention.empty()) {
+                convention = x["empty_convention"].get<std::string>();
+                if (x.contains("test_empty_truth")) {
+                    empty_truth = x["test_empty_truth"].get<std::int64_t>();
+                }
+            }
+            if (m.name == "dice_positive" && x.contains("n_positive") && !n_positive) {
+                n_positive = x["n_positive"].get<std::int64_t>();
+                n_scored = x["n_scored"].get<std::int64_t>();
+            }
+        }
+    }
+    if (convention.empty()) {
+        return;
+    }
+    page.raw("<p class=\"note\">Empty-mask convention of <b>dice</b>, <b>iou</b>, <b>hd95</b>: ");
+    page.text(convention);
+    page.raw(".");
+    if (empty_truth) {
+        page.raw(" " + std::to_string(*empty_truth) +
+                 " test images have an empty ground-truth mask; an empty prediction scores Dice 1 "
+                 "on them, which flatters a rare finding.");
+    }
+    if (n_positive) {
+        page.raw(" <b>dice_positive</b> is the mean Dice over the " + std::to_string(*n_positive) +
+                 " of " + std::to_string(n_scored.value_or(0)) +
+                 " test images whose mask is non-empty: no convention enters it.");
+    }
+    page.raw("</p>\n");
+}
+
 void task_section(Page& page, ResultsDb& db, const ReportData& d, const TaskGroup& t,
                   std::size_t index, double alpha) {
     page.raw("<section id=\"task-" + std::to_string(index) + "\"><h2>Task: ");
@@ -522,16 +569,21 @@ void task_section(Page& page, ResultsDb& db, const ReportData& d, const TaskGrou
             "Benjamini–Hochberg correction (adjusted p &lt; " +
             detail::format_number(alpha, 2) + "; hover for details).");
     }
-    page.raw("</p>\n<div class=\"plots\">\n");
+    page.raw("</p>\n");
+    segmentation_convention_note(page, t);
+    page.raw("<div class=\"plots\">\n");
 
-    for (const char* metric : {"auroc", "dice"}) {
+    for (const char* metric : {"auroc", "dice", "dice_positive"}) {
         json values = forest_values(d, t, metric);
         if (!values.empty()) {
             const std::optional<double> ref =
                 std::string(metric) == "auroc" ? std::optional<double>(0.5) : std::nullopt;
-            page.plot(forest_spec(std::string(metric == std::string("auroc") ? "AUROC" : "Dice") +
-                                      " with 95% CI — " + t.task,
-                                  metric, std::move(values), ref));
+            const std::string m = metric;
+            const std::string title = m == "auroc"  ? "AUROC"
+                                      : m == "dice" ? "Dice (all test images)"
+                                                    : "Dice over images with a non-empty mask";
+            page.plot(
+                forest_spec(title + " with 95% CI — " + t.task, metric, std::move(values), ref));
         }
     }
 
@@ -591,7 +643,9 @@ std::map<std::optional<std::int64_t>, std::vector<const AnalysisRow*>> rows_by_r
     return out;
 }
 
-bool is_difference(const std::string& text) { return text.find(" − ") != std::string::npos; }
+bool is_difference(const std::string& text) {
+    return text.find(" − ") != std::string::npos;
+}
 
 // A table of analysis rows: one line each with value [CI], p and BH-adjusted p.
 void analysis_table(Page& page, const std::vector<const AnalysisRow*>& rows,
@@ -665,12 +719,13 @@ void perturb_section(Page& page, const ReportData& d, double alpha) {
                                    1.0, false, "AUROC"));
         }
         if (!gain.empty()) {
-            page.plot(heatmap_spec(std::move(gain), "Gain of patch-local pooling" + run_title(d, run),
-                                   -0.5, 0.5, true, "AUROC gain"));
+            page.plot(heatmap_spec(std::move(gain),
+                                   "Gain of patch-local pooling" + run_title(d, run), -0.5, 0.5,
+                                   true, "AUROC gain"));
         }
         page.raw("</div>\n");
         if (!gains.empty()) {
-            page.raw("<details><summary>Gains with CIs" );
+            page.raw("<details><summary>Gains with CIs");
             page.text(run_title(d, run));
             page.raw("</summary>\n");
             analysis_table(page, gains, {"cell", "level", "comparison"}, alpha);
@@ -764,9 +819,9 @@ void shortcut_section(Page& page, const ReportData& d, double alpha) {
         }
         page.raw("<div class=\"plots\">\n");
         if (!values.empty()) {
-            page.plot(forest_spec("Pneumothorax AUROC on the tube-balanced test set" +
-                                      run_title(d, run),
-                                  "AUROC", std::move(values), 0.5, "test subset"));
+            page.plot(
+                forest_spec("Pneumothorax AUROC on the tube-balanced test set" + run_title(d, run),
+                            "AUROC", std::move(values), 0.5, "test subset"));
         }
         page.raw("</div>\n");
         if (!diffs.empty()) {

@@ -595,11 +595,36 @@ Built build(const ExperimentConfig& c, ResultsDb* db, const fs::path& preview_ro
         if (a.kind == "perturb" || a.kind == "lesions") {
             const std::string task =
                 a.kind == "perturb" ? "perturbation panel" : options["label"].get<std::string>();
+            const json& data = a.kind == "lesions" ? boxes_data_id : data_id;
             for (std::size_t e = 0; e < b.encoders.size(); ++e) {
                 for (const auto seed : c.seeds) {
-                    add(run_step(name, options, 4, e, task, "", seed,
-                                 a.kind == "lesions" ? boxes_data_id : data_id),
-                        e);
+                    add(run_step(name, options, 4, e, task, "", seed, data), e);
+                }
+            }
+            // The supervised baseline's features too: each CNN baseline run exports its trained
+            // network as an encoder directory (heads::BaselineResult::encoder_dir).
+            for (std::size_t i = 0; i < before_analyses; ++i) {
+                const PlanStep& src = b.plan.steps[i];
+                if (src.kind != StepKind::kRun || src.adaptation != "cnn_baseline") {
+                    continue;
+                }
+                json extra;
+                extra["source_run"] = src.spec.config_hash;
+                auto s = run_step(name, options, 4, kNone, task, "", src.seed, data, extra);
+                s.encoder = "cnn-from-scratch:" + src.task;
+                s.spec.encoder = s.encoder;
+                s.spec.notes = "on the features of cnn_baseline run " + src.spec.config_hash;
+                add(std::move(s), kNone, i);
+            }
+        } else if (a.kind == "shortcut") {
+            // The CNN baseline (baseline_epochs > 0) is trained in the first encoder's run only.
+            for (std::size_t e = 0; e < b.encoders.size(); ++e) {
+                json o = options;
+                if (e > 0) {
+                    o["baseline_epochs"] = 0;
+                }
+                for (const auto seed : c.seeds) {
+                    add(run_step(name, o, 4, e, "chest-tube shortcut", "", seed, json(nullptr)), e);
                 }
             }
         } else if (a.kind == "subgroups") {
@@ -617,6 +642,10 @@ Built build(const ExperimentConfig& c, ResultsDb* db, const fs::path& preview_ro
                 if (b.step_encoder[i] == kNone) {
                     s.spec.encoder = src.spec.encoder;
                 }
+                // The plan line names the adaptation it splits (linear and kNN runs of the same
+                // encoder, pooling and task are otherwise indistinguishable there).
+                s.encoder =
+                    (src.encoder.empty() ? src.spec.encoder : src.encoder) + " / " + src.adaptation;
                 s.spec.notes = "subgroups of " + src.adaptation + " run " + src.spec.config_hash;
                 add(std::move(s), b.step_encoder[i], i);
             }
@@ -1084,14 +1113,29 @@ RunnerSummary run_experiment(const ExperimentConfig& c, const RunnerOptions& opt
                 bo.threads = options.threads;
                 bo.n_boot = static_cast<std::size_t>(c.statistics.n_boot);
                 bo.progress = options.progress;
+                bo.out = run_dir;  // predictions + the trained network as an encoder directory
                 record_label(run, heads::run_baseline(bo).test);
 #ifdef RADPROBE_HAVE_ANALYSIS
             } else if (kind == "analysis:perturb" || kind == "analysis:lesions") {
                 analysis::EncoderSpec es;
-                es.model_dir = model_dir(enc);
                 es.threads = options.threads;
-                es.batch = b.encoders[enc].config->batch;
-                es.fold_grayscale = b.encoders[enc].config->fold_grayscale;
+                if (enc == kNone) {  // a CNN baseline run's exported network
+                    const PlanStep& src = b.plan.steps.at(b.step_source[i]);
+                    RADPROBE_CHECK(db.find_completed_run(src.spec.config_hash).has_value(),
+                                   "the baseline run it analyses (", src.describe(),
+                                   ") did not complete");
+                    es.model_dir = c.output.store / "runs" / src.spec.config_hash / "encoder";
+                    RADPROBE_CHECK(fs::exists(es.model_dir / "model.safetensors"), "directory ",
+                                   es.model_dir.string(),
+                                   ": the baseline run left no exported network (delete its run "
+                                   "from the database to re-train it)");
+                    es.batch = 32;
+                    es.fold_grayscale = false;
+                } else {
+                    es.model_dir = model_dir(enc);
+                    es.batch = b.encoders[enc].config->batch;
+                    es.fold_grayscale = b.encoders[enc].config->fold_grayscale;
+                }
                 analysis::AnalysisResult r;
                 if (kind == "analysis:perturb") {
                     analysis::PerturbOptions po;
@@ -1126,6 +1170,31 @@ RunnerSummary run_experiment(const ExperimentConfig& c, const RunnerOptions& opt
                     lo.progress = options.progress;
                     r = analysis::run_lesions(lo);
                 }
+                db.record_analysis(to_analysis_rows(r.rows, r.analysis, run));
+                result_text = std::to_string(r.rows.size()) + " table rows";
+            } else if (kind == "analysis:shortcut") {
+                analysis::ShortcutOptions so;
+                so.encoder.model_dir = model_dir(enc);
+                so.encoder.threads = options.threads;
+                so.encoder.batch = b.encoders[enc].config->batch;
+                so.encoder.fold_grayscale = b.encoders[enc].config->fold_grayscale;
+                so.poolings = opt["poolings"].get<std::vector<std::string>>();
+                so.correlation = opt["correlation"].get<double>();
+                so.prevalence = opt["prevalence"].get<double>();
+                so.n_train = opt["n_train"].get<std::size_t>();
+                so.n_test = opt["n_test"].get<std::size_t>();
+                so.size = opt["size"].get<int>();
+                so.baseline_epochs = opt["baseline_epochs"].get<int>();
+                so.baseline_size = opt["baseline_size"].get<int>();
+                so.c_grid = heads::parse_c_grid(opt["c_grid"].get<std::string>());
+                so.n_boot = static_cast<std::size_t>(c.statistics.n_boot);
+                so.level = c.statistics.level;
+                so.seed = static_cast<std::uint64_t>(s.seed);
+                so.work_dir = run_dir / "phantoms";
+                so.out = run_dir;
+                so.threads = options.threads;
+                so.progress = options.progress;
+                const auto r = analysis::run_shortcut(so);
                 db.record_analysis(to_analysis_rows(r.rows, r.analysis, run));
                 result_text = std::to_string(r.rows.size()) + " table rows";
             } else if (kind == "analysis:subgroups") {

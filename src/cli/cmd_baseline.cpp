@@ -4,8 +4,10 @@
 //   A ResNet-style CNN trained from scratch on the manifest's train split, early-stopped on
 //   val AUROC, evaluated on test: OUT/predictions_<label>.csv and OUT/metrics.json (also on
 //   stdout).
-// radprobe baseline --task seg --manifest M --mask NAME [--size 256] [--width 32] [--depth 4]
-//                   [--epochs 40] [--augment none] [--out DIR]
+// radprobe baseline --task seg --manifest M --mask NAME [--size 128] [--width 8] [--depth 4]
+//                   [--epochs 10] [--lr 3e-3] [--augment none] [--out DIR]
+//   (--task seg has its own defaults for size, width, epochs and lr, applied when the option
+//   is not given: heart Dice >= 0.9 on 256 px phantoms in minutes on 2 cores)
 //   A U-Net trained from scratch (Dice + BCE), early-stopped on val Dice, evaluated on test on
 //   the original pixel grids: OUT/masks/*.png, OUT/predictions.csv, OUT/metrics.json,
 //   OUT/model/ (usable with radprobe segment --apply).
@@ -21,6 +23,13 @@
 namespace radprobe::cli {
 
 namespace {
+
+// U-Net baseline (--task seg) defaults: 128 px input, 8 channels at the first of 4 levels, 10
+// epochs at lr 3e-3 (measured: heart Dice >= 0.9 on the 256 px phantoms in a few minutes).
+constexpr int kUnetSize = 128;
+constexpr int kUnetWidth = 8;
+constexpr int kUnetEpochs = 10;
+constexpr double kUnetLr = 3e-3;
 
 struct BaselineArgs {
     heads::BaselineOptions o;
@@ -64,21 +73,22 @@ Runner setup_baseline(CLI::App& app) {
         ->capture_default_str();
     app.add_option("--device", a->device, "--task seg: cpu | cuda | cuda:N")
         ->capture_default_str();
-    app.add_option("--size", a->o.size, "input size in pixels (square)")
+    app.add_option("--size", a->o.size, "input size in pixels (square; --task seg default 128)")
         ->check(CLI::Range(32, 2048))
         ->capture_default_str();
-    app.add_option("--width", a->o.width, "channels of the first stage (ResNet-18: 64)")
+    app.add_option("--width", a->o.width,
+                   "channels of the first stage (ResNet-18: 64; --task seg: U-Net, default 8)")
         ->check(CLI::Range(1, 512))
         ->capture_default_str();
     app.add_option("--blocks", a->blocks, "basic blocks per stage (ResNet-18: 2,2,2,2)")
         ->capture_default_str();
-    app.add_option("--epochs", a->o.epochs, "maximum epochs")
+    app.add_option("--epochs", a->o.epochs, "maximum epochs (--task seg default 10)")
         ->check(CLI::Range(1, 100000))
         ->capture_default_str();
     app.add_option("--batch", a->o.batch, "batch size")
         ->check(CLI::Range(2, 4096))
         ->capture_default_str();
-    app.add_option("--lr", a->o.lr, "peak AdamW learning rate")
+    app.add_option("--lr", a->o.lr, "peak AdamW learning rate (--task seg default 3e-3)")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
     app.add_option("--weight-decay", a->o.weight_decay, "AdamW weight decay")
@@ -109,11 +119,14 @@ Runner setup_baseline(CLI::App& app) {
             heads::SegmentOptions s = a->seg;
             s.decoder = heads::SegDecoder::kUnet;
             s.manifest = a->manifest;
-            s.size = a->o.size;
-            s.channels = a->o.width;
+            // The classification defaults (size 256, width 32, epochs 30, batch 32, lr 1e-3,
+            // weight decay 0.05, patience 6) are not the U-Net's: options not given on the
+            // command line take the U-Net baseline's defaults below or SegmentOptions'.
+            s.size = app_ptr->count("--size") > 0 ? a->o.size : kUnetSize;
+            s.channels = app_ptr->count("--width") > 0 ? a->o.width : kUnetWidth;
             s.depth = a->depth;
-            // The classification defaults (batch 32, weight decay 0.05, patience 6) are not the
-            // U-Net's: only options given on the command line override SegmentOptions'.
+            s.epochs = kUnetEpochs;
+            s.lr = kUnetLr;
             if (app_ptr->count("--epochs") > 0) {
                 s.epochs = a->o.epochs;
             }
@@ -126,7 +139,9 @@ Runner setup_baseline(CLI::App& app) {
             if (app_ptr->count("--patience") > 0) {
                 s.patience = a->o.patience;
             }
-            s.lr = a->o.lr;
+            if (app_ptr->count("--lr") > 0) {
+                s.lr = a->o.lr;
+            }
             s.warmup_epochs = a->o.warmup_epochs;
             s.clip_norm = a->o.clip_norm;
             s.seed = a->o.seed;

@@ -72,6 +72,9 @@ std::string describe_key_inputs(const ExtractOptions& o, nlohmann::json* out) {
                                  "open_clip_model.safetensors"));
     }
     j["weights_hash"] = weights;
+    // Layout version: 2 = a failed image's NaN row sits at its own position in the shard (v1
+    // appended it after the batch, shifting the rows after it): v1 stores are not reused.
+    j["store_format"] = 2;
     // HF folders have config.json (+ preprocessor_config.json); open_clip folders keep both the
     // architecture and the preprocessing in open_clip_config.json.
     auto hash_if_present = [&](const char* name) {
@@ -372,6 +375,10 @@ ExtractResult extract(const ExtractOptions& o) {
                 next = std::async(std::launch::async, prepare_batch, std::cref(ctx), b + o.batch,
                                   nb_end);
             }
+            // Pooled values per image of the batch, appended to the shard in row order below
+            // (a failed image's NaN row must sit at its own position, not after the batch).
+            std::vector<std::vector<std::vector<float>>> pooled_of(
+                batch.size(), std::vector<std::vector<float>>(o.poolings.size()));
             // Group consecutive images of the same input size into one forward pass.
             std::size_t i = 0;
             while (i < batch.size()) {
@@ -419,7 +426,7 @@ ExtractResult extract(const ExtractOptions& o) {
                             const auto v = pool(o.poolings[pi], has_cls ? cls.data_ptr<float>() : nullptr,
                                                 patches.data_ptr<float>(), G_batch, D,
                                                 p.roi_weights, model_name);
-                            auto& dst = rows.pooled[pi];
+                            auto& dst = pooled_of[i + static_cast<std::size_t>(m)][pi];
                             dst.insert(dst.end(), v.begin(), v.end());
                         }
                     }
@@ -427,14 +434,21 @@ ExtractResult extract(const ExtractOptions& o) {
                 }
                 i = j;
             }
-            for (const auto& p : batch) {
+            for (std::size_t bi = 0; bi < batch.size(); ++bi) {
+                const Prepared& p = batch[bi];
                 const auto& rec = manifest.record(static_cast<std::size_t>(p.row));
                 if (!p.ok) {
                     RADPROBE_CHECK(!o.strict, rec.image_path.string(), ": ", p.error, " (--strict)");
-                    for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
-                        rows.pooled[pi].insert(rows.pooled[pi].end(),
-                                               static_cast<std::size_t>(row_width(o.poolings[pi])),
-                                               std::numeric_limits<float>::quiet_NaN());
+                }
+                for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
+                    auto& dst = rows.pooled[pi];
+                    if (p.ok) {
+                        RADPROBE_ASSERT(static_cast<std::int64_t>(pooled_of[bi][pi].size()) ==
+                                        row_width(o.poolings[pi]));
+                        dst.insert(dst.end(), pooled_of[bi][pi].begin(), pooled_of[bi][pi].end());
+                    } else {
+                        dst.insert(dst.end(), static_cast<std::size_t>(row_width(o.poolings[pi])),
+                                   std::numeric_limits<float>::quiet_NaN());
                     }
                 }
                 rows.index_lines.push_back(csv_line(

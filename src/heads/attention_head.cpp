@@ -83,14 +83,19 @@ AttentionPoolHead::AttentionPoolHead(const AttentionHeadConfig& c) : config(c) {
     register_module("blocks", blocks);
     out_norm = register_module("out_norm", nn::LayerNorm(nn::LayerNormOptions({dim})));
     classifier = register_module("classifier", nn::Linear(dim, c.outputs));
+    // Initialisation as PyTorch's nn.MultiheadAttention (Xavier-uniform projections, zero
+    // biases) for the attention projections and LibTorch's Linear default (Kaiming-uniform) for
+    // the rest. Not timm's trunc_normal(std = 0.02) everywhere: with every matrix at 0.02 the
+    // logit depends on the tokens through a product of several tiny matrices (v, out, classifier;
+    // q·k for the attention itself) — a saddle at zero that a few hundred optimiser steps do not
+    // leave (train loss flat at the prior's entropy, attention uniform; see test_train_e2e).
     for (auto& p : named_parameters(true)) {
-        // Small-std init of every projection (timm's trunc_normal_(std=0.02)), zero biases.
-        if (p.key().find("weight") != std::string::npos && p.value().dim() == 2) {
-            torch::NoGradGuard g;
-            p.value().normal_(0, 0.02).clamp_(-0.04, 0.04);
-        } else if (p.key().find("bias") != std::string::npos &&
-                   p.key().find("norm") == std::string::npos) {
-            torch::NoGradGuard g;
+        const auto& name = p.key();
+        const bool attention_proj = name.find("attn.") != std::string::npos;
+        torch::NoGradGuard g;
+        if (attention_proj && p.value().dim() == 2) {
+            nn::init::xavier_uniform_(p.value());
+        } else if (attention_proj && name.find("bias") != std::string::npos) {
             p.value().zero_();
         }
     }

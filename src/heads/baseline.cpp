@@ -19,6 +19,7 @@
 #include "radprobe/eval/metrics.hpp"
 #include "radprobe/heads/heads.hpp"
 #include "radprobe/imaging/decode.hpp"
+#include "baseline_export.hpp"
 #include "result_io.hpp"
 #include "training.hpp"
 
@@ -288,6 +289,10 @@ BaselineResult run_baseline(const BaselineOptions& o) {
     j["labels"] = nlohmann::ordered_json::array({label_json(result.test, "epoch", o.n_boot, 0.95)});
     result.metrics_json = j.dump(2) + "\n";
     if (o.out) {
+        result.encoder_dir = *o.out / "encoder";
+        write_baseline_encoder(*model, o.width, o.blocks, o.size, o.label, result.encoder_dir);
+        j["encoder_dir"] = result.encoder_dir.string();
+        result.metrics_json = j.dump(2) + "\n";
         write_file_atomic(*o.out / ("predictions_" + o.label + ".csv"),
                           predictions_csv(result.test));
         write_file_atomic(*o.out / "metrics.json", result.metrics_json);

@@ -549,24 +549,24 @@ FinetuneResult run_finetune(const FinetuneOptions& o) {
     result.trainable_parameters = groups.trainable;
     result.frozen_parameters = groups.frozen;
 
-    std::vector<torch::optim::OptimizerParamGroup> opt_groups;
-    for (const auto& g : groups.groups) {
-        auto opts = std::make_unique<torch::optim::AdamWOptions>(o.lr * g.lr_mult);
-        opts->weight_decay(g.weight_decay);
-        opt_groups.emplace_back(g.params, std::move(opts));
-    }
-    torch::optim::AdamW opt(opt_groups, torch::optim::AdamWOptions(o.lr));
+    // The shared Trainer: AdamW over the layer-wise groups, warm-up + cosine schedule, global
+    // gradient clipping. On resume its AdamW state and step counter come from the checkpoint.
+    const long n = train.x.size(0);
+    const long steps_per_epoch = (n + o.batch - 1) / o.batch;
+    training::TrainerOptions to;
+    to.lr = o.lr;
+    to.weight_decay = o.weight_decay;
+    to.clip_norm = o.clip_norm;  // 0 = off
+    to.schedule.total_steps = std::max(1L, steps_per_epoch * o.epochs);
+    to.schedule.warmup_steps = steps_per_epoch * o.warmup_epochs;
+    training::Trainer trainer(groups.groups, to);
+    torch::optim::AdamW& opt = trainer.optimizer();
     if (resuming) {
         torch::serialize::InputArchive archive;
         archive.load_from((ckpt / kOptimizerFile).string(), device);
         opt.load(archive);
+        trainer.set_steps_taken(state.step);
     }
-
-    const long n = train.x.size(0);
-    const long steps_per_epoch = (n + o.batch - 1) / o.batch;
-    training::CosineSchedule schedule;
-    schedule.total_steps = std::max(1L, steps_per_epoch * o.epochs);
-    schedule.warmup_steps = steps_per_epoch * o.warmup_epochs;
     const auto y_train = torch::tensor(std::vector<float>(train.y.begin(), train.y.end()));
     const bool scaled = device.is_cuda();  // float16 autocast needs loss scaling
 
@@ -601,7 +601,7 @@ FinetuneResult run_finetune(const FinetuneOptions& o) {
                 training::AutocastGuard autocast(device);
                 loss = torch::binary_cross_entropy_with_logits(model.logits(px), yb);
             }
-            opt.zero_grad();
+            trainer.zero_grad();
             (scaled ? loss * state.loss_scale : loss).backward();
             bool finite = true;
             if (scaled) {
@@ -622,14 +622,8 @@ FinetuneResult run_finetune(const FinetuneOptions& o) {
                 state.loss_scale *= 2.0;
                 state.good_steps = 0;
             }
-            training::clip_gradients(groups.all, o.clip_norm);
-            const double factor = schedule.factor(state.step);
-            for (std::size_t g = 0; g < opt.param_groups().size(); ++g) {
-                static_cast<torch::optim::AdamWOptions&>(opt.param_groups()[g].options())
-                    .lr(o.lr * groups.groups[g].lr_mult * factor);
-            }
-            opt.step();
-            ++state.step;
+            trainer.step();  // schedule LR per group, clip, AdamW step
+            state.step = trainer.steps_taken();
             loss_sum += loss.item<double>();
             ++batches;
         }

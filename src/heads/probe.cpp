@@ -9,6 +9,7 @@
 #include <map>
 
 #include "knn_internal.hpp"
+#include "logistic_internal.hpp"
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
@@ -64,24 +65,24 @@ BinaryProbeResult fit_binary_probe(std::span<const float> train_x, std::span<con
         RADPROBE_USAGE_CHECK(!options.c_grid.empty(), "probe: the C grid is empty");
         std::vector<double> c_grid = options.c_grid;
         std::sort(c_grid.begin(), c_grid.end());
-        const std::vector<double> tr(train_x.begin(), train_x.end());
-        result.standardizer = Standardizer::fit(tr, dim);
-        const auto xtr = result.standardizer.transform(tr);
-        const auto xva =
-            result.standardizer.transform(std::vector<double>(val_x.begin(), val_x.end()));
-        const auto xte =
-            result.standardizer.transform(std::vector<double>(test_x.begin(), test_x.end()));
+        // The rows are read in place as float32 and standardised inside each pass (train) or
+        // when scored (val, test): no N×D float64 copies to allocate and fault in.
+        result.standardizer = fit_standardizer(train_x, dim);
         std::vector<double> weights;
         if (options.class_weight_balanced) {
             weights = balanced_weights(train_y);
         }
+        LogisticProblem problem(train_x, dim, result.standardizer, train_y, weights,
+                                options.lbfgs.threads);
+        // Strong to weak regularisation, each C warm-started at the previous optimum (the
+        // optimum of every C is unique, so this changes only the iteration count).
         std::vector<double> warm;
         double best = -1;
         for (double c : c_grid) {
-            LogisticModel m = fit_logistic(xtr, dim, train_y, c, weights, options.lbfgs, warm);
+            LogisticModel m = problem.fit(c, options.lbfgs, warm);
             warm = m.coef;
             warm.push_back(m.intercept);
-            const double auc = eval::auroc(val_y, m.decision(xva));
+            const double auc = eval::auroc(val_y, decision_raw(m, result.standardizer, val_x, dim));
             result.curve.push_back({c, auc, m.iterations, m.converged});
             if (auc > best) {
                 best = auc;
@@ -89,7 +90,7 @@ BinaryProbeResult fit_binary_probe(std::span<const float> train_x, std::span<con
                 result.model = std::move(m);
             }
         }
-        result.test_scores = result.model->decision(xte);
+        result.test_scores = decision_raw(*result.model, result.standardizer, test_x, dim);
     } else {
         RADPROBE_USAGE_CHECK(!options.k_grid.empty(), "probe: the k grid is empty");
         std::vector<int> k_grid = options.k_grid;
@@ -171,9 +172,10 @@ LabelSplits split_label_rows(const features::EmbeddingTable& table, const std::s
             dst->record.push_back(*rec);
         }
     }
-    for (const auto& [name, split] : {std::pair<const char*, const LabelSplit*>{"train", &out.train},
-                                      {"val", &out.val},
-                                      {"test", &out.test}}) {
+    for (const auto& [name, split] :
+         {std::pair<const char*, const LabelSplit*>{"train", &out.train},
+          {"val", &out.val},
+          {"test", &out.test}}) {
         RADPROBE_CHECK(!split->y.empty(), manifest_path.string(), ": column 'split': the ", name,
                        " split has no image with a known '", label,
                        "' label and an embedding in the store");
@@ -327,8 +329,8 @@ ProbeRunResult run_probe(const ProbeRunOptions& options) {
     };
     json labels_json = json::array();
     for (const auto& label : options.labels) {
-        const auto splits = split_label_rows(table, options.pool, out.store_dir, manifest,
-                                             options.manifest, label);
+        const auto splits =
+            split_label_rows(table, options.pool, out.store_dir, manifest, options.manifest, label);
         SplitRows train = gather(splits.train), val = gather(splits.val),
                   test = gather(splits.test);
         std::string where = str_cat("label '", label, "'");

@@ -108,19 +108,8 @@ SegmentResult apply_segment(const SegmentApplyOptions& o) {
         std::vector<eval::Mask> predicted;
         result.test = score_samples(set.samples, probs, seg, &scores, &predicted);
         write_outputs(o.out, set.samples, result.test, predicted);
-        std::vector<eval::SegmentationScores> scored;
-        std::vector<std::string> patients;
-        for (std::size_t i = 0; i < set.samples.size(); ++i) {
-            if (set.samples[i].has_truth) {
-                scored.push_back(scores[i]);
-                patients.push_back(set.samples[i].patient);
-                result.test_empty_truth += set.samples[i].truth.count() == 0;
-            }
-        }
         result.n_test = set.samples.size();
-        if (!scored.empty()) {
-            result.metrics = summarise(scored, patients, o.seed, o.n_boot, o.level);
-        }
+        summarise_into(result, set.samples, scores, o.seed, o.n_boot, o.level);
     } catch (const json::exception& e) {
         throw InputError(str_cat(meta_path.string(), ": ", e.what()));
     }
@@ -136,6 +125,8 @@ SegmentResult apply_segment(const SegmentApplyOptions& o) {
     j["mask"] = o.mask.empty() ? json(nullptr) : json(o.mask);
     j["empty_mask_convention"] = result.empty_convention;
     j["test_empty_truth"] = result.test_empty_truth;
+    j["n_scored"] = result.n_scored;
+    j["n_positive"] = result.n_positive;
     j["metrics"] = metrics_block(result);
     j["seed"] = o.seed;
     j["seconds"] = result.seconds;

@@ -100,13 +100,21 @@ std::vector<SegImageResult> score_samples(const std::vector<Sample>& samples,
                                           std::vector<eval::SegmentationScores>* scores,
                                           std::vector<eval::Mask>* predictions);
 
-/// Mean of the defined Dice values (NaN when none).
-double mean_dice(const std::vector<SegImageResult>& results);
+/// Mean of the defined Dice values (NaN when none). With positives_only, over the images whose
+/// truth is non-empty.
+double mean_dice(const std::vector<SegImageResult>& results, bool positives_only = false);
 
 /// Dice, IoU and HD95 means with patient-clustered percentile bootstrap CIs.
 std::vector<SegMetricSummary> summarise(const std::vector<eval::SegmentationScores>& scores,
                                         const std::vector<std::string>& patients,
                                         std::uint64_t seed, std::size_t n_boot, double level);
+
+/// Fills result.metrics (all images, the convention applies), result.dice_positive (Dice over
+/// the images whose truth is non-empty), n_scored, n_positive and test_empty_truth from the
+/// scores of the samples that have a truth mask (others are skipped).
+void summarise_into(SegmentResult& result, const std::vector<Sample>& samples,
+                    const std::vector<eval::SegmentationScores>& scores, std::uint64_t seed,
+                    std::size_t n_boot, double level);
 
 /// OUT/masks/<row>_<stem>.png and OUT/predictions.csv; sets results[i].mask_path.
 void write_outputs(const std::filesystem::path& out, const std::vector<Sample>& samples,

@@ -124,8 +124,8 @@ TrainResult run_train(const TrainOptions& o) {
     const int depth = o.depth >= 0 ? o.depth : (attention ? 0 : 1);
     json labels_json = json::array();
     for (const auto& label : o.labels) {
-        const auto splits = split_label_rows(table, out.pool, out.store_dir, manifest, o.manifest,
-                                             label);
+        const auto splits =
+            split_label_rows(table, out.pool, out.store_dir, manifest, o.manifest, label);
         const LabelSplit &train = splits.train, &val = splits.val, &test = splits.test;
         auto take = [&](const LabelSplit& s) {
             return all.index_select(0, torch::tensor(s.rows, torch::kLong));
@@ -148,6 +148,7 @@ TrainResult run_train(const TrainOptions& o) {
         std::vector<double> best_scores;
         double best_val = -1, chosen = 0;
         std::vector<int> best_epochs;
+        std::vector<std::vector<double>> train_losses;
         for (double lr : o.lr_grid) {
             training::seed_torch(o.seed);
             std::shared_ptr<HeadModule> head;
@@ -188,6 +189,7 @@ TrainResult run_train(const TrainOptions& o) {
             }
             curve.push_back({lr, fit.best_val_auroc, fit.best_epoch, true});
             best_epochs.push_back(fit.best_epoch);
+            train_losses.push_back(fit.train_loss);
             if (fit.best_val_auroc > best_val) {
                 best_val = fit.best_val_auroc;
                 chosen = lr;
@@ -212,6 +214,7 @@ TrainResult run_train(const TrainOptions& o) {
         json lj = label_json(lr, "lr", o.n_boot, o.level);
         for (std::size_t k = 0; k < best_epochs.size(); ++k) {
             lj["val_curve"][k]["best_epoch"] = best_epochs[k];
+            lj["val_curve"][k]["train_loss"] = train_losses[k];  // mean per epoch (diagnostics)
         }
         labels_json.push_back(lj);
         out.labels.push_back(std::move(lr));

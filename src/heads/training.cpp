@@ -152,6 +152,11 @@ Trainer::Trainer(std::vector<ParamGroup> groups, const TrainerOptions& options)
                                                        torch::optim::AdamWOptions(options.lr));
 }
 
+void Trainer::set_steps_taken(long steps) {
+    RADPROBE_ASSERT(steps >= 0, "Trainer::set_steps_taken: negative step count");
+    step_ = steps;
+}
+
 void Trainer::zero_grad() {
     optimizer_->zero_grad();
 }

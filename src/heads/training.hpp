@@ -72,6 +72,9 @@ public:
     /// norm, steps AdamW and advances the step counter. Returns the pre-clipping gradient norm.
     double step();
     long steps_taken() const { return step_; }
+    /// Resuming a run: the step counter saved with the optimiser state (optimizer().save/load
+    /// keeps AdamW's moments; the schedule position is this counter).
+    void set_steps_taken(long steps);
     /// The LR the next step() will use for group `g`.
     double current_lr(std::size_t g = 0) const;
     torch::optim::AdamW& optimizer() { return *optimizer_; }

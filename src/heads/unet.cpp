@@ -37,12 +37,16 @@ UNet::UNet(int depth, int width) : depth_(depth) {
     register_module("bottom", bottom_);
     register_module("up_conv", up_conv_);
     register_module("up_block", up_block_);
-    out_ = register_module("out", nn::Conv2d(nn::Conv2dOptions(width, 1, 1)));
+    // He initialisation for the convolutions that feed a BatchNorm + ReLU. The 1×1 output conv
+    // keeps LibTorch's default (uniform, ±1/√fan_in): He's ReLU gain there gave logits of
+    // several units at step 0, a saturated sigmoid that predicted every pixel foreground
+    // (val Dice = the foreground fraction) and took hundreds of steps to leave.
     for (auto& m : modules(false)) {
         if (auto* conv = m->as<nn::Conv2d>()) {
             nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanIn, torch::kReLU);
         }
     }
+    out_ = register_module("out", nn::Conv2d(nn::Conv2dOptions(width, 1, 1)));
 }
 
 torch::Tensor UNet::forward_logits(const std::vector<torch::Tensor>& inputs) {

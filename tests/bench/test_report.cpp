@@ -196,6 +196,44 @@ TEST_F(ReportTest, MarkdownHasEveryTable) {
     EXPECT_EQ(count(md, "| running |"), 1u);
 }
 
+TEST(ReportSegmentation, ShowsTheEmptyMaskConventionAndTheDiceOverPositives) {
+    TempDir tmp;
+    ResultsDb db = ResultsDb::open(tmp / "results.sqlite");
+    RunSpec spec;
+    spec.config_hash = "seg-ptx";
+    spec.encoder = "enc";
+    spec.task = "pneumothorax";
+    spec.adaptation = "segment-linear";
+    spec.seed = 1;
+    const std::int64_t run = db.begin_run(spec);
+    Metric dice;
+    dice.name = "dice";
+    dice.value = 0.775;
+    dice.n = 60;
+    dice.extra_json = R"J({"empty_convention":"both empty = 1 (perfect)","test_empty_truth":48})J";
+    Metric positive;
+    positive.name = "dice_positive";
+    positive.value = 0.081;
+    positive.ci_lo = 0.02;
+    positive.ci_hi = 0.15;
+    positive.n = 12;
+    positive.extra_json = R"({"n_scored":60,"n_positive":12})";
+    db.record_metrics(run, std::vector<Metric>{dice, positive});
+    db.finish_run(run);
+    const std::string html = render_report_html(db, {});
+    EXPECT_NE(html.find("Empty-mask convention"), std::string::npos);
+    EXPECT_NE(html.find("both empty = 1 (perfect)"), std::string::npos);
+    EXPECT_NE(html.find("48 test images have an empty ground-truth mask"), std::string::npos);
+    EXPECT_NE(html.find("over the 12 of 60 test images whose mask is non-empty"),
+              std::string::npos);
+    // Both Dice figures are leaderboard columns and forest plots.
+    EXPECT_NE(html.find("dice_positive"), std::string::npos);
+    EXPECT_NE(html.find("Dice over images with a non-empty mask with 95% CI"), std::string::npos);
+    const std::string md = render_report_markdown(db, {});
+    EXPECT_NE(md.find("dice_positive"), std::string::npos);
+    EXPECT_NE(md.find("0.081"), std::string::npos);
+}
+
 TEST_F(ReportTest, MissingVegaIsAClearError) {
     ResultsDb d = db();
     ReportOptions options;

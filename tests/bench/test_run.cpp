@@ -212,6 +212,29 @@ TEST_F(Config, ChecksTheManifestColumns) {
     EXPECT_EQ(error_of(yaml), "");
 }
 
+TEST_F(Config, ShortcutAnalysisGetsDefaultsAndRefusesOtherPoolings) {
+    const auto avail = available_analyses();
+    if (std::find(avail.begin(), avail.end(), "shortcut") == avail.end()) {
+        GTEST_SKIP() << "this build has no analysis component";
+    }
+    std::string yaml = std::string(kValid) + "analyses:\n  shortcut: {n_train: 80}\n";
+    const auto c = load_experiment_config(write(yaml));
+    ASSERT_EQ(c.analyses.size(), 1u);
+    const auto o = nlohmann::json::parse(c.analyses[0].options_json);
+    EXPECT_EQ(o["n_train"], 80);
+    EXPECT_EQ(o["n_test"], 300);
+    EXPECT_DOUBLE_EQ(o["correlation"].get<double>(), 0.9);
+    EXPECT_EQ(o["poolings"], nlohmann::json::array({"cls", "mean"}));
+    EXPECT_EQ(o["baseline_epochs"], 0);
+
+    yaml = std::string(kValid) + "analyses:\n  shortcut: {poolings: [cls, roi]}\n";
+    std::string e = error_of(yaml);
+    EXPECT_TRUE(contains(e, "analyses.shortcut.poolings: 'roi' is not a shortcut pooling")) << e;
+    yaml = std::string(kValid) + "analyses:\n  shortcut: {correlation: 1.5}\n";
+    e = error_of(yaml);
+    EXPECT_TRUE(contains(e, "analyses.shortcut.correlation")) << e;
+}
+
 TEST_F(Config, UnavailableAdaptationIsAnErrorNotASkip) {
     const auto known = known_adaptations();
     const auto avail = available_adaptations();

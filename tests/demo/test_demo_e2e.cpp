@@ -14,7 +14,9 @@ namespace radprobe::test {
 namespace {
 namespace fs = std::filesystem;
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string q(const fs::path& p) {
+    return "'" + p.string() + "'";
+}
 
 std::size_t count(const std::string& text, const std::string& what) {
     std::size_t n = 0;
@@ -24,17 +26,22 @@ std::size_t count(const std::string& text, const std::string& what) {
     return n;
 }
 
-/// (adaptation, status) of every run in the database.
+/// "adaptation status" and "adaptation@encoder status" of every run in the database.
 std::multiset<std::string> runs(const fs::path& db_path) {
     sqlite3* db = nullptr;
     EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
     sqlite3_stmt* st = nullptr;
-    EXPECT_EQ(sqlite3_prepare_v2(db, "select adaptation, status from runs", -1, &st, nullptr),
-              SQLITE_OK);
+    EXPECT_EQ(
+        sqlite3_prepare_v2(db, "select adaptation, status, encoder from runs", -1, &st, nullptr),
+        SQLITE_OK);
     std::multiset<std::string> out;
     while (sqlite3_step(st) == SQLITE_ROW) {
-        out.insert(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))) + " " +
-                   reinterpret_cast<const char*>(sqlite3_column_text(st, 1)));
+        const std::string adaptation = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+        const std::string status = reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
+        const auto* enc = reinterpret_cast<const char*>(sqlite3_column_text(st, 2));
+        const std::string encoder = enc ? enc : "";
+        out.insert(adaptation + " " + status);
+        out.insert(adaptation + "@" + encoder + " " + status);
     }
     sqlite3_finalize(st);
     sqlite3_close(db);
@@ -68,7 +75,11 @@ TEST(Demo, QuickDemoRunsEverythingRendersAndResumes) {
     const auto all = runs(out / "results.sqlite");
     for (const char* adaptation :
          {"linear", "knn", "attention", "segment-linear", "segment-multiscale", "cnn_baseline",
-          "unet_baseline", "analysis:perturb", "analysis:lesions", "analysis:subgroups"}) {
+          "unet_baseline", "analysis:perturb", "analysis:lesions", "analysis:subgroups",
+          "analysis:shortcut",
+          // The panel and the lesion probe on the supervised baseline's own features too.
+          "analysis:perturb@cnn-from-scratch:cardiomegaly",
+          "analysis:lesions@cnn-from-scratch:cardiomegaly"}) {
         EXPECT_GE(all.count(std::string(adaptation) + " completed"), 1u) << adaptation;
     }
     for (const auto& run : all) {
@@ -101,11 +112,11 @@ TEST(Demo, QuickDemoRunsEverythingRendersAndResumes) {
     const fs::path shots = DEMO_E2E_OUT_DIR;
     fs::create_directories(shots);
     TempDir profile2;
-    const CliResult shot = chromium("--virtual-time-budget=20000 --hide-scrollbars "
-                                    "--window-size=1400,4000 --screenshot=" +
-                                        q(shots / "demo_report.png") + " 'file://" +
-                                        html.string() + "'",
-                                    profile2.path());
+    const CliResult shot = chromium(
+        "--virtual-time-budget=20000 --hide-scrollbars "
+        "--window-size=1400,4000 --screenshot=" +
+            q(shots / "demo_report.png") + " 'file://" + html.string() + "'",
+        profile2.path());
     EXPECT_EQ(shot.exit_code, 0) << shot.err;
 
     // A second demo in the same folder: everything is already in the database.

@@ -137,8 +137,8 @@ TEST(AttentionHead, ShapesAndParameterNames) {
 }
 
 // The signal is in 2 of 16 tokens at random positions. A head that pools by attention must find
-// them: test AUROC > 0.90 (mean pooling cannot exceed 0.857) and the attention mass on the two signal tokens well above the
-// uniform 2/16 = 0.125.
+// them: test AUROC > 0.90 (mean pooling cannot exceed 0.857) and the attention mass on the two
+// signal tokens well above the uniform 2/16 = 0.125.
 TEST(AttentionHead, LearnsSignalInAFewTokens) {
     const auto tr = make_synthetic(384, 3.0, 1);
     const auto va = make_synthetic(128, 3.0, 2);
@@ -218,24 +218,25 @@ TEST(AttentionHead, ValWithoutBothClassesIsAnInputError) {
                  InputError);
 }
 
-// MLP on pooled embeddings: positives are shifted along a direction in 32-d; a clear
-// (Bayes AUROC ≈ 0.98) problem the head must learn.
-TEST(MlpHead, LearnsAShiftedClass) {
-    auto make = [](std::int64_t n, std::uint64_t seed) {
-        torch::manual_seed(seed);
-        auto x = torch::randn({n, 32});
-        std::vector<double> y;
-        for (std::int64_t i = 0; i < n; ++i) {
-            y.push_back(static_cast<double>(i % 2));
-            if (i % 2) {
-                x[i].narrow(0, 0, 4).add_(1.5);  // shift of norm 3 → Bayes AUROC Φ(3/√2) ≈ 0.98
-            }
+// Pooled embeddings for the MLP head: positives (odd rows) shifted along a direction in 32-d.
+std::pair<torch::Tensor, std::vector<double>> make_shifted(std::int64_t n, std::uint64_t seed) {
+    torch::manual_seed(seed);
+    auto x = torch::randn({n, 32});
+    std::vector<double> y;
+    for (std::int64_t i = 0; i < n; ++i) {
+        y.push_back(static_cast<double>(i % 2));
+        if (i % 2) {
+            x[i].narrow(0, 0, 4).add_(1.5);  // shift of norm 3 → Bayes AUROC Φ(3/√2) ≈ 0.98
         }
-        return std::pair{x, y};
-    };
-    const auto [xtr, ytr] = make(400, 1);
-    const auto [xva, yva] = make(100, 2);
-    const auto [xte, yte] = make(400, 3);
+    }
+    return {x, y};
+}
+
+// MLP on pooled embeddings: a clear (Bayes AUROC ≈ 0.98) problem the head must learn.
+TEST(MlpHead, LearnsAShiftedClass) {
+    const auto [xtr, ytr] = make_shifted(400, 1);
+    const auto [xva, yva] = make_shifted(100, 2);
+    const auto [xte, yte] = make_shifted(400, 3);
     torch::manual_seed(4);
     MlpHeadConfig c;
     c.in_dim = 32;
@@ -247,6 +248,29 @@ TEST(MlpHead, LearnsAShiftedClass) {
     const auto scores = predict_head(head, tensor_features(xte, cpu), 400, 128, cpu);
     EXPECT_GT(eval::auroc(yte, scores), 0.95);
     EXPECT_GE(fit.epochs_run, fit.best_epoch);
+}
+
+// The same data with the labels permuted in every split: chance. Null sd of the AUROC for
+// 200 + 200 test samples: sqrt(401 / (12·200·200)) ≈ 0.029; band 4 sd (a leak would give ≈ 0.98).
+TEST(MlpHead, PermutedLabelsGiveChance) {
+    auto [xtr, ytr] = make_shifted(400, 1);
+    auto [xva, yva] = make_shifted(100, 2);
+    auto [xte, yte] = make_shifted(400, 3);
+    Rng rng(99);
+    for (auto* y : {&ytr, &yva, &yte}) {
+        for (std::size_t i = y->size(); i > 1; --i) {
+            std::swap((*y)[i - 1], (*y)[rng.below(i)]);
+        }
+    }
+    torch::manual_seed(4);
+    MlpHeadConfig c;
+    c.in_dim = 32;
+    c.hidden = 64;
+    MlpHead head(c);
+    const torch::Device cpu(torch::kCPU);
+    fit_head(head, tensor_features(xtr, cpu), ytr, tensor_features(xva, cpu), yva, fit_options(4));
+    const auto scores = predict_head(head, tensor_features(xte, cpu), 400, 128, cpu);
+    EXPECT_NEAR(eval::auroc(yte, scores), 0.5, 4 * std::sqrt(401.0 / (12.0 * 200 * 200)));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
+#include "radprobe/core/random.hpp"
 #include "radprobe/encoders/encoder.hpp"
 #include "radprobe/encoders/model_dir.hpp"
 #include "radprobe/heads/heads.hpp"
@@ -79,6 +80,32 @@ std::map<std::string, at::Tensor> weights(const fs::path& dir) {
     return encoders::load_safetensors_state(dir);
 }
 
+// The ResNet fixture with a 64 px preprocessor_config.json (the fixture has none), in `dir`.
+fs::path write_resnet_64(const fs::path& dir) {
+    fs::create_directories(dir);
+    for (const char* f : {"config.json", "model.safetensors"}) {
+        fs::copy_file(test::encoder_fixture("resnet") / f, dir / f);
+    }
+    write_file_atomic(dir / "preprocessor_config.json",
+                      R"({"do_resize": true, "size": {"shortest_edge": 64}, "resample": 2,
+    "do_center_crop": true, "crop_size": {"height": 64, "width": 64},
+    "do_rescale": true, "rescale_factor": 0.00392156862745098, "do_normalize": true,
+    "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]})");
+    return dir;
+}
+
+// The ResNet recipe of LearnsCardiomegalyBetterThanChance.
+FinetuneOptions resnet_recipe(FinetuneOptions o, const fs::path& model) {
+    o.model = model;
+    o.pool = "mean";
+    o.epochs = 12;
+    o.lr = 2e-3;
+    o.llrd = 1.0;
+    o.patience = 12;
+    o.augment = "none";
+    return o;
+}
+
 TEST(FinetuneOptionsParsing, UnfreezeAndLlrd) {
     EXPECT_EQ(first_trainable_layer("all", 12), 0);
     EXPECT_EQ(first_trainable_layer("none", 12), 14);
@@ -93,25 +120,72 @@ TEST(FinetuneOptionsParsing, UnfreezeAndLlrd) {
     EXPECT_DOUBLE_EQ(llrd_multiplier(0.5, 12, 0), std::pow(0.5, 13));
 }
 
-// DISABLED: fails as of this session. With this tiny random ViT (2 blocks, width 32) on 96
-// phantoms at 64 px, test AUROC was 0.40 (DeLong lo 0.09) after 12 epochs, i.e. chance. Needs a
-// larger set / stronger model or a different recipe before it can be enabled; see the FT report.
-TEST_F(Finetune, DISABLED_LearnsCardiomegalyBetterThanChance) {
+// Fine-tuning learns: test AUROC clearly above chance on the 96 phantoms at 64 px.
+//
+// The encoder here is the tiny random-weight ResNet fixture (BatchNorm, so the train/eval mode
+// handling is exercised too), not the tiny random ViT of the other tests. Investigation of the
+// earlier failure (ViT: test AUROC 0.40 after 12 epochs): the fine-tuning loop is not at fault —
+// gradients reach every parameter (LayerwiseDecayMultipliersReachTheParameters), predictions
+// align with labels and reload from OUT/best (SavedEncoderReloadsAndReproducesThePredictions),
+// and the same loop fine-tunes this ResNet to AUROC 0.86 on the same 65 training images in
+// 12 epochs (measured: train loss 0.69 → 0.15, val 0.59 → 0.89). A randomly initialised ViT is
+// trained from scratch, which 65 images cannot do: an independent PyTorch ViT of the same size
+// (2 blocks, width 32, patch 8), same recipe, same 96 phantoms, ends at train loss 0.66 and test
+// AUROC 0.37 (HF 0.02 init: 0.57 and 0.46), i.e. chance too; from scratch it needs ~200 images
+// and 10+ epochs to leave the plateau (radprobe, 208 images, 30 epochs: train loss 0.29, test
+// AUROC 0.62; PyTorch, 12 epochs: 0.74).
+TEST_F(Finetune, LearnsCardiomegalyBetterThanChance) {
     TempDir out;
-    auto o = base(out.path());
-    o.epochs = 12;
-    o.lr = 2e-3;
-    o.patience = 12;
-    o.augment = "crop=0.85,rot=5,bright=0.05,contrast=0.05,gamma=0.05";
+    const auto o = resnet_recipe(base(out.path() / "run"), write_resnet_64(out.path() / "resnet"));
     const auto r = run_finetune(o);
     ASSERT_TRUE(r.completed);
     EXPECT_EQ(r.test.n_test, r.test.test_images.size());
+    // The training loss falls well below the prior's (balanced classes: ln 2 = 0.69).
+    ASSERT_FALSE(r.train_loss.empty());
+    EXPECT_LT(r.train_loss.back(), 0.45) << r.metrics_json;
     // Lower end of the DeLong CI above chance, and the point estimate clearly so.
     EXPECT_GT(r.test.auroc, 0.75) << r.metrics_json;
     EXPECT_GT(r.test.delong_lo, 0.5) << r.metrics_json;
-    EXPECT_TRUE(fs::exists(out.path() / "predictions_cardiomegaly.csv"));
-    EXPECT_TRUE(fs::exists(out.path() / "metrics.json"));
-    EXPECT_TRUE(fs::exists(out.path() / "best" / "encoder" / "model.safetensors"));
+    EXPECT_TRUE(fs::exists(out.path() / "run" / "predictions_cardiomegaly.csv"));
+    EXPECT_TRUE(fs::exists(out.path() / "run" / "metrics.json"));
+    EXPECT_TRUE(fs::exists(out.path() / "run" / "best" / "encoder" / "model.safetensors"));
+}
+
+// The same recipe with the label permuted across all images (the features no longer predict
+// it): the test AUROC must look like chance. With 16 test images (7 positives) the null sd of
+// the AUROC is sqrt((n + 1) / (12 n1 n0)) = 0.15, so the band is wide (0.5 ± 3 sd = 0.05 .. 0.95);
+// what it catches is a leak between the splits or of the label into the scores, which
+// gives ≈ 1 (the true labels give 0.86 with this recipe).
+TEST_F(Finetune, PermutedLabelsGiveChance) {
+    TempDir out;
+    const auto table = CsvTable::read(manifest());
+    const std::size_t col = table.column("cardiomegaly");
+    std::vector<std::string> labels;
+    for (const auto& row : table.rows()) {
+        labels.push_back(row[col]);
+    }
+    Rng rng(17);
+    for (std::size_t i = labels.size(); i > 1; --i) {
+        std::swap(labels[i - 1], labels[rng.below(i)]);
+    }
+    std::string text = csv_line(table.header()) + "\n";
+    for (std::size_t i = 0; i < table.rows().size(); ++i) {
+        auto row = table.rows()[i];
+        row[col] = labels[i];
+        text += csv_line(row) + "\n";
+    }
+    // Next to the original so the relative image paths resolve.
+    const fs::path permuted = manifest().parent_path() / "manifest_permuted.csv";
+    write_file_atomic(permuted, text);
+    auto o = resnet_recipe(base(out.path() / "run"), write_resnet_64(out.path() / "resnet"));
+    o.manifest = permuted;
+    const auto r = run_finetune(o);
+    fs::remove(permuted);
+    ASSERT_TRUE(r.completed);
+    const auto n1 = static_cast<double>(r.test.test_positives);
+    const auto n0 = static_cast<double>(r.test.n_test) - n1;
+    const double sd = std::sqrt((n1 + n0 + 1) / (12 * n1 * n0));
+    EXPECT_NEAR(r.test.auroc, 0.5, 3 * sd) << r.metrics_json;
 }
 
 TEST_F(Finetune, UnfreezeLastKLeavesEverythingElseBitIdentical) {

@@ -23,26 +23,27 @@ protected:
     static void SetUpTestSuite() {
         dir_ = new TempDir();
         const auto synth = run_cli("synth --out '" + (dir_->path() / "ph").string() +
-                                   "' --n 60 --size 64 --seed 2");
+                                   "' --n 60 --size 64 --seed 2 --cardiomegaly-prevalence 0.5");
         ASSERT_EQ(synth.exit_code, 0) << synth.err;
     }
     static void TearDownTestSuite() {
         delete dir_;
         dir_ = nullptr;
     }
-    static std::string common(const fs::path& out) {
+    // Balanced classes: the test split has 3 positives and 6 negatives (enough for the DeLong
+    // CI; the default prevalence left it 1 positive, whose CI is undefined).
+    static std::string common(const fs::path& out, int epochs = 2) {
         return "finetune --model '" + test::encoder_fixture("dinov2").string() + "' --manifest '" +
                (dir_->path() / "ph" / "manifest.csv").string() +
-               "' --label cardiomegaly --epochs 2 --batch 16 --size 56 --n-boot 100 --seed 4 "
-               "--threads 2 --out '" +
-               out.string() + "'";
+               "' --label cardiomegaly --epochs " + std::to_string(epochs) +
+               " --batch 16 --size 56 --n-boot 100 --seed 4 --threads 2 --out '" + out.string() +
+               "'";
     }
     static TempDir* dir_;
 };
 TempDir* FinetuneCli::dir_ = nullptr;
 
-// Disabled: FAILS as of 2026-11-23 — the tiny phantom test split has 1 positive (no CI possible) and the test passes --epochs twice (CLI11 usage error).
-TEST_F(FinetuneCli, DISABLED_RunsResumesAndTheCheckpointIsAModel) {
+TEST_F(FinetuneCli, RunsResumesAndTheCheckpointIsAModel) {
     TempDir tmp;
     const auto full = run_cli(common(tmp / "full"));
     ASSERT_EQ(full.exit_code, 0) << full.err;
@@ -60,11 +61,20 @@ TEST_F(FinetuneCli, DISABLED_RunsResumesAndTheCheckpointIsAModel) {
     ::unsetenv("RADPROBE_TEST_FINETUNE_STOP_AFTER_EPOCH");
     EXPECT_EQ(part.exit_code, 3) << part.err;
     EXPECT_NE(part.err.find("--resume"), std::string::npos) << part.err;
+    // The stopped run left epoch 1's checkpoint and no results.
+    EXPECT_FALSE(fs::exists(tmp / "split" / "metrics.json"));
+    const auto state =
+        nlohmann::json::parse(read_file_text(tmp / "split" / "checkpoint" / "state.json"));
+    EXPECT_EQ(state["epochs_done"], 1);
+    // Without --resume the checkpoint is not overwritten.
+    EXPECT_EQ(run_cli(common(tmp / "split")).exit_code, 2);
     const auto resumed = run_cli(common(tmp / "split") + " --resume");
     ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
     EXPECT_EQ(read_file_text(tmp / "split" / "predictions_cardiomegaly.csv"),
               read_file_text(tmp / "full" / "predictions_cardiomegaly.csv"));
     const auto jr = nlohmann::json::parse(resumed.out);
+    EXPECT_EQ(jr["resumed"], true);
+    EXPECT_EQ(jr["train_loss"], j["train_loss"]);  // epoch 2 identical after the restart
     EXPECT_EQ(jr["labels"][0]["auroc"], label["auroc"]);
     EXPECT_EQ(jr["labels"][0]["ci_bootstrap"], label["ci_bootstrap"]);
 
@@ -80,10 +90,9 @@ TEST_F(FinetuneCli, DISABLED_RunsResumesAndTheCheckpointIsAModel) {
     EXPECT_EQ(ext.exit_code, 0) << ext.err;
 }
 
-// Disabled: FAILS as of 2026-11-23 — the test passes --epochs twice (CLI11 usage error).
-TEST_F(FinetuneCli, DISABLED_HflipWarnsAboutAnatomy) {
+TEST_F(FinetuneCli, HflipWarnsAboutAnatomy) {
     TempDir tmp;
-    const auto r = run_cli(common(tmp / "o") + " --hflip --epochs 1");
+    const auto r = run_cli(common(tmp / "o", 1) + " --hflip");
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.err.find("swaps anatomy"), std::string::npos) << r.err;
 }

@@ -9,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "logistic_internal.hpp"
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
@@ -156,6 +157,100 @@ TEST(LinearProbe, IdenticalForAnyThreadCount) {
     const auto b = fit_logistic(xtr, kDim, data["train"].y, 1.0, {}, two);
     EXPECT_EQ(a.coef, b.coef);
     EXPECT_EQ(a.intercept, b.intercept);
+}
+
+// The C path the probe runs (raw float32 rows standardised inside each pass, warm starts, L-BFGS
+// pairs carried from one C to the next, preconditioned) and plain L-BFGS on the same rows both
+// reach the exact optimum of make_goldens.py (Newton) for every golden C, with and without class
+// weighting, to the same 1e-7 · max(1, |value|) as MatchesScikitLearnAndExactOptimum.
+TEST(LinearProbePath, MatchesExactOptimumAlongThePath) {
+    auto data = golden_data();
+    const auto& y = data["train"].y;
+    const auto st = fit_standardizer(data["train"].x, kDim);
+    const auto st_double = Standardizer::fit(to_double(data["train"].x), kDim);
+    EXPECT_EQ(st.mean, st_double.mean);
+    EXPECT_EQ(st.scale, st_double.scale);
+    const auto g = CsvTable::read(golden_dir() / "logistic.csv");
+    for (const bool balanced : {false, true}) {
+        for (const bool precondition : {true, false}) {
+            const auto w = balanced ? balanced_weights(y) : std::vector<double>{};
+            LogisticProblem problem(data["train"].x, kDim, st, y, w, 0, precondition);
+            std::vector<double> warm;
+            int fitted = 0;
+            for (const auto& r : g.rows()) {  // ascending C
+                if (r[2] != "newton" || (r[1] == "balanced") != balanced) {
+                    continue;
+                }
+                const double c = std::stod(r[0]);
+                const auto m = problem.fit(c, {}, warm);
+                SCOPED_TRACE(testing::Message() << "C=" << c << " balanced=" << balanced
+                                                << " precondition=" << precondition);
+                EXPECT_TRUE(m.converged);
+                const double b_ref = std::stod(r[5]);
+                EXPECT_NEAR(m.intercept, b_ref, 1e-7 * std::max(1.0, std::abs(b_ref)));
+                for (std::size_t j = 0; j < kDim; ++j) {
+                    const double ref = std::stod(r[6 + j]);
+                    EXPECT_NEAR(m.coef[j], ref, 1e-7 * std::max(1.0, std::abs(ref)))
+                        << "coef " << j;
+                }
+                warm = m.coef;
+                warm.push_back(m.intercept);
+                ++fitted;
+            }
+            EXPECT_EQ(fitted, 4);
+        }
+    }
+}
+
+// Large enough (n·d ≥ 2^17) for the row blocks to be spread over threads: the whole probe result
+// (curve, iterations, chosen model, test scores) is bitwise identical for 1, 2 and 3 threads, and
+// the preconditioned path agrees with plain L-BFGS (|Δ val AUROC| ≤ 1e-9 per C).
+TEST(LinearProbePath, IdenticalForAnyThreadCountOnParallelSizes) {
+    constexpr std::size_t d = 96, n_train = 1500, n_val = 300;
+    Rng rng(11);
+    auto make = [&](std::size_t n, std::vector<float>& x, std::vector<double>& y) {
+        for (std::size_t i = 0; i < n; ++i) {
+            const double z0 = rng.normal(), z1 = rng.normal();
+            y.push_back(rng.uniform() < 1.0 / (1.0 + std::exp(-(1.5 * z0 - z1))) ? 1.0 : 0.0);
+            for (std::size_t j = 0; j < d; ++j) {
+                x.push_back(static_cast<float>(rng.normal() + 3.0 + 0.6 * z0 * (j % 3 == 0) +
+                                               0.4 * z1 * (j % 5 == 0)));
+            }
+        }
+    };
+    std::vector<float> xtr, xva;
+    std::vector<double> ytr, yva;
+    make(n_train, xtr, ytr);
+    make(n_val, xva, yva);
+    ASSERT_GE(xtr.size(), std::size_t{1} << 17);
+    ProbeOptions o;
+    o.c_grid = parse_c_grid("logspace:-4:3:8");
+    std::vector<BinaryProbeResult> runs;
+    for (const int threads : {1, 2, 3}) {
+        o.lbfgs.threads = threads;
+        o.threads = threads;
+        runs.push_back(fit_binary_probe(xtr, ytr, xva, yva, xva, d, o));
+    }
+    for (std::size_t k = 1; k < runs.size(); ++k) {
+        ASSERT_EQ(runs[k].curve.size(), runs[0].curve.size());
+        for (std::size_t i = 0; i < runs[0].curve.size(); ++i) {
+            EXPECT_EQ(runs[k].curve[i].val_auroc, runs[0].curve[i].val_auroc);
+            EXPECT_EQ(runs[k].curve[i].iterations, runs[0].curve[i].iterations);
+        }
+        EXPECT_EQ(runs[k].chosen, runs[0].chosen);
+        EXPECT_EQ(runs[k].model->coef, runs[0].model->coef);
+        EXPECT_EQ(runs[k].model->intercept, runs[0].model->intercept);
+        EXPECT_EQ(runs[k].test_scores, runs[0].test_scores);
+    }
+    // Plain L-BFGS, each C from zero, on the same standardised rows.
+    const auto st = fit_standardizer(xtr, d);
+    const auto xva_std = st.transform(std::vector<double>(xva.begin(), xva.end()));
+    LogisticProblem plain(xtr, d, st, ytr, {}, 1, false);
+    for (const auto& p : runs[0].curve) {
+        const auto m = plain.fit(p.param, {});
+        EXPECT_TRUE(m.converged && p.converged) << "C=" << p.param;
+        EXPECT_NEAR(eval::auroc(yva, m.decision(xva_std)), p.val_auroc, 1e-9) << "C=" << p.param;
+    }
 }
 
 TEST(LinearProbe, RejectsBadInputs) {
@@ -318,6 +413,57 @@ TEST(RunProbe, PermutedLabelsGiveChance) {
                 << probe_kind_name(kind) << " perm " << perm << " auroc " << l.auroc;
         }
     }
+}
+
+// Multi-label = independent binary problems: with a second label ('second', ~1/7 of its values
+// unknown) the two-label run gives each label exactly (bit for bit) what a run on that label alone
+// gives, the unknown rows are left out of that label only, and class weighting reaches the
+// pipeline (balanced weights change the fitted scores of the imbalanced label).
+TEST(RunProbe, MultiLabelIsIndependentBinaryProblemsAndClassWeighting) {
+    test::TempDir tmp;
+    const auto s = make_fake_study(tmp.path(), 700, 24, true, 9);
+    const auto man = CsvTable::read(s.manifest);
+    std::string text = "image,patient_id,split,finding,second\n";
+    std::size_t unknown = 0;
+    Rng rng(21);
+    for (std::size_t i = 0; i < man.num_rows(); ++i) {
+        const auto& r = man.rows()[i];
+        std::string second = rng.bernoulli(0.2) ? "1" : "0";
+        if (i % 7 == 3) {
+            second = "";
+            ++unknown;
+        }
+        text += r[0] + "," + r[1] + "," + r[2] + "," + r[3] + "," + second + "\n";
+    }
+    write_file_atomic(s.manifest, text);
+    auto o = fake_options(s, ProbeKind::kLinear);
+    o.labels = {"finding", "second"};
+    const auto both = run_probe(o);
+    ASSERT_EQ(both.labels.size(), 2u);
+    for (std::size_t k = 0; k < 2; ++k) {
+        auto single = fake_options(s, ProbeKind::kLinear);
+        single.labels = {o.labels[k]};
+        const auto one = run_probe(single);
+        ASSERT_EQ(one.labels.size(), 1u);
+        const auto& a = both.labels[k];
+        const auto& b = one.labels[0];
+        EXPECT_EQ(a.label, o.labels[k]);
+        EXPECT_EQ(a.chosen, b.chosen);
+        ASSERT_EQ(a.curve.size(), b.curve.size());
+        for (std::size_t i = 0; i < a.curve.size(); ++i) {
+            EXPECT_EQ(a.curve[i].val_auroc, b.curve[i].val_auroc);
+        }
+        EXPECT_EQ(a.test_scores, b.test_scores);
+        EXPECT_EQ(a.auroc, b.auroc);
+    }
+    EXPECT_EQ(both.labels[0].n_train + both.labels[0].n_val + both.labels[0].n_test, 700u);
+    EXPECT_EQ(both.labels[1].n_train + both.labels[1].n_val + both.labels[1].n_test,
+              700u - unknown);
+    auto weighted = o;
+    weighted.probe.class_weight_balanced = true;
+    const auto w = run_probe(weighted);
+    ASSERT_EQ(w.labels.size(), 2u);
+    EXPECT_NE(w.labels[1].test_scores, both.labels[1].test_scores);
 }
 
 TEST(RunProbe, ClearErrors) {

@@ -151,6 +151,59 @@ TEST(SegMetrics, EmptyTruthConventionIsApplied) {
     EXPECT_TRUE(std::isnan(mean_dice(x)));
 }
 
+// Positive-only Dice: two empty truths predicted empty (Dice 1 by the convention), one
+// positive image half-found (Dice 2·8/(16+8) = 2/3), one positive image missed (Dice 0) and
+// one image without a truth mask (not scored). All images: (1+1+2/3+0)/4 = 2/3; positives
+// only: (2/3+0)/2 = 1/3.
+TEST(SegMetrics, DiceOverPositiveImagesOnlyLeavesTheEmptyMaskConventionOut) {
+    auto sample = [](const std::string& id, bool has_truth, bool square) {
+        Sample s;
+        s.id = id;
+        s.patient = "p" + id;
+        s.has_truth = has_truth;
+        s.truth = square ? rectangle(8, 8, 2, 2, 6, 6) : dataset::Mask(8, 8);
+        s.geometry = resize_geometry(8, 8, 8, 8);
+        return s;
+    };
+    const std::vector<Sample> samples = {sample("a", true, false), sample("b", true, false),
+                                         sample("c", true, true), sample("d", true, true),
+                                         sample("e", false, true)};
+    const std::vector<float> zeros(64, 0.0f);
+    std::vector<float> half(64, 0.0f);
+    for (int r = 2; r < 6; ++r) {
+        for (int c = 2; c < 4; ++c) {
+            half[static_cast<std::size_t>(r * 8 + c)] = 1.0f;
+        }
+    }
+    std::vector<eval::SegmentationScores> scores;
+    const auto per_image = score_samples(samples, {zeros, zeros, half, zeros, half},
+                                         eval::SegmentationOptions{}, &scores, nullptr);
+    ASSERT_NEAR(*per_image[2].dice, 2.0 / 3.0, 1e-12);
+    SegmentResult r;
+    summarise_into(r, samples, scores, 7, 200, 0.95);
+    EXPECT_EQ(r.n_scored, 4u);
+    EXPECT_EQ(r.n_positive, 2u);
+    EXPECT_EQ(r.test_empty_truth, 2u);
+    ASSERT_EQ(r.metrics[0].metric, "dice");
+    EXPECT_NEAR(r.metrics[0].mean, 2.0 / 3.0, 1e-12);
+    EXPECT_EQ(r.dice_positive.metric, "dice_positive");
+    EXPECT_EQ(r.dice_positive.defined, 2u);
+    EXPECT_NEAR(r.dice_positive.mean, 1.0 / 3.0, 1e-12);
+    // Two patients: a replicate draws {c,c}, {c,d} or {d,d} → means 2/3, 1/3, 0.
+    EXPECT_NEAR(r.dice_positive.ci_lo, 0.0, 1e-12);
+    EXPECT_NEAR(r.dice_positive.ci_hi, 2.0 / 3.0, 1e-12);
+    const auto block = metrics_block(r);
+    EXPECT_NEAR(block.at("dice_positive").at("mean").get<double>(), 1.0 / 3.0, 1e-12);
+    EXPECT_EQ(block.at("dice_positive").at("n_positive").get<std::size_t>(), 2u);
+    EXPECT_EQ(block.at("dice_positive").at("n_images").get<std::size_t>(), 4u);
+    // No positive image: the figure is undefined (null), not 1.
+    SegmentResult none;
+    summarise_into(none, {samples[0], samples[1]}, {scores[0], scores[1]}, 7, 50, 0.95);
+    EXPECT_EQ(none.n_positive, 0u);
+    EXPECT_TRUE(std::isnan(none.dice_positive.mean));
+    EXPECT_TRUE(metrics_block(none).at("dice_positive").at("mean").is_null());
+}
+
 // Phantoms whose train, val and test rows are copies of the same few images (distinct ids and
 // patients): test Dice then measures how well the network fits its training images.
 fs::path overfit_manifest(const TempDir& tmp, int n, int size) {
@@ -178,10 +231,11 @@ fs::path overfit_manifest(const TempDir& tmp, int n, int size) {
     return tmp / "manifest.csv";
 }
 
-// Disabled: FAILS as of this commit — the U-Net reaches a mean Dice of only 0.29 (bar 0.95)
-// after 60 epochs on these 4 images (measured 2026-11-23, seed 11). A real defect in the U-Net
-// training path to find, not a bar to lower; the multiscale decoder's overfit test passes.
-TEST(Segment, DISABLED_UnetOverfitsAHandfulOfPhantomsAndSameSeedGivesSameNumbers) {
+// One optimiser step per epoch (4 images, batch 4). With He's ReLU gain on the output conv the
+// U-Net started by predicting every pixel foreground and reached Dice 0.29 after 60 steps at
+// lr 3e-3 (a PyTorch reference of the same network and init: 0.28; with the default output
+// init 0.85, and 0.97 after 100 steps at lr 1e-2, the budget used here).
+TEST(Segment, UnetOverfitsAHandfulOfPhantomsAndSameSeedGivesSameNumbers) {
     TempDir tmp;
     SegmentOptions o;
     o.decoder = SegDecoder::kUnet;
@@ -190,12 +244,12 @@ TEST(Segment, DISABLED_UnetOverfitsAHandfulOfPhantomsAndSameSeedGivesSameNumbers
     o.size = 64;
     o.channels = 8;
     o.depth = 3;
-    o.epochs = 60;
+    o.epochs = 100;
     o.batch = 4;
-    o.lr = 3e-3;
-    o.patience = 60;
+    o.lr = 1e-2;
+    o.patience = 100;
     o.seed = 11;
-    o.threads = 2;
+    o.threads = 1;
     o.n_boot = 50;
     const auto r = run_segment(o);
     ASSERT_EQ(r.n_test, 4u);

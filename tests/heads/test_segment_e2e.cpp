@@ -26,7 +26,12 @@ class SegmentCli : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
         tmp_ = new TempDir();
-        const auto r = run_cli("synth --out " + q(*tmp_ / "ph") + " --n 24 --size 64 --seed 2");
+        // Prevalences 0.5 / 0.4 with seed 2: val holds both cardiomegaly classes and test two
+        // of each (the CNN baseline's CI needs them); test has pneumothorax-positive and
+        // -negative images.
+        const auto r = run_cli("synth --out " + q(*tmp_ / "ph") +
+                               " --n 24 --size 64 --seed 2 --cardiomegaly-prevalence 0.5 "
+                               "--pneumothorax-prevalence 0.4");
         ASSERT_EQ(r.exit_code, 0) << r.err;
     }
     static void TearDownTestSuite() {
@@ -56,8 +61,7 @@ void expect_outputs(const fs::path& out, const std::string& stdout_text) {
     EXPECT_TRUE(fs::exists(out / "model" / "seg_model.json"));
 }
 
-// Disabled: FAILS as of 2026-11-23 — the tiny phantom val split lacks a cardiomegaly class for the CNN baseline.
-TEST_F(SegmentCli, DISABLED_UnetBaselineRunsAndClassificationStillWorks) {
+TEST_F(SegmentCli, UnetBaselineRunsAndClassificationStillWorks) {
     const auto out = *tmp_ / "unet";
     const auto r = run_cli("baseline --task seg --manifest " + q(manifest()) +
                            " --mask heart --size 64 --width 4 --depth 2 --epochs 2 --n-boot 50 "
@@ -86,6 +90,14 @@ TEST_F(SegmentCli, LinearAndMultiscaleDecodersOnAFrozenEncoderAndApply) {
         const auto j = nlohmann::json::parse(r.out);
         // Pneumothorax-negative phantoms have empty masks: counted and the convention recorded.
         EXPECT_GT(j.at("test_empty_truth").get<int>(), 0);
+        // Beside the all-images Dice: Dice over the pneumothorax-positive test images only.
+        const auto& pos = j.at("metrics").at("dice_positive");
+        EXPECT_GT(j.at("n_positive").get<int>(), 0);
+        EXPECT_EQ(pos.at("n_positive"), j.at("n_positive"));
+        EXPECT_EQ(j.at("n_positive").get<int>() + j.at("test_empty_truth").get<int>(),
+                  j.at("n_scored").get<int>());
+        EXPECT_TRUE(pos.at("mean").is_number()) << pos;
+        EXPECT_TRUE(pos.at("ci").is_array());
         EXPECT_EQ(j.at("empty_mask_convention").at("both_empty"), "perfect");
         EXPECT_EQ(j.at("layers").size(), decoder == "linear" ? 1u : 4u);
         // The patch grids were extracted once into a store under OUT/embeddings.

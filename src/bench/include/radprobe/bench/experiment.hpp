@@ -34,7 +34,8 @@
 namespace radprobe::bench {
 
 /// Part of every run's hashed config; bump when results of an unchanged config would change.
-inline constexpr int kRunHashVersion = 1;
+inline constexpr int kRunHashVersion = 2;  // 2: session-3 fixes (store rows, U-Net,
+                                           // attention init, seg early stopping)
 
 // ---------------------------------------------------------------------------------------------
 // Recording one result as a run (shared by `radprobe run` and `radprobe demo`)

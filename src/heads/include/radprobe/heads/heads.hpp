@@ -232,6 +232,10 @@ struct BaselineResult {
     LabelResult test;               ///< test metrics (chosen = best epoch)
     double seconds = 0.0;
     std::string metrics_json;
+    /// With `out`: OUT/encoder, the trained network as a Hugging Face ResNetModel directory
+    /// (load_encoder() reads it; the analyses run on it like on any encoder), with the
+    /// classifier in radprobe_baseline_head.json. Empty otherwise.
+    std::filesystem::path encoder_dir;
 };
 
 /// Trains on train, early-stops on val AUROC (keeping the best weights), evaluates on test.
@@ -339,20 +343,20 @@ struct SegmentOptions {
     /// Hidden-state indices (HF numbering, negative from the end). Empty: linear = {-1},
     /// multiscale = the last four {-4,-3,-2,-1}.
     std::vector<int> layers;
-    std::int64_t resize = 0;      ///< encoder input size override (as extract --resize)
+    std::int64_t resize = 0;        ///< encoder input size override (as extract --resize)
     std::string unfreeze = "none";  ///< none | all | last-K (the last K blocks + final norm)
     double layer_decay = 0.75;      ///< encoder LR multiplier decay^(num_blocks + 1 − layer_id)
     double encoder_lr_mult = 0.1;   ///< encoder LR relative to the decoder's
-    int channels = 64;   ///< multiscale: fused channels; unet: channels of the first level
-    int depth = 4;       ///< unet: levels (the input side must be divisible by 2^depth)
-    int size = 256;      ///< unet: input side (images resized to size × size)
+    int channels = 64;  ///< multiscale: fused channels; unet: channels of the first level
+    int depth = 4;      ///< unet: levels (the input side must be divisible by 2^depth)
+    int size = 256;     ///< unet: input side (images resized to size × size)
     int epochs = 40;
     int batch = 8;
     double lr = 1e-3;
     double weight_decay = 1e-4;
     int warmup_epochs = 2;
     double clip_norm = 1.0;
-    int patience = 10;       ///< epochs without val Dice improvement before stopping
+    int patience = 10;         ///< epochs without val Dice improvement before stopping
     double dice_weight = 1.0;  ///< loss = dice_weight · soft Dice loss + bce_weight · BCE
     double bce_weight = 1.0;
     /// Augmentation (see augment.hpp: "none", "default" or key=value list); live paths only
@@ -397,13 +401,21 @@ struct SegmentResult {
     int epochs_run = 0;
     int best_epoch = 0;
     double best_val_dice = 0.0;
-    std::vector<double> val_curve;  ///< val mean Dice per epoch
+    /// val mean Dice per epoch, over the val images with a non-empty mask when there are any
+    /// (what early stopping watches)
+    std::vector<double> val_curve;
     std::vector<SegImageResult> test;
     std::vector<SegMetricSummary> metrics;
     /// The empty-mask convention, e.g. "both_empty=perfect (Dice=IoU=1, HD95=0); one_empty=
     /// exclude (HD95 undefined); outside_crop=background".
     std::string empty_convention;
     std::size_t test_empty_truth = 0;  ///< test images whose truth mask is empty
+    /// Dice over the test images whose ground-truth mask is non-empty only (metric
+    /// "dice_positive"; mean with the same patient-clustered bootstrap CI). No empty-mask
+    /// convention enters it, unlike metrics[dice], where an empty truth predicted empty scores 1.
+    SegMetricSummary dice_positive;
+    std::size_t n_scored = 0;    ///< test images with a ground-truth mask (all-images Dice base)
+    std::size_t n_positive = 0;  ///< of those, images whose truth is non-empty (dice_positive base)
     std::filesystem::path checkpoint;  ///< OUT/model (when out is set)
     double seconds = 0.0;
     std::string metrics_json;  ///< the JSON written to metrics.json
@@ -419,8 +431,8 @@ SegmentResult run_segment(const SegmentOptions& options);
 struct SegmentApplyOptions {
     std::filesystem::path checkpoint;  ///< a run's OUT/model directory
     std::filesystem::path manifest;    ///< images to segment (every row)
-    std::string mask;  ///< optional: score against this mask column where it is known
-    std::filesystem::path out;         ///< masks/ + predictions.csv (+ metrics.json)
+    std::string mask;           ///< optional: score against this mask column where it is known
+    std::filesystem::path out;  ///< masks/ + predictions.csv (+ metrics.json)
     std::string device = "cpu";
     int threads = 0;
     int batch = 8;
@@ -455,18 +467,18 @@ struct FinetuneOptions {
     std::filesystem::path model;  ///< HF directory
     std::filesystem::path manifest;
     std::string label;
-    std::string head = "linear";     ///< linear | attention (over all patch tokens)
-    std::string pool = "";           ///< linear head input: cls | mean ("" = cls when present)
-    std::string unfreeze = "all";    ///< all | last-K (K blocks + what follows them) | none
-    double llrd = 0.75;              ///< layer-wise LR decay factor in (0, 1]
-    double lr = 1e-4;                ///< peak LR (head; encoder × llrd multipliers)
+    std::string head = "linear";   ///< linear | attention (over all patch tokens)
+    std::string pool = "";         ///< linear head input: cls | mean ("" = cls when present)
+    std::string unfreeze = "all";  ///< all | last-K (K blocks + what follows them) | none
+    double llrd = 0.75;            ///< layer-wise LR decay factor in (0, 1]
+    double lr = 1e-4;              ///< peak LR (head; encoder × llrd multipliers)
     double weight_decay = 0.05;
     int epochs = 10;
     int batch = 16;
     int warmup_epochs = 1;
     double clip_norm = 1.0;
-    int patience = 5;  ///< epochs without val AUROC improvement before stopping
-    std::int64_t size = 0;           ///< model input size override (0 = the model's own)
+    int patience = 5;                 ///< epochs without val AUROC improvement before stopping
+    std::int64_t size = 0;            ///< model input size override (0 = the model's own)
     std::string augment = "default";  ///< see parse_augment (augment.hpp); "none" disables
     bool hflip = false;               ///< add horizontal flips (swaps anatomy; warned)
     // Attention head.
@@ -478,8 +490,9 @@ struct FinetuneOptions {
     int threads = 0;
     std::size_t n_boot = 2000;
     double level = 0.95;
-    std::filesystem::path out;  ///< required: checkpoint/, best/, predictions_<label>.csv, metrics.json
-    bool resume = false;        ///< continue from OUT/checkpoint (options must match)
+    std::filesystem::path
+        out;              ///< required: checkpoint/, best/, predictions_<label>.csv, metrics.json
+    bool resume = false;  ///< continue from OUT/checkpoint (options must match)
     bool progress = false;
     /// Test hook: stop (as if killed) after saving this epoch's checkpoint (0 = never).
     int stop_after_epoch = 0;
@@ -504,7 +517,7 @@ struct FinetuneResult {
     std::int64_t trainable_parameters = 0;
     std::int64_t frozen_parameters = 0;
     std::vector<FinetuneGroup> groups;  ///< encoder groups by layer_id, then the head
-    LabelResult test;  ///< chosen = best epoch; curve = (epoch, val AUROC)
+    LabelResult test;                   ///< chosen = best epoch; curve = (epoch, val AUROC)
     std::vector<std::string> warnings;
     double seconds = 0.0;
     std::string metrics_json;
