@@ -285,7 +285,9 @@ MixedClusters mixed_clusters(std::span<const double> labels, std::span<const dou
     return m;
 }
 
-/// The weighted Mann–Whitney sums (wins, comparisons) of a resample.
+/// The weighted Mann–Whitney sums (wins, comparisons) of a resample over `order` (sample
+/// indices sorted by score). Ties are walked together: each positive beats the negative weight
+/// strictly below it and ties with half of the negative weight at its score.
 std::pair<double, double> weighted_mann_whitney(std::span<const double> labels,
                                                 std::span<const double> scores,
                                                 std::span<const std::uint32_t> counts,
@@ -428,28 +430,8 @@ double weighted_auroc(std::span<const double> labels, std::span<const double> sc
     }
     std::sort(order.begin(), order.end(),
               [&](std::size_t a, std::size_t b) { return scores[a] < scores[b]; });
-    // Walk ties together: each positive beats the negative weight strictly below it and ties
-    // with half of the negative weight at its score.
-    double neg_below = 0, pos_total = 0, neg_total = 0, sum = 0;
-    std::size_t i = 0;
-    while (i < order.size()) {
-        std::size_t j = i;
-        double pos_here = 0, neg_here = 0;
-        while (j < order.size() && scores[order[j]] == scores[order[i]]) {
-            const double w = counts[order[j]];
-            (labels[order[j]] == 1.0 ? pos_here : neg_here) += w;
-            ++j;
-        }
-        sum += pos_here * (neg_below + 0.5 * neg_here);
-        neg_below += neg_here;
-        pos_total += pos_here;
-        neg_total += neg_here;
-        i = j;
-    }
-    if (pos_total == 0 || neg_total == 0) {
-        return std::nan("");
-    }
-    return sum / (pos_total * neg_total);
+    const auto [wins, comparisons] = weighted_mann_whitney(labels, scores, counts, order);
+    return comparisons > 0 ? wins / comparisons : std::nan("");
 }
 
 std::string rows_json(const std::vector<AnalysisTableRow>& rows) {
