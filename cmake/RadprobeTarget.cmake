@@ -48,10 +48,13 @@ function(radprobe_add_library)
     endif()
 endfunction()
 
-# radprobe_add_test(NAME imaging SOURCES ... DEPENDS ... LABELS unit [TORCH])
-# One GoogleTest binary per component, discovered by ctest with labels.
+# radprobe_add_test(NAME imaging SOURCES ... DEPENDS ... LABELS unit [TORCH] [SLOW filter])
+# One GoogleTest binary per component, discovered by ctest with labels and named
+# "<NAME>.<Suite>.<Test>" (so `ctest -R '^adapt_'` runs a component's tests). SLOW is a GoogleTest
+# filter ("Suite.Test:Suite.Other*") of the binary's heavy tests (minutes of training): they are
+# labelled `slow` instead of LABELS, so that `ctest -L unit` stays a quick loop.
 function(radprobe_add_test)
-    cmake_parse_arguments(ARG "TORCH" "NAME;TIMEOUT" "SOURCES;DEPENDS;LABELS" ${ARGN})
+    cmake_parse_arguments(ARG "TORCH" "NAME;TIMEOUT;SLOW" "SOURCES;DEPENDS;LABELS" ${ARGN})
     set(target test_${ARG_NAME})
     add_executable(${target} ${ARG_SOURCES})
     # Tests build many strings by concatenation, where GCC 12 -O3 also reports false
@@ -67,7 +70,6 @@ function(radprobe_add_test)
     target_link_libraries(${target} PRIVATE GTest::gtest GTest::gtest_main)
     target_compile_definitions(${target} PRIVATE
         RADPROBE_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
-        RADPROBE_SHARED_DIR="${RADPROBE_SHARED_DIR}"
         RADPROBE_BINARY="$<TARGET_FILE:radprobe>")
     if(ARG_TORCH)
         radprobe_use_torch(${target})
@@ -78,9 +80,20 @@ function(radprobe_add_test)
     # OMP_WAIT_POLICY=PASSIVE, as the radprobe binary sets for itself (src/cli/main.cpp): LibTorch
     # inside a test process otherwise spins OpenMP threads against OpenBLAS's own (measured: a
     # fine-tuning test 125 s → 8 s on 2 busy cores).
-    gtest_discover_tests(${target}
-        PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
-            ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE"
-        DISCOVERY_TIMEOUT 60)
+    if(ARG_SLOW)
+        gtest_discover_tests(${target} TEST_FILTER "-${ARG_SLOW}" TEST_PREFIX "${ARG_NAME}."
+            PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
+                ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE"
+            DISCOVERY_TIMEOUT 60)
+        gtest_discover_tests(${target} TEST_FILTER "${ARG_SLOW}" TEST_PREFIX "${ARG_NAME}."
+            PROPERTIES LABELS "slow" TIMEOUT ${ARG_TIMEOUT}
+                ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE"
+            DISCOVERY_TIMEOUT 60)
+    else()
+        gtest_discover_tests(${target} TEST_PREFIX "${ARG_NAME}."
+            PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
+                ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE"
+            DISCOVERY_TIMEOUT 60)
+    endif()
     add_dependencies(${target} radprobe)
 endfunction()

@@ -11,9 +11,10 @@
 #include "internal.hpp"
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/error.hpp"
+#include "radprobe/core/files.hpp"
 #include "radprobe/core/random.hpp"
 #include "radprobe/eval/metrics.hpp"
-#include "radprobe/heads/heads.hpp"
+#include "radprobe/probes/probes.hpp"
 
 namespace radprobe::analysis {
 
@@ -127,8 +128,8 @@ std::vector<double> cross_validated_scores(std::span<const float> x, std::size_t
     const int k = folds.empty() ? 0 : *std::max_element(folds.begin(), folds.end()) + 1;
     RADPROBE_CHECK(k >= 3, "cross-validation needs at least 3 non-empty folds (got ", k,
                    "): too few groups");
-    heads::ProbeOptions po;
-    po.kind = heads::ProbeKind::kLinear;
+    probes::ProbeOptions po;
+    po.kind = probes::ProbeKind::kLinear;
     po.c_grid = c_grid;
     po.threads = threads;
     // The probe only ranks; a looser tolerance than the library default saves most of the
@@ -158,7 +159,7 @@ std::vector<double> cross_validated_scores(std::span<const float> x, std::size_t
         if (test_rows.empty()) {
             continue;
         }
-        const auto r = heads::fit_binary_probe(tx, ty, vx, vy, sx, dim, po);
+        const auto r = probes::fit_binary_probe(tx, ty, vx, vy, sx, dim, po);
         for (std::size_t j = 0; j < test_rows.size(); ++j) {
             scores[test_rows[j]] = r.test_scores[j];
         }
@@ -341,6 +342,38 @@ double distinct_draw_auroc_of(std::span<const double> labels, std::span<const do
                                mixed_clusters(labels, scores, clusters), counts);
 }
 
+void write_result_files(AnalysisResult& result, const std::optional<std::filesystem::path>& out,
+                        const std::string& table_csv,
+                        const std::vector<std::pair<std::string, std::string>>& extra) {
+    if (!out) {
+        return;
+    }
+    std::vector<std::pair<std::string, std::string>> files = {{table_csv, rows_csv(result.rows)}};
+    files.insert(files.end(), extra.begin(), extra.end());
+    files.emplace_back("metrics.json", result.metrics_json);
+    for (const auto& [name, text] : files) {
+        write_file_atomic(*out / name, text);
+        result.files.push_back(*out / name);
+    }
+}
+
+eval::BootstrapOptions bootstrap_options(std::size_t n_boot, double level, std::uint64_t seed) {
+    eval::BootstrapOptions bo;
+    bo.replicates = n_boot;
+    bo.seed = seed;
+    bo.level = level;
+    return bo;
+}
+
+void set_from_bootstrap(AnalysisTableRow& row, const eval::BootstrapCi& ci, double null_value) {
+    row.value = ci.estimate;
+    if (ci.valid > 1) {
+        row.ci_lo = ci.ci_lo;
+        row.ci_hi = ci.ci_hi;
+    }
+    row.p = wald_p(ci.estimate, null_value, ci.se, ci.valid);
+}
+
 AnalysisTableRow auroc_row(const std::string& analysis, const std::string& row_key,
                            const std::string& row_key2, const std::string& column,
                            std::span<const double> labels, std::span<const double> scores,
@@ -352,10 +385,7 @@ AnalysisTableRow auroc_row(const std::string& analysis, const std::string& row_k
     if (counts.positives == 0 || counts.negatives == 0) {
         return row;  // undefined: NULL, never 0.5
     }
-    eval::BootstrapOptions bo;
-    bo.replicates = n_boot;
-    bo.seed = seed;
-    bo.level = level;
+    const eval::BootstrapOptions bo = bootstrap_options(n_boot, level, seed);
     const MixedClusters mixed = mixed_clusters(labels, scores, clusters);
     eval::BootstrapCi ci;
     if (mixed.member.empty()) {
@@ -369,12 +399,7 @@ AnalysisTableRow auroc_row(const std::string& analysis, const std::string& row_k
             },
             bo, {}, clusters);
     }
-    row.value = ci.estimate;
-    if (ci.valid > 1) {
-        row.ci_lo = ci.ci_lo;
-        row.ci_hi = ci.ci_hi;
-    }
-    row.p = wald_p(ci.estimate, 0.5, ci.se, ci.valid);
+    set_from_bootstrap(row, ci, 0.5);
     return row;
 }
 
@@ -391,10 +416,7 @@ AnalysisTableRow auroc_difference_row(const std::string& analysis, const std::st
     if (counts.positives == 0 || counts.negatives == 0) {
         return row;
     }
-    eval::BootstrapOptions bo;
-    bo.replicates = n_boot;
-    bo.seed = seed;
-    bo.level = level;
+    const eval::BootstrapOptions bo = bootstrap_options(n_boot, level, seed);
     const MixedClusters mixed1 = mixed_clusters(labels, scores1, clusters);
     eval::BootstrapCi ci;
     if (mixed1.member.empty()) {
@@ -410,12 +432,7 @@ AnalysisTableRow auroc_difference_row(const std::string& analysis, const std::st
             },
             bo, {}, clusters);
     }
-    row.value = ci.estimate;
-    if (ci.valid > 1) {
-        row.ci_lo = ci.ci_lo;
-        row.ci_hi = ci.ci_hi;
-    }
-    row.p = wald_p(ci.estimate, 0.0, ci.se, ci.valid);
+    set_from_bootstrap(row, ci, 0.0);
     return row;
 }
 

@@ -11,6 +11,7 @@
 
 #include "radprobe/analysis/analysis.hpp"
 #include "radprobe/dataset/manifest.hpp"
+#include "radprobe/eval/metrics.hpp"
 #include "radprobe/features/embeddings.hpp"
 
 namespace radprobe::analysis::detail {
@@ -55,8 +56,22 @@ double weighted_auroc(std::span<const double> labels, std::span<const double> sc
 /// agrees) the p is floored at 1 / (valid + 1) if the estimate differs from the null, else 1.
 double wald_p(double estimate, double null_value, double se, std::size_t valid);
 
+/// The bootstrap of every analysis CI: `n_boot` replicates, percentile interval at `level`.
+eval::BootstrapOptions bootstrap_options(std::size_t n_boot, double level, std::uint64_t seed);
+
+/// A row's value from a bootstrap: the estimate, the CI when more than one replicate was valid,
+/// and the Wald p against `null_value`.
+void set_from_bootstrap(AnalysisTableRow& row, const eval::BootstrapCi& ci, double null_value);
+
 /// The JSON of a list of rows (for metrics.json).
 std::string rows_json(const std::vector<AnalysisTableRow>& rows);
+
+/// Writes an analysis's files to `out` (nothing without `out`): the table as `table_csv`
+/// (rows_csv), each (name, text) of `extra`, then metrics.json; appends their paths to
+/// result.files in that order.
+void write_result_files(AnalysisResult& result, const std::optional<std::filesystem::path>& out,
+                        const std::string& table_csv,
+                        const std::vector<std::pair<std::string, std::string>>& extra = {});
 
 /// A seeded sample of `max` indices of [0, n) in increasing order (all when max == 0 or >= n).
 std::vector<std::size_t> sample_indices(std::size_t n, std::size_t max, std::uint64_t seed);

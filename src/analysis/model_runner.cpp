@@ -10,15 +10,15 @@
 #include "radprobe/core/parallel.hpp"
 #include "radprobe/encoders/encoder.hpp"
 #include "radprobe/encoders/model_dir.hpp"
+#include "radprobe/preprocess/preprocess.hpp"
 
 namespace radprobe::analysis::detail {
 
 struct ModelRunner::Impl {
     EncoderSpec spec;
     encoders::ModelConfig config;
-    encoders::PreprocessConfig preprocess;
+    preprocess::InputSpec input;
     std::unique_ptr<encoders::Encoder> encoder;
-    int channels = 3;
 };
 
 ModelRunner::ModelRunner(const EncoderSpec& spec) : impl_(std::make_unique<Impl>()) {
@@ -28,20 +28,21 @@ ModelRunner::ModelRunner(const EncoderSpec& spec) : impl_(std::make_unique<Impl>
                    ": model directory not found");
     impl_->spec = spec;
     impl_->config = encoders::read_model_config(spec.model_dir);
-    impl_->preprocess = encoders::read_preprocess_config(spec.model_dir);
+    impl_->input =
+        preprocess::InputSpec::processor_input(encoders::read_preprocess_config(spec.model_dir), 3);
     if (spec.resize > 0) {
-        impl_->preprocess.override_size(spec.resize);
+        impl_->input.processor.override_size(spec.resize);
     }
     encoders::set_threads(spec.threads);
     impl_->encoder = encoders::load_encoder(spec.model_dir);
     if (spec.fold_grayscale) {
-        if (impl_->preprocess.do_normalize) {
-            impl_->encoder->fold_grayscale(impl_->preprocess.image_mean,
-                                           impl_->preprocess.image_std);
+        if (impl_->input.processor.do_normalize) {
+            impl_->encoder->fold_grayscale(impl_->input.processor.image_mean,
+                                           impl_->input.processor.image_std);
         } else {
             impl_->encoder->fold_grayscale({0.0, 0.0, 0.0}, {1.0, 1.0, 1.0});
         }
-        impl_->channels = 1;
+        impl_->input.channels = 1;
     }
 }
 
@@ -61,23 +62,15 @@ bool ModelRunner::has_cls() const {
 }
 
 features::InputGeometry ModelRunner::geometry(int rows, int cols) const {
-    const auto g = encoders::preprocess_geometry(impl_->preprocess, rows, cols);
-    features::InputGeometry ig;
-    ig.scale_x = g.scale_x;
-    ig.scale_y = g.scale_y;
-    ig.crop_left = static_cast<double>(g.crop_left);
-    ig.crop_top = static_cast<double>(g.crop_top);
-    ig.out_height = g.out_height;
-    ig.out_width = g.out_width;
-    ig.patch = impl_->config.patch_size;
-    return ig;
+    return features::patch_geometry(preprocess::input_geometry(impl_->input, rows, cols),
+                                    impl_->config.patch_size);
 }
 
 std::vector<ImageTokens> ModelRunner::encode(const std::vector<const float*>& images, int rows,
                                              int cols) {
     std::vector<ImageTokens> out(images.size());
     const auto geo = geometry(rows, cols);
-    const std::int64_t H = geo.out_height, W = geo.out_width, C = impl_->channels;
+    const std::int64_t H = geo.out_height, W = geo.out_width, C = impl_->input.channels;
     const std::int64_t D = dim();
     const bool has_cls = this->has_cls();
     const std::size_t B = static_cast<std::size_t>(impl_->spec.batch);
@@ -90,9 +83,7 @@ std::vector<ImageTokens> ModelRunner::encode(const std::vector<const float*>& im
         parallel_for(nb, impl_->spec.threads, [&](std::size_t begin, std::size_t end) {
             for (std::size_t m = begin; m < end; ++m) {
                 const float* img = images[b0 + m];
-                const auto grey = encoders::quantise_u8(img, static_cast<std::size_t>(rows) * cols);
-                const auto px = encoders::preprocess_grey_u8(grey, rows, cols, impl_->preprocess,
-                                                             static_cast<int>(C));
+                const auto px = preprocess::to_input(img, rows, cols, impl_->input);
                 RADPROBE_ASSERT(px.size() == per);
                 std::memcpy(dst + m * per, px.data(), per * sizeof(float));
             }

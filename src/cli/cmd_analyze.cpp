@@ -1,7 +1,8 @@
 // radprobe analyze perturb|lesions|subgroups: where encoders fail.
 //   perturb    --model HFDIR --manifest M --out DIR [--kinds ..] [--sizes ..] [--contrasts ..]
-//   lesions    --model HFDIR --manifest M --label COL --out DIR [--area-thresholds ..] [--jitter
-//   ..] subgroups  --predictions CSV [--manifest M] --attribute COL --out DIR
+//   lesions    --model HFDIR --manifest M --label COL --out DIR [--area-thresholds ..]
+//              [--jitter ..]
+//   subgroups  --predictions CSV [--manifest M] --attribute COL --out DIR
 //              | --db results.sqlite --run ID --manifest M --attribute COL --out DIR
 //              | --shortcut --model HFDIR --work DIR --out DIR [--correlation R]
 // Every analysis writes CSV tables and metrics.json to --out (metrics.json also on stdout) and,
@@ -10,16 +11,13 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <nlohmann/json.hpp>
 
 #include "commands.hpp"
 #include "radprobe/analysis/analysis.hpp"
-#include "radprobe/bench/results.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/dataset/manifest.hpp"
 #include "radprobe/encoders/model_dir.hpp"
-#include "radprobe/features/embeddings.hpp"
-#include "radprobe/heads/heads.hpp"
+#include "radprobe/probes/probes.hpp"
 
 namespace radprobe::cli {
 namespace fs = std::filesystem;
@@ -126,66 +124,40 @@ analysis::EncoderSpec encoder_of(const CommonArgs& a) {
 analysis::CvOptions cv_of(const CommonArgs& a) {
     analysis::CvOptions cv;
     cv.folds = a.folds;
-    cv.c_grid = heads::parse_c_grid(a.c_grid);
+    cv.c_grid = probes::parse_c_grid(a.c_grid);
     cv.n_boot = a.n_boot;
     cv.level = a.level;
     return cv;
 }
 
-// Records the rows under a run of their own (or under `run` when given).
-void record(const CommonArgs& a, const analysis::AnalysisResult& r, const std::string& encoder,
-            const std::string& pooling, std::optional<std::int64_t> run = std::nullopt) {
-    if (a.db.empty()) {
-        return;
-    }
-    auto db = bench::ResultsDb::open(a.db);
-    std::vector<bench::AnalysisRow> rows;
-    bool own_run = false;
-    if (!run) {
-        // The config is the analysis's metrics.json without timings and results.
-        auto config = nlohmann::json::parse(r.metrics_json);
-        config.erase("rows");
-        config.erase("seconds");
-        bench::RunSpec spec;
-        spec.config_hash = features::content_hash(config.dump());
-        spec.encoder = encoder;
-        spec.task = "analysis:" + r.analysis;
-        spec.adaptation = "analysis";
-        spec.pooling = pooling;
-        spec.seed = static_cast<std::int64_t>(r.seed);
-        spec.config_json = config.dump();
-        if (auto done = db.find_completed_run(spec.config_hash)) {
-            std::fprintf(stderr,
-                         "radprobe analyze: %s already holds this analysis (run %lld); "
-                         "not recorded again\n",
-                         a.db.c_str(), static_cast<long long>(*done));
-            return;
-        }
-        run = db.begin_run(spec);
-        own_run = true;
-    }
-    for (const auto& t : r.rows) {
-        bench::AnalysisRow row;
-        row.analysis = t.analysis;
-        row.run = run;
-        row.row_key = t.row_key;
-        row.row_key2 = t.row_key2;
-        row.column = t.column;
-        row.value = t.value;
-        row.ci_lo = t.ci_lo;
-        row.ci_hi = t.ci_hi;
-        row.p = t.p;
-        row.p_adjusted = t.p_adjusted;
-        rows.push_back(std::move(row));
-    }
-    db.record_analysis(rows);
-    if (own_run) {
-        db.finish_run(*run);
-    }
+// The options every model-running analysis takes from the common flags.
+template <typename Options>
+void set_common(Options& o, const CommonArgs& a) {
+    o.encoder = encoder_of(a);
+    o.cv = cv_of(a);
+    o.seed = a.seed;
+    o.out = a.out;
 }
 
-int finish(const analysis::AnalysisResult& r) {
-    std::fwrite(r.metrics_json.data(), 1, r.metrics_json.size(), stdout);
+analysis::DbRecording recording(const CommonArgs& a, const std::string& encoder,
+                                const std::string& pooling) {
+    analysis::DbRecording r;
+    r.db = a.db;
+    r.encoder = encoder;
+    r.pooling = pooling;
+    return r;
+}
+
+// metrics.json on stdout; a note on stderr when the database already held the analysis.
+int finish(const CommonArgs& a, const analysis::AnalyzeOutcome& outcome) {
+    if (outcome.recorded && outcome.recorded->outcome == results::RunOutcome::kSkipped) {
+        std::fprintf(stderr,
+                     "radprobe analyze: %s already holds this analysis (run %lld); "
+                     "not recorded again\n",
+                     a.db.c_str(), static_cast<long long>(outcome.recorded->run));
+    }
+    const std::string& text = outcome.result.metrics_json;
+    std::fwrite(text.data(), 1, text.size(), stdout);
     return 0;
 }
 
@@ -195,226 +167,225 @@ std::string model_name(const std::string& dir) {
     return n.empty() ? p.parent_path().filename().string() : n;
 }
 
-}  // namespace
+// ---------------------------------------------------------------------------------------------
+// perturb
+// ---------------------------------------------------------------------------------------------
 
-Runner setup_analyze(CLI::App& app) {
-    app.require_subcommand(1);
-
-    auto pa = std::make_shared<PerturbArgs>();
+CLI::App* add_perturb(CLI::App& app, PerturbArgs& a) {
     CLI::App* perturb = app.add_subcommand(
         "perturb",
         "Perturbation panel: small synthetic signals (blobs, streaks, reticular texture) inserted "
         "into base images; per cell and pooling (cls, mean, roi) a cross-validated probe "
         "separates perturbed from clean");
-    add_common(perturb, pa->common, true);
-    perturb->add_option("--manifest", pa->manifest, "base images (manifest CSV)")->required();
-    perturb->add_option("--kinds", pa->kinds, "perturbations: blob, streak, reticular")
+    add_common(perturb, a.common, true);
+    perturb->add_option("--manifest", a.manifest, "base images (manifest CSV)")->required();
+    perturb->add_option("--kinds", a.kinds, "perturbations: blob, streak, reticular")
         ->capture_default_str();
     perturb
-        ->add_option("--sizes", pa->sizes,
+        ->add_option("--sizes", a.sizes,
                      "signal sizes: patches of the model input (0.5p) or pixels of the image (12)")
         ->capture_default_str();
-    perturb->add_option("--contrasts", pa->contrasts, "peak display-value changes (0..1)")
+    perturb->add_option("--contrasts", a.contrasts, "peak display-value changes (0..1)")
         ->capture_default_str();
     perturb
-        ->add_option("--location", pa->location,
+        ->add_option("--location", a.location,
                      "lungs (lung masks when the manifest has them, else the centre) | center")
         ->check(CLI::IsMember({"lungs", "center"}))
         ->capture_default_str();
-    perturb->add_option("--max-images", pa->max_images, "base images used (seeded sample; 0 = all)")
+    perturb->add_option("--max-images", a.max_images, "base images used (seeded sample; 0 = all)")
         ->capture_default_str();
-    perturb->add_flag("--examples", pa->examples,
+    perturb->add_flag("--examples", a.examples,
                       "write the first perturbed image of each cell to OUT/examples (.npy)");
+    return perturb;
+}
 
-    auto la = std::make_shared<LesionArgs>();
+int run_perturb(PerturbArgs& a) {
+    resolve_model(a.common);
+    analysis::PerturbOptions o;
+    set_common(o, a.common);
+    o.manifest = a.manifest;
+    o.kinds.clear();
+    for (const auto& k : dataset::split_list(a.kinds)) {
+        o.kinds.push_back(analysis::parse_perturb_kind(k));
+    }
+    o.sizes = analysis::parse_sizes(a.sizes);
+    o.contrasts = analysis::parse_numbers(a.contrasts, "--contrasts");
+    o.location = a.location;
+    o.max_images = a.max_images;
+    o.write_examples = a.examples;
+    return finish(a.common, analysis::analyze(o, recording(a.common, model_name(a.common.model),
+                                                           "cls,mean,roi")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// lesions
+// ---------------------------------------------------------------------------------------------
+
+CLI::App* add_lesions(CLI::App& app, LesionArgs& a) {
     CLI::App* lesions = app.add_subcommand(
         "lesions",
         "Box-stratified small-lesion probe: image-level AUROC per box-size stratum (cls, mean), "
         "box-level patch-local AUROC and its sensitivity to box jitter");
-    add_common(lesions, la->common, true);
-    lesions->add_option("--manifest", la->manifest, "manifest CSV (boxes.csv beside it)")
-        ->required();
-    lesions->add_option("--boxes", la->boxes,
-                        "boxes file (default: boxes.csv beside the manifest)");
-    lesions->add_option("--label", la->label, "image-level label column (e.g. nodule)")->required();
-    lesions->add_option("--box-label", la->box_label,
+    add_common(lesions, a.common, true);
+    lesions->add_option("--manifest", a.manifest, "manifest CSV (boxes.csv beside it)")->required();
+    lesions->add_option("--boxes", a.boxes, "boxes file (default: boxes.csv beside the manifest)");
+    lesions->add_option("--label", a.label, "image-level label column (e.g. nodule)")->required();
+    lesions->add_option("--box-label", a.box_label,
                         "box label to use (default: --label; * = every box)");
     lesions
-        ->add_option("--area-thresholds", la->thresholds,
+        ->add_option("--area-thresholds", a.thresholds,
                      "stratum thresholds on box area / image area, ascending")
         ->capture_default_str();
-    lesions->add_option("--jitter", la->jitter, "box displacement sigmas in pixels")
+    lesions->add_option("--jitter", a.jitter, "box displacement sigmas in pixels")
         ->capture_default_str();
-    lesions->add_option("--max-images", la->max_images, "images used (seeded sample; 0 = all)")
+    lesions->add_option("--max-images", a.max_images, "images used (seeded sample; 0 = all)")
         ->capture_default_str();
+    return lesions;
+}
 
-    auto sa = std::make_shared<SubgroupArgs>();
+int run_lesions(LesionArgs& a) {
+    resolve_model(a.common);
+    analysis::LesionOptions o;
+    set_common(o, a.common);
+    o.manifest = a.manifest;
+    if (!a.boxes.empty()) {
+        o.boxes = a.boxes;
+    }
+    o.label = a.label;
+    o.box_label = a.box_label;
+    o.area_thresholds = analysis::parse_numbers(a.thresholds, "--area-thresholds");
+    o.jitter_sigmas = analysis::parse_numbers(a.jitter, "--jitter");
+    o.max_images = a.max_images;
+    return finish(a.common, analysis::analyze(o, recording(a.common, model_name(a.common.model),
+                                                           "cls,mean,patch_local")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// subgroups (and --shortcut)
+// ---------------------------------------------------------------------------------------------
+
+CLI::App* add_subgroups(CLI::App& app, SubgroupArgs& a) {
     CLI::App* subgroups = app.add_subcommand(
         "subgroups",
         "Metrics per subgroup of an attribute with CIs and the gap (from predictions or a "
         "results-DB run); --shortcut: the chest-tube shortcut experiment on phantoms");
-    add_common(subgroups, sa->common, false);
-    subgroups->add_option("--predictions", sa->predictions,
+    add_common(subgroups, a.common, false);
+    subgroups->add_option("--predictions", a.predictions,
                           "predictions CSV (image, label, score[, patient_id], attributes)");
-    subgroups->add_option("--manifest", sa->manifest,
+    subgroups->add_option("--manifest", a.manifest,
                           "manifest giving attributes (and patients) by image id");
-    subgroups->add_option("--attribute", sa->attributes, "attribute column (repeatable)");
-    subgroups->add_option("--label-col", sa->label_col, "label column of --predictions")
+    subgroups->add_option("--attribute", a.attributes, "attribute column (repeatable)");
+    subgroups->add_option("--label-col", a.label_col, "label column of --predictions")
         ->capture_default_str();
-    subgroups->add_option("--score-col", sa->score_col, "score column of --predictions")
+    subgroups->add_option("--score-col", a.score_col, "score column of --predictions")
         ->capture_default_str();
-    subgroups->add_option("--run", sa->run, "take the predictions of this run from --db");
-    subgroups->add_flag("--shortcut", sa->shortcut,
+    subgroups->add_option("--run", a.run, "take the predictions of this run from --db");
+    subgroups->add_flag("--shortcut", a.shortcut,
                         "run the shortcut experiment: train where tubes co-occur with "
                         "pneumothorax, test on a tube-balanced set");
-    subgroups->add_option("--work", sa->work, "--shortcut: directory for phantoms and embeddings");
+    subgroups->add_option("--work", a.work, "--shortcut: directory for phantoms and embeddings");
     subgroups
-        ->add_option("--correlation", sa->correlation,
+        ->add_option("--correlation", a.correlation,
                      "--shortcut: tube–pneumothorax phi of the training set")
         ->check(CLI::Range(0.01, 1.0))
         ->capture_default_str();
-    subgroups->add_option("--prevalence", sa->prevalence, "--shortcut: P(pneumothorax) = P(tube)")
+    subgroups->add_option("--prevalence", a.prevalence, "--shortcut: P(pneumothorax) = P(tube)")
         ->capture_default_str();
-    subgroups->add_option("--n-train", sa->n_train, "--shortcut: training phantoms per set")
+    subgroups->add_option("--n-train", a.n_train, "--shortcut: training phantoms per set")
         ->capture_default_str();
-    subgroups->add_option("--n-test", sa->n_test, "--shortcut: test phantoms")
-        ->capture_default_str();
-    subgroups->add_option("--size", sa->size, "--shortcut: phantom side in pixels")
+    subgroups->add_option("--n-test", a.n_test, "--shortcut: test phantoms")->capture_default_str();
+    subgroups->add_option("--size", a.size, "--shortcut: phantom side in pixels")
         ->check(CLI::Range(64, 1024))
         ->capture_default_str();
-    subgroups->add_option("--pool", sa->pools, "--shortcut: poolings (cls, mean)")
+    subgroups->add_option("--pool", a.pools, "--shortcut: poolings (cls, mean)")
         ->capture_default_str();
     subgroups
-        ->add_option("--baseline-epochs", sa->baseline_epochs,
+        ->add_option("--baseline-epochs", a.baseline_epochs,
                      "--shortcut: also train the supervised CNN baseline for this many epochs "
                      "(0 = not)")
         ->check(CLI::Range(0, 1000))
         ->capture_default_str();
-    subgroups->add_option("--baseline-size", sa->baseline_size, "--shortcut: CNN input side")
+    subgroups->add_option("--baseline-size", a.baseline_size, "--shortcut: CNN input side")
         ->check(CLI::Range(32, 1024))
         ->capture_default_str();
+    return subgroups;
+}
 
+int run_shortcut(SubgroupArgs& a) {
+    RADPROBE_USAGE_CHECK(!a.common.model.empty(), "--shortcut needs --model");
+    resolve_model(a.common);
+    RADPROBE_USAGE_CHECK(!a.work.empty(), "--shortcut needs --work DIR");
+    analysis::ShortcutOptions o;
+    o.encoder = encoder_of(a.common);
+    o.poolings = dataset::split_list(a.pools);
+    o.correlation = a.correlation;
+    o.prevalence = a.prevalence;
+    o.n_train = a.n_train;
+    o.n_test = a.n_test;
+    o.size = a.size;
+    o.c_grid = probes::parse_c_grid(a.common.c_grid);
+    o.n_boot = a.common.n_boot;
+    o.level = a.common.level;
+    o.seed = a.common.seed;
+    o.work_dir = a.work;
+    o.out = a.common.out;
+    o.threads = a.common.threads;
+    o.baseline_epochs = a.baseline_epochs;
+    o.baseline_size = a.baseline_size;
+    return finish(a.common,
+                  analysis::analyze(o, recording(a.common, model_name(a.common.model), a.pools)));
+}
+
+int run_subgroups(SubgroupArgs& a) {
+    if (a.shortcut) {
+        return run_shortcut(a);
+    }
+    RADPROBE_USAGE_CHECK(!a.attributes.empty(), "subgroups needs --attribute COL");
+    RADPROBE_USAGE_CHECK(a.predictions.empty() != (a.run == 0),
+                         "subgroups needs exactly one of --predictions CSV or --run ID "
+                         "(with --db), or --shortcut");
+    analysis::SubgroupSource source;
+    if (!a.manifest.empty()) {
+        source.manifest = a.manifest;
+    }
+    if (!a.predictions.empty()) {
+        source.predictions = a.predictions;
+        source.label_column = a.label_col;
+        source.score_column = a.score_col;
+    } else {
+        RADPROBE_USAGE_CHECK(!a.common.db.empty(), "--run needs --db");
+        RADPROBE_USAGE_CHECK(!a.manifest.empty(),
+                             "--run needs --manifest (the attributes of the images)");
+        source.run = a.run;
+    }
+    analysis::SubgroupOptions o;
+    o.attributes = a.attributes;
+    o.n_boot = a.common.n_boot;
+    o.level = a.common.level;
+    o.seed = a.common.seed;
+    o.out = a.common.out;
+    return finish(a.common, analysis::analyze(o, source, recording(a.common, "", "")));
+}
+
+}  // namespace
+
+Runner setup_analyze(CLI::App& app) {
+    app.require_subcommand(1);
+    auto pa = std::make_shared<PerturbArgs>();
+    auto la = std::make_shared<LesionArgs>();
+    auto sa = std::make_shared<SubgroupArgs>();
+    CLI::App* perturb = add_perturb(app, *pa);
+    CLI::App* lesions = add_lesions(app, *la);
+    CLI::App* subgroups = add_subgroups(app, *sa);
     return [pa, la, sa, perturb, lesions, subgroups]() -> int {
         if (perturb->parsed()) {
-            auto& a = *pa;
-            resolve_model(a.common);
-            analysis::PerturbOptions o;
-            o.encoder = encoder_of(a.common);
-            o.cv = cv_of(a.common);
-            o.manifest = a.manifest;
-            o.kinds.clear();
-            for (const auto& k : dataset::split_list(a.kinds)) {
-                o.kinds.push_back(analysis::parse_perturb_kind(k));
-            }
-            o.sizes = analysis::parse_sizes(a.sizes);
-            o.contrasts = analysis::parse_numbers(a.contrasts, "--contrasts");
-            o.location = a.location;
-            o.max_images = a.max_images;
-            o.seed = a.common.seed;
-            o.out = a.common.out;
-            o.write_examples = a.examples;
-            const auto r = analysis::run_perturb(o);
-            record(a.common, r, model_name(a.common.model), "cls,mean,roi");
-            return finish(r);
+            return run_perturb(*pa);
         }
         if (lesions->parsed()) {
-            auto& a = *la;
-            resolve_model(a.common);
-            analysis::LesionOptions o;
-            o.encoder = encoder_of(a.common);
-            o.cv = cv_of(a.common);
-            o.manifest = a.manifest;
-            if (!a.boxes.empty()) {
-                o.boxes = a.boxes;
-            }
-            o.label = a.label;
-            o.box_label = a.box_label;
-            o.area_thresholds = analysis::parse_numbers(a.thresholds, "--area-thresholds");
-            o.jitter_sigmas = analysis::parse_numbers(a.jitter, "--jitter");
-            o.max_images = a.max_images;
-            o.seed = a.common.seed;
-            o.out = a.common.out;
-            const auto r = analysis::run_lesions(o);
-            record(a.common, r, model_name(a.common.model), "cls,mean,patch_local");
-            return finish(r);
+            return run_lesions(*la);
         }
         if (subgroups->parsed()) {
-            auto& a = *sa;
-            if (a.shortcut) {
-                RADPROBE_USAGE_CHECK(!a.common.model.empty(), "--shortcut needs --model");
-                resolve_model(a.common);
-                RADPROBE_USAGE_CHECK(!a.work.empty(), "--shortcut needs --work DIR");
-                analysis::ShortcutOptions o;
-                o.encoder = encoder_of(a.common);
-                o.poolings = dataset::split_list(a.pools);
-                o.correlation = a.correlation;
-                o.prevalence = a.prevalence;
-                o.n_train = a.n_train;
-                o.n_test = a.n_test;
-                o.size = a.size;
-                o.c_grid = heads::parse_c_grid(a.common.c_grid);
-                o.n_boot = a.common.n_boot;
-                o.level = a.common.level;
-                o.seed = a.common.seed;
-                o.work_dir = a.work;
-                o.out = a.common.out;
-                o.threads = a.common.threads;
-                o.baseline_epochs = a.baseline_epochs;
-                o.baseline_size = a.baseline_size;
-                const auto r = analysis::run_shortcut(o);
-                record(a.common, r, model_name(a.common.model), a.pools);
-                return finish(r);
-            }
-            RADPROBE_USAGE_CHECK(!a.attributes.empty(), "subgroups needs --attribute COL");
-            RADPROBE_USAGE_CHECK(a.predictions.empty() != (a.run == 0),
-                                 "subgroups needs exactly one of --predictions CSV or --run ID "
-                                 "(with --db), or --shortcut");
-            analysis::SubgroupOptions o;
-            o.attributes = a.attributes;
-            o.n_boot = a.common.n_boot;
-            o.level = a.common.level;
-            o.seed = a.common.seed;
-            o.out = a.common.out;
-            std::optional<std::int64_t> run;
-            if (!a.predictions.empty()) {
-                std::optional<fs::path> manifest;
-                if (!a.manifest.empty()) {
-                    manifest = a.manifest;
-                }
-                o.images = analysis::read_scored_images(a.predictions, manifest, a.attributes,
-                                                        a.label_col, a.score_col);
-                o.source = a.predictions;
-            } else {
-                RADPROBE_USAGE_CHECK(!a.common.db.empty(), "--run needs --db");
-                RADPROBE_USAGE_CHECK(!a.manifest.empty(),
-                                     "--run needs --manifest (the attributes of the images)");
-                auto db = bench::ResultsDb::open_existing(a.common.db);
-                const auto preds = db.predictions(a.run);
-                RADPROBE_CHECK(!preds.empty(), a.common.db, ": run ", a.run, " has no predictions");
-                const auto manifest = dataset::Manifest::load(a.manifest);
-                for (const auto& p : preds) {
-                    if (!p.label || !p.score) {
-                        continue;
-                    }
-                    analysis::ScoredImage s;
-                    s.image = p.image_id;
-                    s.patient = p.patient_id;
-                    s.label = *p.label;
-                    s.score = *p.score;
-                    const auto idx = manifest.find(p.image_id);
-                    RADPROBE_CHECK(idx.has_value(), a.manifest, ": image '", p.image_id,
-                                   "' of run ", a.run, " is not in the manifest");
-                    for (const auto& attr : a.attributes) {
-                        s.attributes.push_back(manifest.attribute(*idx, attr));
-                    }
-                    o.images.push_back(std::move(s));
-                }
-                o.source = a.common.db + " run " + std::to_string(a.run);
-                run = a.run;
-            }
-            const auto r = analysis::run_subgroups(o);
-            record(a.common, r, "", "", run);
-            return finish(r);
+            return run_subgroups(*sa);
         }
         throw UsageError("analyze needs one of: perturb, lesions, subgroups");
     };

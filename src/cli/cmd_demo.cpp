@@ -12,11 +12,11 @@
 #include <sstream>
 
 #include "commands.hpp"
-#include "radprobe/bench/experiment.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
 #include "radprobe/core/progress.hpp"
 #include "radprobe/dataset/manifest.hpp"
+#include "radprobe/experiment/experiment.hpp"
 #include "radprobe/synth/phantom.hpp"
 
 namespace radprobe::cli {
@@ -83,7 +83,7 @@ std::string demo_config(const DemoOptions& o, const fs::path& manifest, const fs
          "  attention: {lr_grid: \"1e-4:1e-3:"
       << (q ? 1 : 2) << "\", epochs: " << (q ? 3 : 15) << ", batch: 32}\n"
       << "  segment: {decoders: [linear, multiscale], epochs: " << (q ? 2 : 6) << "}\n"
-      << "  cnn_baseline: {size: " << cnn_size << ", width: 16, epochs: " << (q ? 2 : 10)
+      << "  cnn_baseline: {size: " << cnn_size << ", width: 16, epochs: " << (q ? 8 : 10)
       << ", batch: 16, lr: 2.0e-3}\n"
       << "  unet_baseline: {size: " << cnn_size << ", depth: " << (q ? 3 : 4)
       << ", channels: 8, epochs: " << (q ? 2 : 5) << ", batch: 8, lr: 3.0e-3}\n\n";
@@ -94,9 +94,9 @@ std::string demo_config(const DemoOptions& o, const fs::path& manifest, const fs
       << (q ? 40 : 100) << "}\n"
       << "  lesions: {label: nodule, max_images: " << (q ? 60 : 300) << "}\n"
       << "  subgroups: {attributes: [chest_tube]}\n"
-      << "  shortcut: {correlation: 0.9, n_train: " << (q ? 60 : 200)
-      << ", n_test: " << (q ? 60 : 200) << ", size: " << (q ? 64 : 128)
-      << ", baseline_epochs: " << (q ? 2 : 8) << ", baseline_size: " << (q ? 64 : 128) << "}\n\n";
+      << "  shortcut: {correlation: 0.9, n_train: " << (q ? 120 : 200)
+      << ", n_test: " << (q ? 120 : 200) << ", size: " << (q ? 64 : 128)
+      << ", baseline_epochs: " << 8 << ", baseline_size: " << (q ? 64 : 128) << "}\n\n";
     y << "statistics:\n  ci: bootstrap\n  n_boot: " << (q ? 200 : 2000)
       << "\n  level: 0.95\n  fdr: {family: task, method: bh}\n\n";
     y << "output:\n"
@@ -160,15 +160,15 @@ int run_demo(const DemoOptions& o) {
     write_file_atomic(config_path, demo_config(o, data / "manifest.csv", out));
     std::printf("[3/3] the experiment in %s (radprobe run)\n", config_path.string().c_str());
     std::fflush(stdout);
-    const auto config = bench::load_experiment_config(config_path);
+    const auto config = experiment::load_experiment_config(config_path);
     if (o.dry_run) {
-        auto db = bench::ResultsDb::open(config.output.db);
-        std::printf("%s", bench::format_plan(bench::make_plan(config, &db)).c_str());
+        auto db = results::ResultsDb::open(config.output.db);
+        std::printf("%s", experiment::format_plan(experiment::make_plan(config, &db)).c_str());
         return 0;
     }
-    bench::RunnerOptions ro;
+    experiment::RunnerOptions ro;
     ro.threads = o.threads;
-    const auto summary = bench::run_experiment(config, ro);
+    const auto summary = experiment::run_experiment(config, ro);
     std::printf("demo finished in %.1f s: %zu runs completed, %zu already done, %zu failed\n",
                 seconds_since(t0), summary.completed, summary.skipped, summary.failed);
     for (const auto& f : summary.failures) {

@@ -20,7 +20,9 @@ Runner setup_extract(CLI::App& app) {
     app.add_option("--model", opt->model, "Hugging Face model directory")->required();
     app.add_option("--manifest", opt->manifest, "study manifest CSV")->required();
     app.add_option("--out", opt->out, "store root; the store is STORE/<model>-<key>/")->required();
-    app.add_option("--pool", opt->pool, "poolings: cls, mean, cls+mean, roi, patches (the whole patch grid) (comma-separated)")
+    app.add_option(
+           "--pool", opt->pool,
+           "poolings: cls, mean, cls+mean, roi, patches (the whole patch grid) (comma-separated)")
         ->capture_default_str();
     app.add_option("--layers", opt->layers,
                    "hidden states to pool and concatenate, e.g. -1,-4 (default: the last, "
@@ -72,11 +74,12 @@ Runner setup_extract(CLI::App& app) {
             std::printf("stopped: %s (%lld images this run; re-run to resume)\n",
                         r.store_dir.string().c_str(), static_cast<long long>(r.extracted));
         } else {
-            std::printf("store: %s\nimages: %lld, extracted this run: %lld, failures: %lld, "
-                        "time: %.1f s (%.2f images/s)\n",
-                        r.store_dir.string().c_str(), static_cast<long long>(r.images),
-                        static_cast<long long>(r.extracted), static_cast<long long>(r.failures),
-                        r.seconds, r.seconds > 0 ? r.extracted / r.seconds : 0.0);
+            std::printf(
+                "store: %s\nimages: %lld, extracted this run: %lld, failures: %lld, "
+                "time: %.1f s (%.2f images/s)\n",
+                r.store_dir.string().c_str(), static_cast<long long>(r.images),
+                static_cast<long long>(r.extracted), static_cast<long long>(r.failures), r.seconds,
+                r.seconds > 0 ? r.extracted / r.seconds : 0.0);
         }
         return 0;
     };

@@ -15,7 +15,9 @@ Runner setup_models(CLI::App& app) {
                    "a Hugging Face model directory to describe (omit to list the architectures)");
     return [dir]() -> int {
         if (dir->empty()) {
-            std::printf("supported architectures (config.json model_type; open_clip_config.json for open_clip_timm_vit):\n");
+            std::printf(
+                "supported architectures (config.json model_type; open_clip_config.json for "
+                "open_clip_timm_vit):\n");
             for (const auto& type : encoders::known_model_types()) {
                 std::printf("  %-24s %s\n", type.c_str(),
                             encoders::model_type_description(type).c_str());

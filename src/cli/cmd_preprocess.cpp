@@ -9,6 +9,7 @@
 #include "radprobe/core/npy.hpp"
 #include "radprobe/encoders/model_dir.hpp"
 #include "radprobe/imaging/decode.hpp"
+#include "radprobe/preprocess/preprocess.hpp"
 
 namespace radprobe::cli {
 
@@ -46,15 +47,15 @@ Runner setup_preprocess(CLI::App& app) {
             config.override_size(opt->resize);
         }
         const imaging::Image image = imaging::decode(opt->image);
-        const auto grey = encoders::quantise_u8(image.pixels.data(), image.pixels.size());
+        const auto grey = preprocess::quantise_u8(image.pixels.data(), image.pixels.size());
         const auto values =
-            encoders::preprocess_grey_u8(grey, image.rows, image.cols, config, opt->channels);
+            preprocess::preprocess_grey_u8(grey, image.rows, image.cols, config, opt->channels);
         const auto size = config.output_size(image.rows, image.cols);
         write_npy_f32(opt->out, {1, opt->channels, size[0], size[1]}, values.data());
         if (!opt->save_resized.empty()) {
             std::vector<std::uint8_t> resized;
-            encoders::resize_and_crop_u8(grey, image.rows, image.cols, config, &resized);
-            const auto g = encoders::preprocess_geometry(config, image.rows, image.cols);
+            preprocess::resize_and_crop_u8(grey, image.rows, image.cols, config, &resized);
+            const auto g = preprocess::processor_geometry(config, image.rows, image.cols);
             NpyArray a;
             a.dtype = DType::kUInt8;
             a.shape = {g.resized_height, g.resized_width, 3};

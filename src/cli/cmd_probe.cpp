@@ -8,24 +8,22 @@
 #include <cstdio>
 
 #include "commands.hpp"
+#include "option_flags.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/dataset/manifest.hpp"
-#include "radprobe/heads/heads.hpp"
+#include "radprobe/probes/probes.hpp"
 
 namespace radprobe::cli {
 
 namespace {
 
 struct ProbeArgs {
-    std::string store, manifest, pool = "cls", probe = "linear", c_grid = "logspace:-6:5:45";
-    std::string class_weight = "none", k_grid = "10,20,100,200", out;
+    std::string store, manifest, pool = "cls", probe = "linear", out;
     std::vector<std::string> labels;
     std::uint64_t seed = 0;
     std::size_t n_boot = 2000;
-    double temperature = 0.07;
-    double tol = 1e-10;
-    int max_iter = 10000;
     int threads = 0;
+    OptionFlags flags;
 };
 
 }  // namespace
@@ -44,51 +42,21 @@ Runner setup_probe(CLI::App& app) {
     app.add_option("--probe", a->probe, "linear | knn")
         ->check(CLI::IsMember({"linear", "knn"}))
         ->capture_default_str();
-    app.add_option("--c-grid", a->c_grid,
-                   "C values for the linear probe: a list (1e-3,0.1,10) or logspace:LO:HI:COUNT")
-        ->capture_default_str();
-    app.add_option("--class-weight", a->class_weight, "none | balanced (as scikit-learn)")
-        ->check(CLI::IsMember({"none", "balanced"}))
-        ->capture_default_str();
-    app.add_option("--k", a->k_grid, "k values for the kNN probe")->capture_default_str();
-    app.add_option("--temperature", a->temperature, "kNN vote temperature (> 0)")
-        ->check(CLI::PositiveNumber)
-        ->capture_default_str();
-    app.add_option("--tol", a->tol, "L-BFGS tolerance on max|gradient| of the scaled objective")
-        ->check(CLI::PositiveNumber)
-        ->capture_default_str();
-    app.add_option("--max-iter", a->max_iter, "L-BFGS iterations per C")
-        ->check(CLI::Range(1, 10000000))
-        ->capture_default_str();
-    app.add_option("--seed", a->seed, "bootstrap seed (recorded)")->capture_default_str();
-    app.add_option("--n-boot", a->n_boot, "bootstrap replicates")
-        ->check(CLI::Range(std::size_t{10}, std::size_t{1000000}))
-        ->capture_default_str();
-    app.add_option("--threads", a->threads, "threads (0 = all cores; same result for any value)")
-        ->check(CLI::Range(0, 1024))
-        ->capture_default_str();
+    a->flags.add(app, options::specs(probes::linear_probe_options()), "linear");
+    a->flags.add(app, options::specs(probes::knn_probe_options()), "knn");
+    add_run_flags(app, a->seed, a->threads, a->n_boot, "bootstrap seed (recorded)");
     app.add_option("--out", a->out, "output directory (predictions_<label>.csv, metrics.json)");
     return [a]() -> int {
-        heads::ProbeRunOptions o;
+        probes::ProbeRunOptions o;
         o.store = a->store;
         o.manifest = a->manifest;
         o.labels = a->labels;
         o.pool = a->pool;
-        o.probe.kind = heads::parse_probe_kind(a->probe);
-        o.probe.c_grid = heads::parse_c_grid(a->c_grid);
-        o.probe.class_weight_balanced = a->class_weight == "balanced";
-        o.probe.k_grid.clear();
-        for (const auto& item : dataset::split_list(a->k_grid)) {
-            char* end = nullptr;
-            const long k = std::strtol(item.c_str(), &end, 10);
-            RADPROBE_USAGE_CHECK(end && *end == '\0' && k >= 1 && k <= 100000, "--k '", a->k_grid,
-                                 "': '", item, "' is not an integer in [1, 100000]");
-            o.probe.k_grid.push_back(static_cast<int>(k));
-        }
-        RADPROBE_USAGE_CHECK(!o.probe.k_grid.empty(), "--k: no value given");
-        o.probe.temperature = a->temperature;
-        o.probe.lbfgs.tol = a->tol;
-        o.probe.lbfgs.max_iter = a->max_iter;
+        o.probe.kind = probes::parse_probe_kind(a->probe);
+        o.probe = a->flags.apply(o.probe.kind == probes::ProbeKind::kLinear
+                                     ? probes::linear_probe_options()
+                                     : probes::knn_probe_options(),
+                                 o.probe, "--probe " + a->probe);
         o.probe.lbfgs.threads = a->threads;
         o.probe.threads = a->threads;
         o.seed = a->seed;
@@ -96,7 +64,7 @@ Runner setup_probe(CLI::App& app) {
         if (!a->out.empty()) {
             o.out = a->out;
         }
-        const auto r = heads::run_probe(o);
+        const auto r = probes::run_probe(o);
         std::fwrite(r.metrics_json.data(), 1, r.metrics_json.size(), stdout);
         return 0;
     };

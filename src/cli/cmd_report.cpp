@@ -5,9 +5,9 @@
 #include <cstdio>
 
 #include "commands.hpp"
-#include "radprobe/bench/results.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
+#include "radprobe/report/report.hpp"
 
 namespace radprobe::cli {
 
@@ -37,21 +37,21 @@ Runner setup_report(CLI::App& app) {
     return [opt]() -> int {
         RADPROBE_USAGE_CHECK(opt->alpha > 0.0 && opt->alpha < 1.0,
                              "--alpha must lie in (0, 1), got ", opt->alpha);
-        bench::ReportOptions options;
+        report::ReportOptions options;
         options.title = opt->title;
         options.vega_dir = opt->vega_dir;
         options.alpha = opt->alpha;
         if (opt->format == "html" && options.vega_dir.empty()) {
-            options.vega_dir = bench::find_vega_dir();  // fail before reading the database
+            options.vega_dir = report::find_vega_dir();  // fail before reading the database
         }
-        bench::ResultsDb db = bench::ResultsDb::open_existing(opt->db);
+        results::ResultsDb db = results::ResultsDb::open_existing(opt->db);
         std::string text;
         if (opt->format == "html") {
-            text = bench::render_report_html(db, options);
+            text = report::render_report_html(db, options);
         } else if (opt->format == "md") {
-            text = bench::render_report_markdown(db, options);
+            text = report::render_report_markdown(db, options);
         } else {
-            text = bench::format_leaderboard(db.leaderboard(), bench::TableFormat::kCsv);
+            text = results::format_leaderboard(db.leaderboard(), results::TableFormat::kCsv);
         }
         write_file_atomic(opt->out, text);
         std::fprintf(stderr, "radprobe report: wrote %s\n", opt->out.c_str());

@@ -5,8 +5,8 @@
 #include <cstdio>
 
 #include "commands.hpp"
-#include "radprobe/bench/results.hpp"
 #include "radprobe/core/error.hpp"
+#include "radprobe/results/results.hpp"
 
 namespace radprobe::cli {
 
@@ -27,12 +27,12 @@ Runner setup_results(CLI::App& app) {
         ->check(CLI::IsMember({"table", "csv", "json", "md"}))
         ->capture_default_str();
     return [opt]() -> int {
-        const bench::TableFormat format = bench::parse_table_format(opt->format);
-        bench::ResultsDb db = bench::ResultsDb::open_existing(opt->db);
-        bench::RunFilter filter;
+        const results::TableFormat format = results::parse_table_format(opt->format);
+        results::ResultsDb db = results::ResultsDb::open_existing(opt->db);
+        results::RunFilter filter;
         filter.task = opt->task;
         filter.encoder = opt->model;
-        const std::string text = bench::format_leaderboard(db.leaderboard(filter), format);
+        const std::string text = results::format_leaderboard(db.leaderboard(filter), format);
         std::fwrite(text.data(), 1, text.size(), stdout);
         return 0;
     };

@@ -7,8 +7,8 @@
 #include <filesystem>
 
 #include "commands.hpp"
-#include "radprobe/bench/experiment.hpp"
 #include "radprobe/core/error.hpp"
+#include "radprobe/experiment/experiment.hpp"
 
 namespace radprobe::cli {
 
@@ -31,23 +31,23 @@ Runner setup_run(CLI::App& app) {
     return [opt]() -> int {
         RADPROBE_USAGE_CHECK(opt->threads >= 0 && opt->threads <= 1024,
                              "--threads must be in 0..1024, got ", opt->threads);
-        const bench::ExperimentConfig config = bench::load_experiment_config(opt->config);
+        const experiment::ExperimentConfig config = experiment::load_experiment_config(opt->config);
         if (opt->dry_run) {
-            std::optional<bench::ResultsDb> db;
+            std::optional<results::ResultsDb> db;
             if (std::filesystem::exists(config.output.db)) {
-                db.emplace(bench::ResultsDb::open_existing(config.output.db));
+                db.emplace(results::ResultsDb::open_existing(config.output.db));
             }
-            const bench::Plan plan = bench::make_plan(config, db ? &*db : nullptr);
+            const experiment::Plan plan = experiment::make_plan(config, db ? &*db : nullptr);
             std::printf("%s: config valid; results database %s%s\n", opt->config.c_str(),
                         config.output.db.string().c_str(), db ? "" : " (not created yet)");
-            const std::string text = bench::format_plan(plan);
+            const std::string text = experiment::format_plan(plan);
             std::fwrite(text.data(), 1, text.size(), stdout);
             return 0;
         }
-        bench::RunnerOptions ro;
+        experiment::RunnerOptions ro;
         ro.threads = opt->threads;
         ro.progress = !opt->quiet;
-        const bench::RunnerSummary s = bench::run_experiment(config, ro);
+        const experiment::RunnerSummary s = experiment::run_experiment(config, ro);
         if (s.failed > 0) {
             std::fprintf(stderr,
                          "radprobe run: %zu of %zu runs failed (first: %s); see runs.notes in %s\n",

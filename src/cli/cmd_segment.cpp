@@ -10,18 +10,20 @@
 #include <cstdio>
 
 #include "commands.hpp"
+#include "option_flags.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/progress.hpp"
 #include "radprobe/features/embeddings.hpp"
-#include "radprobe/heads/heads.hpp"
+#include "radprobe/segment/segment.hpp"
 
 namespace radprobe::cli {
 
 namespace {
 
 struct SegmentArgs {
-    heads::SegmentOptions o;
-    std::string decoder = "linear", model, store, store_root, manifest, layers, out, apply;
+    segment::SegmentOptions o;
+    std::string decoder = "linear", model, store, store_root, manifest, out, apply;
+    OptionFlags flags;
 };
 
 }  // namespace
@@ -46,72 +48,12 @@ Runner setup_segment(CLI::App& app) {
                    "where --model extractions are cached (default OUT/embeddings)");
     app.add_option("--manifest", a->manifest, "manifest CSV with a split column")->required();
     app.add_option("--mask", a->o.mask, "mask column name without mask_ (e.g. heart)");
-    app.add_option("--layers", a->layers,
-                   "hidden states (HF numbering, negative from the end); default: linear -1, "
-                   "multiscale -4,-3,-2,-1");
     app.add_option("--resize", a->o.resize, "encoder input size override (as extract --resize)")
         ->check(CLI::Range(0, 8192))
         ->capture_default_str();
-    app.add_option("--unfreeze", a->o.unfreeze,
-                   "none (frozen, cached grids) | all | last-K (fine-tune the last K blocks)")
-        ->capture_default_str();
-    app.add_option("--layer-decay", a->o.layer_decay,
-                   "layer-wise LR decay of the encoder (multiplier decay^(depth - layer))")
-        ->capture_default_str();
-    app.add_option("--encoder-lr-mult", a->o.encoder_lr_mult,
-                   "encoder LR relative to the decoder LR (fine-tuning)")
-        ->capture_default_str();
-    app.add_option("--channels", a->o.channels, "multiscale decoder channels")
-        ->check(CLI::Range(1, 1024))
-        ->capture_default_str();
-    app.add_option("--epochs", a->o.epochs, "maximum epochs")
-        ->check(CLI::Range(1, 100000))
-        ->capture_default_str();
-    app.add_option("--batch", a->o.batch, "batch size")
-        ->check(CLI::Range(1, 4096))
-        ->capture_default_str();
-    app.add_option("--lr", a->o.lr, "peak AdamW learning rate")
-        ->check(CLI::PositiveNumber)
-        ->capture_default_str();
-    app.add_option("--weight-decay", a->o.weight_decay, "AdamW weight decay")
-        ->check(CLI::NonNegativeNumber)
-        ->capture_default_str();
-    app.add_option("--warmup-epochs", a->o.warmup_epochs, "linear warm-up epochs")
-        ->check(CLI::Range(0, 100000))
-        ->capture_default_str();
-    app.add_option("--clip", a->o.clip_norm, "gradient-norm clipping (0 = off)")
-        ->check(CLI::NonNegativeNumber)
-        ->capture_default_str();
-    app.add_option("--patience", a->o.patience, "early stopping: epochs without val Dice gain")
-        ->check(CLI::Range(1, 100000))
-        ->capture_default_str();
-    app.add_option("--dice-weight", a->o.dice_weight, "weight of the soft Dice loss")
-        ->check(CLI::NonNegativeNumber)
-        ->capture_default_str();
-    app.add_option("--bce-weight", a->o.bce_weight, "weight of the BCE loss")
-        ->check(CLI::NonNegativeNumber)
-        ->capture_default_str();
-    app.add_option("--augment", a->o.augment,
-                   "none | default | key=value list (crop, ratio, rot, bright, contrast, gamma, "
-                   "hflip); image and mask together; only with --unfreeze (cached grids cannot "
-                   "be augmented)")
-        ->capture_default_str();
-    app.add_option("--both-empty", a->o.both_empty,
-                   "truth and prediction both empty: perfect (Dice 1) | exclude")
-        ->check(CLI::IsMember({"perfect", "exclude"}))
-        ->capture_default_str();
-    app.add_option("--one-empty", a->o.one_empty, "HD95 when one mask is empty: exclude | diagonal")
-        ->check(CLI::IsMember({"exclude", "diagonal"}))
-        ->capture_default_str();
-    app.add_option("--device", a->o.device, "cpu | cuda | cuda:N")->capture_default_str();
-    app.add_option("--seed", a->o.seed, "seed (torch, shuffling, augmentation, bootstrap)")
-        ->capture_default_str();
-    app.add_option("--threads", a->o.threads, "LibTorch threads (0 = all cores)")
-        ->check(CLI::Range(0, 1024))
-        ->capture_default_str();
-    app.add_option("--n-boot", a->o.n_boot, "bootstrap replicates")
-        ->check(CLI::Range(std::size_t{10}, std::size_t{1000000}))
-        ->capture_default_str();
+    a->flags.add(app, options::specs(segment::decoder_options()));
+    add_run_flags(app, a->o.seed, a->o.threads, a->o.n_boot,
+                  "seed (torch, shuffling, augmentation, bootstrap)");
     app.add_option("--apply", a->apply,
                    "apply a trained decoder (a run's OUT/model) to every image of --manifest");
     app.add_option("--out", a->out, "output directory")->required();
@@ -120,33 +62,33 @@ Runner setup_segment(CLI::App& app) {
             RADPROBE_USAGE_CHECK(a->model.empty() && a->store.empty(),
                                  "--apply takes its encoder from the checkpoint: no --model / "
                                  "--store");
-            heads::SegmentApplyOptions ao;
+            segment::SegmentApplyOptions ao;
             ao.checkpoint = a->apply;
             ao.manifest = a->manifest;
             ao.mask = a->o.mask;
             ao.out = a->out;
-            ao.device = a->o.device;
+            const auto so = a->flags.apply(segment::decoder_options(), a->o, "segment");
+            ao.device = so.device;
             ao.threads = a->o.threads;
-            ao.batch = a->o.batch;
+            ao.batch = so.batch;
             ao.seed = a->o.seed;
             ao.n_boot = a->o.n_boot;
-            const auto r = heads::apply_segment(ao);
+            const auto r = segment::apply_segment(ao);
             std::fwrite(r.metrics_json.data(), 1, r.metrics_json.size(), stdout);
             return 0;
         }
         RADPROBE_USAGE_CHECK(!a->o.mask.empty(), "--mask is required (or --apply)");
         RADPROBE_USAGE_CHECK(a->model.empty() != a->store.empty(),
                              "give exactly one of --model HFDIR or --store STORE");
-        heads::SegmentOptions o = a->o;
-        o.decoder = heads::parse_seg_decoder(a->decoder);
+        segment::SegmentOptions o = a->flags.apply(segment::decoder_options(), a->o, "segment");
+        o.decoder = segment::parse_seg_decoder(a->decoder);
         o.model = a->model;
         o.store = a->store;
         o.store_root = a->store_root;
         o.manifest = a->manifest;
-        o.layers = features::parse_layers(a->layers);
         o.out = a->out;
         o.progress = stderr_is_tty();
-        const auto r = heads::run_segment(o);
+        const auto r = segment::run_segment(o);
         std::fwrite(r.metrics_json.data(), 1, r.metrics_json.size(), stdout);
         return 0;
     };

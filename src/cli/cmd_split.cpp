@@ -45,6 +45,8 @@ Runner setup_split(CLI::App& app) {
     return [opt]() -> int {
         namespace fs = std::filesystem;
         dataset::check_split_fractions(opt->val, opt->test);
+        RADPROBE_CHECK(fs::is_regular_file(opt->manifest), "manifest ", opt->manifest,
+                       ": file not found");
         const fs::path in_dir = fs::weakly_canonical(fs::absolute(opt->manifest)).parent_path();
         const fs::path out_dir = fs::weakly_canonical(fs::absolute(opt->out)).parent_path();
         RADPROBE_USAGE_CHECK(in_dir == out_dir, "--out ", opt->out,

@@ -12,6 +12,9 @@
 #include "commands.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/version.hpp"
+#ifdef RADPROBE_HAVE_ENCODERS
+#include "radprobe/encoders/model_dir.hpp"
+#endif
 
 namespace {
 
@@ -60,7 +63,7 @@ const Command kCommands[] = {
      radprobe::cli::setup_run},
 };
 
-int report(const char* command, const std::exception& e) {
+int report_error(const char* command, const std::exception& e) {
     std::fprintf(stderr, "radprobe%s%s: error: %s\n", command ? " " : "", command ? command : "",
                  radprobe::Error::one_line(e.what()).c_str());
     return 1;
@@ -76,11 +79,12 @@ int report(const char* command, const std::exception& e) {
 // Only subcommands that run LibTorch models pay for the second start-up (~1 s of library
 // loading).
 static void tune_runtime_and_reexec(int argc, char** argv) {
-    if (std::getenv("RADPROBE_NO_REEXEC") != nullptr || std::getenv("RADPROBE_REEXECED") != nullptr) {
+    if (std::getenv("RADPROBE_NO_REEXEC") != nullptr ||
+        std::getenv("RADPROBE_REEXECED") != nullptr) {
         return;
     }
-    static const char* const kModelCommands[] = {"tokens", "extract", "demo", "baseline",
-                                                 "train", "run", "finetune", "segment", "analyze"};
+    static const char* const kModelCommands[] = {
+        "tokens", "extract", "demo", "baseline", "train", "run", "finetune", "segment", "analyze"};
     bool runs_models = false;
     for (const char* cmd : kModelCommands) {
         runs_models |= argc > 1 && std::string(argv[1]) == cmd;
@@ -112,8 +116,15 @@ int main(int argc, char** argv) {
         "probes, fine-tuning, segmentation, statistics with confidence intervals, failure "
         "analyses."};
     app.name("radprobe");
-    app.set_version_flag("--version", std::string("radprobe ") + radprobe::version() + " (" +
-                                          radprobe::git_describe() + ")");
+    // The CUDA device count tells a user (and the CUDA tests) whether --device cuda can work.
+    app.set_version_flag("--version", [] {
+        std::string v =
+            std::string("radprobe ") + radprobe::version() + " (" + radprobe::git_describe() + ")";
+#ifdef RADPROBE_HAVE_ENCODERS
+        v += ", CUDA devices: " + std::to_string(radprobe::encoders::cuda_device_count());
+#endif
+        return v;
+    });
     app.require_subcommand(1);
     app.fallthrough(false);
 
@@ -150,7 +161,7 @@ int main(int argc, char** argv) {
                          radprobe::Error::one_line(e.what()).c_str());
             return 2;
         } catch (const std::exception& e) {
-            return report(name.c_str(), e);
+            return report_error(name.c_str(), e);
         }
     }
     return 2;

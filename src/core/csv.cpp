@@ -19,8 +19,13 @@ CsvTable CsvTable::parse(const std::string& text_in, const std::string& name) {
     table.name_ = name;
     std::string_view text = text_in;
     if (text.size() >= 3 && static_cast<unsigned char>(text[0]) == 0xEF &&
-        static_cast<unsigned char>(text[1]) == 0xBB && static_cast<unsigned char>(text[2]) == 0xBF) {
+        static_cast<unsigned char>(text[1]) == 0xBB &&
+        static_cast<unsigned char>(text[2]) == 0xBF) {
         text.remove_prefix(3);  // UTF-8 byte-order mark
+    }
+    // A NUL byte never occurs in a text table: this is an image, a database or a damaged file.
+    if (const auto nul = text.find('\0'); nul != std::string_view::npos) {
+        throw InputError(str_cat(name, ": not a text CSV file (NUL byte at offset ", nul, ")"));
     }
     std::vector<std::vector<std::string>> records;
     std::vector<std::size_t> lines;
@@ -132,8 +137,8 @@ std::vector<double> CsvTable::numeric_column(const std::string& name) const {
     out.reserve(rows_.size());
     for (std::size_t r = 0; r < rows_.size(); ++r) {
         const auto v = parse_double(rows_[r][c]);
-        RADPROBE_CHECK(v.has_value(), name_, ":", row_lines_[r], ": column '", name,
-                       "' value '", rows_[r][c], "' is not a number");
+        RADPROBE_CHECK(v.has_value(), name_, ":", row_lines_[r], ": column '", name, "' value '",
+                       rows_[r][c], "' is not a number");
         out.push_back(*v);
     }
     return out;

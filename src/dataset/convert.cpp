@@ -56,7 +56,9 @@ std::size_t need_column(const CsvTable& t, const std::string& column, const char
     for (const auto& h : t.header()) {
         present += (present.empty() ? "" : ", ") + h;
     }
-    throw UsageError(
+    // The flag is well formed; the table lacks the column: an input error (exit 1), as a wrong
+    // label is for every other subcommand.
+    throw InputError(
         str_cat(flag, ": ", t.name(), " has no column '", column, "' (columns: ", present, ")"));
 }
 

@@ -29,7 +29,7 @@ std::vector<Split> assign_splits(const Manifest& manifest, const SplitOptions& o
             for (const auto& l : manifest.label_names()) {
                 present += (present.empty() ? "" : ", ") + l;
             }
-            throw UsageError(str_cat("--stratify: '", options.stratify,
+            throw InputError(str_cat("--stratify: '", options.stratify,
                                      "' is not a label column of ", file,
                                      " (labels: ", present.empty() ? "none" : present, ")"));
         }

@@ -73,14 +73,7 @@ struct ClipAttentionImpl : nn::Module {
 };
 TORCH_MODULE(ClipAttention);
 
-struct ClipMlpImpl : nn::Module {
-    explicit ClipMlpImpl(const ModelConfig& c) {
-        fc1 = register_module("fc1", nn::Linear(c.hidden_size, c.intermediate_size));
-        fc2 = register_module("fc2", nn::Linear(c.intermediate_size, c.hidden_size));
-    }
-    nn::Linear fc1{nullptr}, fc2{nullptr};
-};
-TORCH_MODULE(ClipMlp);
+using ClipMlp = FcMlp;
 
 struct ClipLayerImpl : nn::Module {
     explicit ClipLayerImpl(const ModelConfig& c) {
@@ -97,10 +90,7 @@ TORCH_MODULE(ClipLayer);
 
 struct ClipEncoderImpl : nn::Module {
     explicit ClipEncoderImpl(const ModelConfig& c) {
-        layers = register_module("layers", nn::ModuleList());
-        for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) {
-            layers->push_back(ClipLayer(c));
-        }
+        layers = register_module("layers", layer_list<ClipLayer>(c, c.num_hidden_layers));
     }
     nn::ModuleList layers{nullptr};
 };
@@ -176,13 +166,9 @@ public:
 
     torch::nn::Module& module() override { return *model_; }
 
-    void prepare() override { check_activation(config_.hidden_act, config_); }
-
     std::int64_t input_channels() const override {
         return model_->vision_model->embeddings->patch_embedding->weight.size(1);
     }
-
-    std::int64_t num_parameters() const override { return count_parameters(*model_); }
 
     double flops_per_image(std::int64_t height, std::int64_t width) const override {
         return vit_flops(config_, input_channels(), siglip_ ? 0 : 1, height, width);
@@ -205,31 +191,22 @@ private:
                       bool /*train*/) override {
         const std::int64_t p = config_.patch_size;
         check_pixels(pixel_values, input_channels(), p);
-        const std::int64_t n = pixel_values.size(0);
-        const std::int64_t gh = pixel_values.size(2) / p;
-        const std::int64_t gw = pixel_values.size(3) / p;
+        const auto [n, gh, gw] = patch_grid(pixel_values, p);
         const std::int64_t d = config_.hidden_size;
-        const std::int64_t num_layers = config_.num_hidden_layers;
-        const auto want = wanted_states(opts, num_layers + 1);
         auto& vm = *model_->vision_model;
         auto& emb = *vm.embeddings;
         const auto g0 = config_.native_grid();
         const auto table = emb.position_embedding->weight.unsqueeze(0);
-        const std::int64_t c = siglip_ ? 0 : 1;
-        const auto patch_pos = resize_positions(table.narrow(1, c, g0 * g0), g0, gh, gw);
-        auto patches = at::conv2d(to_input(pixel_values), emb.patch_embedding->weight,
-                                  emb.patch_embedding->bias, {p, p})
-                           .flatten(2)
-                           .transpose(1, 2);
+        auto patches = embed_patches(to_input(pixel_values), emb.patch_embedding->weight,
+                                     emb.patch_embedding->bias, p);
         if (fold_bias_.defined()) {
             patches = patches + fold_bias_;
         }
         at::Tensor x;
         if (siglip_) {
-            x = patches + patch_pos;
+            x = patches + resize_positions(table.narrow(1, 0, g0 * g0), g0, gh, gw);
         } else {
-            const auto cls = (emb.class_embedding.view({1, 1, d}) + table.narrow(1, 0, 1));
-            x = torch::cat({cls.expand({n, 1, d}), patches + patch_pos}, 1);
+            x = cls_and_patches(emb.class_embedding.view({1, 1, d}), table, patches, g0, gh, gw);
             x = at::layer_norm(x, {d}, vm.pre_layrnorm->weight, vm.pre_layrnorm->bias,
                                config_.layer_norm_eps);
         }
@@ -237,32 +214,22 @@ private:
         EncoderOutput out;
         out.grid_h = gh;
         out.grid_w = gw;
-        auto post_norm = [&](const at::Tensor& s) {
-            return at::layer_norm(s, {d}, vm.post_layernorm->weight, vm.post_layernorm->bias,
-                                  config_.layer_norm_eps);
-        };
-        auto keep = [&](std::int64_t i) {
-            if (want[static_cast<std::size_t>(i)]) {
-                out.layers[static_cast<int>(i)] = opts.normalize_layers ? post_norm(x) : x;
-            }
-        };
-        keep(0);
-        for (std::int64_t i = 0; i < num_layers; ++i) {
+        BlockStack stack(config_, vm.post_layernorm->weight, vm.post_layernorm->bias);
+        stack.block = [&](std::int64_t i) {
             const auto& l = *vm.encoder->layers[static_cast<std::size_t>(i)]->as<ClipLayerImpl>();
             const auto& sa = *l.self_attn;
-            const auto b = make_pre_ln_block(l.layer_norm1, sa.q_proj, sa.k_proj, sa.v_proj,
-                                             sa.out_proj, l.layer_norm2, l.mlp->fc1, l.mlp->fc2);
-            x = pre_ln_block(x, b, config_.num_attention_heads, config_);
-            keep(i + 1);
-        }
+            return make_pre_ln_block(l.layer_norm1, sa.q_proj, sa.k_proj, sa.v_proj, sa.out_proj,
+                                     l.layer_norm2, l.mlp->fc1, l.mlp->fc2);
+        };
+        x = run_blocks(x, stack, config_, opts, out);
         if (siglip_) {
-            out.last_hidden_state = post_norm(x);
+            out.last_hidden_state = stack.norm(x);
             out.tokens = split_tokens(out.last_hidden_state, 0, gh, gw, false);
             out.pooled = map_head(out.last_hidden_state);
         } else {
             out.last_hidden_state = x;
             out.tokens = split_tokens(out.last_hidden_state, 0, gh, gw, true);
-            out.pooled = post_norm(out.tokens.cls);
+            out.pooled = stack.norm(out.tokens.cls);
         }
         if (model_->visual_projection) {
             out.projected = model_->visual_projection(out.pooled);

@@ -1,6 +1,7 @@
 // Helpers shared by the architecture translation units (vit.cpp, clip.cpp,
-// dinov3.cpp, resnet.cpp, swin.cpp): state selection, input checks,
-// activations, eager attention, position table resizing and grey folding.
+// dinov3.cpp, open_clip.cpp, dinov2.cpp, resnet.cpp, swin.cpp): state selection, input checks,
+// activations, eager attention, the shared block stack of the ViT-like families, position
+// table resizing and grey folding.
 
 #include <torch/torch.h>
 
@@ -127,6 +128,49 @@ at::Tensor pre_ln_block(const at::Tensor& x, const PreLnBlock& b, std::int64_t h
     return y + (b.ls2.defined() ? m * b.ls2 : m);
 }
 
+PatchGrid patch_grid(const at::Tensor& pixel_values, std::int64_t patch) {
+    return {pixel_values.size(0), pixel_values.size(2) / patch, pixel_values.size(3) / patch};
+}
+
+at::Tensor embed_patches(const at::Tensor& pixels, const at::Tensor& weight, const at::Tensor& bias,
+                         std::int64_t patch) {
+    return at::conv2d(pixels, weight, bias, {patch, patch}).flatten(2).transpose(1, 2);
+}
+
+BlockStack::BlockStack(const ModelConfig& config, const at::Tensor& norm_weight,
+                       const at::Tensor& norm_bias)
+    : num_layers(config.num_hidden_layers), heads(config.num_attention_heads) {
+    const double eps = config.layer_norm_eps;
+    const std::int64_t d = config.hidden_size;
+    norm = [norm_weight, norm_bias, eps, d](const at::Tensor& s) {
+        return at::layer_norm(s, {d}, norm_weight, norm_bias, eps);
+    };
+}
+
+at::Tensor cls_and_patches(const at::Tensor& cls, const at::Tensor& table,
+                           const at::Tensor& patches, std::int64_t g0, std::int64_t gh,
+                           std::int64_t gw) {
+    const auto patch_pos = resize_positions(table.narrow(1, 1, g0 * g0), g0, gh, gw);
+    const std::int64_t n = patches.size(0), d = patches.size(2);
+    return torch::cat({(cls + table.narrow(1, 0, 1)).expand({n, 1, d}), patches + patch_pos}, 1);
+}
+
+at::Tensor run_blocks(at::Tensor x, const BlockStack& stack, const ModelConfig& config,
+                      const ForwardOptions& options, EncoderOutput& out) {
+    const auto want = wanted_states(options, stack.num_layers + 1);
+    auto keep = [&](std::int64_t i) {
+        if (want[static_cast<std::size_t>(i)]) {
+            out.layers[static_cast<int>(i)] = options.normalize_layers ? stack.norm(x) : x;
+        }
+    };
+    keep(0);
+    for (std::int64_t i = 0; i < stack.num_layers; ++i) {
+        x = pre_ln_block(x, stack.block(i), stack.heads, config, stack.rotate);
+        keep(i + 1);
+    }
+    return x;
+}
+
 at::Tensor resize_positions(const at::Tensor& table, std::int64_t g0, std::int64_t gh,
                             std::int64_t gw) {
     if (gh == g0 && gw == g0) {
@@ -157,6 +201,26 @@ at::Tensor fold_patch_conv(at::Tensor& weight, const std::array<double, 3>& mean
     }
     weight.set_data(folded.to(torch::kFloat32).contiguous());
     return shift.to(torch::kFloat32);
+}
+
+void LoadableEncoder::prepare() {
+    check_activation(config_.hidden_act, config_);
+}
+
+std::int64_t LoadableEncoder::num_parameters() const {
+    return count_parameters(module());
+}
+
+void fold_patch_embedding(at::Tensor& weight, at::Tensor& bias, const std::array<double, 3>& mean,
+                          const std::array<double, 3>& std) {
+    const auto shift = fold_patch_conv(weight, mean, std);
+    torch::NoGradGuard no_grad;
+    bias.add_(shift);
+}
+
+FcMlpImpl::FcMlpImpl(const ModelConfig& c) {
+    fc1 = register_module("fc1", torch::nn::Linear(c.hidden_size, c.intermediate_size));
+    fc2 = register_module("fc2", torch::nn::Linear(c.intermediate_size, c.hidden_size));
 }
 
 void LoadableEncoder::to(const c10::Device& device) {

@@ -170,10 +170,7 @@ TORCH_MODULE(Dinov2Layer);
 
 struct Dinov2EncoderImpl : nn::Module {
     explicit Dinov2EncoderImpl(const Dinov2Options& o) {
-        layer = register_module("layer", nn::ModuleList());
-        for (std::int64_t i = 0; i < o.num_layers(); ++i) {
-            layer->push_back(Dinov2Layer(o));
-        }
+        layer = register_module("layer", layer_list<Dinov2Layer>(o, o.num_layers()));
     }
     nn::ModuleList layer{nullptr};
 };
@@ -272,14 +269,6 @@ public:
         return model_->embeddings->patch_embeddings->projection->weight.size(1);
     }
 
-    std::int64_t num_parameters() const override {
-        std::int64_t n = 0;
-        for (const auto& p : model_->parameters()) {
-            n += p.numel();
-        }
-        return n;
-    }
-
     double flops_per_image(std::int64_t height, std::int64_t width) const override {
         const double p = static_cast<double>(options_.patch_size());
         const double patches = std::floor(height / p) * std::floor(width / p);
@@ -370,63 +359,55 @@ public:
                                 const ForwardOptions& opts) override {
         const std::int64_t p = options_.patch_size();
         check_pixels(pixel_values, input_channels(), p);
-        const std::int64_t n = pixel_values.size(0);
-        const std::int64_t gh = pixel_values.size(2) / p;
-        const std::int64_t gw = pixel_values.size(3) / p;
+        const auto [n, gh, gw] = patch_grid(pixel_values, p);
         const std::int64_t r = options_.num_register_tokens();
         const std::int64_t d = options_.hidden_size();
-        const std::int64_t num_layers = options_.num_layers();
-        const auto want = wanted_states(opts, num_layers + 1);
         auto& emb = *model_->embeddings;
         const auto& proj = emb.patch_embeddings->projection;
-        const auto patches = at::conv2d(to_input(pixel_values), proj->weight, proj->bias, {p, p})
-                                 .flatten(2)
-                                 .transpose(1, 2);
+        const auto patches = embed_patches(to_input(pixel_values), proj->weight, proj->bias, p);
         const auto pos = compute_positions(gh, gw);
         std::vector<at::Tensor> parts{(emb.cls_token + pos.narrow(1, 0, 1)).expand({n, 1, d})};
         if (r > 0) {
             parts.push_back(emb.register_tokens.expand({n, r, d}));
         }
         parts.push_back(patches + pos.narrow(1, 1, gh * gw));
-        auto x = torch::cat(parts, 1);
+        const auto x = torch::cat(parts, 1);
 
         EncoderOutput out;
         out.grid_h = gh;
         out.grid_w = gw;
-        auto keep = [&](std::int64_t i) {
-            if (want[static_cast<std::size_t>(i)]) {
-                out.layers[static_cast<int>(i)] = opts.normalize_layers ? final_norm(x) : x;
-            }
-        };
-        keep(0);
-        for (std::int64_t i = 0; i < num_layers; ++i) {
-            const auto& l =
-                *model_->encoder->layer[static_cast<std::size_t>(i)]->as<Dinov2LayerImpl>();
-            const auto& sa = *l.attention->attention;
-            const bool swiglu = options_.use_swiglu_ffn();
-            auto b =
-                make_pre_ln_block(l.norm1, sa.query, sa.key, sa.value, l.attention->output->dense,
-                                  l.norm2, swiglu ? l.swiglu->weights_in : l.mlp->fc1,
-                                  swiglu ? l.swiglu->weights_out : l.mlp->fc2);
-            b.ls1 = l.layer_scale1->lambda1;
-            if (swiglu) {
-                // weights_in's outputs are [x1 | x2]: silu(x1) · x2 is the gated form
-                // with the first half as the gate.
-                const std::int64_t hf = options_.mlp_hidden();
-                const auto& in = l.swiglu->weights_in;
-                b.gate_w = in->weight.narrow(0, 0, hf);
-                b.gate_b = in->bias.narrow(0, 0, hf);
-                b.fc1_w = in->weight.narrow(0, hf, hf);
-                b.fc1_b = in->bias.narrow(0, hf, hf);
-                b.act = "silu";
-            }
-            b.ls2 = l.layer_scale2->lambda1;
-            x = pre_ln_block(x, b, options_.num_heads(), config_);
-            keep(i + 1);
-        }
-        out.last_hidden_state = final_norm(x);
+        BlockStack stack;
+        stack.num_layers = options_.num_layers();
+        stack.heads = options_.num_heads();
+        stack.norm = [&](const at::Tensor& s) { return final_norm(s); };
+        stack.block = [&](std::int64_t i) { return block_view(i); };
+        out.last_hidden_state = final_norm(run_blocks(x, stack, config_, opts, out));
         out.tokens = split_tokens(out.last_hidden_state, r, gh, gw);
         return out;
+    }
+
+    /// Block i as tensors (views of the module's parameters) for the functional pass.
+    PreLnBlock block_view(std::int64_t i) {
+        const auto& l = *model_->encoder->layer[static_cast<std::size_t>(i)]->as<Dinov2LayerImpl>();
+        const auto& sa = *l.attention->attention;
+        const bool swiglu = options_.use_swiglu_ffn();
+        auto b = make_pre_ln_block(l.norm1, sa.query, sa.key, sa.value, l.attention->output->dense,
+                                   l.norm2, swiglu ? l.swiglu->weights_in : l.mlp->fc1,
+                                   swiglu ? l.swiglu->weights_out : l.mlp->fc2);
+        b.ls1 = l.layer_scale1->lambda1;
+        if (swiglu) {
+            // weights_in's outputs are [x1 | x2]: silu(x1) · x2 is the gated form
+            // with the first half as the gate.
+            const std::int64_t hf = options_.mlp_hidden();
+            const auto& in = l.swiglu->weights_in;
+            b.gate_w = in->weight.narrow(0, 0, hf);
+            b.gate_b = in->bias.narrow(0, 0, hf);
+            b.fc1_w = in->weight.narrow(0, hf, hf);
+            b.fc1_b = in->bias.narrow(0, hf, hf);
+            b.act = "silu";
+        }
+        b.ls2 = l.layer_scale2->lambda1;
+        return b;
     }
 
 private:

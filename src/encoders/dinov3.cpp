@@ -103,10 +103,7 @@ TORCH_MODULE(Dinov3Layer);
 struct Dinov3ModelImpl : nn::Module {
     explicit Dinov3ModelImpl(const ModelConfig& c) {
         embeddings = register_module("embeddings", Dinov3Embeddings(c));
-        layer = register_module("layer", nn::ModuleList());
-        for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) {
-            layer->push_back(Dinov3Layer(c));
-        }
+        layer = register_module("layer", layer_list<Dinov3Layer>(c, c.num_hidden_layers));
         norm = register_module("norm", layer_norm(c));
     }
     Dinov3Embeddings embeddings{nullptr};
@@ -137,8 +134,6 @@ public:
         return model_->embeddings->patch_embeddings->weight.size(1);
     }
 
-    std::int64_t num_parameters() const override { return count_parameters(*model_); }
-
     double flops_per_image(std::int64_t height, std::int64_t width) const override {
         const double p = static_cast<double>(config_.patch_size);
         const double patches = std::floor(height / p) * std::floor(width / p);
@@ -154,9 +149,7 @@ public:
     void fold_grayscale(const std::array<double, 3>& mean,
                         const std::array<double, 3>& std) override {
         auto& proj = model_->embeddings->patch_embeddings;
-        const auto shift = fold_patch_conv(proj->weight, mean, std);
-        torch::NoGradGuard no_grad;
-        proj->bias.add_(shift);
+        fold_patch_embedding(proj->weight, proj->bias, mean, std);
     }
 
 private:
@@ -164,19 +157,13 @@ private:
                       bool train) override {
         const std::int64_t p = config_.patch_size;
         check_pixels(pixel_values, input_channels(), p);
-        const std::int64_t n = pixel_values.size(0);
-        const std::int64_t gh = pixel_values.size(2) / p;
-        const std::int64_t gw = pixel_values.size(3) / p;
+        const auto [n, gh, gw] = patch_grid(pixel_values, p);
         const std::int64_t d = config_.hidden_size;
         const std::int64_t r = config_.num_register_tokens;
-        const std::int64_t num_layers = config_.num_hidden_layers;
-        const auto want = wanted_states(opts, num_layers + 1);
         auto& emb = *model_->embeddings;
-        const auto patches = at::conv2d(to_input(pixel_values), emb.patch_embeddings->weight,
-                                        emb.patch_embeddings->bias, {p, p})
-                                 .flatten(2)
-                                 .transpose(1, 2);
-        auto x = torch::cat(
+        const auto patches = embed_patches(to_input(pixel_values), emb.patch_embeddings->weight,
+                                           emb.patch_embeddings->bias, p);
+        const auto x = torch::cat(
             {emb.cls_token.expand({n, 1, d}), emb.register_tokens.expand({n, r, d}), patches}, 1);
         // Training: fresh tables (the cached ones are inference tensors autograd
         // cannot save).
@@ -188,22 +175,14 @@ private:
         out.grid_h = gh;
         out.grid_w = gw;
         auto& norm = model_->norm;
-        auto final_norm = [&](const at::Tensor& s) {
-            return at::layer_norm(s, {d}, norm->weight, norm->bias, config_.layer_norm_eps);
-        };
-        auto keep = [&](std::int64_t i) {
-            if (want[static_cast<std::size_t>(i)]) {
-                out.layers[static_cast<int>(i)] = opts.normalize_layers ? final_norm(x) : x;
-            }
-        };
-        keep(0);
         const std::int64_t prefix = 1 + r;
         const std::int64_t g = gh * gw;
-        auto apply_rope = [&](const at::Tensor& t) {
+        BlockStack stack(config_, norm->weight, norm->bias);
+        stack.rotate = [&](const at::Tensor& t) {
             const auto tp = t.narrow(2, prefix, g);
             return torch::cat({t.narrow(2, 0, prefix), tp * cos + rotate_half(tp) * sin}, 2);
         };
-        for (std::int64_t i = 0; i < num_layers; ++i) {
+        stack.block = [&](std::int64_t i) {
             const auto& l = *model_->layer[static_cast<std::size_t>(i)]->as<Dinov3LayerImpl>();
             const auto& sa = *l.attention;
             const auto& mlp = *l.mlp;
@@ -215,10 +194,9 @@ private:
                 b.gate_b = mlp.gate_proj->bias;
             }
             b.ls2 = l.layer_scale2->lambda1;
-            x = pre_ln_block(x, b, config_.num_attention_heads, config_, apply_rope);
-            keep(i + 1);
-        }
-        out.last_hidden_state = final_norm(x);
+            return b;
+        };
+        out.last_hidden_state = stack.norm(run_blocks(x, stack, config_, opts, out));
         out.tokens = split_tokens(out.last_hidden_state, r, gh, gw, true);
         out.pooled = out.tokens.cls;
         return out;

@@ -3,6 +3,7 @@
 // the architecture translation units.
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "architectures.hpp"
 #include "radprobe/encoders/encoder.hpp"
 
 namespace radprobe::encoders::detail {
@@ -22,15 +24,17 @@ namespace radprobe::encoders::detail {
 void load_state_strict(torch::nn::Module& module, const std::map<std::string, at::Tensor>& state,
                        const std::string& source);
 
-/// Architecture builders (the factory in loading.cpp maps model_type to these).
+/// What an architecture builder returns (architectures.hpp maps model_type to the builders).
 /// The returned encoder has random (uninitialised) weights until load_state()
 /// is called.
 class LoadableEncoder : public Encoder {
 public:
     using Encoder::Encoder;
     /// Called after the weights were loaded or moved (fuses/prepares derived
-    /// tensors, drops caches).
-    virtual void prepare() = 0;
+    /// tensors, drops caches). Default: checks that config.json's activation is known.
+    virtual void prepare();
+    /// The module's parameter count.
+    std::int64_t num_parameters() const override;
     /// module().to(device), then prepare().
     void to(const c10::Device& device) override;
 
@@ -56,23 +60,25 @@ protected:
                               bool train) = 0;
 };
 
-std::unique_ptr<LoadableEncoder> make_dinov2(const ModelConfig& config);
-/// vit (ViTModel) and vit_mae (ViTMAEModel without masking): vit.cpp.
-std::unique_ptr<LoadableEncoder> make_vit(const ModelConfig& config);
-/// clip_vision_model (CLIPVisionModel) and siglip_vision_model
-/// (SiglipVisionModel): clip.cpp.
-std::unique_ptr<LoadableEncoder> make_clip(const ModelConfig& config);
-/// dinov3_vit (DINOv3ViTModel): dinov3.cpp.
-std::unique_ptr<LoadableEncoder> make_dinov3(const ModelConfig& config);
-/// resnet (ResNetModel): resnet.cpp.
-std::unique_ptr<LoadableEncoder> make_resnet(const ModelConfig& config);
-/// swin (SwinModel): swin.cpp.
-std::unique_ptr<LoadableEncoder> make_swin(const ModelConfig& config);
-/// open_clip_timm_vit (open_clip TimmModel ViT tower, BiomedCLIP):
-/// open_clip.cpp.
-std::unique_ptr<LoadableEncoder> make_open_clip(const ModelConfig& config);
-
 // --- Helpers shared by the architecture translation units (common.cpp). ---
+
+/// An MLP of two linear layers named fc1 and fc2 (the HF CLIP and timm key names), hidden width
+/// config.intermediate_size.
+struct FcMlpImpl : torch::nn::Module {
+    explicit FcMlpImpl(const ModelConfig& c);
+    torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(FcMlp);
+
+/// `count` layers built from `options` in a ModuleList (the `encoder.layer.N.` key segment).
+template <typename Layer, typename Options>
+torch::nn::ModuleList layer_list(const Options& options, std::int64_t count) {
+    torch::nn::ModuleList list;
+    for (std::int64_t i = 0; i < count; ++i) {
+        list->push_back(Layer(options));
+    }
+    return list;
+}
 
 /// Which hidden states 0..num_states-1 to return (negative indices count from
 /// the end; out-of-range → UsageError).
@@ -119,6 +125,49 @@ at::Tensor pre_ln_block(const at::Tensor& x, const PreLnBlock& block, std::int64
                         const ModelConfig& config,
                         const std::function<at::Tensor(const at::Tensor&)>& rotate = {});
 
+/// The patch grid of an N×C×H×W input for patches of `patch` (after check_pixels).
+struct PatchGrid {
+    std::int64_t n = 0, gh = 0, gw = 0;
+};
+PatchGrid patch_grid(const at::Tensor& pixel_values, std::int64_t patch);
+
+/// The HF ViT / timm token sequence: [CLS + its position, patches + the patch positions], from
+/// a learned table [1, 1 + g0·g0, D] whose patch part is resized to gh × gw (resize_positions).
+/// `cls` is [1, 1, D]; `patches` N×(gh·gw)×D.
+at::Tensor cls_and_patches(const at::Tensor& cls, const at::Tensor& table,
+                           const at::Tensor& patches, std::int64_t g0, std::int64_t gh,
+                           std::int64_t gw);
+
+/// The patch embedding of a ViT-like family: a stride-`patch` convolution, flattened to N×G×D
+/// (patches in row-major grid order).
+at::Tensor embed_patches(const at::Tensor& pixels, const at::Tensor& weight, const at::Tensor& bias,
+                         std::int64_t patch);
+
+/// The block stack every ViT-like family shares, seen through its hooks:
+///  - block(i): the i-th pre-LN block as tensors (views of the module's parameters);
+///  - norm: the norm applied to a kept hidden state when ForwardOptions::normalize_layers (the
+///    model's final norm);
+///  - rotate: applied to the queries and keys of every block (DINOv3's RoPE; empty = none).
+struct BlockStack {
+    BlockStack() = default;
+    /// num_hidden_layers blocks of num_attention_heads heads; norm = LayerNorm with this weight
+    /// and bias at config.layer_norm_eps.
+    BlockStack(const ModelConfig& config, const at::Tensor& norm_weight,
+               const at::Tensor& norm_bias);
+
+    std::int64_t num_layers = 0;
+    std::int64_t heads = 0;
+    std::function<PreLnBlock(std::int64_t i)> block;
+    std::function<at::Tensor(const at::Tensor&)> norm;
+    std::function<at::Tensor(const at::Tensor&)> rotate;
+};
+
+/// Runs the blocks on the embedded tokens `x` (N×T×D: prefix tokens, then patches), storing the
+/// hidden states `options` asks for in out.layers (state 0 = the embeddings); returns the
+/// tokens after the last block (before the final norm).
+at::Tensor run_blocks(at::Tensor x, const BlockStack& stack, const ModelConfig& config,
+                      const ForwardOptions& options, EncoderOutput& out);
+
 /// Splits N×T×D into N×heads×T×hd.
 at::Tensor split_heads(const at::Tensor& x, std::int64_t heads);
 
@@ -128,6 +177,11 @@ at::Tensor split_heads(const at::Tensor& x, std::int64_t heads);
 /// is native.
 at::Tensor resize_positions(const at::Tensor& table, std::int64_t g0, std::int64_t gh,
                             std::int64_t gw);
+
+/// fold_patch_conv() applied to a patch embedding with a bias: weight [D, 3, k, k] → [D, 1, k, k],
+/// the shift added to the bias.
+void fold_patch_embedding(at::Tensor& weight, at::Tensor& bias, const std::array<double, 3>& mean,
+                          const std::array<double, 3>& std);
 
 /// Folds grey replication and per-channel normalisation into a patch-embedding
 /// convolution (no padding): weight [D, 3, k, k] → [D, 1, k, k]; returns the

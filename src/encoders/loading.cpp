@@ -19,6 +19,8 @@
 
 namespace radprobe::encoders {
 
+using preprocess::PreprocessConfig;
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -81,53 +83,6 @@ std::string shape_str(at::IntArrayRef shape) {
     return os.str();
 }
 
-using Builder = std::function<std::unique_ptr<detail::LoadableEncoder>(const ModelConfig&)>;
-
-const std::map<std::string, Builder>& factory() {
-    static const std::map<std::string, Builder> table = {
-        {"dinov2", detail::make_dinov2},
-        {"dinov2_with_registers", detail::make_dinov2},
-        {"vit", detail::make_vit},
-        {"vit_mae", detail::make_vit},
-        {"clip_vision_model", detail::make_clip},
-        {"siglip_vision_model", detail::make_clip},
-        {"dinov3_vit", detail::make_dinov3},
-        {"resnet", detail::make_resnet},
-        {"swin", detail::make_swin},
-        {"open_clip_timm_vit", detail::make_open_clip},
-    };
-    return table;
-}
-
-/// Where a family's parameters sit in depth: keys starting with `block_prefix` + "N." are
-/// block N + 1; keys starting with one of `embed_prefixes` are 0; every other key is after the
-/// last block.
-struct DepthLayout {
-    std::string block_prefix;
-    std::vector<std::string> embed_prefixes;
-};
-
-DepthLayout depth_layout(const std::string& model_type) {
-    if (model_type == "clip_vision_model" || model_type == "siglip_vision_model") {
-        return {"vision_model.encoder.layers.",
-                {"vision_model.embeddings.", "vision_model.pre_layrnorm."}};
-    }
-    if (model_type == "dinov3_vit") {
-        return {"layer.", {"embeddings."}};
-    }
-    if (model_type == "resnet") {
-        return {"encoder.stages.", {"embedder."}};
-    }
-    if (model_type == "swin") {
-        return {"encoder.layers.", {"embeddings."}};
-    }
-    if (model_type == "open_clip_timm_vit") {
-        return {"visual.trunk.blocks.",
-                {"visual.trunk.cls_token", "visual.trunk.pos_embed", "visual.trunk.patch_embed."}};
-    }
-    return {"encoder.layer.", {"embeddings."}};  // dinov2, dinov2_with_registers, vit, vit_mae
-}
-
 bool starts_with(const std::string& s, const std::string& prefix) {
     return s.compare(0, prefix.size(), prefix) == 0;
 }
@@ -148,7 +103,7 @@ int Encoder::layer_id(const std::string& param_name) const {
                  module().named_buffers(true).contains(param_name);
     RADPROBE_USAGE_CHECK(known, "layer_id: \"", param_name, "\" is not a parameter of this ",
                          config_.model_type, " model");
-    const DepthLayout layout = depth_layout(config_.model_type);
+    const detail::DepthLayout& layout = detail::find_architecture(config_.model_type)->depth;
     for (const auto& prefix : layout.embed_prefixes) {
         if (starts_with(param_name, prefix)) {
             return 0;
@@ -167,6 +122,24 @@ int Encoder::layer_id(const std::string& param_name) const {
     return num_blocks() + 1;
 }
 
+StTensorData tensor_entry(const std::string& name, const at::Tensor& value) {
+    StTensorData t;
+    t.name = name;
+    t.shape.assign(value.sizes().begin(), value.sizes().end());
+    if (value.is_floating_point()) {
+        const auto v = value.detach().to(c10::kCPU, torch::kFloat32).contiguous();
+        t.dtype = StDType::kF32;
+        t.bytes.resize(static_cast<std::size_t>(v.numel()) * 4);
+        std::memcpy(t.bytes.data(), v.data_ptr<float>(), t.bytes.size());
+    } else {
+        const auto v = value.detach().to(c10::kCPU, torch::kInt64).contiguous();
+        t.dtype = StDType::kI64;
+        t.bytes.resize(static_cast<std::size_t>(v.numel()) * 8);
+        std::memcpy(t.bytes.data(), v.data_ptr<std::int64_t>(), t.bytes.size());
+    }
+    return t;
+}
+
 void Encoder::save_pretrained(const fs::path& dir) const {
     RADPROBE_CHECK(input_channels() == config_.num_channels,
                    "save_pretrained: the patch embedding of this ", config_.model_type,
@@ -177,21 +150,7 @@ void Encoder::save_pretrained(const fs::path& dir) const {
                    "text to write (it was not loaded from a directory)");
     std::vector<StTensorData> tensors;
     auto add = [&](const std::string& name, const at::Tensor& value) {
-        StTensorData t;
-        t.name = name;
-        t.shape.assign(value.sizes().begin(), value.sizes().end());
-        if (value.is_floating_point()) {
-            const auto v = value.detach().to(c10::kCPU, torch::kFloat32).contiguous();
-            t.dtype = StDType::kF32;
-            t.bytes.resize(static_cast<std::size_t>(v.numel()) * 4);
-            std::memcpy(t.bytes.data(), v.data_ptr<float>(), t.bytes.size());
-        } else {
-            const auto v = value.detach().to(c10::kCPU, torch::kInt64).contiguous();
-            t.dtype = StDType::kI64;
-            t.bytes.resize(static_cast<std::size_t>(v.numel()) * 8);
-            std::memcpy(t.bytes.data(), v.data_ptr<std::int64_t>(), t.bytes.size());
-        }
-        tensors.push_back(std::move(t));
+        tensors.push_back(tensor_entry(name, value));
     };
     for (const auto& item : module().named_parameters(true)) {
         add(item.key(), item.value());
@@ -338,10 +297,10 @@ void load_state_strict(torch::nn::Module& module, const std::map<std::string, at
 
 std::unique_ptr<Encoder> load_encoder(const fs::path& model_dir) {
     const ModelConfig config = read_model_config(model_dir);
-    const auto it = factory().find(config.model_type);
-    RADPROBE_ASSERT(it != factory().end(), "model_type ", config.model_type,
-                    " known to read_model_config but not to the factory");
-    auto encoder = it->second(config);
+    const auto* arch = detail::find_architecture(config.model_type);
+    RADPROBE_ASSERT(arch != nullptr, "model_type ", config.model_type,
+                    " read by read_model_config but not in the architecture table");
+    auto encoder = arch->build(config);
     auto state = load_safetensors_state(config.dir);
     if (config.model_type == "open_clip_timm_vit") {
         // A full open_clip checkpoint also holds the text tower and logit_scale.
@@ -368,6 +327,10 @@ TokenSplit split_tokens(const at::Tensor& sequence, std::int64_t num_registers, 
     s.patches =
         sequence.narrow(1, c + num_registers, grid_h * grid_w).reshape({n, grid_h, grid_w, d});
     return s;
+}
+
+int cuda_device_count() {
+    return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
 }
 
 int set_threads(int threads) {

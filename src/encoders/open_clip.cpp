@@ -53,14 +53,7 @@ struct AttentionImpl : nn::Module {
 };
 TORCH_MODULE(Attention);
 
-struct MlpImpl : nn::Module {
-    explicit MlpImpl(const ModelConfig& c) {
-        fc1 = register_module("fc1", nn::Linear(c.hidden_size, c.intermediate_size));
-        fc2 = register_module("fc2", nn::Linear(c.intermediate_size, c.hidden_size));
-    }
-    nn::Linear fc1{nullptr}, fc2{nullptr};
-};
-TORCH_MODULE(Mlp);
+using Mlp = FcMlp;
 
 struct BlockImpl : nn::Module {
     explicit BlockImpl(const ModelConfig& c) {
@@ -81,10 +74,7 @@ struct TrunkImpl : nn::Module {
         cls_token = register_parameter("cls_token", torch::zeros({1, 1, c.hidden_size}));
         pos_embed = register_parameter("pos_embed", torch::zeros({1, 1 + g * g, c.hidden_size}));
         patch_embed = register_module("patch_embed", PatchEmbed(c));
-        blocks = register_module("blocks", nn::ModuleList());
-        for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) {
-            blocks->push_back(Block(c));
-        }
+        blocks = register_module("blocks", layer_list<Block>(c, c.num_hidden_layers));
         norm = register_module("norm", layer_norm(c));
     }
     torch::Tensor cls_token, pos_embed;
@@ -132,13 +122,9 @@ public:
 
     torch::nn::Module& module() override { return *model_; }
 
-    void prepare() override { check_activation(config_.hidden_act, config_); }
-
     std::int64_t input_channels() const override {
         return model_->visual->trunk->patch_embed->proj->weight.size(1);
     }
-
-    std::int64_t num_parameters() const override { return count_parameters(*model_); }
 
     double flops_per_image(std::int64_t height, std::int64_t width) const override {
         return vit_flops(config_, input_channels(), 1, height, width);
@@ -147,9 +133,7 @@ public:
     void fold_grayscale(const std::array<double, 3>& mean,
                         const std::array<double, 3>& std) override {
         auto& proj = model_->visual->trunk->patch_embed->proj;
-        const auto shift = fold_patch_conv(proj->weight, mean, std);
-        torch::NoGradGuard no_grad;
-        proj->bias.add_(shift);
+        fold_patch_embedding(proj->weight, proj->bias, mean, std);
     }
 
 private:
@@ -157,70 +141,54 @@ private:
                       bool /*train*/) override {
         const std::int64_t p = config_.patch_size;
         check_pixels(pixel_values, input_channels(), p);
-        const std::int64_t n = pixel_values.size(0);
-        const std::int64_t gh = pixel_values.size(2) / p;
-        const std::int64_t gw = pixel_values.size(3) / p;
-        const std::int64_t d = config_.hidden_size;
-        const std::int64_t num_layers = config_.num_hidden_layers;
-        const auto want = wanted_states(opts, num_layers + 1);
+        const auto [n, gh, gw] = patch_grid(pixel_values, p);
         auto& trunk = *model_->visual->trunk;
         const auto& proj = trunk.patch_embed->proj;
-        const auto g0 = config_.native_grid();
-        const auto pos = trunk.pos_embed;
-        const auto patch_pos = resize_positions(pos.narrow(1, 1, g0 * g0), g0, gh, gw);
-        const auto patches = at::conv2d(to_input(pixel_values), proj->weight, proj->bias, {p, p})
-                                 .flatten(2)
-                                 .transpose(1, 2);
-        auto x = torch::cat(
-            {(trunk.cls_token + pos.narrow(1, 0, 1)).expand({n, 1, d}), patches + patch_pos}, 1);
+        const auto patches = embed_patches(to_input(pixel_values), proj->weight, proj->bias, p);
+        const auto x = cls_and_patches(trunk.cls_token, trunk.pos_embed, patches,
+                                       config_.native_grid(), gh, gw);
 
         EncoderOutput out;
         out.grid_h = gh;
         out.grid_w = gw;
-        const double eps = config_.layer_norm_eps;
-        auto final_norm = [&](const at::Tensor& s) {
-            return at::layer_norm(s, {d}, trunk.norm->weight, trunk.norm->bias, eps);
+        BlockStack stack(config_, trunk.norm->weight, trunk.norm->bias);
+        stack.block = [&](std::int64_t i) {
+            return block_view(*trunk.blocks[static_cast<std::size_t>(i)]->as<BlockImpl>());
         };
-        auto keep = [&](std::int64_t i) {
-            if (want[static_cast<std::size_t>(i)]) {
-                out.layers[static_cast<int>(i)] = opts.normalize_layers ? final_norm(x) : x;
-            }
-        };
-        keep(0);
-        for (std::int64_t i = 0; i < num_layers; ++i) {
-            const auto& l = *trunk.blocks[static_cast<std::size_t>(i)]->as<BlockImpl>();
-            // timm's fused qkv: output rows [q | k | v], each head-major.
-            const auto& qkv = l.attn->qkv;
-            auto rows = [&](const at::Tensor& t, std::int64_t part) {
-                return t.defined() ? t.narrow(0, part * d, d) : t;
-            };
-            PreLnBlock b;
-            b.ln1_w = l.norm1->weight;
-            b.ln1_b = l.norm1->bias;
-            b.q_w = rows(qkv->weight, 0);
-            b.q_b = rows(qkv->bias, 0);
-            b.k_w = rows(qkv->weight, 1);
-            b.k_b = rows(qkv->bias, 1);
-            b.v_w = rows(qkv->weight, 2);
-            b.v_b = rows(qkv->bias, 2);
-            b.o_w = l.attn->proj->weight;
-            b.o_b = l.attn->proj->bias;
-            b.ln2_w = l.norm2->weight;
-            b.ln2_b = l.norm2->bias;
-            b.fc1_w = l.mlp->fc1->weight;
-            b.fc1_b = l.mlp->fc1->bias;
-            b.fc2_w = l.mlp->fc2->weight;
-            b.fc2_b = l.mlp->fc2->bias;
-            x = pre_ln_block(x, b, config_.num_attention_heads, config_);
-            keep(i + 1);
-        }
-        out.last_hidden_state = final_norm(x);
+        out.last_hidden_state = stack.norm(run_blocks(x, stack, config_, opts, out));
         out.tokens = split_tokens(out.last_hidden_state, 0, gh, gw, true);
         out.pooled = out.tokens.cls;
         if (model_->visual->head) {
             out.projected = model_->visual->head->proj(out.pooled);
         }
         return out;
+    }
+
+    /// One timm block as tensors. timm's fused qkv: output rows [q | k | v], each head-major.
+    PreLnBlock block_view(const BlockImpl& l) const {
+        const std::int64_t d = config_.hidden_size;
+        const auto& qkv = l.attn->qkv;
+        auto rows = [&](const at::Tensor& t, std::int64_t part) {
+            return t.defined() ? t.narrow(0, part * d, d) : t;
+        };
+        PreLnBlock b;
+        b.ln1_w = l.norm1->weight;
+        b.ln1_b = l.norm1->bias;
+        b.q_w = rows(qkv->weight, 0);
+        b.q_b = rows(qkv->bias, 0);
+        b.k_w = rows(qkv->weight, 1);
+        b.k_b = rows(qkv->bias, 1);
+        b.v_w = rows(qkv->weight, 2);
+        b.v_b = rows(qkv->bias, 2);
+        b.o_w = l.attn->proj->weight;
+        b.o_b = l.attn->proj->bias;
+        b.ln2_w = l.norm2->weight;
+        b.ln2_b = l.norm2->bias;
+        b.fc1_w = l.mlp->fc1->weight;
+        b.fc1_b = l.mlp->fc1->bias;
+        b.fc2_w = l.mlp->fc2->weight;
+        b.fc2_b = l.mlp->fc2->bias;
+        return b;
     }
 
     OpenClipModel model_;

@@ -131,13 +131,9 @@ public:
 
     torch::nn::Module& module() override { return *model_; }
 
-    void prepare() override { check_activation(config_.hidden_act, config_); }
-
     std::int64_t input_channels() const override {
         return model_->embedder->embedder->convolution->weight.size(1);
     }
-
-    std::int64_t num_parameters() const override { return count_parameters(*model_); }
 
     double flops_per_image(std::int64_t height, std::int64_t width) const override {
         // Every convolution: 2 · k² · Cin · Cout · output pixels, from the module tree.

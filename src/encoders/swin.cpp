@@ -209,8 +209,6 @@ public:
         return model_->embeddings->patch_embeddings->projection->weight.size(1);
     }
 
-    std::int64_t num_parameters() const override { return count_parameters(*model_); }
-
     double flops_per_image(std::int64_t height, std::int64_t width) const override {
         const double p = static_cast<double>(config_.embed_patch_size);
         double t = std::ceil(height / p) * std::ceil(width / p);
@@ -235,9 +233,7 @@ public:
         // Exact only when H and W are multiples of the patch size (otherwise HF zero-pads the
         // normalised input); radprobe's preprocessing produces such sizes for Swin configs.
         auto& proj = model_->embeddings->patch_embeddings->projection;
-        const auto shift = fold_patch_conv(proj->weight, mean, std);
-        torch::NoGradGuard no_grad;
-        proj->bias.add_(shift);
+        fold_patch_embedding(proj->weight, proj->bias, mean, std);
     }
 
 private:

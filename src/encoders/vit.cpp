@@ -105,10 +105,7 @@ TORCH_MODULE(VitLayer);
 
 struct VitEncoderImpl : nn::Module {
     explicit VitEncoderImpl(const ModelConfig& c) {
-        layer = register_module("layer", nn::ModuleList());
-        for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) {
-            layer->push_back(VitLayer(c));
-        }
+        layer = register_module("layer", layer_list<VitLayer>(c, c.num_hidden_layers));
     }
     nn::ModuleList layer{nullptr};
 };
@@ -138,13 +135,9 @@ public:
 
     torch::nn::Module& module() override { return *model_; }
 
-    void prepare() override { check_activation(config_.hidden_act, config_); }
-
     std::int64_t input_channels() const override {
         return model_->embeddings->patch_embeddings->projection->weight.size(1);
     }
-
-    std::int64_t num_parameters() const override { return count_parameters(*model_); }
 
     double flops_per_image(std::int64_t height, std::int64_t width) const override {
         return vit_flops(config_, input_channels(), 1, height, width);
@@ -153,9 +146,7 @@ public:
     void fold_grayscale(const std::array<double, 3>& mean,
                         const std::array<double, 3>& std) override {
         auto& proj = model_->embeddings->patch_embeddings->projection;
-        const auto shift = fold_patch_conv(proj->weight, mean, std);
-        torch::NoGradGuard no_grad;
-        proj->bias.add_(shift);
+        fold_patch_embedding(proj->weight, proj->bias, mean, std);
     }
 
 private:
@@ -163,48 +154,27 @@ private:
                       bool /*train*/) override {
         const std::int64_t p = config_.patch_size;
         check_pixels(pixel_values, input_channels(), p);
-        const std::int64_t n = pixel_values.size(0);
-        const std::int64_t gh = pixel_values.size(2) / p;
-        const std::int64_t gw = pixel_values.size(3) / p;
-        const std::int64_t d = config_.hidden_size;
-        const std::int64_t num_layers = config_.num_hidden_layers;
-        const auto want = wanted_states(opts, num_layers + 1);
-
+        const auto [n, gh, gw] = patch_grid(pixel_values, p);
         auto& emb = *model_->embeddings;
         const auto& proj = emb.patch_embeddings->projection;
-        const auto pos = emb.position_embeddings;
-        const auto g0 = config_.native_grid();
-        const auto patch_pos = resize_positions(pos.narrow(1, 1, g0 * g0), g0, gh, gw);
-        const auto patches = at::conv2d(to_input(pixel_values), proj->weight, proj->bias, {p, p})
-                                 .flatten(2)
-                                 .transpose(1, 2);
-        auto x = torch::cat(
-            {(emb.cls_token + pos.narrow(1, 0, 1)).expand({n, 1, d}), patches + patch_pos}, 1);
+        const auto patches = embed_patches(to_input(pixel_values), proj->weight, proj->bias, p);
+        const auto x = cls_and_patches(emb.cls_token, emb.position_embeddings, patches,
+                                       config_.native_grid(), gh, gw);
 
         EncoderOutput out;
         out.grid_h = gh;
         out.grid_w = gw;
         auto& ln = model_->layernorm;
-        auto final_norm = [&](const at::Tensor& s) {
-            return at::layer_norm(s, {d}, ln->weight, ln->bias, config_.layer_norm_eps);
-        };
-        auto keep = [&](std::int64_t i) {
-            if (want[static_cast<std::size_t>(i)]) {
-                out.layers[static_cast<int>(i)] = opts.normalize_layers ? final_norm(x) : x;
-            }
-        };
-        keep(0);
-        for (std::int64_t i = 0; i < num_layers; ++i) {
+        BlockStack stack(config_, ln->weight, ln->bias);
+        stack.block = [&](std::int64_t i) {
             const auto& l =
                 *model_->encoder->layer[static_cast<std::size_t>(i)]->as<VitLayerImpl>();
             const auto& sa = *l.attention->attention;
-            const auto b = make_pre_ln_block(l.layernorm_before, sa.query, sa.key, sa.value,
-                                             l.attention->output->dense, l.layernorm_after,
-                                             l.intermediate->dense, l.output->dense);
-            x = pre_ln_block(x, b, config_.num_attention_heads, config_);
-            keep(i + 1);
-        }
-        out.last_hidden_state = final_norm(x);
+            return make_pre_ln_block(l.layernorm_before, sa.query, sa.key, sa.value,
+                                     l.attention->output->dense, l.layernorm_after,
+                                     l.intermediate->dense, l.output->dense);
+        };
+        out.last_hidden_state = stack.norm(run_blocks(x, stack, config_, opts, out));
         out.tokens = split_tokens(out.last_hidden_state, 0, gh, gw, true);
         if (model_->pooler) {
             out.pooled = at::tanh(model_->pooler->dense(out.tokens.cls));

@@ -374,4 +374,30 @@ MultiLabelMetrics multilabel_metrics(std::span<const double> labels, std::span<c
     return out;
 }
 
+std::vector<RocPoint> roc_curve(std::span<const double> labels, std::span<const double> scores) {
+    check_binary_inputs(labels, scores, "roc_curve");
+    const auto counts = count_classes(labels);
+    RADPROBE_CHECK(counts.positives > 0 && counts.negatives > 0, "roc_curve: needs both classes (",
+                   counts.positives, " positives, ", counts.negatives, " negatives)");
+    std::vector<std::size_t> order(labels.size());
+    for (std::size_t i = 0; i < order.size(); ++i) {
+        order[i] = i;
+    }
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return scores[a] > scores[b]; });
+    std::vector<RocPoint> curve;
+    curve.push_back({0.0, 0.0, INFINITY});
+    double tp = 0;
+    double fp = 0;
+    for (std::size_t k = 0; k < order.size(); ++k) {
+        const std::size_t i = order[k];
+        (labels[i] == 1.0 ? tp : fp) += 1;
+        if (k + 1 == order.size() || scores[order[k + 1]] != scores[i]) {
+            curve.push_back({fp / static_cast<double>(counts.negatives),
+                             tp / static_cast<double>(counts.positives), scores[i]});
+        }
+    }
+    return curve;
+}
+
 }  // namespace radprobe::eval

@@ -1,8 +1,9 @@
 #pragma once
-// Private helpers shared by the eval sources: sorted score groups and placement values.
+// Private helpers shared by the eval sources: sorted score groups, placement values, CSV cells.
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -37,5 +38,8 @@ Placements placements(std::span<const double> labels, std::span<const double> sc
 /// Throws InputError unless both classes have at least `minimum` samples.
 void require_classes(std::size_t positives, std::size_t negatives, std::size_t minimum,
                      const std::string& where);
+
+/// A CSV cell of an optional number: "%.17g" (round-trips), "" for nullopt.
+std::string csv_number(const std::optional<double>& value);
 
 }  // namespace radprobe::eval::detail

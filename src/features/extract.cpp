@@ -21,6 +21,7 @@
 #include "radprobe/encoders/model_dir.hpp"
 #include "radprobe/features/embeddings.hpp"
 #include "radprobe/imaging/decode.hpp"
+#include "radprobe/preprocess/preprocess.hpp"
 
 namespace radprobe::features {
 namespace fs = std::filesystem;
@@ -34,10 +35,12 @@ std::string shard_name(std::int64_t k) {
 }
 
 // The output name of one pooling (with the layer set in the store key, one file per pooling).
-std::string pool_file(Pooling p) { return pooling_name(p); }
+std::string pool_file(Pooling p) {
+    return pooling_name(p);
+}
 
-encoders::PreprocessConfig effective_preprocess(const ExtractOptions& o) {
-    encoders::PreprocessConfig pc = encoders::read_preprocess_config(o.model_dir);
+preprocess::PreprocessConfig effective_preprocess(const ExtractOptions& o) {
+    preprocess::PreprocessConfig pc = encoders::read_preprocess_config(o.model_dir);
     if (o.resize > 0) {
         pc.override_size(o.resize);
     }
@@ -54,7 +57,8 @@ std::string describe_key_inputs(const ExtractOptions& o, nlohmann::json* out) {
         weights = content_hash_file(dir / "open_clip_model.safetensors");
     } else if (fs::exists(dir / "model.safetensors.index.json")) {
         // Sharded: hash the index and every shard it names.
-        const auto index = nlohmann::json::parse(read_file_text(dir / "model.safetensors.index.json"));
+        const auto index =
+            nlohmann::json::parse(read_file_text(dir / "model.safetensors.index.json"));
         std::string all;
         std::vector<std::string> files;
         for (const auto& [k, v] : index.at("weight_map").items()) {
@@ -81,7 +85,7 @@ std::string describe_key_inputs(const ExtractOptions& o, nlohmann::json* out) {
         return fs::exists(dir / name) ? content_hash(read_file_text(dir / name)) : std::string();
     };
     j["config_hash"] = fs::exists(dir / "config.json") ? hash_if_present("config.json")
-                                                        : hash_if_present("open_clip_config.json");
+                                                       : hash_if_present("open_clip_config.json");
     j["preprocessor_hash"] = hash_if_present("preprocessor_config.json");
     j["resize"] = o.resize;
     j["fold_grayscale"] = o.fold_grayscale;
@@ -121,9 +125,8 @@ struct Prepared {
 struct Context {
     const ExtractOptions& options;
     const dataset::Manifest& manifest;
-    encoders::PreprocessConfig preprocess;
+    preprocess::InputSpec input;
     std::int64_t patch = 0;
-    int channels = 3;
 };
 
 Prepared prepare(const Context& ctx, std::int64_t row) {
@@ -132,30 +135,21 @@ Prepared prepare(const Context& ctx, std::int64_t row) {
     const auto& rec = ctx.manifest.record(static_cast<std::size_t>(row));
     try {
         const imaging::Image img = imaging::decode(rec.image_path);
-        const auto grey = encoders::quantise_u8(img.pixels.data(), img.pixels.size());
-        p.pixels = encoders::preprocess_grey_u8(grey, img.rows, img.cols, ctx.preprocess,
-                                                ctx.channels);
-        const auto g = encoders::preprocess_geometry(ctx.preprocess, img.rows, img.cols);
+        p.pixels = preprocess::to_input(img, ctx.input);
+        const auto g = preprocess::input_geometry(ctx.input, img.rows, img.cols);
         p.height = g.out_height;
         p.width = g.out_width;
         const bool wants_roi = std::find(ctx.options.poolings.begin(), ctx.options.poolings.end(),
                                          Pooling::kRoi) != ctx.options.poolings.end();
         if (wants_roi) {
-            InputGeometry ig;
-            ig.scale_x = g.scale_x;
-            ig.scale_y = g.scale_y;
-            ig.crop_left = static_cast<double>(g.crop_left);
-            ig.crop_top = static_cast<double>(g.crop_top);
-            ig.out_height = g.out_height;
-            ig.out_width = g.out_width;
-            ig.patch = ctx.patch;
+            const InputGeometry ig = patch_geometry(g, ctx.patch);
             const std::string& src = ctx.options.roi_source;
             if (src.rfind("mask_", 0) == 0) {
                 const auto mask = ctx.manifest.load_mask(static_cast<std::size_t>(row),
                                                          src.substr(5), img.rows, img.cols);
                 if (mask && mask->count() > 0) {
-                    p.roi_weights = roi_weights_from_mask(mask->data.data(), mask->rows,
-                                                          mask->cols, ig, rec.id);
+                    p.roi_weights = roi_weights_from_mask(mask->data.data(), mask->rows, mask->cols,
+                                                          ig, rec.id);
                 }
             } else {
                 std::string label;
@@ -195,24 +189,17 @@ struct ShardRows {
     std::vector<std::string> index_lines;
 };
 
-}  // namespace
-
-std::string store_key(const ExtractOptions& options) {
-    return describe_key_inputs(options, nullptr);
-}
-
-ExtractResult extract(const ExtractOptions& o) {
-    const auto t0 = std::chrono::steady_clock::now();
-    RADPROBE_USAGE_CHECK(o.batch >= 1 && o.batch <= 4096, "--batch must be in 1..4096, got ", o.batch);
+void check_options(const ExtractOptions& o) {
+    RADPROBE_USAGE_CHECK(o.batch >= 1 && o.batch <= 4096, "--batch must be in 1..4096, got ",
+                         o.batch);
     RADPROBE_USAGE_CHECK(o.shard_size >= 1, "shard size must be >= 1");
     RADPROBE_USAGE_CHECK(!o.poolings.empty(), "--pool: no pooling given");
     RADPROBE_USAGE_CHECK(o.roi_source == "boxes" || o.roi_source.rfind("boxes:", 0) == 0 ||
                              o.roi_source.rfind("mask_", 0) == 0,
                          "--roi: '", o.roi_source, "' is not boxes, boxes:<label> or mask_<name>");
+}
 
-    dataset::ManifestOptions mo;
-    mo.boxes = o.boxes;
-    const dataset::Manifest manifest = dataset::Manifest::load(o.manifest, mo);
+void check_manifest(const ExtractOptions& o, const dataset::Manifest& manifest) {
     // Extraction needs sound image ids, boxes and masks; label or split problems (leakage
     // included) matter for training and are left to `radprobe validate` and the probes.
     for (const auto& problem : manifest.problems()) {
@@ -224,105 +211,123 @@ ExtractResult extract(const ExtractOptions& o) {
         RADPROBE_CHECK(manifest.mask_index(o.roi_source.substr(5)).has_value(), o.manifest.string(),
                        ": --roi ", o.roi_source, ": no such mask column");
     }
+}
 
-    nlohmann::json key_inputs;
-    const std::string key = describe_key_inputs(o, &key_inputs);
-    const auto config = encoders::read_model_config(o.model_dir);
-    std::string model_name = o.model_dir.filename().string();
-    if (model_name.empty()) {
-        model_name = o.model_dir.parent_path().filename().string();
+// A complete store from an earlier run: nothing to do but count its failures.
+void read_complete_store(const fs::path& dir, ExtractResult& result) {
+    result.cached = true;
+    result.complete = true;
+    const auto index = CsvTable::read(dir / "index.csv");
+    for (const auto& row : index.rows()) {
+        result.failures += row[index.column("ok")] == "0";
     }
-    ExtractResult result;
-    result.store_dir = o.store_root / (model_name + "-" + key.substr(0, 12));
-    result.images = static_cast<std::int64_t>(manifest.size());
-    const fs::path dir = result.store_dir;
-    if (fs::exists(dir / "COMPLETE")) {
-        result.cached = true;
-        result.complete = true;
-        const auto index = CsvTable::read(dir / "index.csv");
-        for (const auto& row : index.rows()) {
-            result.failures += row[index.column("ok")] == "0";
-        }
-        return result;
-    }
+}
+
+void start_store(const ExtractOptions& o, const fs::path& dir, const std::string& key,
+                 const nlohmann::json& key_inputs, const encoders::ModelConfig& config) {
     fs::create_directories(dir / "shards");
     // Temporary files left by a killed run (kill -9 gives no chance to clean up) are removed;
     // completed files were renamed into place and are kept.
     for (const fs::path& sub : {dir, dir / "shards"}) {
         for (const auto& e : fs::directory_iterator(sub)) {
-            if (e.is_regular_file() && e.path().filename().string().find(".tmp.") != std::string::npos) {
+            if (e.is_regular_file() &&
+                e.path().filename().string().find(".tmp.") != std::string::npos) {
                 fs::remove(e.path());
             }
         }
     }
-    {
-        nlohmann::json meta = key_inputs;
-        meta["key"] = key;
-        meta["model_dir"] = fs::absolute(o.model_dir).string();
-        meta["model_type"] = config.model_type;
-        meta["manifest"] = fs::absolute(o.manifest).string();
-        meta["shard_size"] = o.shard_size;
-        meta["radprobe_version"] = std::string(version()) + " (" + git_describe() + ")";
-        write_file_atomic(dir / "store.json", meta.dump(2) + "\n");
-    }
+    nlohmann::json meta = key_inputs;
+    meta["key"] = key;
+    meta["model_dir"] = fs::absolute(o.model_dir).string();
+    meta["model_type"] = config.model_type;
+    meta["manifest"] = fs::absolute(o.manifest).string();
+    meta["shard_size"] = o.shard_size;
+    meta["radprobe_version"] = std::string(version()) + " (" + git_describe() + ")";
+    write_file_atomic(dir / "store.json", meta.dump(2) + "\n");
+}
 
-    encoders::set_threads(o.threads);
-    auto encoder = encoders::load_encoder(o.model_dir);
-    Context ctx{o, manifest, effective_preprocess(o), config.patch_size, 3};
-    // Folding is exact where it applies; an architecture that cannot fold (ResNet's padded stem
-    // refuses before changing anything) simply takes the 3-channel input: same tokens.
+// Folding is exact where it applies; an architecture that cannot fold (ResNet's padded stem
+// refuses before changing anything) simply takes the 3-channel input: same tokens.
+void fold_input_channels(const ExtractOptions& o, encoders::Encoder& encoder, Context& ctx) {
     try {
-        if (o.fold_grayscale && ctx.preprocess.do_normalize) {
-            encoder->fold_grayscale(ctx.preprocess.image_mean, ctx.preprocess.image_std);
-            ctx.channels = 1;
+        if (o.fold_grayscale && ctx.input.processor.do_normalize) {
+            encoder.fold_grayscale(ctx.input.processor.image_mean, ctx.input.processor.image_std);
+            ctx.input.channels = 1;
         } else if (o.fold_grayscale) {
-            encoder->fold_grayscale({0.0, 0.0, 0.0}, {1.0, 1.0, 1.0});
-            ctx.channels = 1;
+            encoder.fold_grayscale({0.0, 0.0, 0.0}, {1.0, 1.0, 1.0});
+            ctx.input.channels = 1;
         }
     } catch (const InputError&) {
-        ctx.channels = 3;
+        ctx.input.channels = 3;
     }
-    const std::int64_t R = config.num_register_tokens;
-    const bool has_cls = encoder->has_cls_token();  // false: SigLIP, ResNet, Swin
-    const std::int64_t L = config.num_hidden_layers;
-    std::vector<int> layer_indices;  // non-negative; empty = last_hidden_state
-    for (int l : o.layers) {
-        const int idx = l < 0 ? static_cast<int>(L) + 1 + l : l;
-        RADPROBE_USAGE_CHECK(idx >= 0 && idx <= L, "--layers: ", l, " out of range for ",
-                             model_name, " (", L, " layers: use -", L + 1, "..", L, ")");
-        layer_indices.push_back(idx);
-        // ResNet/Swin stages differ in width; only the last one is a token set pooling can use.
-        RADPROBE_USAGE_CHECK(!config.is_hierarchical() || idx == L, "--layers: ", model_name,
-                             " is hierarchical (", config.model_type,
-                             "); only the last stage (-1) can be pooled");
-    }
-    encoders::ForwardOptions fwd;
-    fwd.normalize_layers = true;
-    for (int idx : layer_indices) {
-        if (idx != L) {
-            fwd.layers.push_back(idx);
+}
+
+// Pooled values per image of a batch, per pooling.
+using PooledRows = std::vector<std::vector<std::vector<float>>>;
+
+// The encoder side of a run: the forward pass, the layers it reads and the width of every
+// pooled row, shared by all shards.
+struct Encoding {
+    const ExtractOptions& o;
+    const dataset::Manifest& manifest;
+    const Context& ctx;
+    encoders::Encoder& encoder;
+    fs::path dir;
+    std::string model_name;
+    encoders::ForwardOptions fwd{};
+    std::vector<int> layer_indices{};  // non-negative; empty = last_hidden_state
+    std::int64_t R = 0, L = 0, D = 0;
+    std::int64_t nlayers = 1;
+    std::int64_t G = 1;  // patch tokens per image (when `patches` is pooled)
+    bool has_cls = false;
+    bool wants_patches = false;
+
+    std::int64_t row_width(Pooling p) const { return pooled_width(p, D, G) * nlayers; }
+
+    void resolve_layers(const encoders::ModelConfig& config) {
+        R = config.num_register_tokens;
+        has_cls = encoder.has_cls_token();  // false: SigLIP, ResNet, Swin
+        L = config.num_hidden_layers;
+        for (int l : o.layers) {
+            const int idx = l < 0 ? static_cast<int>(L) + 1 + l : l;
+            RADPROBE_USAGE_CHECK(idx >= 0 && idx <= L, "--layers: ", l, " out of range for ",
+                                 model_name, " (", L, " layers: use -", L + 1, "..", L, ")");
+            layer_indices.push_back(idx);
+            // ResNet/Swin stages differ in width; only the last one is a token set pooling can use.
+            RADPROBE_USAGE_CHECK(!config.is_hierarchical() || idx == L, "--layers: ", model_name,
+                                 " is hierarchical (", config.model_type,
+                                 "); only the last stage (-1) can be pooled");
         }
+        fwd.normalize_layers = true;
+        for (int idx : layer_indices) {
+            if (idx != L) {
+                fwd.layers.push_back(idx);
+            }
+        }
+        D = config.hidden_size;
+        nlayers = static_cast<std::int64_t>(std::max<std::size_t>(1, layer_indices.size()));
     }
-    const std::int64_t D = config.hidden_size;
-    const auto nlayers = static_cast<std::int64_t>(std::max<std::size_t>(1, layer_indices.size()));
+
     // `patches` rows have a fixed width L·G·D, so every image must give the same grid: the
     // preprocessing must produce one input size whatever the aspect ratio (centre crop or a
     // fixed resize). The grid is read off a forward pass of a blank input of that size.
-    std::int64_t G = 1;
-    const bool wants_patches = std::find(o.poolings.begin(), o.poolings.end(),
-                                         Pooling::kPatches) != o.poolings.end();
-    if (wants_patches) {
-        const auto wide = ctx.preprocess.output_size(300, 500);
-        const auto tall = ctx.preprocess.output_size(500, 300);
+    void probe_patch_grid(const encoders::ModelConfig& config) {
+        wants_patches =
+            std::find(o.poolings.begin(), o.poolings.end(), Pooling::kPatches) != o.poolings.end();
+        if (!wants_patches) {
+            return;
+        }
+        const auto wide = ctx.input.processor.output_size(300, 500);
+        const auto tall = ctx.input.processor.output_size(500, 300);
         RADPROBE_CHECK(wide == tall, o.model_dir.string(),
                        "/preprocessor_config.json: --pool patches needs a fixed model input size "
                        "(a centre crop or a fixed height×width resize), but the input size "
                        "follows the image's aspect ratio");
-        at::Tensor blank = torch::zeros({1, ctx.channels, wide[0], wide[1]}, torch::kFloat32);
+        at::Tensor blank = torch::zeros({1, ctx.input.channels, wide[0], wide[1]}, torch::kFloat32);
         encoders::EncoderOutput probe;
         {
             torch::InferenceMode probe_guard;
-            probe = encoder->forward(blank, fwd);
+            probe = encoder.forward(blank, fwd);
         }
         G = probe.grid_h * probe.grid_w;
         nlohmann::json info;
@@ -341,29 +346,119 @@ ExtractResult extract(const ExtractOptions& o) {
         info["normalized_layers"] = fwd.normalize_layers;
         write_file_atomic(dir / "patch_grid.json", info.dump(2) + "\n");
     }
-    auto row_width = [&](Pooling p) { return pooled_width(p, D, G) * nlayers; };
 
-    const std::int64_t N = result.images;
-    const std::int64_t S = o.shard_size;
-    const std::int64_t num_shards = (N + S - 1) / S;
-    std::int64_t done_images = 0;
-    for (std::int64_t k = 0; k < num_shards; ++k) {
-        if (fs::exists(dir / "shards" / (shard_name(k) + ".csv"))) {
-            done_images += std::min(S, N - k * S);
+    // Images batch[i, j) (one input size) through one forward pass and every pooling.
+    void encode_group(std::vector<Prepared>& batch, std::size_t i, std::size_t j,
+                      PooledRows& pooled_of) const {
+        const std::int64_t n = static_cast<std::int64_t>(j - i);
+        const std::int64_t H = batch[i].height, W = batch[i].width;
+        at::Tensor x = torch::empty({n, ctx.input.channels, H, W}, torch::kFloat32);
+        for (std::int64_t m = 0; m < n; ++m) {
+            std::memcpy(x[m].data_ptr<float>(), batch[i + m].pixels.data(),
+                        batch[i + m].pixels.size() * sizeof(float));
+        }
+        const auto out = encoder.forward(x, fwd);
+        std::vector<encoders::TokenSplit> splits;
+        if (layer_indices.empty()) {
+            splits.push_back(out.tokens);
+        } else {
+            for (int idx : layer_indices) {
+                splits.push_back(idx == L
+                                     ? out.tokens
+                                     : encoders::split_tokens(out.layers.at(idx), R, out.grid_h,
+                                                              out.grid_w, has_cls));
+            }
+        }
+        const std::int64_t G_batch = out.grid_h * out.grid_w;
+        RADPROBE_ASSERT(!wants_patches || G_batch == G);
+        for (std::int64_t m = 0; m < n; ++m) {
+            Prepared& p = batch[i + m];
+            for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
+                for (const auto& s : splits) {
+                    const at::Tensor cls = has_cls ? s.cls[m].contiguous() : at::Tensor();
+                    const at::Tensor patches = s.patches[m].reshape({G_batch, D}).contiguous();
+                    if (!p.roi_weights.empty()) {
+                        RADPROBE_ASSERT(static_cast<std::int64_t>(p.roi_weights.size()) == G_batch);
+                    }
+                    const auto v =
+                        pool(o.poolings[pi], has_cls ? cls.data_ptr<float>() : nullptr,
+                             patches.data_ptr<float>(), G_batch, D, p.roi_weights, model_name);
+                    auto& dst = pooled_of[i + static_cast<std::size_t>(m)][pi];
+                    dst.insert(dst.end(), v.begin(), v.end());
+                }
+            }
+            p.pixels = {};  // the pixels are no longer needed; keep memory bounded
         }
     }
-    Progress progress("extract " + model_name, static_cast<std::size_t>(N), "images");
-    progress.set_enabled(o.progress && stderr_is_tty());
-    progress.advance(static_cast<std::size_t>(done_images));
 
-    torch::InferenceMode guard;
-    std::int64_t processed_this_run = 0;
-    for (std::int64_t k = 0; k < num_shards; ++k) {
-        const fs::path shard_csv = dir / "shards" / (shard_name(k) + ".csv");
-        if (fs::exists(shard_csv)) {
-            continue;
+    PooledRows encode_batch(std::vector<Prepared>& batch) const {
+        // Pooled values per image of the batch, appended to the shard in row order below
+        // (a failed image's NaN row must sit at its own position, not after the batch).
+        PooledRows pooled_of(batch.size(), std::vector<std::vector<float>>(o.poolings.size()));
+        // Group consecutive images of the same input size into one forward pass.
+        std::size_t i = 0;
+        while (i < batch.size()) {
+            if (!batch[i].ok) {
+                ++i;
+                continue;
+            }
+            std::size_t j = i + 1;
+            while (j < batch.size() && batch[j].ok && batch[j].height == batch[i].height &&
+                   batch[j].width == batch[i].width) {
+                ++j;
+            }
+            encode_group(batch, i, j, pooled_of);
+            i = j;
         }
-        const std::int64_t begin = k * S, end = std::min(N, begin + S);
+        return pooled_of;
+    }
+
+    // The batch's rows in manifest order: pooled values (NaN for a failed image) and index lines.
+    void append_rows(const std::vector<Prepared>& batch, const PooledRows& pooled_of,
+                     ShardRows& rows) const {
+        for (std::size_t bi = 0; bi < batch.size(); ++bi) {
+            const Prepared& p = batch[bi];
+            const auto& rec = manifest.record(static_cast<std::size_t>(p.row));
+            if (!p.ok) {
+                RADPROBE_CHECK(!o.strict, rec.image_path.string(), ": ", p.error, " (--strict)");
+            }
+            for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
+                auto& dst = rows.pooled[pi];
+                if (p.ok) {
+                    RADPROBE_ASSERT(static_cast<std::int64_t>(pooled_of[bi][pi].size()) ==
+                                    row_width(o.poolings[pi]));
+                    dst.insert(dst.end(), pooled_of[bi][pi].begin(), pooled_of[bi][pi].end());
+                } else {
+                    dst.insert(dst.end(), static_cast<std::size_t>(row_width(o.poolings[pi])),
+                               std::numeric_limits<float>::quiet_NaN());
+                }
+            }
+            rows.index_lines.push_back(csv_line(
+                {std::to_string(p.row), rec.id, rec.patient_id, dataset::split_name(rec.split),
+                 p.ok ? "1" : "0", (p.ok && !p.roi_weights.empty()) ? "1" : "0", p.error}));
+        }
+    }
+
+    // Shard files: embeddings first, the CSV (the completion marker of the shard) last.
+    void write_shard(std::int64_t k, std::int64_t nrows, const ShardRows& rows) const {
+        for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
+            const std::int64_t width = row_width(o.poolings[pi]);
+            RADPROBE_ASSERT(static_cast<std::int64_t>(rows.pooled[pi].size()) == nrows * width);
+            write_npy_f32(
+                dir / "shards" / (shard_name(k) + "_" + pool_file(o.poolings[pi]) + ".npy"),
+                {nrows, width}, rows.pooled[pi].data());
+        }
+        std::string csv = "row,image,patient_id,split,ok,roi_valid,error\n";
+        for (const auto& line : rows.index_lines) {
+            csv += line + "\n";
+        }
+        write_file_atomic(dir / "shards" / (shard_name(k) + ".csv"), csv);
+    }
+
+    // Rows [begin, end) as shard k; the next batch decodes while the current one is encoded.
+    // False when max_images stopped the run (a simulated kill: the shard is not written).
+    bool run_shard(std::int64_t k, std::int64_t begin, std::int64_t end, Progress& progress,
+                   std::int64_t& processed_this_run) const {
         ShardRows rows;
         rows.pooled.resize(o.poolings.size());
         auto next = std::async(std::launch::async, prepare_batch, std::cref(ctx), begin,
@@ -375,136 +470,57 @@ ExtractResult extract(const ExtractOptions& o) {
                 next = std::async(std::launch::async, prepare_batch, std::cref(ctx), b + o.batch,
                                   nb_end);
             }
-            // Pooled values per image of the batch, appended to the shard in row order below
-            // (a failed image's NaN row must sit at its own position, not after the batch).
-            std::vector<std::vector<std::vector<float>>> pooled_of(
-                batch.size(), std::vector<std::vector<float>>(o.poolings.size()));
-            // Group consecutive images of the same input size into one forward pass.
-            std::size_t i = 0;
-            while (i < batch.size()) {
-                if (!batch[i].ok) {
-                    ++i;
-                    continue;
-                }
-                std::size_t j = i + 1;
-                while (j < batch.size() && batch[j].ok && batch[j].height == batch[i].height &&
-                       batch[j].width == batch[i].width) {
-                    ++j;
-                }
-                const std::int64_t n = static_cast<std::int64_t>(j - i);
-                const std::int64_t H = batch[i].height, W = batch[i].width;
-                at::Tensor x = torch::empty({n, ctx.channels, H, W}, torch::kFloat32);
-                for (std::int64_t m = 0; m < n; ++m) {
-                    std::memcpy(x[m].data_ptr<float>(), batch[i + m].pixels.data(),
-                                batch[i + m].pixels.size() * sizeof(float));
-                }
-                const auto out = encoder->forward(x, fwd);
-                std::vector<encoders::TokenSplit> splits;
-                if (layer_indices.empty()) {
-                    splits.push_back(out.tokens);
-                } else {
-                    for (int idx : layer_indices) {
-                        splits.push_back(idx == L ? out.tokens
-                                                  : encoders::split_tokens(out.layers.at(idx), R,
-                                                                           out.grid_h, out.grid_w,
-                                                                           has_cls));
-                    }
-                }
-                const std::int64_t G_batch = out.grid_h * out.grid_w;
-                RADPROBE_ASSERT(!wants_patches || G_batch == G);
-                for (std::int64_t m = 0; m < n; ++m) {
-                    Prepared& p = batch[i + m];
-                    for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
-                        for (const auto& s : splits) {
-                            const at::Tensor cls = has_cls ? s.cls[m].contiguous() : at::Tensor();
-                            const at::Tensor patches =
-                                s.patches[m].reshape({G_batch, D}).contiguous();
-                            if (!p.roi_weights.empty()) {
-                                RADPROBE_ASSERT(static_cast<std::int64_t>(p.roi_weights.size()) ==
-                                                G_batch);
-                            }
-                            const auto v = pool(o.poolings[pi], has_cls ? cls.data_ptr<float>() : nullptr,
-                                                patches.data_ptr<float>(), G_batch, D,
-                                                p.roi_weights, model_name);
-                            auto& dst = pooled_of[i + static_cast<std::size_t>(m)][pi];
-                            dst.insert(dst.end(), v.begin(), v.end());
-                        }
-                    }
-                    p.pixels = {};  // the pixels are no longer needed; keep memory bounded
-                }
-                i = j;
-            }
-            for (std::size_t bi = 0; bi < batch.size(); ++bi) {
-                const Prepared& p = batch[bi];
-                const auto& rec = manifest.record(static_cast<std::size_t>(p.row));
-                if (!p.ok) {
-                    RADPROBE_CHECK(!o.strict, rec.image_path.string(), ": ", p.error, " (--strict)");
-                }
-                for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
-                    auto& dst = rows.pooled[pi];
-                    if (p.ok) {
-                        RADPROBE_ASSERT(static_cast<std::int64_t>(pooled_of[bi][pi].size()) ==
-                                        row_width(o.poolings[pi]));
-                        dst.insert(dst.end(), pooled_of[bi][pi].begin(), pooled_of[bi][pi].end());
-                    } else {
-                        dst.insert(dst.end(), static_cast<std::size_t>(row_width(o.poolings[pi])),
-                                   std::numeric_limits<float>::quiet_NaN());
-                    }
-                }
-                rows.index_lines.push_back(csv_line(
-                    {std::to_string(p.row), rec.id, rec.patient_id, dataset::split_name(rec.split),
-                     p.ok ? "1" : "0", (p.ok && !p.roi_weights.empty()) ? "1" : "0", p.error}));
-            }
+            const PooledRows pooled_of = encode_batch(batch);
+            append_rows(batch, pooled_of, rows);
             progress.advance(batch.size());
             processed_this_run += static_cast<std::int64_t>(batch.size());
             if (o.max_images > 0 && processed_this_run >= o.max_images) {
-                result.extracted = processed_this_run;
-                result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-                return result;  // simulated kill: the current shard is not written
+                return false;
             }
         }
-        // Shard files: embeddings first, the CSV (the completion marker of the shard) last.
-        const std::int64_t nrows = end - begin;
-        for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
-            const std::int64_t width = row_width(o.poolings[pi]);
-            RADPROBE_ASSERT(static_cast<std::int64_t>(rows.pooled[pi].size()) == nrows * width);
-            write_npy_f32(dir / "shards" / (shard_name(k) + "_" + pool_file(o.poolings[pi]) + ".npy"),
-                          {nrows, width}, rows.pooled[pi].data());
-        }
-        std::string csv = "row,image,patient_id,split,ok,roi_valid,error\n";
-        for (const auto& line : rows.index_lines) {
-            csv += line + "\n";
-        }
-        write_file_atomic(shard_csv, csv);
+        write_shard(k, end - begin, rows);
+        // Testing aid: a crash right after shard k is complete (tests kill a run here instead of
+        // racing a timer).
+        kill_point("RADPROBE_TEST_EXTRACT_KILL_AFTER_SHARD", static_cast<std::size_t>(k));
+        return true;
     }
-    progress.finish();
-    result.extracted = processed_this_run;
 
     // Final files: succeeded rows only, manifest order.
-    std::string index = "row,image,patient_id,split,ok,roi_valid,error\n";
-    std::string errors = "image,error\n";
-    std::vector<std::uint8_t> ok_rows;
-    for (std::int64_t k = 0; k < num_shards; ++k) {
-        const auto t = CsvTable::read(dir / "shards" / (shard_name(k) + ".csv"));
-        for (const auto& r : t.rows()) {
-            index += csv_line(r) + "\n";
-            ok_rows.push_back(r[4] == "1");
-            if (r[4] != "1") {
-                errors += csv_line({r[1], r[6]}) + "\n";
-                ++result.failures;
+    void merge_shards(std::int64_t num_shards, const std::string& key,
+                      ExtractResult& result) const {
+        std::string index = "row,image,patient_id,split,ok,roi_valid,error\n";
+        std::string errors = "image,error\n";
+        std::vector<std::uint8_t> ok_rows;
+        for (std::int64_t k = 0; k < num_shards; ++k) {
+            const auto t = CsvTable::read(dir / "shards" / (shard_name(k) + ".csv"));
+            for (const auto& r : t.rows()) {
+                index += csv_line(r) + "\n";
+                ok_rows.push_back(r[4] == "1");
+                if (r[4] != "1") {
+                    errors += csv_line({r[1], r[6]}) + "\n";
+                    ++result.failures;
+                }
             }
         }
+        for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
+            merge_pooling(o.poolings[pi], num_shards, ok_rows);
+        }
+        write_file_atomic(dir / "index.csv", index);
+        write_file_atomic(dir / "errors.csv", errors);
+        write_file_atomic(dir / "COMPLETE", key + "\n");
     }
-    for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
-        const std::int64_t width = row_width(o.poolings[pi]);
+
+    void merge_pooling(Pooling pooling, std::int64_t num_shards,
+                       const std::vector<std::uint8_t>& ok_rows) const {
+        const std::int64_t width = row_width(pooling);
         std::vector<float> all;
         std::int64_t n_ok = 0;
         std::size_t row = 0;
         for (std::int64_t k = 0; k < num_shards; ++k) {
-            const NpyArray a = read_npy(dir / "shards" / (shard_name(k) + "_" +
-                                                          pool_file(o.poolings[pi]) + ".npy"));
-            RADPROBE_CHECK(a.shape.size() == 2 && a.shape[1] == width, dir.string(),
-                           ": shard ", k, " has the wrong shape (store corrupt; delete it)");
+            const NpyArray a =
+                read_npy(dir / "shards" / (shard_name(k) + "_" + pool_file(pooling) + ".npy"));
+            RADPROBE_CHECK(a.shape.size() == 2 && a.shape[1] == width, dir.string(), ": shard ", k,
+                           " has the wrong shape (store corrupt; delete it)");
             const float* v = a.as<float>();
             for (std::int64_t r = 0; r < a.shape[0]; ++r, ++row) {
                 if (ok_rows.at(row)) {
@@ -513,13 +529,96 @@ ExtractResult extract(const ExtractOptions& o) {
                 }
             }
         }
-        write_npy_f32(dir / (pool_file(o.poolings[pi]) + ".npy"), {n_ok, width}, all.data());
+        write_npy_f32(dir / (pool_file(pooling) + ".npy"), {n_ok, width}, all.data());
     }
-    write_file_atomic(dir / "index.csv", index);
-    write_file_atomic(dir / "errors.csv", errors);
-    write_file_atomic(dir / "COMPLETE", key + "\n");
+};
+
+// Images in the shards an earlier (killed) run completed.
+std::int64_t done_images(const fs::path& dir, std::int64_t N, std::int64_t S,
+                         std::int64_t num_shards) {
+    std::int64_t done = 0;
+    for (std::int64_t k = 0; k < num_shards; ++k) {
+        if (fs::exists(dir / "shards" / (shard_name(k) + ".csv"))) {
+            done += std::min(S, N - k * S);
+        }
+    }
+    return done;
+}
+
+std::string model_name_of(const fs::path& model_dir) {
+    std::string model_name = model_dir.filename().string();
+    if (model_name.empty()) {
+        model_name = model_dir.parent_path().filename().string();
+    }
+    return model_name;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+std::string store_key(const ExtractOptions& options) {
+    return describe_key_inputs(options, nullptr);
+}
+
+ExtractResult extract(const ExtractOptions& o) {
+    const auto t0 = std::chrono::steady_clock::now();
+    check_options(o);
+    dataset::ManifestOptions mo;
+    mo.boxes = o.boxes;
+    const dataset::Manifest manifest = dataset::Manifest::load(o.manifest, mo);
+    check_manifest(o, manifest);
+
+    nlohmann::json key_inputs;
+    const std::string key = describe_key_inputs(o, &key_inputs);
+    const auto config = encoders::read_model_config(o.model_dir);
+    const std::string model_name = model_name_of(o.model_dir);
+    ExtractResult result;
+    result.store_dir = o.store_root / (model_name + "-" + key.substr(0, 12));
+    result.images = static_cast<std::int64_t>(manifest.size());
+    const fs::path dir = result.store_dir;
+    if (fs::exists(dir / "COMPLETE")) {
+        read_complete_store(dir, result);
+        return result;
+    }
+    start_store(o, dir, key, key_inputs, config);
+
+    encoders::set_threads(o.threads);
+    auto encoder = encoders::load_encoder(o.model_dir);
+    Context ctx{o, manifest, preprocess::InputSpec::processor_input(effective_preprocess(o), 3),
+                config.patch_size};
+    fold_input_channels(o, *encoder, ctx);
+    Encoding enc{o, manifest, ctx, *encoder, dir, model_name};
+    enc.resolve_layers(config);
+    enc.probe_patch_grid(config);
+
+    const std::int64_t N = result.images;
+    const std::int64_t S = o.shard_size;
+    const std::int64_t num_shards = (N + S - 1) / S;
+    Progress progress("extract " + model_name, static_cast<std::size_t>(N), "images");
+    progress.set_enabled(o.progress && stderr_is_tty());
+    progress.advance(static_cast<std::size_t>(done_images(dir, N, S, num_shards)));
+
+    torch::InferenceMode guard;
+    std::int64_t processed_this_run = 0;
+    for (std::int64_t k = 0; k < num_shards; ++k) {
+        if (fs::exists(dir / "shards" / (shard_name(k) + ".csv"))) {
+            continue;
+        }
+        const std::int64_t begin = k * S, end = std::min(N, begin + S);
+        if (!enc.run_shard(k, begin, end, progress, processed_this_run)) {
+            result.extracted = processed_this_run;
+            result.seconds = seconds_since(t0);
+            return result;  // simulated kill: the current shard is not written
+        }
+    }
+    progress.finish();
+    result.extracted = processed_this_run;
+    enc.merge_shards(num_shards, key, result);
     result.complete = true;
-    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    result.seconds = seconds_since(t0);
     return result;
 }
 
@@ -528,7 +627,8 @@ EmbeddingTable read_embeddings(const fs::path& store_dir, const std::string& poo
                    ": not a complete embedding store (run radprobe extract to finish it)");
     const auto index = CsvTable::read(store_dir / "index.csv");
     EmbeddingTable t;
-    const auto ok = index.column("ok"), image = index.column("image"), roi = index.column("roi_valid");
+    const auto ok = index.column("ok"), image = index.column("image"),
+               roi = index.column("roi_valid");
     for (const auto& r : index.rows()) {
         if (r[ok] == "1") {
             t.image_ids.push_back(r[image]);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 
@@ -13,6 +14,8 @@
 #include "radprobe/features/embeddings.hpp"
 
 namespace radprobe::features {
+
+namespace fs = std::filesystem;
 
 const char* pooling_name(Pooling pooling) {
     switch (pooling) {
@@ -258,6 +261,37 @@ std::string content_hash_file(const std::filesystem::path& path) {
         h.update(buf.data(), n);
     }
     return h.hex();
+}
+
+fs::path resolve_store_dir(const fs::path& path) {
+    RADPROBE_CHECK(fs::is_directory(path), "--store ", path.string(), ": not a directory");
+    if (fs::exists(path / "COMPLETE")) {
+        return path;
+    }
+    std::vector<fs::path> complete, partial;
+    for (const auto& entry : fs::directory_iterator(path)) {
+        if (entry.is_directory()) {
+            (fs::exists(entry.path() / "COMPLETE") ? complete : partial).push_back(entry.path());
+        }
+    }
+    RADPROBE_CHECK(complete.size() == 1, "--store ", path.string(), ": expected a complete ",
+                   "embedding store (a directory with COMPLETE) or a root holding exactly one; "
+                   "found ",
+                   complete.size(), " complete and ", partial.size(), " incomplete store(s)",
+                   complete.size() > 1 ? " — pass one of them" : "");
+    return complete.front();
+}
+
+InputGeometry patch_geometry(const preprocess::Geometry& g, std::int64_t patch) {
+    InputGeometry ig;
+    ig.scale_x = g.scale_x;
+    ig.scale_y = g.scale_y;
+    ig.crop_left = static_cast<double>(g.crop_left);
+    ig.crop_top = static_cast<double>(g.crop_top);
+    ig.out_height = g.out_height;
+    ig.out_width = g.out_width;
+    ig.patch = patch;
+    return ig;
 }
 
 }  // namespace radprobe::features

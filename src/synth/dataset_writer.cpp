@@ -149,6 +149,7 @@ SynthSummary write_dataset(const fs::path& out_arg, const SynthOptions& options,
         if (on_progress) {
             on_progress(begin + count);
         }
+        kill_point("RADPROBE_TEST_SYNTH_KILL_AFTER", begin + count);
     }
 
     std::string manifest = csv_line(manifest_columns()) + "\n";

@@ -1,6 +1,7 @@
 // The analysis building blocks with known answers: synthetic embeddings whose signal lives only
 // in some patch tokens (roi must recover it, cls/mean must not), perturbation insertion,
-// grouped folds, determinism, and subgroup gaps on constructed cases.
+// grouped folds, determinism, subgroup gaps on constructed cases, and the results database (the
+// DB-run → manifest join, an analysis recorded as a run).
 
 #include <gtest/gtest.h>
 
@@ -12,9 +13,11 @@
 #include "internal.hpp"
 #include "radprobe/analysis/analysis.hpp"
 #include "radprobe/core/error.hpp"
+#include "radprobe/core/files.hpp"
 #include "radprobe/core/random.hpp"
 #include "radprobe/eval/metrics.hpp"
 #include "radprobe/features/embeddings.hpp"
+#include "test_support.hpp"
 
 namespace radprobe::analysis {
 namespace {
@@ -487,6 +490,30 @@ TEST(AnalysisSubgroups, GapWithCiOnAConstructedCase) {
     EXPECT_GT(*n.rows[2].p, 0.05);
 }
 
+// Found by the demo e2e: a model that separates both levels perfectly made the whole subgroup
+// run fail ("both AUC variances are 0"). The gap (0) is still a result; its DeLong p is
+// undefined, so the row keeps the bootstrap's.
+TEST(AnalysisSubgroups, PerfectSeparationInBothLevelsIsAResult) {
+    SubgroupOptions o;
+    for (int i = 0; i < 40; ++i) {
+        ScoredImage im;
+        im.image = "img" + std::to_string(i);
+        im.patient = "p" + std::to_string(i);
+        im.label = i % 2;
+        im.score = im.label + 0.01 * i;  // every positive above every negative
+        im.attributes = {i < 20 ? "1" : "0"};
+        o.images.push_back(im);
+    }
+    o.attributes = {"tube"};
+    o.n_boot = 200;
+    const auto r = run_subgroups(o);
+    ASSERT_EQ(r.rows.size(), 3u);
+    EXPECT_EQ(*r.rows[0].value, 1.0);
+    EXPECT_EQ(*r.rows[1].value, 1.0);
+    EXPECT_EQ(r.rows[2].row_key2, "gap");
+    EXPECT_EQ(*r.rows[2].value, 0.0);
+}
+
 TEST(AnalysisSubgroups, RejectsBadInput) {
     SubgroupOptions o;
     o.images = constructed(5, 1.0, 1.0);
@@ -513,6 +540,112 @@ TEST(AnalysisRows, BenjaminiHochbergWithinAFamily) {
     EXPECT_FALSE(rows[3].p_adjusted.has_value());
     const std::string csv = rows_csv(rows);
     EXPECT_NE(csv.find("analysis,row_key,row_key2,column,value"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The results database: the DB-run → manifest join and the recording of an analysis
+// ---------------------------------------------------------------------------------------------
+
+results::Prediction prediction(const std::string& image, const std::string& patient,
+                               std::optional<double> label, double score) {
+    results::Prediction p;
+    p.image_id = image;
+    p.patient_id = patient;
+    p.label = label;
+    p.score = score;
+    return p;
+}
+
+std::int64_t run_with(results::ResultsDb& db, const std::string& hash,
+                      const std::vector<results::Prediction>& predictions) {
+    results::RunSpec spec;
+    spec.config_hash = hash;
+    const auto run = db.begin_run(spec);
+    db.record_predictions(run, predictions);
+    db.finish_run(run);
+    return run;
+}
+
+TEST(AnalysisResultsDb, ScoredImagesOfARunCarryTheManifestAttributes) {
+    test::TempDir tmp;
+    write_file_atomic(tmp / "manifest.csv",
+                      "image,patient_id,chest_tube\na.png,P1,1\nb.png,P2,0\nc.png,P3,0\n");
+    const auto manifest = dataset::Manifest::load(tmp / "manifest.csv");
+    auto db = results::ResultsDb::open(tmp / "r.sqlite");
+    const auto run = run_with(db, "h1",
+                              {prediction("b.png", "P2", 0.0, 0.25),
+                               prediction("c.png", "P3", std::nullopt, 0.5),  // unlabelled: out
+                               prediction("a.png", "P1", 1.0, 0.75)});
+    const auto images = scored_images_from_run(db, run, manifest, {"chest_tube"});
+    ASSERT_EQ(images.size(), 2u);
+    EXPECT_EQ(images[0].image, "b.png");
+    EXPECT_EQ(images[0].patient, "P2");
+    EXPECT_EQ(images[0].label, 0.0);
+    EXPECT_EQ(images[0].score, 0.25);
+    EXPECT_EQ(images[0].attributes, std::vector<std::string>{"0"});
+    EXPECT_EQ(images[1].image, "a.png");
+    EXPECT_EQ(images[1].attributes, std::vector<std::string>{"1"});
+
+    const auto stranger = run_with(db, "h2", {prediction("z.png", "P9", 1.0, 0.5)});
+    try {
+        scored_images_from_run(db, stranger, manifest, {"chest_tube"});
+        FAIL() << "an image outside the manifest was joined";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("'z.png' of run " + std::to_string(stranger)),
+                  std::string::npos)
+            << e.what();
+    }
+    const auto empty = run_with(db, "h3", {});
+    EXPECT_THROW(scored_images_from_run(db, empty, manifest, {"chest_tube"}), InputError);
+}
+
+TEST(AnalysisResultsDb, ARecordedAnalysisIsIdentifiedByItsConfigNotItsTimings) {
+    test::TempDir tmp;
+    AnalysisResult r;
+    r.analysis = "subgroups";
+    r.metrics_json = R"({"analysis":"subgroups","rows":[],"seconds":1.5,"seed":3})";
+    r.seed = 3;
+    AnalysisTableRow row;
+    row.row_key = "chest_tube";
+    row.row_key2 = "present";
+    row.column = "auroc";
+    row.value = 0.7;
+    row.n = 12;
+    r.rows = {row};
+    DbRecording where;
+    EXPECT_FALSE(record_result(r, where).has_value());  // no database: nothing recorded
+
+    where.db = tmp / "r.sqlite";
+    where.encoder = "enc";
+    where.pooling = "cls";
+    const auto first = record_result(r, where);
+    ASSERT_TRUE(first.has_value());
+    EXPECT_EQ(first->outcome, results::RunOutcome::kCompleted);
+    r.metrics_json = R"({"analysis":"subgroups","rows":[],"seconds":9.0,"seed":3})";
+    const auto second = record_result(r, where);
+    ASSERT_TRUE(second.has_value());
+    EXPECT_EQ(second->outcome, results::RunOutcome::kSkipped);
+    EXPECT_EQ(second->run, first->run);
+
+    auto db = results::ResultsDb::open_existing(where.db);
+    const auto runs = db.runs();
+    ASSERT_EQ(runs.size(), 1u);
+    EXPECT_EQ(runs[0].spec.task, "analysis:subgroups");
+    EXPECT_EQ(runs[0].spec.adaptation, "analysis");
+    EXPECT_EQ(runs[0].spec.encoder, "enc");
+    EXPECT_EQ(runs[0].spec.seed, 3);
+    const auto rows = db.analysis("subgroups");  // the row's empty analysis took the result's
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_EQ(rows[0].run, first->run);
+    EXPECT_EQ(rows[0].value, 0.7);
+
+    // Under an existing run (the subgroups of a classification run): no run of its own.
+    where.run = first->run;
+    const auto under = record_result(r, where);
+    ASSERT_TRUE(under.has_value());
+    EXPECT_EQ(under->run, first->run);
+    EXPECT_EQ(db.analysis("subgroups").size(), 2u);
+    EXPECT_EQ(db.runs().size(), 1u);
 }
 
 }  // namespace

@@ -122,7 +122,7 @@ TEST(DatasetSplitCli, RejectsBadArguments) {
     EXPECT_EQ(r.exit_code, 2);
     EXPECT_NE(r.err.find("[0, 1)"), std::string::npos) << r.err;
     r = run_cli(base + " --stratify nope");
-    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_EQ(r.exit_code, 1);  // the manifest has no such label
     EXPECT_NE(r.err.find("'nope' is not a label column"), std::string::npos) << r.err;
     r = run_cli("split " + q(dir / "m.csv") + " --out " + q(dir / "sub/o.csv"));
     EXPECT_EQ(r.exit_code, 2);
@@ -145,7 +145,7 @@ TEST(DatasetCli, HelpForEverySubcommand) {
 // The real nih-mini set: build the manifest, find the original repository's patient leakage,
 // re-split at patient level, and validate clean.
 TEST(DatasetNihMini, ManifestValidateSplitValidate) {
-    const auto nih = radprobe::test::shared_dir() / "data/nih-mini";
+    const auto nih = radprobe::test::data_dir() / "nih-mini";
     ASSERT_TRUE(std::filesystem::exists(nih / "labels.csv"));
     TempDir dir;
     const auto manifest = dir / "work/manifest.csv";
@@ -156,7 +156,8 @@ TEST(DatasetNihMini, ManifestValidateSplitValidate) {
                           " --out " +
                           q(manifest));
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_NE(r.out.find("1000 images"), std::string::npos) << r.out;
+    const std::size_t n_images = CsvTable::read(nih / "labels.csv").num_rows();
+    EXPECT_NE(r.out.find(std::to_string(n_images) + " images"), std::string::npos) << r.out;
 
     // Independent count of patients the original split puts in more than one split.
     const CsvTable labels = CsvTable::read(nih / "labels.csv");
@@ -177,7 +178,8 @@ TEST(DatasetNihMini, ManifestValidateSplitValidate) {
         EXPECT_NE(p.find("(leakage)"), std::string::npos) << p;
     }
     EXPECT_EQ(r.exit_code, leaking ? 1 : 0) << r.err;
-    EXPECT_NE(r.out.find("images: 1000  patients: " + std::to_string(splits_of.size())),
+    EXPECT_NE(r.out.find("images: " + std::to_string(labels.num_rows()) +
+                         "  patients: " + std::to_string(splits_of.size())),
               std::string::npos)
         << r.out;
 
@@ -212,9 +214,25 @@ TEST(DatasetNihMini, ManifestValidateSplitValidate) {
     for (const auto& [p, k] : per_patient) {
         largest = std::max(largest, k);
     }
-    EXPECT_LE(std::abs(n["test"] - 200), largest);
-    EXPECT_LE(std::abs(n["val"] - 100), largest);
-    (void)ac;
+    const double total = static_cast<double>(out.num_rows());
+    EXPECT_LE(std::abs(n["test"] - 0.2 * total), largest);
+    EXPECT_LE(std::abs(n["val"] - 0.1 * total), largest);
+    // Stratified on `abnormal`: each split's prevalence is the whole set's, to within one
+    // patient's worth of images (patients are assigned whole).
+    std::map<std::string, double> positives;
+    double all_positives = 0;
+    for (const auto& row : out.rows()) {
+        const double y = row[ac] == "1" ? 1.0 : 0.0;
+        positives[row[sc]] += y;
+        all_positives += y;
+    }
+    const double prevalence = all_positives / total;
+    ASSERT_GT(prevalence, 0.2);
+    ASSERT_LT(prevalence, 0.8);
+    for (const std::string split : {"train", "val", "test"}) {
+        ASSERT_GT(n[split], 0) << split;
+        EXPECT_LE(std::abs(positives[split] - prevalence * n[split]), largest + 1) << split;
+    }
 }
 
 }  // namespace

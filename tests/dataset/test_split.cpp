@@ -173,8 +173,8 @@ TEST(DatasetSplit, ZeroFractionsAndValidation) {
     EXPECT_THROW(check_split_fractions(0.5, 0.5), UsageError);
     EXPECT_THROW(check_split_fractions(0.1, 1.0), UsageError);
     EXPECT_THROW(check_split_fractions(std::nan(""), 0.1), UsageError);
-    o.stratify = "comment";  // an attribute, not a label
-    EXPECT_THROW(assign_splits(m, o), UsageError);
+    o.stratify = "comment";  // an attribute, not a label: the manifest lacks it (exit 1)
+    EXPECT_THROW(assign_splits(m, o), InputError);
     try {
         check_split_fractions(0.6, 0.5);
         FAIL();
@@ -248,7 +248,7 @@ TEST(DatasetConvert, BuildsManifestFromTable) {
     EXPECT_THROW(convert_table(o), UsageError);
     o.patient_regex = "^(\\d{8})_";
     o.keep = {"nope"};
-    EXPECT_THROW(convert_table(o), UsageError);
+    EXPECT_THROW(convert_table(o), InputError);  // the table has no such column
     o.keep = {"binary"};
     o.label_from = {parse_label_from("binary:1_abnormal=binary")};  // name clash with --keep
     EXPECT_THROW(convert_table(o), UsageError);

@@ -4,6 +4,7 @@
 
 #include <sqlite3.h>
 
+#include <cstdio>
 #include <regex>
 #include <set>
 
@@ -48,6 +49,55 @@ std::multiset<std::string> runs(const fs::path& db_path) {
     return out;
 }
 
+/// One metric of a completed run: {value, ci_lo, ci_hi}, or empty when absent.
+std::vector<double> metric(const fs::path& db_path, const std::string& adaptation,
+                           const std::string& task, const std::string& name) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db,
+                                 "select m.value, m.ci_lo, m.ci_hi from metrics m join runs r on "
+                                 "r.id = m.run where r.status = 'completed' and r.adaptation = ?1 "
+                                 "and r.task = ?2 and m.name = ?3 and m.subgroup = ''",
+                                 -1, &st, nullptr),
+              SQLITE_OK);
+    sqlite3_bind_text(st, 1, adaptation.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, task.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, name.c_str(), -1, SQLITE_TRANSIENT);
+    std::vector<double> out;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        out = {sqlite3_column_double(st, 0), sqlite3_column_double(st, 1),
+               sqlite3_column_double(st, 2)};
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+/// The value of an analysis row (analysis, row_key, row_key2, column) and its CI.
+std::vector<double> analysis_row(const fs::path& db_path, const std::string& analysis,
+                                 const std::string& row_key, const std::string& row_key2) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db,
+                                 "select value, ci_lo, ci_hi from analysis where analysis = ?1 and "
+                                 "row_key = ?2 and row_key2 = ?3",
+                                 -1, &st, nullptr),
+              SQLITE_OK);
+    sqlite3_bind_text(st, 1, analysis.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, row_key.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, row_key2.c_str(), -1, SQLITE_TRANSIENT);
+    std::vector<double> out;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        out = {sqlite3_column_double(st, 0), sqlite3_column_double(st, 1),
+               sqlite3_column_double(st, 2)};
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
 CliResult chromium(const std::string& args, const fs::path& profile) {
     TempDir tmp;
     const std::string cmd =
@@ -66,7 +116,7 @@ CliResult chromium(const std::string& args, const fs::path& profile) {
 TEST(Demo, QuickDemoRunsEverythingRendersAndResumes) {
     TempDir tmp;
     const fs::path out = tmp / "demo";
-    const CliResult r = run_cli("demo --quick --n 120 --size 96 --out " + q(out));
+    const CliResult r = run_cli("demo --quick --n 240 --size 96 --out " + q(out));
     ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
     EXPECT_NE(r.out.find("report: "), std::string::npos) << r.out;
     ASSERT_TRUE(fs::exists(out / "results.sqlite"));
@@ -85,6 +135,29 @@ TEST(Demo, QuickDemoRunsEverythingRendersAndResumes) {
     for (const auto& run : all) {
         EXPECT_EQ(run.find(" failed"), std::string::npos) << run;
     }
+
+    // Numbers a wrong implementation would miss (not only "completed"). DEMO_NUMBERS prints them.
+    const fs::path db = out / "results.sqlite";
+    const auto cnn = metric(db, "cnn_baseline", "cardiomegaly", "auroc");
+    const auto unet = metric(db, "unet_baseline", "heart", "dice");
+    const auto probe = metric(db, "linear", "cardiomegaly", "auroc");
+    const auto drop =
+        analysis_row(db, "shortcut", "baseline φ=0 − φ=0.9", "drop on tube-free positives");
+    ASSERT_EQ(cnn.size(), 3u);
+    ASSERT_EQ(unet.size(), 3u);
+    ASSERT_EQ(probe.size(), 3u);
+    ASSERT_EQ(drop.size(), 3u);
+    std::printf(
+        "DEMO_NUMBERS cnn %.3f [%.3f, %.3f] unet %.3f [%.3f, %.3f] probe %.3f [%.3f, "
+        "%.3f] shortcut drop %.3f [%.3f, %.3f]\n",
+        cnn[0], cnn[1], cnn[2], unet[0], unet[1], unet[2], probe[0], probe[1], probe[2], drop[0],
+        drop[1], drop[2]);
+    // The CNN trained from scratch separates cardiomegaly phantoms (an enlarged heart) far
+    // better than chance: the lower end of its CI is above 0.5.
+    EXPECT_GT(cnn[1], 0.5);
+    EXPECT_GT(cnn[0], 0.8);
+    // The U-Net finds the heart.
+    EXPECT_GT(unet[0], 0.5);  // 0.69 after the quick demo's 2 epochs; a misplaced mask gives < 0.3
 
     // The report: every figure rendered, no script error; a screenshot is kept.
     const fs::path html = out / "report.html";
@@ -120,7 +193,7 @@ TEST(Demo, QuickDemoRunsEverythingRendersAndResumes) {
     EXPECT_EQ(shot.exit_code, 0) << shot.err;
 
     // A second demo in the same folder: everything is already in the database.
-    const CliResult again = run_cli("demo --quick --n 120 --size 96 --out " + q(out));
+    const CliResult again = run_cli("demo --quick --n 240 --size 96 --out " + q(out));
     ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
     EXPECT_NE(again.out.find(" 0 runs completed"), std::string::npos) << again.out;
     EXPECT_EQ(runs(out / "results.sqlite"), all);

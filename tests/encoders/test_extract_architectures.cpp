@@ -21,6 +21,9 @@
 namespace radprobe::encoders {
 namespace {
 
+using preprocess::PreprocessConfig;
+using preprocess::Resample;
+
 namespace fs = std::filesystem;
 using test::TempDir;
 
@@ -88,12 +91,12 @@ fs::path prepare_model(const TempDir& tmp, const ArchCase& c) {
 
 /// Three nih-mini images, boxes on the first two.
 fs::path make_manifest(const TempDir& tmp) {
-    const auto labels = CsvTable::read(test::shared_dir() / "data" / "nih-mini" / "labels.csv");
+    const auto labels = CsvTable::read(test::data_dir() / "nih-mini" / "labels.csv");
     std::string csv = "image,patient_id,split,abnormal\n";
     std::vector<std::string> paths;
     for (int i = 0; i < 3; ++i) {
         const auto& row = labels.rows()[static_cast<std::size_t>(i * 11)];
-        paths.push_back((test::shared_dir() / "data" / "nih-mini" / row[0]).string());
+        paths.push_back((test::data_dir() / "nih-mini" / row[0]).string());
         csv += csv_line({paths.back(), "p" + std::to_string(i), "train", "0"}) + "\n";
     }
     write_file_atomic(tmp / "manifest.csv", csv);
@@ -147,23 +150,15 @@ TEST_P(ExtractEveryArchitecture, EveryPoolingEqualsADirectForward) {
     double err = 0;
     for (std::size_t i = 0; i < 2; ++i) {
         const auto img = imaging::decode(rows[i][0]);
-        const auto grey = quantise_u8(img.pixels.data(), img.pixels.size());
-        const auto px = preprocess_grey_u8(grey, img.rows, img.cols, pc, 3);
-        const auto g = preprocess_geometry(pc, img.rows, img.cols);
+        const auto px = preprocess::to_input(img, preprocess::InputSpec::processor_input(pc, 3));
+        const auto g = preprocess::processor_geometry(pc, img.rows, img.cols);
         const auto x =
             torch::from_blob(const_cast<float*>(px.data()), {1, 3, g.out_height, g.out_width})
                 .clone();
         const auto out = encoder->forward(x);
         const auto patches = out.tokens.patches[0].reshape({-1, d}).contiguous();
         const auto m = patches.mean(0);
-        features::InputGeometry ig;
-        ig.scale_x = g.scale_x;
-        ig.scale_y = g.scale_y;
-        ig.crop_left = static_cast<double>(g.crop_left);
-        ig.crop_top = static_cast<double>(g.crop_top);
-        ig.out_height = g.out_height;
-        ig.out_width = g.out_width;
-        ig.patch = encoder->config().patch_size;
+        const auto ig = features::patch_geometry(g, encoder->config().patch_size);
         const auto w = features::roi_weights_from_boxes(boxes[i], ig, "x");
         ASSERT_EQ(static_cast<std::int64_t>(w.size()), patches.size(0)) << c.name;
         // ROI pooling written out here: area-weighted mean of the patch tokens.

@@ -1,7 +1,7 @@
 // Issue 9 additions: the open_clip/timm layout (BiomedCLIP), CLIP's projection as an extra
 // output, and Swin/ResNet multi-scale pyramids for segmentation decoders. References:
-// tests/golden/encoders/make_open_clip.py (plain-torch forwards from the published semantics)
-// and the shared HF fixtures. Tolerance: max-abs 1e-4 (the issue's bar).
+// tests/golden/encoders/make_open_clip.py (open_clip v2.30.0 with timm v1.0.14 building, saving
+// and running the tower; transformers v4.47.1 for CLIP's projection) and the HF fixtures. Tolerance: max-abs 1e-4 (the issue's bar).
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -18,6 +18,9 @@
 
 namespace radprobe::encoders {
 namespace {
+
+using preprocess::PreprocessConfig;
+using preprocess::Resample;
 
 namespace fs = std::filesystem;
 using test::TempDir;
@@ -166,13 +169,13 @@ TEST(OpenClip, PreprocessingComesFromOpenClipConfig) {
     EXPECT_DOUBLE_EQ(p.image_std[2], 0.27577711);
     // torchvision's centre crop rounds half to even: (39 - 32) / 2 = 3.5 -> 4, 2.5 -> 2; HF
     // floors (3 and 2).
-    auto g = preprocess_geometry(p, 32, 39);
+    auto g = preprocess::processor_geometry(p, 32, 39);
     EXPECT_EQ(g.crop_left, 4);
-    g = preprocess_geometry(p, 37, 32);
+    g = preprocess::processor_geometry(p, 37, 32);
     EXPECT_EQ(g.crop_top, 2);
     auto hf = p;
     hf.torchvision_crop = false;
-    EXPECT_EQ(preprocess_geometry(hf, 32, 39).crop_left, 3);
+    EXPECT_EQ(preprocess::processor_geometry(hf, 32, 39).crop_left, 3);
 }
 
 TEST(OpenClip, SavePretrainedRoundTrips) {

@@ -80,7 +80,7 @@ TEST(Safetensors, HalfBFloat16AndIntegersConvert) {
 }
 
 TEST(Safetensors, ReadsEverySharedFixtureIncludingInt64Buffers) {
-    const auto dir = test::shared_dir() / "fixtures" / "encoders";
+    const auto dir = test::data_dir() / "encoders";
     int files = 0;
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
         const auto path = entry.path() / "model.safetensors";

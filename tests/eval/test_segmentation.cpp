@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 
 #include "eval_goldens.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/eval/metrics.hpp"
+#include "test_support.hpp"
 
 namespace radprobe::eval {
 namespace {
@@ -152,6 +154,36 @@ TEST(Segmentation, SummaryMeansDefinedValuesOnlyWithClusteredCi) {
     // patient 1 twice has mean 1; nothing can reach 0.
     EXPECT_GE(summary[0].ci->ci_lo, 0.5);
     EXPECT_EQ(summary[0].ci->ci_hi, 1.0);
+}
+
+TEST(MaskFolders, PairsByFileNameInNameOrderAndNamesAnUnpairedMask) {
+    namespace fs = std::filesystem;
+    test::TempDir tmp;
+    fs::create_directories(tmp / "pred");
+    fs::create_directories(tmp / "truth");
+    const fs::path golden = test::golden_dir() / "masks";
+    for (const char* name : {"disk_shift.png", "border_rects.png"}) {
+        fs::copy_file(golden / "pred" / name, tmp / "pred" / name);
+        fs::copy_file(golden / "truth" / name, tmp / "truth" / name);
+    }
+    const auto pairs = pair_mask_folders(tmp / "pred", tmp / "truth");
+    ASSERT_EQ(pairs.size(), 2u);
+    EXPECT_EQ(pairs[0].name, "border_rects.png");
+    EXPECT_EQ(pairs[0].prediction, tmp / "pred" / "border_rects.png");
+    EXPECT_EQ(pairs[1].truth, tmp / "truth" / "disk_shift.png");
+
+    // A prediction without a truth mask is named, with the folder it is missing from.
+    fs::copy_file(golden / "pred" / "noisy_blobs.png", tmp / "pred" / "noisy_blobs.png");
+    try {
+        pair_mask_folders(tmp / "pred", tmp / "truth");
+        FAIL() << "an unpaired prediction was accepted";
+    } catch (const InputError& e) {
+        EXPECT_NE(
+            std::string(e.what()).find((tmp / "truth" / "noisy_blobs.png").string() + ": missing"),
+            std::string::npos)
+            << e.what();
+    }
+    EXPECT_THROW(pair_mask_folders(tmp / "pred", tmp / "nope"), InputError);
 }
 
 }  // namespace

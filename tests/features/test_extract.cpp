@@ -8,9 +8,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cmath>
-#include <thread>
 
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/error.hpp"
@@ -20,6 +18,7 @@
 #include "radprobe/encoders/model_dir.hpp"
 #include "radprobe/features/embeddings.hpp"
 #include "radprobe/imaging/decode.hpp"
+#include "radprobe/preprocess/preprocess.hpp"
 #include "test_support.hpp"
 
 namespace radprobe::features {
@@ -33,26 +32,26 @@ const fs::path kModel = test::encoder_fixture("dinov2");
 // A manifest of `n` nih-mini images (absolute paths), boxes on two of them, optionally a
 // corrupt image at row 3.
 fs::path make_manifest(const TempDir& tmp, int n, bool corrupt) {
-    const auto labels = CsvTable::read(test::shared_dir() / "data" / "nih-mini" / "labels.csv");
+    const auto labels = CsvTable::read(test::data_dir() / "nih-mini" / "labels.csv");
     std::string csv = "image,patient_id,split,abnormal\n";
     for (int i = 0; i < n; ++i) {
         const auto& row = labels.rows()[static_cast<std::size_t>(i * 7)];
-        std::string path = (test::shared_dir() / "data" / "nih-mini" / row[0]).string();
+        std::string path = (test::data_dir() / "nih-mini" / row[0]).string();
         if (corrupt && i == 3) {
             write_file_atomic(tmp / "broken.png", "\x89PNG\r\n\x1a\nnot really");
             path = (tmp / "broken.png").string();
         }
         csv += csv_line({path, "p" + std::to_string(i / 2), "train",
-                         row[2] == "1_abnormal" ? "1" : "0"}) + "\n";
+                         row[2] == "1_abnormal" ? "1" : "0"}) +
+               "\n";
     }
     write_file_atomic(tmp / "manifest.csv", csv);
     const auto first = CsvTable::read(tmp / "manifest.csv").rows()[0][0];
     const auto second = CsvTable::read(tmp / "manifest.csv").rows()[1][0];
-    write_file_atomic(tmp / "boxes.csv", "image,label,x0,y0,x1,y1\n" +
-                                             csv_line({first, "nodule", "10", "12", "30", "40"}) +
-                                             "\n" +
-                                             csv_line({second, "nodule", "40", "5", "60", "20"}) +
-                                             "\n");
+    write_file_atomic(tmp / "boxes.csv",
+                      "image,label,x0,y0,x1,y1\n" +
+                          csv_line({first, "nodule", "10", "12", "30", "40"}) + "\n" +
+                          csv_line({second, "nodule", "40", "5", "60", "20"}) + "\n");
     return tmp / "manifest.csv";
 }
 
@@ -60,8 +59,9 @@ std::string run_extract(const fs::path& manifest, const fs::path& store, const s
                         const std::string& env = "", int shard = 8, int batch = 4) {
     const std::string cmd = env + " '" + test::radprobe_binary().string() + "' extract --model '" +
                             kModel.string() + "' --manifest '" + manifest.string() + "' --out '" +
-                            store.string() + "' --pool cls,mean,roi --batch " + std::to_string(batch) + " --shard " + std::to_string(shard) + " --threads 1 " +
-                            extra + " 2>&1";
+                            store.string() + "' --pool cls,mean,roi --batch " +
+                            std::to_string(batch) + " --shard " + std::to_string(shard) +
+                            " --threads 1 " + extra + " 2>&1";
     std::string out;
     FILE* p = popen(cmd.c_str(), "r");
     char buf[512];
@@ -102,9 +102,9 @@ TEST(Extract, RowsEqualADirectForwardPassForEveryPooling) {
     const auto rows = CsvTable::read(manifest).rows();
     for (std::size_t i : {std::size_t{0}, std::size_t{5}}) {
         const auto img = imaging::decode(rows[i][0]);
-        const auto grey = encoders::quantise_u8(img.pixels.data(), img.pixels.size());
-        const auto px = encoders::preprocess_grey_u8(grey, img.rows, img.cols, pc, 3);
-        const auto g = encoders::preprocess_geometry(pc, img.rows, img.cols);
+        const auto grey = preprocess::quantise_u8(img.pixels.data(), img.pixels.size());
+        const auto px = preprocess::preprocess_grey_u8(grey, img.rows, img.cols, pc, 3);
+        const auto g = preprocess::processor_geometry(pc, img.rows, img.cols);
         auto x = torch::from_blob(const_cast<float*>(px.data()), {1, 3, g.out_height, g.out_width})
                      .clone();
         torch::InferenceMode guard;
@@ -129,8 +129,8 @@ TEST(Extract, RowsEqualADirectForwardPassForEveryPooling) {
             ig.patch = encoder->config().patch_size;
             const auto w = roi_weights_from_boxes({{10, 12, 30, 40}}, ig, "x");
             const auto patches = o.tokens.patches[0].reshape({-1, cls.dim}).contiguous();
-            const auto r = pool(Pooling::kRoi, nullptr, patches.data_ptr<float>(),
-                                patches.size(0), cls.dim, w);
+            const auto r = pool(Pooling::kRoi, nullptr, patches.data_ptr<float>(), patches.size(0),
+                                cls.dim, w);
             for (std::int64_t d = 0; d < cls.dim; ++d) {
                 EXPECT_NEAR(roi.values[d], r[static_cast<std::size_t>(d)], 1e-4);
             }
@@ -154,31 +154,24 @@ TEST(Extract, ResumeAfterStopAndAfterKill9GivesIdenticalStoreAndRerunIsCached) {
     const std::string resumed = run_extract(manifest, tmp / "resumed", "");
     ASSERT_NE(resumed.find("extracted this run: 22"), std::string::npos) << resumed;
 
-    // A real kill -9 in the middle of a run.
+    // A real SIGKILL in the middle of a run, at a fixed point: right after shard 2 (of 15) is
+    // complete, while the next one is being encoded.
     const pid_t pid = fork();
     if (pid == 0) {
+        setenv("RADPROBE_TEST_EXTRACT_KILL_AFTER_SHARD", "2", 1);
         execl(test::radprobe_binary().c_str(), "radprobe", "extract", "--model", kModel.c_str(),
               "--manifest", manifest.c_str(), "--out", (tmp / "killed").c_str(), "--pool",
               "cls,mean,roi", "--batch", "1", "--shard", "2", "--threads", "1",
               static_cast<char*>(nullptr));
         _exit(127);
     }
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    bool saw_shard = false;
-    while (std::chrono::steady_clock::now() < deadline && !saw_shard) {
-        std::error_code ec;
-        if (fs::exists(tmp / "killed", ec)) {
-            for (const auto& e : fs::recursive_directory_iterator(tmp / "killed", ec)) {
-                saw_shard |= e.path().filename() == "00002.csv";
-            }
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
-    ASSERT_TRUE(saw_shard);
-    EXPECT_TRUE(WIFSIGNALED(status)) << "the run finished before it could be killed";
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+        << "the run was not killed mid-way (status " << status << ")";
+    const fs::path killed_store = only_store(tmp / "killed");
+    EXPECT_TRUE(fs::exists(killed_store / "shards" / "00002.csv"));
+    EXPECT_FALSE(fs::exists(killed_store / "shards" / "00003.csv"));
     EXPECT_FALSE(fs::exists(only_store(tmp / "killed") / "COMPLETE"));
     const std::string after_kill = run_extract(manifest, tmp / "killed", "", "", 2, 1);
     // Batch composition changes float rounding, so the killed run is compared with an
@@ -279,8 +272,8 @@ TEST(ExtractPatches, StoreEqualsTheEncodersOwnPatchTokensForEveryRequestedLayer)
         const std::size_t row = i < 3 ? i : i - 1;
         ASSERT_EQ(t.image_ids[row], rows[i][0]);
         const auto img = imaging::decode(rows[i][0]);
-        const auto grey = encoders::quantise_u8(img.pixels.data(), img.pixels.size());
-        const auto px = encoders::preprocess_grey_u8(grey, img.rows, img.cols, pc, 3);
+        const auto grey = preprocess::quantise_u8(img.pixels.data(), img.pixels.size());
+        const auto px = preprocess::preprocess_grey_u8(grey, img.rows, img.cols, pc, 3);
         auto x = torch::from_blob(const_cast<float*>(px.data()), {1, 3, 56, 56}).clone();
         torch::InferenceMode guard;
         const auto o = encoder->forward(x, fwd);
@@ -294,8 +287,8 @@ TEST(ExtractPatches, StoreEqualsTheEncodersOwnPatchTokensForEveryRequestedLayer)
         double max_diff = 0.0;
         for (std::int64_t k = 0; k < G * D; ++k) {
             max_diff = std::max<double>(max_diff, std::abs(stored[k] - last.data_ptr<float>()[k]));
-            max_diff = std::max<double>(
-                max_diff, std::abs(stored[G * D + k] - block1.data_ptr<float>()[k]));
+            max_diff = std::max<double>(max_diff,
+                                        std::abs(stored[G * D + k] - block1.data_ptr<float>()[k]));
         }
         // Folded grey patch embedding vs the 3-channel input: float rounding only.
         EXPECT_LT(max_diff, 1e-4) << rows[i][0];

@@ -26,7 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 using test::TempDir;
 
-const fs::path kDicomDir = test::shared_dir() / "data" / "dicom";
+const fs::path kDicomDir = test::data_dir() / "dicom";
 const fs::path kGoldenDir = test::source_dir() / "tests" / "golden" / "imaging";
 
 const nlohmann::json& goldens() {

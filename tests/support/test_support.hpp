@@ -4,29 +4,38 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
-#include <sys/wait.h>
-#include <unistd.h>
 
 namespace radprobe::test {
 
-inline std::filesystem::path shared_dir() { return RADPROBE_SHARED_DIR; }
-inline std::filesystem::path source_dir() { return RADPROBE_SOURCE_DIR; }
-inline std::filesystem::path radprobe_binary() { return RADPROBE_BINARY; }
-/// A tiny Hugging Face checkpoint of ../shared/fixtures/encoders/ (e.g. "dinov2").
+inline std::filesystem::path source_dir() {
+    return RADPROBE_SOURCE_DIR;
+}
+/// The test data the repository carries (tests/data: encoder fixtures, DICOM files, nih-mini;
+/// sources and licences in each folder's README.md).
+inline std::filesystem::path data_dir() {
+    return source_dir() / "tests" / "data";
+}
+inline std::filesystem::path radprobe_binary() {
+    return RADPROBE_BINARY;
+}
+/// A tiny Hugging Face checkpoint of tests/data/encoders/ (e.g. "dinov2").
 inline std::filesystem::path encoder_fixture(const std::string& name) {
-    return shared_dir() / "fixtures" / "encoders" / name;
+    return data_dir() / "encoders" / name;
 }
 
 /// A fresh directory under the system temp dir, removed at destruction.
 class TempDir {
 public:
     TempDir() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "radprobe-test-XXXXXX").string();
+        std::string tmpl =
+            (std::filesystem::temp_directory_path() / "radprobe-test-XXXXXX").string();
         char* made = ::mkdtemp(tmpl.data());
         if (!made) {
             throw std::runtime_error("mkdtemp failed");
@@ -77,6 +86,17 @@ inline CliResult run_cli(const std::string& args) {
     r.out = slurp(out_path);
     r.err = slurp(err_path);
     return r;
+}
+
+/// CUDA devices the radprobe binary can use, from `radprobe --version` ("CUDA devices: N").
+/// CUDA tests skip only when this is 0, and on a GPU they must show the work ran there.
+inline int cuda_devices() {
+    const CliResult r = run_cli("--version");
+    const auto at = r.out.find("CUDA devices: ");
+    if (r.exit_code != 0 || at == std::string::npos) {
+        return -1;  // unknown: the caller fails rather than skips
+    }
+    return std::atoi(r.out.c_str() + at + 14);
 }
 
 /// Number of lines in a string (a trailing newline does not start a new line).

@@ -144,9 +144,9 @@ TEST(Dicom, DecodesToTheSamePixelsAsThePng) {
 }
 
 TEST(Dicom, PydicomReadsTheFilesWithTheSamePixelsAndIds) {
-    if (!have_pydicom()) {
-        GTEST_SKIP() << "/usr/bin/python3 with pydicom, numpy and PIL not available";
-    }
+    // The reference tool is installed by scripts/setup.sh: missing is a failure, not a skip.
+    ASSERT_TRUE(have_pydicom()) << "/usr/bin/python3 with pydicom, numpy and PIL not available "
+                                   "(scripts/setup.sh installs them)";
     TempDir tmp;
     auto o = options(3, 64, 13, 2);
     o.format = ImageFormat::kDicom;
@@ -191,9 +191,9 @@ TEST(Dicom, PydicomReadsTheFilesWithTheSamePixelsAndIds) {
 }
 
 TEST(Cli, WritesADatasetThatAnIndependentCheckerAccepts) {
-    if (!have_pydicom()) {
-        GTEST_SKIP() << "/usr/bin/python3 with pydicom, numpy and PIL not available";
-    }
+    // The reference tool is installed by scripts/setup.sh: missing is a failure, not a skip.
+    ASSERT_TRUE(have_pydicom()) << "/usr/bin/python3 with pydicom, numpy and PIL not available "
+                                   "(scripts/setup.sh installs them)";
     TempDir tmp;
     const auto r = run_cli("synth --out '" + (tmp / "d").string() +
                            "' --n 60 --size 128 --seed 3 --nodule-prevalence 0.5 "
@@ -274,19 +274,29 @@ TEST(Cli, NonEmptyOutputDirectoryFailsWithExitOne) {
 }
 
 // A run killed with SIGKILL leaves nothing under the output name (only a hidden staging
-// directory next to it), so no half-written manifest can be mistaken for a dataset.
+// directory next to it), so no half-written manifest can be mistaken for a dataset. The kill
+// lands at a fixed point: after the first block of 32 images (16 per thread) is written.
 TEST(Cli, KilledRunLeavesNoPartialDataset) {
     TempDir tmp;
     const fs::path out = tmp / "d";
     const std::string cmd =
-        "'" + test::radprobe_binary().string() + "' synth --n 20000 --size 256 --out '" +
-        out.string() +
-        "' >/dev/null 2>&1 & p=$!; sleep 1.5; kill -9 $p; wait $p 2>/dev/null; exit $?";
+        "RADPROBE_TEST_SYNTH_KILL_AFTER=32 '" + test::radprobe_binary().string() +
+        "' synth --n 200 --size 64 --threads 2 --out '" + out.string() + "' >/dev/null 2>&1";
     const int status = std::system(cmd.c_str());
     ASSERT_TRUE(WIFEXITED(status));
     ASSERT_EQ(WEXITSTATUS(status), 128 + 9) << "the run was not killed mid-way";
     EXPECT_FALSE(fs::exists(out));
     EXPECT_FALSE(fs::exists(out / "manifest.csv"));
+    // The staging directory holds the images written before the kill: the run was mid-write.
+    std::size_t staged = 0;
+    for (const auto& e : fs::directory_iterator(tmp.path())) {
+        if (e.path().filename().string().rfind(".d.synth-tmp.", 0) == 0) {
+            for (const auto& f : fs::directory_iterator(e.path() / "images")) {
+                staged += f.is_regular_file();
+            }
+        }
+    }
+    EXPECT_EQ(staged, 32u);
 }
 
 }  // namespace

@@ -1,31 +1,44 @@
 #!/usr/bin/python3
-"""Golden pixel_values for CLIPImageProcessor and SiglipImageProcessor (tests/encoders).
+"""Golden pixel_values for CLIPImageProcessor and SiglipImageProcessor (tests/preprocess).
 
-No transformers package is installed here, so this is the processors' published behaviour
-written with PIL and numpy (transformers image_processing_clip.py / image_processing_siglip.py
-and image_transforms.py):
-  - convert the image to RGB (a grey image is replicated into R, G, B);
-  - CLIPImageProcessor: resize so the shortest edge is size["shortest_edge"] (or a bare int),
-    the long edge int(size * long / short) (get_resize_output_image_size, default_to_square=
-    False), with PIL's resize and the configured resample; centre crop crop_size with
-    top = (H - crop_h) // 2, left = (W - crop_w) // 2;
-  - SiglipImageProcessor: resize to exactly size["height"] x size["width"] with PIL, no crop;
-  - rescale: uint8 -> float64 * rescale_factor -> float32;
-  - normalise: (x - mean) / std in float32 (mean/std cast to float32), channels first.
-Inputs: seeded 8-bit grey planes of non-square shapes (odd crop margins included).
+Made by Hugging Face transformers' own image processors: transformers v4.47.1 (commit
+241c04d36867259cdf11dbb4e9d9a60f9cb65ebc; huggingface_hub v0.27.1, commit
+80edbb2b6ae3b0766d870278276393c015eb6979) on Debian's python3-torch 1.13, python3-numpy and
+python3-pil. Each case's preprocessor_config.json is loaded with
+`AutoImageProcessor.from_pretrained(<case>.json, use_fast=False)` (the class comes from
+image_processor_type: CLIPImageProcessor or SiglipImageProcessor, the slow PIL/numpy processors)
+and applied as `processor(images=image, return_tensors="np")["pixel_values"]`, where image is a
+seeded 8-bit grey plane as a PIL image converted to RGB (`Image.fromarray(grey, "L")
+.convert("RGB")`: R = G = B = grey, what a user does with a radiograph). The cases cover CLIP's
+shortest-edge resize + centre crop (also the legacy bare-int size/crop_size form) and SigLIP's
+fixed-size resize with bicubic and bilinear resampling; the inputs are non-square (odd crop
+margins included).
 Outputs under processors/: <case>.json (the preprocessor_config.json), input_<h>x<w>.npy
-(uint8), <case>_<h>x<w>.npy (float32 1x3xHxW), index.json listing the cases.
+(uint8), <case>_<h>x<w>.npy (float32 1x3xHxW), index.json listing the cases, the shapes and the
+library, release tag and commit used.
 
-Usage: /usr/bin/python3 tests/golden/encoders/make_processors.py
+How to run (vendor trees and stubs: publisher_env.py beside this file, which pins the tags and
+commits above and puts VENDOR/transformers-v4.47.1/src and VENDOR/huggingface_hub-v0.27.1/src
+first on sys.path):
+  /usr/bin/python3 tests/golden/encoders/publisher_env.py setup transformers=<bare git dir> \
+      huggingface_hub=<bare git dir>          # once; VENDOR defaults to <checkout>/../vendor
+  /usr/bin/python3 tests/golden/encoders/make_processors.py [--out tests/golden/encoders/processors]
 """
+import argparse
 import json
 import os
+import sys
 
-import numpy as np
-from PIL import Image
+sys.dont_write_bytecode = True  # keep __pycache__ out of the golden folder
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "processors")
+sys.path.insert(0, HERE)
+import publisher_env as pe  # noqa: E402
+
+TREES = ["transformers-v4.47.1", "huggingface_hub-v0.27.1"]
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
@@ -54,58 +67,48 @@ CASES = {
 SHAPES = [(57, 83), (90, 31), (40, 40)]
 
 
-def process(cfg, grey):
-    img = Image.fromarray(grey, mode="L").convert("RGB")
-    h, w = grey.shape
-    size = cfg["size"]
-    if cfg.get("do_resize", True):
-        if isinstance(size, int) or "shortest_edge" in size:
-            s = size if isinstance(size, int) else size["shortest_edge"]
-            short, long = (h, w) if h <= w else (w, h)
-            new_long = int(s * long / short)
-            nh, nw = (s, new_long) if h <= w else (new_long, s)
-        else:
-            nh, nw = size["height"], size["width"]
-        if (nh, nw) != (h, w):
-            img = img.resize((nw, nh), resample=cfg.get("resample", 3))
-    a = np.asarray(img)  # H x W x 3 uint8
-    if cfg.get("do_center_crop", False):
-        crop = cfg["crop_size"]
-        ch, cw = (crop, crop) if isinstance(crop, int) else (crop["height"], crop["width"])
-        top = (a.shape[0] - ch) // 2
-        left = (a.shape[1] - cw) // 2
-        assert top >= 0 and left >= 0
-        a = a[top : top + ch, left : left + cw]
-    x = a.astype(np.float64) * cfg.get("rescale_factor", 1 / 255) if cfg.get("do_rescale", True) else a
-    x = x.astype(np.float32)
-    if cfg.get("do_normalize", True):
-        x = (x - np.array(cfg["image_mean"], dtype=np.float32)) / np.array(cfg["image_std"], dtype=np.float32)
-    return x.transpose(2, 0, 1)[None].astype("<f4")
-
-
 def main():
-    os.makedirs(OUT, exist_ok=True)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.path.join(HERE, "processors"))
+    out = ap.parse_args().out
+    refs = pe.activate(TREES)
+    import transformers
+    from transformers import AutoImageProcessor
+    pe.check_imported(TREES)
+
+    os.makedirs(out, exist_ok=True)
     rng = np.random.default_rng(20261123)
-    index = {"cases": [], "shapes": []}
+    index = {"cases": [], "shapes": [], "classes": {},
+             "reference": dict(refs["transformers-v4.47.1"],
+                               huggingface_hub=refs["huggingface_hub-v0.27.1"]["version"],
+                               pillow=Image.__version__, **pe.torch_description()),
+             "call": 'AutoImageProcessor.from_pretrained(<case>.json, use_fast=False)'
+                     '(images=Image.fromarray(input, "L").convert("RGB"), return_tensors="np")'
+                     '["pixel_values"]'}
     inputs = {}
     for h, w in SHAPES:
         yy, xx = np.mgrid[0:h, 0:w]
         smooth = 127 + 100 * np.sin(yy / 5.0) * np.cos(xx / 7.0)
         grey = np.clip(smooth + rng.normal(0, 20, (h, w)), 0, 255).round().astype(np.uint8)
         inputs[(h, w)] = grey
-        np.save(os.path.join(OUT, f"input_{h}x{w}.npy"), grey)
+        np.save(os.path.join(out, f"input_{h}x{w}.npy"), grey)
         index["shapes"].append([h, w])
     for name, cfg in CASES.items():
-        with open(os.path.join(OUT, f"{name}.json"), "w") as f:
+        path = os.path.join(out, f"{name}.json")
+        with open(path, "w") as f:
             json.dump(cfg, f, indent=2)
             f.write("\n")
+        processor = AutoImageProcessor.from_pretrained(path, use_fast=False)
+        assert type(processor).__name__ == cfg["image_processor_type"], type(processor)
+        index["classes"][name] = type(processor).__module__ + "." + type(processor).__name__
         for (h, w), grey in inputs.items():
-            np.save(os.path.join(OUT, f"{name}_{h}x{w}.npy"), process(cfg, grey))
+            image = Image.fromarray(grey, mode="L").convert("RGB")
+            px = processor(images=image, return_tensors="np")["pixel_values"]
+            assert px.dtype == np.float32 and px.ndim == 4 and px.shape[:2] == (1, 3), px.shape
+            np.save(os.path.join(out, f"{name}_{h}x{w}.npy"), px.astype("<f4"))
         index["cases"].append(name)
-    with open(os.path.join(OUT, "index.json"), "w") as f:
-        json.dump(index, f, indent=1)
-        f.write("\n")
-    print("wrote", OUT)
+    pe.write_json(os.path.join(out, "index.json"), index)
+    print("wrote", out, "with", transformers.__version__)
 
 
 if __name__ == "__main__":

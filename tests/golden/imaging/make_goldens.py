@@ -2,7 +2,7 @@
 """Golden values for radprobe's imaging tests, from pydicom (the reference decoder).
 
 Run with Debian's Python (python3-pydicom, python3-gdcm, python3-numpy):
-    /usr/bin/python3 tests/golden/imaging/make_goldens.py ../shared/data/dicom tests/golden/imaging/goldens.json
+    /usr/bin/python3 tests/golden/imaging/make_goldens.py tests/data/dicom tests/golden/imaging/goldens.json
 
 For every file of the shared DICOM set that pydicom decodes, and for frames 0 and last:
   - stored:   md5 of the stored values (pydicom pixel_array bytes, all frames) and min/max;

@@ -14,7 +14,7 @@
 /// order; a feature matrix is N×D row-major.
 ///
 /// Statistics shared by the three analyses:
-///  - probes are the L2 logistic regression of heads::fit_binary_probe on standardised
+///  - probes are the L2 logistic regression of probes::fit_binary_probe on standardised
 ///    features, evaluated by grouped k-fold cross-validation: fold k is the test fold, fold
 ///    k+1 (mod K) selects C, the rest trains; groups (patients, or the clean/perturbed pair of
 ///    one image) never straddle folds, so every score is out-of-fold;
@@ -35,23 +35,22 @@
 #include <utility>
 #include <vector>
 
+#include "radprobe/results/results.hpp"
+
+namespace radprobe::dataset {
+class Manifest;
+}
+
 namespace radprobe::analysis {
 
 // ---------------------------------------------------------------------------------------------
 // Result rows
 // ---------------------------------------------------------------------------------------------
 
-/// One cell of an analysis table, shaped like bench::AnalysisRow (see docs/results_db.md).
-struct AnalysisTableRow {
-    std::string analysis;  ///< "perturb", "lesions", "subgroups", "shortcut"
-    std::string row_key;
-    std::string row_key2;
-    std::string column;
-    std::optional<double> value;
-    std::optional<double> ci_lo;
-    std::optional<double> ci_hi;
-    std::optional<double> p;
-    std::optional<double> p_adjusted;
+/// One cell of an analysis table: a row of the results database's `analysis` table (analysis
+/// "perturb", "lesions", "subgroups" or "shortcut"; `run` stays unset until the row is recorded,
+/// see docs/results_db.md) and the number of samples behind its value.
+struct AnalysisTableRow : results::AnalysisRow {
     std::optional<std::int64_t> n;  ///< samples behind the value (not stored in the DB)
 };
 
@@ -234,7 +233,7 @@ struct ShortcutOptions {
     std::size_t n_boot = 1000;
     double level = 0.95;
     std::uint64_t seed = 0;
-    /// The supervised CNN baseline (heads::run_baseline) trained on the same sets as another
+    /// The supervised CNN baseline (adapt::run_baseline) trained on the same sets as another
     /// model family "baseline": epochs (0 = not run) and input side.
     int baseline_epochs = 0;
     int baseline_size = 128;
@@ -250,6 +249,75 @@ struct ShortcutOptions {
 /// per pooling the paired drop on tube-free positives (control − shortcut, same test images),
 /// row_key2 = "drop on tube-free positives".
 AnalysisResult run_shortcut(const ShortcutOptions& options);
+
+// ---------------------------------------------------------------------------------------------
+// Results database: the rows of an analysis as a run, the scored images of a run
+// ---------------------------------------------------------------------------------------------
+
+/// The rows of `result` as results-database rows of `run` (nullopt: rows of no run); a row
+/// without an analysis name takes the result's.
+std::vector<results::AnalysisRow> to_results_rows(const AnalysisResult& result,
+                                                  std::optional<std::int64_t> run);
+
+/// Where `radprobe analyze` records a result besides the files in `out`.
+struct DbRecording {
+    std::filesystem::path db;  ///< results database (created when missing); empty = not recorded
+    std::string encoder;       ///< encoder name of the analysis's own run
+    std::string pooling;       ///< poolings of the analysis's own run
+    /// Record the rows under this existing run instead of a run of their own.
+    std::optional<std::int64_t> run;
+};
+
+/// Records the rows of `result` in `where.db`: under `where.run`, or under a run of their own
+/// (task "analysis:<name>", adaptation "analysis", config = metrics.json without its rows and
+/// timings, config hash = features::content_hash of that config), written through
+/// results::run_recorded, so that a config already completed there is not recorded again
+/// (kSkipped). Returns nullopt when `where.db` is empty. Throws InputError when recording
+/// fails (the run of its own is then marked failed).
+std::optional<results::RecordedRun> record_result(const AnalysisResult& result,
+                                                  const DbRecording& where);
+
+/// The scored images of a run of the results database joined to the manifest (the DB-run →
+/// manifest join of a subgroup analysis): one ScoredImage per prediction with a label and a
+/// score (image, patient, label, score, and the `attributes` of its manifest row, in that
+/// order). Throws InputError naming the database when the run has no predictions and the
+/// manifest when a predicted image is not in it.
+std::vector<ScoredImage> scored_images_from_run(results::ResultsDb& db, std::int64_t run,
+                                                const dataset::Manifest& manifest,
+                                                const std::vector<std::string>& attributes);
+
+// ---------------------------------------------------------------------------------------------
+// `radprobe analyze`: one analysis, then its rows recorded
+// ---------------------------------------------------------------------------------------------
+
+struct AnalyzeOutcome {
+    AnalysisResult result;
+    std::optional<results::RecordedRun> recorded;  ///< what record_result() did (nullopt: no db)
+};
+
+/// run_perturb / run_lesions / run_shortcut, then record_result(result, recording).
+AnalyzeOutcome analyze(const PerturbOptions& options, const DbRecording& recording);
+AnalyzeOutcome analyze(const LesionOptions& options, const DbRecording& recording);
+AnalyzeOutcome analyze(const ShortcutOptions& options, const DbRecording& recording);
+
+/// Where the scored images of a subgroup analysis come from: a predictions CSV
+/// (read_scored_images) or a run of the results database (scored_images_from_run).
+struct SubgroupSource {
+    std::filesystem::path predictions;  ///< predictions CSV; empty = `run`
+    std::string label_column = "label";
+    std::string score_column = "score";
+    /// Attributes (and patients) by image id: optional for a CSV, required for a run.
+    std::optional<std::filesystem::path> manifest;
+    /// The run of `DbRecording::db` whose predictions are split; the rows are recorded under it.
+    std::optional<std::int64_t> run;
+};
+
+/// Reads the scored images of `source` into `options.images` (and `options.source`), runs
+/// run_subgroups and records the rows (under `source.run` when given). Throws InputError when
+/// the source is incomplete (neither or both of a CSV and a run; a run without a database or
+/// a manifest).
+AnalyzeOutcome analyze(SubgroupOptions options, const SubgroupSource& source,
+                       const DbRecording& recording);
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks (exposed for tests)

@@ -44,4 +44,9 @@ private:
 /// A temporary name next to `path`, unique to this process and call.
 std::filesystem::path temp_name_for(const std::filesystem::path& path);
 
+/// Testing aid for "nothing half-written": when the environment variable `variable` holds the
+/// number `count`, the process kills itself with SIGKILL right here, as a crash would. Tests
+/// use it to kill a run at a deterministic point instead of after a sleep.
+void kill_point(const char* variable, std::size_t count);
+
 }  // namespace radprobe

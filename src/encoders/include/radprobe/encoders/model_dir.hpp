@@ -1,27 +1,16 @@
 #pragma once
 /// @file model_dir.hpp
-/// A Hugging Face model directory without LibTorch: `config.json` (the architecture),
-/// `preprocessor_config.json` (the image processor) and the preprocessing itself.
+/// A Hugging Face model directory without LibTorch: `config.json` (the architecture) and
+/// `preprocessor_config.json` (the image processor, read into a preprocess::PreprocessConfig;
+/// what it does to an image is the preprocess component's).
 ///
-/// Image layout: planar, row-major. A preprocessed image is C×H×W float32 (pixels[c*H*W + y*W +
-/// x]), exactly the `pixel_values[0]` the model's HF image processor returns.
-///
-/// How a radiograph becomes model input: radprobe::imaging::decode gives the display image,
-/// grey in [0,1] (1 = white; colour files become luminance). It is quantised to 8 bits
-/// (round(v·255)) because HF processors resize the 8-bit PIL image; the grey channel is then
-/// what PIL's convert("RGB") would replicate into R, G and B. Resize (PIL's fixed-point
-/// separable filters, reproduced bit-exactly), centre crop, rescale and normalise follow the
-/// processor config. Two outputs:
-///  - 3 channels: the grey plane normalised with each channel's mean/std (what HF produces);
-///  - 1 channel ("folded"): the rescaled grey plane in [0,1] without normalisation, for an
-///    encoder whose patch embedding was folded with Encoder::fold_grayscale (a third of the
-///    patch-embedding cost, mathematically the same tokens).
-
 #include <array>
 #include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
+
+#include "radprobe/preprocess/preprocess.hpp"
 
 namespace radprobe::encoders {
 
@@ -87,6 +76,10 @@ struct ModelConfig {
     std::int64_t native_grid() const { return patch_size > 0 ? image_size / patch_size : 0; }
 };
 
+/// CUDA devices this LibTorch can use (0 on a CPU-only build or a machine without a GPU).
+/// Declared here, outside the LibTorch header, so that light translation units can ask.
+int cuda_device_count();
+
 /// Architectures the factory can build (model_type values), sorted.
 std::vector<std::string> known_model_types();
 
@@ -102,82 +95,13 @@ std::string model_type_description(const std::string& model_type);
 /// mlp_ratio, qkv_bias) and vision_cfg.image_size; the projection is model_cfg.embed_dim wide.
 ModelConfig read_model_config(const std::filesystem::path& dir);
 
-/// PIL resampling filters (the integer codes of PIL.Image.Resampling).
-enum class Resample { kNearest = 0, kLanczos = 1, kBilinear = 2, kBicubic = 3 };
-
-/// preprocessor_config.json (BitImageProcessor, ViTImageProcessor, CLIPImageProcessor ...).
-struct PreprocessConfig {
-    std::string processor_type;
-    bool do_resize = true;
-    /// Resize rule: shortest edge to `shortest_edge` (aspect kept) when > 0, else exactly to
-    /// resize_height × resize_width.
-    std::int64_t shortest_edge = 0;
-    std::int64_t resize_height = 0;
-    std::int64_t resize_width = 0;
-    Resample resample = Resample::kBicubic;
-    bool do_center_crop = false;
-    std::int64_t crop_height = 0;
-    std::int64_t crop_width = 0;
-    bool do_rescale = true;
-    double rescale_factor = 1.0 / 255.0;
-    bool do_normalize = true;
-    std::array<double, 3> image_mean{0.485, 0.456, 0.406};
-    std::array<double, 3> image_std{0.229, 0.224, 0.225};
-    /// Centre-crop offset rule: HF's floor((H - crop) / 2) (false) or torchvision's
-    /// int(round((H - crop) / 2.0)) with Python's round-half-to-even (true; open_clip).
-    bool torchvision_crop = false;
-
-    /// Overrides the size: shortest edge N and (if cropping) an N×N centre crop.
-    void override_size(std::int64_t n);
-    /// Output H×W for an input of rows × cols.
-    std::array<std::int64_t, 2> output_size(std::int64_t rows, std::int64_t cols) const;
-};
-
 /// Reads DIR/preprocessor_config.json. Missing file → InputError naming it. An open_clip
 /// directory without one is read from open_clip_config.json: open_clip's evaluation transform
 /// (resize the shortest edge to image_size, bicubic unless preprocess_cfg.interpolation says
 /// "bilinear", centre crop image_size with torchvision's rounding, ToTensor, normalise with
 /// preprocess_cfg mean/std, default OpenAI CLIP's); resize_mode "squash" resizes to
 /// image_size × image_size without a crop.
-PreprocessConfig read_preprocess_config(const std::filesystem::path& dir);
-
-/// Where the pixels of the original image end up: original (x, y) maps to
-/// ((x)·scale_x - crop_left, (y)·scale_y - crop_top) in model-input pixels (continuous
-/// coordinates, pixel edges at integers).
-struct PreprocessGeometry {
-    std::int64_t resized_height = 0;
-    std::int64_t resized_width = 0;
-    double scale_y = 1.0;       ///< resized_height / rows
-    double scale_x = 1.0;       ///< resized_width / cols
-    std::int64_t crop_top = 0;  ///< may be negative when the crop pads
-    std::int64_t crop_left = 0;
-    std::int64_t out_height = 0;
-    std::int64_t out_width = 0;
-};
-PreprocessGeometry preprocess_geometry(const PreprocessConfig& config, std::int64_t rows,
-                                       std::int64_t cols);
-
-/// PIL's Image.resize on one 8-bit plane (fixed-point separable filters with support scaling
-/// when downsampling, horizontal pass first; bit-exact with Pillow). Row-major in and out.
-std::vector<std::uint8_t> pil_resize_u8(const std::uint8_t* src, std::int64_t rows,
-                                        std::int64_t cols, std::int64_t out_rows,
-                                        std::int64_t out_cols, Resample filter);
-
-/// Quantises a [0,1] grey image to 8 bits: round(v·255), clamped.
-std::vector<std::uint8_t> quantise_u8(const float* grey, std::size_t n);
-
-/// The intermediate 8-bit plane after resize and centre crop (H×W, what HF's processor holds
-/// before rescaling).
-std::vector<std::uint8_t> resize_and_crop_u8(const std::vector<std::uint8_t>& grey,
-                                             std::int64_t rows, std::int64_t cols,
-                                             const PreprocessConfig& config,
-                                             std::vector<std::uint8_t>* resized = nullptr);
-
-/// Full preprocessing of an 8-bit grey plane to model input, C×H×W float32 with C = 3
-/// (per-channel normalisation) or C = 1 (folded: rescaled only).
-std::vector<float> preprocess_grey_u8(const std::vector<std::uint8_t>& grey, std::int64_t rows,
-                                      std::int64_t cols, const PreprocessConfig& config,
-                                      int channels);
+preprocess::PreprocessConfig read_preprocess_config(const std::filesystem::path& dir);
 
 }  // namespace radprobe::encoders
 

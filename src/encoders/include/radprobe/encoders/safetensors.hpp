@@ -22,6 +22,10 @@
 #include <string>
 #include <vector>
 
+namespace at {
+class Tensor;
+}  // namespace at
+
 namespace radprobe::encoders {
 
 /// Element types of the safetensors format.
@@ -87,6 +91,10 @@ struct StTensorData {
     std::vector<std::int64_t> shape;
     std::vector<std::uint8_t> bytes;
 };
+
+/// A LibTorch tensor as an entry to write: floating point as F32, integers as I64, copied to
+/// the CPU (defined in the LibTorch part of encoders; this header only names at::Tensor).
+StTensorData tensor_entry(const std::string& name, const at::Tensor& value);
 
 /// Serialises tensors (sorted by name, contiguous, header padded with spaces to 8 bytes) in the
 /// format the reference implementation writes.

@@ -350,4 +350,94 @@ std::vector<SegmentationSummary> summarize_segmentation(
     const std::vector<SegmentationScores>& per_image, const BootstrapOptions& options,
     std::span<const std::size_t> clusters = {});
 
+/// One point of an ROC curve.
+struct RocPoint {
+    double fpr = 0.0;
+    double tpr = 0.0;
+    double threshold = 0.0;  ///< score >= threshold is called positive (+inf for the origin)
+};
+/// The empirical ROC curve with one point per distinct score (as scikit-learn's
+/// roc_curve(drop_intermediate=False)), starting at (0, 0). Labels must be 0/1 with both
+/// classes present (InputError otherwise).
+std::vector<RocPoint> roc_curve(std::span<const double> labels, std::span<const double> scores);
+
+// ---------------------------------------------------------------------------------------------
+// Prediction tables and mask folders (`radprobe stats roc|seg|fdr`)
+// ---------------------------------------------------------------------------------------------
+
+/// Which interval the AUROC of a table gets.
+enum class AucInterval { kDelong, kBootstrap };
+
+/// The AUROC of one or two score columns of a CSV table (one row per image).
+struct RocTableOptions {
+    std::filesystem::path csv;
+    std::string label;                ///< column of 0/1 labels
+    std::vector<std::string> scores;  ///< one score column, or two to compare them
+    /// Column of patient ids: the bootstrap resamples patients (kBootstrap only; "" = none).
+    std::string cluster;
+    AucInterval interval = AucInterval::kDelong;
+    BootstrapOptions bootstrap;  ///< replicates, seed, method and threads of kBootstrap; `level`
+                                 ///< is the confidence level of every interval
+};
+
+/// The JSON document of `radprobe stats roc`, keys in the order of DESIGN.md:
+/// {"n","auc","ci":[lo,hi],"se",["n_valid"],"average_precision","n_pos","n_neg","label","score",
+/// "level","ci_method",...}; with a second score the same keys suffixed "2" and
+/// {"delong":{"auc_diff","se","z","p","ci"}} (plus "bootstrap_diff" with kBootstrap).
+/// Throws InputError naming the file, line and column for a label that is not 0/1, a score that
+/// is not finite, an empty cluster id, a missing column or a label with one class.
+std::string roc_table_json(const RocTableOptions& options);
+
+/// A predicted mask and the true mask of the same file name.
+struct MaskPair {
+    std::string name;  ///< file name, e.g. "case12.png"
+    std::filesystem::path prediction;
+    std::filesystem::path truth;
+};
+
+/// The .png masks (extension in any case) of two folders paired by file name, in name order.
+/// Throws InputError naming the folder or the file when a folder is missing, the truth folder
+/// holds no .png, or a mask of either folder has no partner in the other.
+std::vector<MaskPair> pair_mask_folders(const std::filesystem::path& predictions,
+                                        const std::filesystem::path& truth);
+
+/// Segmentation metrics of two mask folders (`radprobe stats seg`).
+struct MaskFolderOptions {
+    std::filesystem::path predictions;  ///< folder of predicted masks (.png, nonzero = foreground)
+    std::filesystem::path truth;        ///< folder of true masks, matched by file name
+    SegmentationOptions segmentation;
+    /// CSV mapping mask file names (`image_column`, any folder part ignored) to patients
+    /// (`patient_column`): the bootstrap resamples patients. Empty = images.
+    std::filesystem::path patients;
+    std::string image_column = "image";
+    std::string patient_column = "patient_id";
+    BootstrapOptions bootstrap;
+};
+
+struct MaskFolderStats {
+    /// {"n_images","spacing_mm","both_empty","one_empty","level","n_boot","seed","ci_method",
+    /// ["cluster","n_clusters"],"metrics":{name:{"n","mean","ci",["n_valid"]}}}
+    std::string json;
+    /// One row per mask: file, patient_id, tp, fp, fn, dice, iou, precision, recall, hd95,
+    /// assd, hausdorff (empty cell = undefined).
+    std::string per_image_csv;
+};
+
+/// Per-image scores of every mask pair and their means with bootstrap CIs. Throws InputError
+/// naming the file for unpaired masks, masks of different sizes or an image without a patient.
+MaskFolderStats mask_folder_stats(const MaskFolderOptions& options);
+
+/// Multiple-testing adjustment of a p-value column of a CSV table (`radprobe stats fdr`).
+struct FdrTableOptions {
+    std::filesystem::path csv;
+    std::string p_column = "p";
+    bool benjamini_hochberg = true;  ///< append column p_bh
+    bool holm = true;                ///< append column p_holm
+};
+
+/// The table with the adjusted p-values appended as columns (CSV text, rows in input order).
+/// Throws InputError naming the file and line of a p outside [0, 1], or when the table already
+/// has a column of the name to append.
+std::string fdr_table_csv(const FdrTableOptions& options);
+
 }  // namespace radprobe::eval

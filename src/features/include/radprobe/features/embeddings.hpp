@@ -40,6 +40,8 @@
 #include <string>
 #include <vector>
 
+#include "radprobe/preprocess/preprocess.hpp"
+
 namespace radprobe::features {
 
 enum class Pooling { kCls, kMean, kClsMean, kRoi, kPatches };
@@ -65,6 +67,9 @@ struct InputGeometry {
     std::int64_t grid_h() const { return out_height / patch; }
     std::int64_t grid_w() const { return out_width / patch; }
 };
+
+/// The patch geometry of a preprocessed image (preprocess::Geometry) for patches of `patch`.
+InputGeometry patch_geometry(const preprocess::Geometry& g, std::int64_t patch);
 
 /// A box in original-image pixel coordinates covering [x0, x1) × [y0, y1).
 struct RegionBox {
@@ -166,5 +171,9 @@ struct PatchGridInfo {
 /// Reads STORE/patch_grid.json of a complete store extracted with `patches`; InputError naming
 /// the store otherwise.
 PatchGridInfo read_patch_grid_info(const std::filesystem::path& store_dir);
+
+/// Finds the store directory: `path` itself when it holds COMPLETE, else its only
+/// subdirectory holding COMPLETE. Throws InputError otherwise, listing what was found.
+std::filesystem::path resolve_store_dir(const std::filesystem::path& path);
 
 }  // namespace radprobe::features

@@ -1,0 +1,329 @@
+// The architecture table (architectures.hpp) and each family's config.json reader. No LibTorch.
+
+#include "architectures.hpp"
+
+#include <algorithm>
+
+#include "config_fields.hpp"
+
+namespace radprobe::encoders::detail {
+
+namespace {
+
+// --- Hierarchical families ---------------------------------------------------------------
+
+void read_resnet(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    c.has_cls_token = false;
+    c.embedding_size =
+        positive(get_optional<std::int64_t>(j, "embedding_size", 64, path), "embedding_size", path);
+    c.stage_widths = positive_list(j, "hidden_sizes", path);
+    c.depths = positive_list(j, "depths", path);
+    RADPROBE_CHECK(c.depths.size() == c.stage_widths.size(), "file ", path.string(),
+                   ": \"depths\" and \"hidden_sizes\" have different lengths");
+    c.layer_type = get_optional<std::string>(j, "layer_type", "bottleneck", path);
+    RADPROBE_CHECK(c.layer_type == "bottleneck" || c.layer_type == "basic", "file ", path.string(),
+                   ": layer_type \"", c.layer_type, "\" is not supported (bottleneck, basic)");
+    c.downsample_in_first_stage = get_optional<bool>(j, "downsample_in_first_stage", false, path);
+    c.downsample_in_bottleneck = get_optional<bool>(j, "downsample_in_bottleneck", false, path);
+    c.hidden_size = c.stage_widths.back();
+    c.num_hidden_layers = static_cast<std::int64_t>(c.depths.size());
+    c.num_attention_heads = 1;
+    // Stem: stride-2 conv and stride-2 max-pool; every stage after the first halves the grid
+    // (the first too with downsample_in_first_stage).
+    c.patch_size = 4;
+    for (std::size_t i = 0; i < c.depths.size(); ++i) {
+        if (i > 0 || c.downsample_in_first_stage) {
+            c.patch_size *= 2;
+        }
+    }
+    c.image_size =
+        positive(get_optional<std::int64_t>(j, "image_size", 224, path), "image_size", path);
+}
+
+void read_swin(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    c.has_cls_token = false;
+    c.embed_patch_size =
+        positive(get_required<std::int64_t>(j, "patch_size", path), "patch_size", path);
+    c.image_size = positive(get_required<std::int64_t>(j, "image_size", path), "image_size", path);
+    c.embedding_size =
+        positive(get_required<std::int64_t>(j, "embed_dim", path), "embed_dim", path);
+    c.depths = positive_list(j, "depths", path);
+    c.stage_heads = positive_list(j, "num_heads", path);
+    RADPROBE_CHECK(c.depths.size() == c.stage_heads.size(), "file ", path.string(),
+                   ": \"depths\" and \"num_heads\" have different lengths");
+    c.window_size =
+        positive(get_required<std::int64_t>(j, "window_size", path), "window_size", path);
+    c.mlp_ratio = get_optional<double>(j, "mlp_ratio", 4.0, path);
+    c.qkv_bias = get_optional<bool>(j, "qkv_bias", true, path);
+    c.layer_norm_eps = get_optional<double>(j, "layer_norm_eps", 1e-5, path);
+    c.use_absolute_embeddings = get_optional<bool>(j, "use_absolute_embeddings", false, path);
+    const auto stages = static_cast<std::int64_t>(c.depths.size());
+    c.num_hidden_layers = stages;
+    c.patch_size = c.embed_patch_size << (stages - 1);
+    for (std::int64_t i = 0; i < stages; ++i) {
+        c.stage_widths.push_back(c.embedding_size << i);
+        RADPROBE_CHECK((c.embedding_size << i) % c.stage_heads[i] == 0, "file ", path.string(),
+                       ": stage ", i, " width ", c.embedding_size << i,
+                       " is not a multiple of its num_heads ", c.stage_heads[i]);
+    }
+    c.hidden_size = c.stage_widths.back();
+    c.num_attention_heads = c.stage_heads.back();
+}
+
+/// timm's ViT size presets (vision_transformer.py model definitions): width, depth, heads.
+struct TimmVitPreset {
+    const char* size;
+    std::int64_t width, depth, heads;
+};
+constexpr TimmVitPreset kTimmVitPresets[] = {{"tiny", 192, 12, 3},
+                                             {"small", 384, 12, 6},
+                                             {"base", 768, 12, 12},
+                                             {"large", 1024, 24, 16},
+                                             {"huge", 1280, 32, 16}};
+
+void read_open_clip_tower(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    const json& model = object_at(j, "model_cfg", path);
+    const json& vision = object_at(model, "vision_cfg", path);
+    RADPROBE_CHECK(vision.contains("timm_model_name") && vision["timm_model_name"].is_string(),
+                   "file ", path.string(),
+                   ": model_cfg.vision_cfg has no timm_model_name; only open_clip's timm ViT "
+                   "towers (BiomedCLIP) are supported");
+    const auto name = vision["timm_model_name"].get<std::string>();
+    // vit_<size>_patch<P>_<S>[_suffix]
+    const TimmVitPreset* preset = nullptr;
+    std::int64_t patch = 0, side = 0;
+    for (const auto& p : kTimmVitPresets) {
+        const std::string prefix = std::string("vit_") + p.size + "_patch";
+        if (name.compare(0, prefix.size(), prefix) == 0) {
+            preset = &p;
+            const auto rest = name.substr(prefix.size());
+            const auto us = rest.find('_');
+            try {
+                patch = std::stoll(rest.substr(0, us));
+                if (us != std::string::npos) {
+                    side = std::stoll(rest.substr(us + 1));
+                }
+            } catch (const std::exception&) {
+                patch = 0;
+            }
+        }
+    }
+    RADPROBE_CHECK(preset != nullptr && patch > 0, "file ", path.string(), ": timm_model_name \"",
+                   name,
+                   "\" is not supported (vit_{tiny,small,base,large,huge}_patch<P>_<S> timm "
+                   "VisionTransformers)");
+    const auto pool = get_optional<std::string>(vision, "timm_pool", "", path);
+    RADPROBE_CHECK(pool.empty() || pool == "token", "file ", path.string(), ": timm_pool \"", pool,
+                   "\" is not supported (\"\" or \"token\": the trunk's class-token pooling)");
+    const auto proj = get_optional<std::string>(vision, "timm_proj", "linear", path);
+    RADPROBE_CHECK(proj == "linear" || proj == "none", "file ", path.string(), ": timm_proj \"",
+                   proj, "\" is not supported (linear, none)");
+    c.hidden_size = preset->width;
+    c.num_hidden_layers = preset->depth;
+    c.num_attention_heads = preset->heads;
+    c.patch_size = patch;
+    c.image_size = side > 0 ? side : 224;
+    c.mlp_ratio = 4.0;
+    if (vision.contains("timm_model_kwargs")) {
+        const json& kw = vision["timm_model_kwargs"];
+        RADPROBE_CHECK(kw.is_object(), "file ", path.string(),
+                       ": vision_cfg.timm_model_kwargs must be an object");
+        for (const auto& [key, value] : kw.items()) {
+            if (key == "embed_dim") {
+                c.hidden_size = get_required<std::int64_t>(kw, "embed_dim", path);
+            } else if (key == "depth") {
+                c.num_hidden_layers = get_required<std::int64_t>(kw, "depth", path);
+            } else if (key == "num_heads") {
+                c.num_attention_heads = get_required<std::int64_t>(kw, "num_heads", path);
+            } else if (key == "patch_size") {
+                c.patch_size = get_required<std::int64_t>(kw, "patch_size", path);
+            } else if (key == "mlp_ratio") {
+                c.mlp_ratio = get_required<double>(kw, "mlp_ratio", path);
+            } else if (key == "qkv_bias") {
+                c.qkv_bias = get_required<bool>(kw, "qkv_bias", path);
+            } else if (key == "img_size") {
+                c.image_size = get_required<std::int64_t>(kw, "img_size", path);
+            } else {
+                RADPROBE_CHECK(false, "file ", path.string(), ": timm_model_kwargs key \"", key,
+                               "\" is not supported (embed_dim, depth, num_heads, patch_size, "
+                               "mlp_ratio, qkv_bias, img_size)");
+            }
+        }
+    }
+    c.image_size = get_optional<std::int64_t>(vision, "image_size", c.image_size, path);
+    positive(c.hidden_size, "embed_dim", path);
+    positive(c.num_hidden_layers, "depth", path);
+    positive(c.num_attention_heads, "num_heads", path);
+    positive(c.patch_size, "patch_size", path);
+    positive(c.image_size, "image_size", path);
+    c.intermediate_size =
+        static_cast<std::int64_t>(static_cast<double>(c.hidden_size) * c.mlp_ratio);
+    c.layer_norm_eps = 1e-6;  // timm ViT: partial(nn.LayerNorm, eps=1e-6)
+    c.hidden_act = "gelu";    // nn.GELU (exact)
+    c.has_cls_token = true;
+    if (proj == "linear") {
+        c.projection_dim = positive(get_required<std::int64_t>(model, "embed_dim", path),
+                                    "model_cfg.embed_dim", path);
+        c.projection_bias = get_optional<bool>(vision, "timm_proj_bias", false, path);
+    }
+}
+
+// --- ViT-like families (HF layout) ----------------------------------------------------------
+
+/// The fields every HF ViT-like config has. `eps_default`: HF's layer_norm_eps default differs
+/// per family (ViT/ViTMAE 1e-12, CLIP/DINOv3 1e-5, DINOv2/SigLIP 1e-6); `has_intermediate`:
+/// intermediate_size is required (DINOv2 derives the MLP width from mlp_ratio instead).
+void read_vit_fields(const json& j, const std::filesystem::path& path, ModelConfig& c,
+                     double eps_default, bool has_intermediate) {
+    c.hidden_size =
+        positive(get_required<std::int64_t>(j, "hidden_size", path), "hidden_size", path);
+    c.num_hidden_layers = positive(get_required<std::int64_t>(j, "num_hidden_layers", path),
+                                   "num_hidden_layers", path);
+    c.num_attention_heads = positive(get_required<std::int64_t>(j, "num_attention_heads", path),
+                                     "num_attention_heads", path);
+    c.patch_size = positive(get_required<std::int64_t>(j, "patch_size", path), "patch_size", path);
+    c.image_size = positive(get_required<std::int64_t>(j, "image_size", path), "image_size", path);
+    c.mlp_ratio = get_optional<double>(j, "mlp_ratio", 4.0, path);
+    c.layer_norm_eps = get_optional<double>(j, "layer_norm_eps", eps_default, path);
+    c.layerscale_value = get_optional<double>(j, "layerscale_value", 1.0, path);
+    c.use_swiglu_ffn = get_optional<bool>(j, "use_swiglu_ffn", false, path);
+    c.qkv_bias = get_optional<bool>(j, "qkv_bias", true, path);
+    if (has_intermediate) {
+        c.intermediate_size = positive(get_required<std::int64_t>(j, "intermediate_size", path),
+                                       "intermediate_size", path);
+    }
+}
+
+/// The checks every ViT-like config passes.
+void check_vit_fields(const std::filesystem::path& path, const ModelConfig& c) {
+    RADPROBE_CHECK(c.hidden_size % c.num_attention_heads == 0, "file ", path.string(),
+                   ": hidden_size ", c.hidden_size, " is not a multiple of num_attention_heads ",
+                   c.num_attention_heads);
+    RADPROBE_CHECK(c.image_size >= c.patch_size, "file ", path.string(), ": image_size ",
+                   c.image_size, " is smaller than patch_size ", c.patch_size);
+    RADPROBE_CHECK(c.num_register_tokens >= 0, "file ", path.string(),
+                   ": num_register_tokens must be >= 0");
+    RADPROBE_CHECK(c.mlp_ratio > 0, "file ", path.string(), ": mlp_ratio must be > 0");
+}
+
+void read_dinov2(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    read_vit_fields(j, path, c, 1e-6, false);
+    check_vit_fields(path, c);
+}
+
+void read_dinov2_with_registers(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    read_vit_fields(j, path, c, 1e-6, false);
+    c.num_register_tokens = get_optional<std::int64_t>(j, "num_register_tokens", 4, path);
+    check_vit_fields(path, c);
+}
+
+void read_vit(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    read_vit_fields(j, path, c, 1e-12, true);
+    check_vit_fields(path, c);
+}
+
+void read_clip(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    read_vit_fields(j, path, c, 1e-5, true);
+    c.hidden_act = get_optional<std::string>(j, "hidden_act", "quick_gelu", path);
+    // CLIPVisionModelWithProjection: visual_projection (no bias) after the pooled output.
+    const auto archs = get_optional<std::vector<std::string>>(j, "architectures", {}, path);
+    if (std::find(archs.begin(), archs.end(), "CLIPVisionModelWithProjection") != archs.end()) {
+        c.projection_dim =
+            positive(get_required<std::int64_t>(j, "projection_dim", path), "projection_dim", path);
+    }
+    check_vit_fields(path, c);
+}
+
+void read_siglip(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    read_vit_fields(j, path, c, 1e-6, true);
+    c.hidden_act = get_optional<std::string>(j, "hidden_act", "gelu_pytorch_tanh", path);
+    c.has_cls_token = false;
+    check_vit_fields(path, c);
+}
+
+void read_dinov3(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    read_vit_fields(j, path, c, 1e-5, true);
+    c.num_register_tokens = get_optional<std::int64_t>(j, "num_register_tokens", 0, path);
+    c.rope_theta = get_optional<double>(j, "rope_theta", 100.0, path);
+    c.use_gated_mlp = get_optional<bool>(j, "use_gated_mlp", false, path);
+    c.query_bias = get_optional<bool>(j, "query_bias", true, path);
+    c.key_bias = get_optional<bool>(j, "key_bias", false, path);
+    c.value_bias = get_optional<bool>(j, "value_bias", true, path);
+    c.proj_bias = get_optional<bool>(j, "proj_bias", true, path);
+    c.mlp_bias = get_optional<bool>(j, "mlp_bias", true, path);
+    RADPROBE_CHECK(c.rope_theta > 0, "file ", path.string(), ": rope_theta must be > 0");
+    RADPROBE_CHECK((c.hidden_size / c.num_attention_heads) % 4 == 0, "file ", path.string(),
+                   ": the head size hidden_size/num_attention_heads must be a multiple of 4 "
+                   "for the 2-D RoPE");
+    check_vit_fields(path, c);
+}
+
+/// open_clip_config.json (the open_clip layout): the vision tower and its checks.
+void read_open_clip(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    read_open_clip_tower(j, path, c);
+    RADPROBE_CHECK(c.hidden_size % c.num_attention_heads == 0, "file ", path.string(),
+                   ": embed_dim ", c.hidden_size, " is not a multiple of num_heads ",
+                   c.num_attention_heads);
+    RADPROBE_CHECK(c.image_size >= c.patch_size, "file ", path.string(), ": image_size ",
+                   c.image_size, " is smaller than patch_size ", c.patch_size);
+}
+
+const DepthLayout kHfVitDepth{"encoder.layer.", {"embeddings."}};
+const DepthLayout kClipDepth{"vision_model.encoder.layers.",
+                             {"vision_model.embeddings.", "vision_model.pre_layrnorm."}};
+
+}  // namespace
+
+const std::vector<Architecture>& architectures() {
+    static const std::vector<Architecture> table = {
+        {"clip_vision_model",
+         "HF CLIPVisionModel[WithProjection]: CLIP pre-LN ViT (class embedding, pre/post "
+         "layernorm, optional visual_projection)",
+         read_clip, make_clip, kClipDepth},
+        {"dinov2",
+         "HF Dinov2Model: DINOv2 S/B/L/G, RAD-DINO (LayerScale, SwiGLU via use_swiglu_ffn)",
+         read_dinov2, make_dinov2, kHfVitDepth},
+        {"dinov2_with_registers", "HF Dinov2WithRegistersModel: DINOv2 with register tokens",
+         read_dinov2_with_registers, make_dinov2, kHfVitDepth},
+        {"dinov3_vit",
+         "HF DINOv3ViTModel: 2-D RoPE, register tokens, gated MLP (use_gated_mlp)",
+         read_dinov3,
+         make_dinov3,
+         {"layer.", {"embeddings."}}},
+        {"open_clip_timm_vit",
+         "open_clip timm ViT tower (BiomedCLIP): open_clip_config.json, keys visual.trunk.* + "
+         "visual.head.proj (projection)",
+         read_open_clip,
+         make_open_clip,
+         {"visual.trunk.blocks.",
+          {"visual.trunk.cls_token", "visual.trunk.pos_embed", "visual.trunk.patch_embed."}}},
+        {"resnet",
+         "HF ResNetModel: ResNet-50 style; tokens = the last stage's grid (no CLS)",
+         read_resnet,
+         make_resnet,
+         {"encoder.stages.", {"embedder."}}},
+        {"siglip_vision_model",
+         "HF SiglipVisionModel: SigLIP/MedSigLIP, no CLS; MAP attention-pooling head = pooled",
+         read_siglip, make_clip, kClipDepth},
+        {"swin",
+         "HF SwinModel: shifted windows, patch merging; tokens = the last stage (no CLS)",
+         read_swin,
+         make_swin,
+         {"encoder.layers.", {"embeddings."}}},
+        {"vit", "HF ViTModel: plain ViT with CLS and pooler", read_vit, make_vit, kHfVitDepth},
+        {"vit_mae", "HF ViTMAEModel: MAE encoder, no masking (tokens in natural order)", read_vit,
+         make_vit, kHfVitDepth},
+    };
+    return table;
+}
+
+const Architecture* find_architecture(const std::string& model_type) {
+    for (const auto& a : architectures()) {
+        if (model_type == a.model_type) {
+            return &a;
+        }
+    }
+    return nullptr;
+}
+
+}  // namespace radprobe::encoders::detail

@@ -1,0 +1,272 @@
+#pragma once
+/// @file experiment.hpp
+/// `radprobe run CONFIG.yaml`: the experiment config (YAML), its validation, the plan of a
+/// benchmark grid and the runner that executes it into a results database (results.hpp); plus
+/// the functions that record one adaptation's result as a run, shared with `radprobe demo`.
+///
+/// The config format is documented key by key in docs/config.md; examples are in configs/.
+/// Every key is validated before any work starts: an unknown key, a value of the wrong type or
+/// out of range, a missing required key, a label / mask / attribute that the manifest does not
+/// have, or an adaptation this build does not provide is an InputError
+/// "FILE:LINE:COL: KEY.PATH: reason" (the unknown-key message names the nearest valid key).
+///
+/// Runs and their config hash: every run (one cell of the grid: encoder × adaptation × pooling
+/// × task × seed) is identified by the hash of the canonical JSON (object keys sorted, no
+/// whitespace) of exactly what determines its numbers: the encoder (weights hash, config.json
+/// hash, the effective preprocessor config, layers, channel folding), the data (hash of the
+/// manifest file used, of boxes.csv for ROI pooling), the task, the adaptation and its options,
+/// the pooling, the seed, the statistics options (CI method, bootstrap replicates, level), and
+/// kRunHashVersion. The encoder's display name is included (it is what the leaderboard shows).
+/// The software version is NOT included: a new build reuses results already in the database
+/// (each run records the version that produced it); kRunHashVersion is bumped when a change of
+/// radprobe alters the numbers of an unchanged config.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "radprobe/probes/probes.hpp"
+#include "radprobe/results/results.hpp"
+#include "radprobe/segment/segment.hpp"
+
+namespace radprobe::experiment {
+
+/// Part of every run's hashed config; bump when results of an unchanged config would change.
+inline constexpr int kRunHashVersion = 2;  // 2: session-3 fixes (store rows, U-Net,
+                                           // attention init, seg early stopping)
+
+// ---------------------------------------------------------------------------------------------
+// Recording one result as a run (shared by `radprobe run` and `radprobe demo`)
+// ---------------------------------------------------------------------------------------------
+
+/// How classification metrics are recorded.
+struct StatisticsOptions {
+    std::string ci = "bootstrap";     ///< CI of the recorded AUROC: "bootstrap" | "delong"
+    std::int64_t n_boot = 2000;       ///< bootstrap replicates (patient-clustered)
+    double level = 0.95;              ///< confidence level
+    std::string fdr_family = "task";  ///< comparisons adjusted together: "task" | "all"
+    std::string fdr_method = "bh";    ///< "bh" (Benjamini–Hochberg) | "holm"
+    bool compare = true;  ///< paired DeLong test of every run against its task's best run
+};
+
+/// Hash of a JSON document in canonical form (parsed, keys sorted, compact): "v1-<16 hex>",
+/// the 64-bit FNV-1a hash of the canonical text.
+/// Throws InputError if `json_text` is not valid JSON.
+std::string config_hash(const std::string& json_text);
+/// The canonical form of a JSON document (keys sorted, compact).
+std::string canonical_json(const std::string& json_text);
+
+/// The metrics of a classification result: `auroc` with the CI chosen by `stats.ci`
+/// (bootstrap: patient-clustered percentile; delong) and the other CI in extra_json, `ap`,
+/// and `positives` (test positives).
+std::vector<results::Metric> label_metrics(const probes::LabelResult& result,
+                                           const StatisticsOptions& stats = {});
+/// One prediction per test image (image id, patient, label, score).
+std::vector<results::Prediction> label_predictions(const probes::LabelResult& result);
+
+/// The metrics of a segmentation result (`dice`, `iou`, `hd95`: mean over test images with the
+/// patient-clustered bootstrap CI; n = images where defined; the empty-mask convention in the
+/// Dice metric's extra_json) and its per-image predictions (Dice, the mask path made absolute
+/// against `out`, the run's output folder).
+std::vector<results::Metric> segment_result_metrics(const segment::SegmentResult& result,
+                                                    const StatisticsOptions& stats = {});
+std::vector<results::Prediction> segment_result_predictions(const segment::SegmentResult& result,
+                                                            const std::filesystem::path& out);
+
+// The skeleton of a recorded run lives in results (results.hpp); the runner uses it unqualified.
+using results::RecordedRun;
+using results::run_recorded;
+using results::RunOutcome;
+
+/// Records a classification result as one completed run (metrics + predictions); returns the
+/// run (kSkipped when the config hash already has a completed run).
+RecordedRun record_label_run(results::ResultsDb& db, const results::RunSpec& spec,
+                             const probes::LabelResult& result,
+                             const StatisticsOptions& stats = {});
+
+/// Paired DeLong comparisons of every completed classification run against the best run
+/// (highest AUROC) of its task on the same test images, with FDR-adjusted p-values
+/// (`stats.fdr_family`, `stats.fdr_method`); replaces the database's `comparisons` analysis.
+/// Returns the number of comparisons written.
+std::size_t write_comparisons(results::ResultsDb& db, const StatisticsOptions& stats = {});
+
+// ---------------------------------------------------------------------------------------------
+// The experiment config
+// ---------------------------------------------------------------------------------------------
+
+/// data.split
+struct SplitPolicy {
+    bool use_manifest = true;  ///< "manifest": the manifest's split column as is
+    std::uint64_t seed = 0;    ///< "patient": a patient-level split with these fractions
+    double val = 0.1;
+    double test = 0.2;
+    std::string stratify;  ///< label column to stratify patients on ("" = none)
+};
+
+struct DataConfig {
+    std::filesystem::path manifest;
+    std::optional<std::filesystem::path> boxes;
+    SplitPolicy split;
+    std::string roi_source =
+        "boxes";  ///< for the `roi` pooling: boxes | boxes:<label> | mask_<name>
+};
+
+/// Per-encoder preprocessing given in the config (overrides / replaces preprocessor_config.json).
+struct PreprocessOverride {
+    std::optional<std::int64_t> size;  ///< shortest edge, and the centre-crop side
+    std::optional<bool> crop;          ///< centre crop to size × size (default true)
+    std::optional<std::vector<double>> mean;
+    std::optional<std::vector<double>> std;
+    std::optional<std::string> resample;  ///< nearest | bilinear | bicubic | lanczos
+    bool any() const { return size || crop || mean || std || resample; }
+};
+
+/// The built-in random-initialised ViT (the "random features" control), see
+/// encoders::RandomVitSpec.
+struct RandomVitParams {
+    std::int64_t hidden_size = 192;
+    std::int64_t layers = 6;
+    std::int64_t heads = 3;
+    std::int64_t patch_size = 16;
+    std::int64_t image_size = 224;
+    std::uint64_t seed = 0;
+};
+
+struct EncoderConfig {
+    std::string name;            ///< unique; shown in results
+    std::filesystem::path path;  ///< HF directory (empty for a random ViT)
+    std::optional<RandomVitParams> random_vit;
+    PreprocessOverride preprocessing;
+    std::vector<int> layers;  ///< empty = last layer
+    int batch = 8;
+    bool fold_grayscale = true;
+    std::size_t line = 0;  ///< where it is declared in the config (1-based)
+};
+
+/// One adaptation of the config, its options validated with defaults filled in. The options are
+/// those of the option table of the component that runs the adaptation (radprobe/core/options.hpp:
+/// the same names, types, ranges and defaults as the flags of its command), plus `decoders` for
+/// `segment`.
+struct AdaptationConfig {
+    std::string kind;          ///< linear | knn | cnn_baseline | attention | mlp | finetune ...
+    std::string options_json;  ///< canonical JSON of the options (defaults included)
+    std::size_t line = 0;
+};
+
+/// One analysis of the config (perturb | lesions | subgroups | shortcut).
+struct AnalysisConfig {
+    std::string kind;
+    std::string options_json;
+    std::size_t line = 0;
+};
+
+struct OutputConfig {
+    std::filesystem::path db;         ///< results database
+    std::filesystem::path store;      ///< embedding store root (and prepared model folders)
+    std::filesystem::path report;     ///< HTML report; empty = none
+    std::filesystem::path report_md;  ///< Markdown report; empty = none
+    std::string title = "radprobe benchmark";
+};
+
+/// A validated experiment config; relative paths are resolved against the config's folder.
+struct ExperimentConfig {
+    std::filesystem::path file;
+    DataConfig data;
+    std::vector<EncoderConfig> encoders;
+    std::vector<std::string> classification;  ///< label columns
+    std::vector<std::string> segmentation;    ///< mask names (mask_<name> columns)
+    std::vector<AdaptationConfig> adaptations;
+    std::vector<std::string> poolings{"cls"};
+    std::vector<std::int64_t> seeds{0};
+    std::vector<AnalysisConfig> analyses;
+    StatisticsOptions statistics;
+    OutputConfig output;
+};
+
+/// Adaptation kinds the config language knows, and those this build can run.
+std::vector<std::string> known_adaptations();
+std::vector<std::string> available_adaptations();
+std::vector<std::string> known_analyses();
+std::vector<std::string> available_analyses();
+
+/// Parses and validates a config file (YAML) completely, including the manifest's columns and
+/// the encoder directories, before anything is computed. Throws InputError
+/// "FILE:LINE:COL: key.path: reason".
+ExperimentConfig load_experiment_config(const std::filesystem::path& file);
+/// The same from text (`file` names it in messages and anchors relative paths).
+ExperimentConfig parse_experiment_config(const std::string& yaml_text,
+                                         const std::filesystem::path& file);
+
+/// The Levenshtein distance (exposed for tests) and the nearest candidate ("" when none).
+std::size_t edit_distance(const std::string& a, const std::string& b);
+std::string nearest_key(const std::string& key, const std::vector<std::string>& candidates);
+
+// ---------------------------------------------------------------------------------------------
+// Plan and runner
+// ---------------------------------------------------------------------------------------------
+
+enum class StepKind { kExtract, kRun, kComparisons, kReport };
+
+/// One step of the plan. Runs (kRun) are cells of the grid recorded in the database; an
+/// extraction step computes one encoder's embeddings (all poolings and layers at once) for
+/// every probe of that encoder.
+struct PlanStep {
+    StepKind kind = StepKind::kRun;
+    int phase = 0;  ///< 1 extraction + probes, 2 trained heads, 3 fine-tuning / segmentation /
+                    ///< baselines, 4 analyses, 5 comparisons and report
+    std::string encoder;     ///< encoder name ("" for baselines)
+    std::string adaptation;  ///< for runs
+    std::string task;
+    std::string pooling;
+    std::int64_t seed = 0;
+    results::RunSpec spec;  ///< for runs: what begin_run() gets (config hash, config JSON ...)
+    std::optional<std::size_t> depends_on;  ///< index of the extraction step it needs
+    bool cached = false;                    ///< store COMPLETE / completed run in the database
+    std::string cache_note;                 ///< where the cached result is
+    double gflop = 0.0;                     ///< rough cost (forward passes; 0 when negligible)
+    std::int64_t images = 0;
+    std::string describe() const;  ///< one line, e.g. "linear  vit  cls  cardiomegaly  seed 0"
+};
+
+struct Plan {
+    std::vector<PlanStep> steps;
+    std::size_t runs() const;
+    std::size_t cached_runs() const;
+};
+
+/// Builds the ordered plan. With `db` (may be null), runs completed there are marked cached.
+/// Nothing is written (the prepared model folders of a dry run go to a temporary folder).
+Plan make_plan(const ExperimentConfig& config, results::ResultsDb* db);
+/// The plan as text: a header line, one line per step (cached or not, rough cost), a total.
+std::string format_plan(const Plan& plan);
+
+struct RunnerOptions {
+    int threads = 0;       ///< LibTorch / probe threads (<= 0: cores available)
+    bool progress = true;  ///< progress lines (stdout) and progress bars (on a terminal)
+    bool write_report = true;
+};
+
+struct RunnerSummary {
+    std::size_t completed = 0;
+    std::size_t skipped = 0;
+    std::size_t failed = 0;
+    std::vector<std::string> failures;  ///< "step: error", one per failed run
+    std::filesystem::path db;
+    std::vector<std::filesystem::path> reports;  ///< written report files
+    double seconds = 0.0;
+};
+
+/// Runs the grid: prepares the data split and model folders, extracts each encoder's
+/// embeddings once (resumable), runs every adaptation in plan order, skipping runs completed
+/// in the database, recording failures (status failed + error) and continuing; then the
+/// comparisons and the reports. Throws only for problems that stop the whole grid (the
+/// database cannot be opened, the split cannot be written).
+///
+/// Testing aid: with the environment variable RADPROBE_RUN_KILL_AT=K the process kills itself
+/// (SIGKILL) right after starting its K-th run, as a crash would.
+RunnerSummary run_experiment(const ExperimentConfig& config, const RunnerOptions& options = {});
+
+}  // namespace radprobe::experiment

@@ -1,0 +1,228 @@
+// `radprobe run`: the plan (plan.cpp) executed into the results database, step by step: the
+// extractions, each run through the function of its adaptation family (steps.cpp), the
+// comparisons and the reports.
+
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+
+#include "plan.hpp"
+#include "radprobe/core/error.hpp"
+#include "radprobe/core/files.hpp"
+#include "radprobe/experiment/experiment.hpp"
+#include "radprobe/features/embeddings.hpp"
+#include "radprobe/report/report.hpp"
+#include "steps.hpp"
+
+namespace radprobe::experiment {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::vector<std::string> available_adaptations() {
+    return known_adaptations();
+}
+
+std::vector<std::string> available_analyses() {
+#ifdef RADPROBE_HAVE_ANALYSIS
+    return known_analyses();
+#else
+    return {};
+#endif
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+void maybe_kill_for_test(std::size_t started) {
+    static const long kill_at = [] {
+        const char* v = std::getenv("RADPROBE_RUN_KILL_AT");
+        return v ? std::strtol(v, nullptr, 10) : 0L;
+    }();
+    if (kill_at > 0 && started == static_cast<std::size_t>(kill_at)) {
+        std::fflush(stdout);
+        ::kill(::getpid(), SIGKILL);
+    }
+}
+
+/// The steps of run_experiment; progress lines go to stdout when options.progress.
+class GridRunner {
+public:
+    GridRunner(const ExperimentConfig& c, const RunnerOptions& options, results::ResultsDb& db,
+               const detail::Built& built, RunnerSummary& summary)
+        : c_(c),
+          options_(options),
+          built_(built),
+          summary_(summary),
+          grid_(c, built, db, options) {}
+
+    void extract(std::size_t i);
+    void compare();
+    void report();
+    void run(std::size_t i);
+
+    template <typename... Args>
+    void say(const char* fmt, Args... args) const {
+        if (options_.progress) {
+            std::printf(fmt, args...);
+            std::fflush(stdout);
+        }
+    }
+
+private:
+    const ExperimentConfig& c_;
+    const RunnerOptions& options_;
+    const detail::Built& built_;
+    RunnerSummary& summary_;
+    detail::Grid grid_;
+    std::size_t started_ = 0;  // runs begun (the kill-for-test hook counts them)
+};
+
+void GridRunner::extract(std::size_t i) {
+    const PlanStep& s = built_.plan.steps[i];
+    const std::size_t enc = built_.step_encoder[i];
+    const auto t0 = Clock::now();
+    if (s.cached && s.cache_note.rfind("not needed", 0) == 0) {
+        say("  skipped (%s)\n", s.cache_note.c_str());
+        return;
+    }
+    say(" ...\n");
+    try {
+        const auto& e = *built_.encoders[enc].config;
+        auto eo = detail::extract_options(c_, e, grid_.model_dir(enc), built_.manifest);
+        eo.threads = options_.threads;
+        eo.progress = options_.progress;
+        const auto r = features::extract(eo);
+        RADPROBE_CHECK(r.complete, "extraction of ", e.name, " did not complete");
+        grid_.extracted(enc, r.store_dir);
+        say("      %s%s: %lld images, %lld failed (%.1f s)\n", r.store_dir.string().c_str(),
+            r.cached ? " (cached)" : "", static_cast<long long>(r.images),
+            static_cast<long long>(r.failures), since(t0));
+    } catch (const std::exception& e) {
+        const std::string error = Error::one_line(e.what());
+        grid_.extraction_failed(enc, error);
+        say("      FAILED: %s\n", error.c_str());
+    }
+}
+
+void GridRunner::compare() {
+    const auto n = write_comparisons(grid_.db, c_.statistics);
+    say("  %zu comparisons\n", n);
+}
+
+void GridRunner::report() {
+    say(" ...\n");
+    report::ReportOptions ro;
+    ro.title = c_.output.title;
+    if (!c_.output.report_md.empty()) {
+        write_file_atomic(c_.output.report_md, report::render_report_markdown(grid_.db, ro));
+        summary_.reports.push_back(c_.output.report_md);
+        say("      %s\n", c_.output.report_md.string().c_str());
+    }
+    if (!c_.output.report.empty()) {
+        try {
+            write_file_atomic(c_.output.report, report::render_report_html(grid_.db, ro));
+            summary_.reports.push_back(c_.output.report);
+            say("      %s\n", c_.output.report.string().c_str());
+        } catch (const InputError& e) {
+            say("      HTML report not written: %s\n", e.what());
+        }
+    }
+}
+
+void GridRunner::run(std::size_t i) {
+    const PlanStep& s = built_.plan.steps[i];
+    const auto t0 = Clock::now();
+    std::string result_text;
+    const RecordedRun rec = run_recorded(grid_.db, s.spec, [&](std::int64_t run) {
+        maybe_kill_for_test(++started_);
+        const detail::StepFunction f = detail::find_step_function(s.adaptation);
+        if (f == nullptr) {
+            throw InputError("adaptation '" + s.adaptation + "' is not available in this build");
+        }
+        detail::RunStep step{grid_,
+                             i,
+                             s,
+                             built_.step_encoder[i],
+                             json::parse(s.spec.config_json)["options"],
+                             c_.output.store / "runs" / s.spec.config_hash,
+                             run};
+        result_text = f(step);
+    });
+    switch (rec.outcome) {
+        case RunOutcome::kSkipped:
+            ++summary_.skipped;
+            say("  skipped (run %lld in the database)\n", static_cast<long long>(rec.run));
+            break;
+        case RunOutcome::kCompleted:
+            ++summary_.completed;
+            say("  %s (%.1f s)\n", result_text.c_str(), since(t0));
+            break;
+        case RunOutcome::kFailed:
+            ++summary_.failed;
+            summary_.failures.push_back(s.describe() + ": " + rec.error);
+            say("  FAILED: %s\n", rec.error.c_str());
+            break;
+    }
+}
+
+}  // namespace
+
+RunnerSummary run_experiment(const ExperimentConfig& c, const RunnerOptions& options) {
+    const auto t0 = Clock::now();
+    RunnerSummary summary;
+    summary.db = c.output.db;
+    if (!c.output.db.parent_path().empty()) {
+        fs::create_directories(c.output.db.parent_path());
+    }
+    results::ResultsDb db = results::ResultsDb::open(c.output.db);
+    fs::create_directories(c.output.store);
+
+    const detail::Built b = [&] {
+        detail::ScratchDir scratch;
+        return detail::build_plan(c, &db, scratch.path());
+    }();
+    GridRunner runner(c, options, db, b, summary);
+    if (!c.data.split.use_manifest && !fs::exists(b.manifest)) {
+        write_file_atomic(b.manifest, b.manifest_text);
+        runner.say("split: patient-level split written to %s\n", b.manifest.string().c_str());
+    }
+    runner.say("%s", format_plan(b.plan).c_str());
+
+    const std::size_t total = b.plan.steps.size();
+    for (std::size_t i = 0; i < total; ++i) {
+        const PlanStep& s = b.plan.steps[i];
+        runner.say("[%zu/%zu] %s", i + 1, total, s.describe().c_str());
+        switch (s.kind) {
+            case StepKind::kExtract:
+                runner.extract(i);
+                break;
+            case StepKind::kComparisons:
+                runner.compare();
+                break;
+            case StepKind::kReport:
+                runner.report();
+                break;
+            case StepKind::kRun:
+                runner.run(i);
+                break;
+        }
+    }
+    summary.seconds = since(t0);
+    runner.say(
+        "done in %.1f s: %zu runs completed, %zu skipped (already in the database), %zu failed; "
+        "results in %s\n",
+        summary.seconds, summary.completed, summary.skipped, summary.failed,
+        c.output.db.string().c_str());
+    return summary;
+}
+
+}  // namespace radprobe::experiment

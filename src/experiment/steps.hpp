@@ -1,0 +1,73 @@
+#pragma once
+// The runs of a grid (private to experiment): one function per adaptation family, found through
+// a table keyed by the run's adaptation (a kind, or a kind prefix such as "segment-"). Each
+// computes its result and records it in the database.
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "plan.hpp"
+#include "radprobe/dataset/manifest.hpp"
+
+namespace radprobe::experiment::detail {
+
+/// What the runs of one grid share: the prepared model folders (made on first use), the stores
+/// the extraction steps produced, the manifest (loaded when a run first needs it).
+class Grid {
+public:
+    Grid(const ExperimentConfig& config, const Built& built, results::ResultsDb& db,
+         const RunnerOptions& options)
+        : config(config),
+          built(built),
+          db(db),
+          options(options),
+          prepared_(built.encoders.size()),
+          stores_(built.encoders.size()),
+          extract_errors_(built.encoders.size()) {}
+
+    /// The encoder's prepared model folder `<store>/models/<name>` (a random ViT is generated
+    /// there on first use).
+    const std::filesystem::path& model_dir(std::size_t enc);
+    /// The encoder's embedding store; InputError when its extraction failed or did not run.
+    const std::filesystem::path& store(std::size_t enc) const;
+    void extracted(std::size_t enc, const std::filesystem::path& store) { stores_[enc] = store; }
+    void extraction_failed(std::size_t enc, const std::string& error) {
+        extract_errors_[enc] = error;
+    }
+    const dataset::Manifest& manifest();
+
+    const ExperimentConfig& config;
+    const Built& built;
+    results::ResultsDb& db;
+    const RunnerOptions& options;
+
+private:
+    std::vector<std::filesystem::path> prepared_;
+    std::vector<std::filesystem::path> stores_;
+    std::vector<std::string> extract_errors_;
+    std::optional<dataset::Manifest> manifest_;
+};
+
+/// One run of the plan, begun in the database.
+struct RunStep {
+    Grid& grid;
+    std::size_t index;  ///< into the plan
+    const PlanStep& step;
+    std::size_t enc;                ///< the encoder (kNone for the baselines)
+    nlohmann::json options;         ///< the run's options, from its hashed config
+    std::filesystem::path run_dir;  ///< `<store>/runs/<config hash>`
+    std::int64_t run = 0;           ///< the run id
+};
+
+/// Computes and records one run; returns its result for the progress line ("AUROC 0.812 ...").
+using StepFunction = std::string (*)(RunStep& step);
+
+/// The function that runs `adaptation` (a plan step's adaptation), or nullptr when this build
+/// has none.
+StepFunction find_step_function(const std::string& adaptation);
+
+}  // namespace radprobe::experiment::detail

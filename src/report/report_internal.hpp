@@ -1,0 +1,147 @@
+#pragma once
+// The report's three jobs, one file each:
+//   report_data.cpp  reads the database into ReportData (tasks, run labels, analysis rows,
+//                    significance of comparisons, ROC curves and per-image Dice);
+//   charts.cpp       turns report data into Vega-Lite specifications (JSON);
+//   sections.cpp     renders the HTML sections and the Markdown tables.
+// report.cpp holds the public functions: the page around the sections, escaping, Vega files.
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "radprobe/eval/metrics.hpp"
+#include "radprobe/report/report.hpp"
+#include "radprobe/results/results.hpp"
+
+namespace radprobe::report::detail {
+
+using nlohmann::json;
+
+// ---------------------------------------------------------------------------------------------
+// Report data (report_data.cpp)
+// ---------------------------------------------------------------------------------------------
+
+/// The ROC curve of one run (every point; charts thin it out).
+struct RocSeries {
+    std::string label;  ///< "run label (AUROC)"
+    std::vector<eval::RocPoint> points;
+};
+
+/// Per-image Dice of the runs of a task, in run order then prediction order.
+struct DiceValue {
+    std::string label;  ///< run label
+    double dice = 0.0;
+};
+
+struct TaskGroup {
+    std::string task;
+    std::vector<results::LeaderboardRow> rows;  ///< best first (table::group_by_task)
+    std::vector<RocSeries> roc;                 ///< runs with 0/1 labels of both classes
+    std::vector<DiceValue> dice;
+    std::size_t dice_runs = 0;  ///< runs with at least one Dice value
+};
+
+struct ReportData {
+    std::vector<TaskGroup> tasks;
+    std::vector<results::RunRecord> all_runs;
+    std::map<std::int64_t, std::string> labels;  ///< run id -> label unique within its task
+    std::map<std::int64_t, std::string> task_of;
+    std::vector<results::AnalysisRow> perturb;
+    std::vector<results::AnalysisRow> subgroups;
+    std::vector<results::AnalysisRow> lesions;   ///< analysis "lesions" (analyze lesions)
+    std::vector<results::AnalysisRow> shortcut;  ///< analysis "shortcut" (subgroups --shortcut)
+    /// (run, metric) -> BH-adjusted p of the comparison, and what it was compared with.
+    std::map<std::pair<std::int64_t, std::string>, std::pair<double, std::string>> comparisons;
+};
+
+/// Reads everything the report shows; `with_curves` also reads every run's predictions (ROC
+/// curves, per-image Dice), which only the HTML report draws.
+ReportData gather(results::ResultsDb& db, bool with_curves);
+
+/// The label of a run ("" for no run, "run N" for a run the database does not list).
+std::string label_of(const ReportData& d, const std::optional<std::int64_t>& run);
+
+/// Rows grouped by their run (or no run), each group in insertion order.
+std::map<std::optional<std::int64_t>, std::vector<const results::AnalysisRow*>> rows_by_run(
+    const std::vector<results::AnalysisRow>& rows);
+
+/// Whether a key names a difference ("roi − cls", "box jitter − exact").
+bool is_difference(const std::string& text);
+
+/// How a segmentation task's all-images Dice treats empty masks (from the metrics' extra_json).
+struct SegmentationConvention {
+    std::string convention;  ///< empty: the task records none
+    std::optional<std::int64_t> empty_truth;
+    std::optional<std::int64_t> n_scored;
+    std::optional<std::int64_t> n_positive;
+};
+SegmentationConvention segmentation_convention(const TaskGroup& t);
+
+// ---------------------------------------------------------------------------------------------
+// Vega-Lite specifications (charts.cpp)
+// ---------------------------------------------------------------------------------------------
+
+/// A number, or null when missing or not finite.
+json opt_json(const std::optional<double>& v);
+
+/// One row of a forest plot: {"label", "value", "ci_lo", "ci_hi"}; a missing CI bound is the
+/// value itself (a point without whiskers).
+json forest_point(const std::string& label, double value, const std::optional<double>& ci_lo,
+                  const std::optional<double>& ci_hi);
+
+/// Point + CI whiskers per row, rows sorted by value; `reference` draws a dashed vertical line;
+/// `color_field` colours (and offsets) the rows by that field.
+json forest_spec(const std::string& title, const std::string& metric, json values,
+                 std::optional<double> reference, const std::string& color_field = "");
+
+/// The forest values of one metric of a task's leaderboard ([] when no run has it).
+json metric_forest_values(const ReportData& d, const TaskGroup& t, const std::string& metric);
+
+/// ROC curves of a task (at most ~300 points per curve).
+json roc_spec(const TaskGroup& t);
+/// Per-image Dice of a task: ticks and a box plot per run.
+json dice_spec(const TaskGroup& t);
+
+/// The values of a heat map of analysis rows: {"row", "column", "value", "ci_lo", "ci_hi",
+/// "p_adjusted"}; the row is "row_key · row_key2" (row_key alone when row_key2 is empty).
+json heatmap_values(const std::vector<const results::AnalysisRow*>& rows);
+/// A cell-by-column heat map with the value printed in each cell, colour clamped to [lo, hi]:
+/// viridis, or a diverging scheme centred on 0 (`diverging`, for differences).
+json heatmap_spec(json values, const std::string& title, double lo, double hi, bool diverging,
+                  const std::string& legend);
+
+// ---------------------------------------------------------------------------------------------
+// Sections (sections.cpp)
+// ---------------------------------------------------------------------------------------------
+
+/// The body of the HTML page under construction and its figures.
+class Page {
+public:
+    std::string body;
+    json plots = json::array();
+
+    /// A placeholder <div> for a Vega-Lite figure.
+    void plot(json spec);
+    void text(const std::string& s);  ///< escaped
+    void raw(const std::string& s);
+    void cell(const std::string& s);  ///< <td>escaped</td>
+};
+
+void task_section(Page& page, const ReportData& d, const TaskGroup& t, std::size_t index,
+                  double alpha);
+void perturb_section(Page& page, const ReportData& d, double alpha);
+void lesion_section(Page& page, const ReportData& d, double alpha);
+void subgroup_section(Page& page, const ReportData& d, double alpha);
+void shortcut_section(Page& page, const ReportData& d, double alpha);
+void metadata_section(Page& page, const ReportData& d);
+
+/// The Markdown report below its title: leaderboards, subgroups, analysis tables, runs.
+std::string markdown_sections(const ReportData& d);
+
+}  // namespace radprobe::report::detail

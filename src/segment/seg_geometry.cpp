@@ -1,0 +1,33 @@
+// Predicted maps and masks as eval masks (see seg_geometry.hpp). No LibTorch.
+
+#include "seg_geometry.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "radprobe/core/error.hpp"
+
+namespace radprobe::segment {
+
+eval::Mask threshold_mask(const std::vector<float>& probabilities, int rows, int cols,
+                          double threshold) {
+    RADPROBE_ASSERT(probabilities.size() == static_cast<std::size_t>(rows) * cols);
+    eval::Mask m;
+    m.height = static_cast<std::size_t>(rows);
+    m.width = static_cast<std::size_t>(cols);
+    m.pixels.resize(probabilities.size());
+    for (std::size_t i = 0; i < probabilities.size(); ++i) {
+        m.pixels[i] = probabilities[i] >= threshold ? 1 : 0;
+    }
+    return m;
+}
+
+eval::Mask to_eval_mask(const dataset::Mask& mask) {
+    eval::Mask m;
+    m.height = static_cast<std::size_t>(mask.rows);
+    m.width = static_cast<std::size_t>(mask.cols);
+    m.pixels.assign(mask.data.begin(), mask.data.end());
+    return m;
+}
+
+}  // namespace radprobe::segment
