@@ -49,21 +49,17 @@ std::multiset<std::string> runs(const fs::path& db_path) {
     return out;
 }
 
-/// One metric of a completed run: {value, ci_lo, ci_hi}, or empty when absent.
-std::vector<double> metric(const fs::path& db_path, const std::string& adaptation,
-                           const std::string& task, const std::string& name) {
+/// The first row of `sql` (three numbers: value, ci_lo, ci_hi) with text parameters ?1.., or
+/// empty when there is none.
+std::vector<double> first_triple(const fs::path& db_path, const char* sql,
+                                 const std::vector<std::string>& params) {
     sqlite3* db = nullptr;
     EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
     sqlite3_stmt* st = nullptr;
-    EXPECT_EQ(sqlite3_prepare_v2(db,
-                                 "select m.value, m.ci_lo, m.ci_hi from metrics m join runs r on "
-                                 "r.id = m.run where r.status = 'completed' and r.adaptation = ?1 "
-                                 "and r.task = ?2 and m.name = ?3 and m.subgroup = ''",
-                                 -1, &st, nullptr),
-              SQLITE_OK);
-    sqlite3_bind_text(st, 1, adaptation.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, task.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, name.c_str(), -1, SQLITE_TRANSIENT);
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &st, nullptr), SQLITE_OK);
+    for (std::size_t i = 0; i < params.size(); ++i) {
+        sqlite3_bind_text(st, static_cast<int>(i + 1), params[i].c_str(), -1, SQLITE_TRANSIENT);
+    }
     std::vector<double> out;
     if (sqlite3_step(st) == SQLITE_ROW) {
         out = {sqlite3_column_double(st, 0), sqlite3_column_double(st, 1),
@@ -74,28 +70,23 @@ std::vector<double> metric(const fs::path& db_path, const std::string& adaptatio
     return out;
 }
 
-/// The value of an analysis row (analysis, row_key, row_key2, column) and its CI.
-std::vector<double> analysis_row(const fs::path& db_path, const std::string& analysis,
+/// One metric of a completed run: {value, ci_lo, ci_hi}, or empty when absent.
+std::vector<double> metric(const fs::path& db, const std::string& adaptation,
+                           const std::string& task, const std::string& name) {
+    return first_triple(db,
+                        "select m.value, m.ci_lo, m.ci_hi from metrics m join runs r on r.id = "
+                        "m.run where r.status = 'completed' and r.adaptation = ?1 and r.task = "
+                        "?2 and m.name = ?3 and m.subgroup = ''",
+                        {adaptation, task, name});
+}
+
+/// The value of an analysis row (analysis, row_key, row_key2) and its CI.
+std::vector<double> analysis_row(const fs::path& db, const std::string& analysis,
                                  const std::string& row_key, const std::string& row_key2) {
-    sqlite3* db = nullptr;
-    EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-    sqlite3_stmt* st = nullptr;
-    EXPECT_EQ(sqlite3_prepare_v2(db,
-                                 "select value, ci_lo, ci_hi from analysis where analysis = ?1 and "
-                                 "row_key = ?2 and row_key2 = ?3",
-                                 -1, &st, nullptr),
-              SQLITE_OK);
-    sqlite3_bind_text(st, 1, analysis.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, row_key.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, row_key2.c_str(), -1, SQLITE_TRANSIENT);
-    std::vector<double> out;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        out = {sqlite3_column_double(st, 0), sqlite3_column_double(st, 1),
-               sqlite3_column_double(st, 2)};
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return out;
+    return first_triple(db,
+                        "select value, ci_lo, ci_hi from analysis where analysis = ?1 and "
+                        "row_key = ?2 and row_key2 = ?3",
+                        {analysis, row_key, row_key2});
 }
 
 CliResult chromium(const std::string& args, const fs::path& profile) {
