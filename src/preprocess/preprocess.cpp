@@ -462,13 +462,15 @@ std::vector<float> to_input(const imaging::Image& image, const InputSpec& spec) 
 
 std::vector<InputImage> load_pixels(const dataset::Manifest& manifest,
                                     const std::vector<std::size_t>& rows, const InputSpec& spec,
-                                    int threads) {
+                                    int threads, bool with_pixels) {
     std::vector<InputImage> out(rows.size());
     parallel_for(rows.size(), threads, [&](std::size_t begin, std::size_t end) {
         for (std::size_t k = begin; k < end; ++k) {
             const imaging::Image img = imaging::decode(manifest.record(rows[k]).image_path);
             out[k].geometry = input_geometry(spec, img.rows, img.cols);
-            out[k].pixels = to_input(img, spec);
+            if (with_pixels) {
+                out[k].pixels = to_input(img, spec);
+            }
         }
     });
     return out;

@@ -143,7 +143,7 @@ SampleSet load_samples(const dataset::Manifest& manifest, const std::vector<std:
     SampleSet set;
     set.samples.resize(rows.size());
     const auto mask_idx = mask.empty() ? std::nullopt : manifest.mask_index(mask);
-    auto images = preprocess::load_pixels(manifest, rows, spec.input, threads);
+    auto images = preprocess::load_pixels(manifest, rows, spec.input, threads, spec.keep_pixels);
     parallel_for(rows.size(), threads, [&](std::size_t begin, std::size_t end) {
         for (std::size_t k = begin; k < end; ++k) {
             Sample& s = set.samples[k];
@@ -153,10 +153,7 @@ SampleSet load_samples(const dataset::Manifest& manifest, const std::vector<std:
             s.patient = rec.patient_id;
             s.split = rec.split;
             s.geometry = images[k].geometry;
-            if (spec.keep_pixels) {
-                s.pixels = std::move(images[k].pixels);
-            }
-            images[k].pixels = {};
+            s.pixels = std::move(images[k].pixels);  // empty unless spec.keep_pixels
             if (mask_idx) {
                 auto m = manifest.load_mask(rows[k], mask, static_cast<int>(s.geometry.rows),
                                             static_cast<int>(s.geometry.cols));

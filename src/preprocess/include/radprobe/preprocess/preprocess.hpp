@@ -154,9 +154,11 @@ struct InputImage {
 };
 
 /// Decodes each of the manifest `rows` (in that order) and maps it through `spec`, on up to
-/// `threads` threads. An image that cannot be decoded throws its InputError.
+/// `threads` threads. With `with_pixels` false only the geometry is computed (a step that reads
+/// cached features needs where the pixels land, not the pixels). An image that cannot be
+/// decoded throws its InputError.
 std::vector<InputImage> load_pixels(const dataset::Manifest& manifest,
                                     const std::vector<std::size_t>& rows, const InputSpec& spec,
-                                    int threads);
+                                    int threads, bool with_pixels = true);
 
 }  // namespace radprobe::preprocess
