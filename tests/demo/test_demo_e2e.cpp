@@ -89,21 +89,6 @@ std::vector<double> analysis_row(const fs::path& db, const std::string& analysis
                         {analysis, row_key, row_key2});
 }
 
-CliResult chromium(const std::string& args, const fs::path& profile) {
-    TempDir tmp;
-    const std::string cmd =
-        "/usr/bin/chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
-        "--disable-background-networking --disable-component-update --disable-sync "
-        "--user-data-dir=" +
-        q(profile) + " " + args + " >" + q(tmp / "out") + " 2>" + q(tmp / "err") + " </dev/null";
-    const int status = std::system(cmd.c_str());
-    CliResult r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read_file_text(tmp / "out");
-    r.err = read_file_text(tmp / "err");
-    return r;
-}
-
 TEST(Demo, QuickDemoRunsEverythingRendersAndResumes) {
     TempDir tmp;
     const fs::path out = tmp / "demo";

@@ -9,9 +9,9 @@
 #include <cstdio>
 #include <regex>
 
-#include "results_fixtures.hpp"
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/files.hpp"
+#include "results_fixtures.hpp"
 #include "test_support.hpp"
 
 namespace radprobe::test {
@@ -93,23 +93,6 @@ TEST_F(BenchCli, ReportMarkdownAndCsv) {
         run_cli("report " + q(db_path()) + " --format csv --out " + q(tmp_ / "board.csv"));
     ASSERT_EQ(csv.exit_code, 0) << csv.err;
     EXPECT_EQ(CsvTable::read(tmp_ / "board.csv").num_rows(), 8u);
-}
-
-// Runs chromium headless with a fresh profile and no network-facing services.
-CliResult chromium(const std::string& args, const fs::path& profile) {
-    const std::string cmd =
-        "/usr/bin/chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
-        "--disable-background-networking --disable-component-update --disable-sync "
-        "--user-data-dir=" +
-        q(profile) + " " + args;
-    TempDir tmp;
-    const std::string full = cmd + " >" + q(tmp / "out") + " 2>" + q(tmp / "err") + " </dev/null";
-    const int status = std::system(full.c_str());
-    CliResult r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read_file_text(tmp / "out");
-    r.err = read_file_text(tmp / "err");
-    return r;
 }
 
 TEST_F(BenchCli, HtmlReportRendersInChromium) {

@@ -61,6 +61,20 @@ struct CliResult {
     std::string err;  ///< stderr
 };
 
+/// A file's bytes ("" when it cannot be opened: a command that wrote nothing).
+inline std::string read_text(const std::filesystem::path& p) {
+    std::string s;
+    if (FILE* f = std::fopen(p.c_str(), "rb")) {
+        std::array<char, 4096> buf;
+        size_t n;
+        while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
+            s.append(buf.data(), n);
+        }
+        std::fclose(f);
+    }
+    return s;
+}
+
 /// Runs `radprobe <args>` through the shell (args are passed verbatim: quote paths yourself).
 inline CliResult run_cli(const std::string& args) {
     TempDir tmp;
@@ -71,20 +85,26 @@ inline CliResult run_cli(const std::string& args) {
     const int status = std::system(cmd.c_str());
     CliResult r;
     r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    auto slurp = [](const std::filesystem::path& p) {
-        std::string s;
-        if (FILE* f = std::fopen(p.c_str(), "rb")) {
-            std::array<char, 4096> buf;
-            size_t n;
-            while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
-                s.append(buf.data(), n);
-            }
-            std::fclose(f);
-        }
-        return s;
-    };
-    r.out = slurp(out_path);
-    r.err = slurp(err_path);
+    r.out = read_text(out_path);
+    r.err = read_text(err_path);
+    return r;
+}
+
+/// Runs headless Chromium on `args` with a fresh profile and no network-facing services (the
+/// flags this machine's closed network needs); stdout and stderr come back.
+inline CliResult chromium(const std::string& args, const std::filesystem::path& profile) {
+    TempDir tmp;
+    auto q = [](const std::filesystem::path& p) { return "'" + p.string() + "'"; };
+    const std::string cmd =
+        "/usr/bin/chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+        "--disable-background-networking --disable-component-update --disable-sync "
+        "--user-data-dir=" +
+        q(profile) + " " + args + " >" + q(tmp / "out") + " 2>" + q(tmp / "err") + " </dev/null";
+    const int status = std::system(cmd.c_str());
+    CliResult r;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = read_text(tmp / "out");
+    r.err = read_text(tmp / "err");
     return r;
 }
 
