@@ -490,15 +490,18 @@ std::string group_of(const dataset::Record& record) {
 }
 
 dataset::Manifest load_manifest(const std::filesystem::path& path,
-                                const std::optional<std::filesystem::path>& boxes) {
+                                const std::optional<std::filesystem::path>& boxes,
+                                bool uses_boxes) {
     RADPROBE_CHECK(std::filesystem::exists(path), path.string(), ": manifest not found");
     dataset::ManifestOptions mo;
     mo.boxes = boxes;
     auto manifest = dataset::Manifest::load(path, mo);
     for (const auto& problem : manifest.problems()) {
-        const bool fatal = problem.column == "image" || problem.column.rfind("mask_", 0) == 0 ||
-                           problem.file != path.string();
+        const bool fatal = problem.column == "image" || problem.column.rfind("mask_", 0) == 0;
         RADPROBE_CHECK(!fatal, problem.to_string(), " (run `radprobe validate` for every problem)");
+    }
+    if (uses_boxes) {
+        manifest.require_valid_boxes();
     }
     RADPROBE_CHECK(manifest.size() > 0, path.string(), ": no images");
     return manifest;

@@ -79,9 +79,10 @@ std::vector<std::size_t> sample_indices(std::size_t n, std::size_t max, std::uin
 /// Group key of a record: its patient id, or its image id when empty.
 std::string group_of(const dataset::Record& record);
 
-/// Loads a manifest and refuses problems that matter for reading images, masks and boxes.
+/// Loads a manifest and refuses problems that matter for reading images and masks, and, when
+/// the analysis `uses_boxes`, problems of the boxes file.
 dataset::Manifest load_manifest(const std::filesystem::path& path,
-                                const std::optional<std::filesystem::path>& boxes);
+                                const std::optional<std::filesystem::path>& boxes, bool uses_boxes);
 
 /// The lung region of an image (rows × cols, 1 = inside): mask_lung_left ∪ mask_lung_right
 /// when the manifest has both columns and the cells are filled, else the central half of the

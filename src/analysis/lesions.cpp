@@ -640,7 +640,7 @@ std::string metrics_json(const LesionRun& run, const std::string& model_name,
 AnalysisResult run_lesions(const LesionOptions& o) {
     const auto t0 = std::chrono::steady_clock::now();
     validate(o);
-    const dataset::Manifest manifest = detail::load_manifest(o.manifest, o.boxes);
+    const dataset::Manifest manifest = detail::load_manifest(o.manifest, o.boxes, true);
     RADPROBE_CHECK(manifest.label_index(o.label).has_value(), o.manifest.string(), ": --label '",
                    o.label, "' is not a label column");
     const auto label_vec = manifest.label_vector(o.label);

@@ -290,7 +290,7 @@ std::vector<AnalysisTableRow> probe_cell(
 AnalysisResult run_perturb(const PerturbOptions& o) {
     const auto t0 = std::chrono::steady_clock::now();
     validate(o);
-    const dataset::Manifest manifest = detail::load_manifest(o.manifest, std::nullopt);
+    const dataset::Manifest manifest = detail::load_manifest(o.manifest, std::nullopt, false);
     detail::ModelRunner model(o.encoder);
     const std::int64_t D = model.dim();
     const Bases bases = load_bases(manifest, o);

@@ -9,6 +9,26 @@
 
 namespace radprobe::cli {
 
+namespace {
+
+// Images that decoded only after a repair: a count, and the first few with what was repaired.
+void print_recovered(const std::vector<dataset::Problem>& recovered) {
+    if (recovered.empty()) {
+        return;
+    }
+    std::printf("warning: %zu %s decoded only after a repair (they are used as repaired):\n",
+                recovered.size(), recovered.size() == 1 ? "image" : "images");
+    constexpr std::size_t kShown = 5;
+    for (std::size_t i = 0; i < recovered.size() && i < kShown; ++i) {
+        std::printf("warning: %s\n", recovered[i].to_string().c_str());
+    }
+    if (recovered.size() > kShown) {
+        std::printf("warning: ... and %zu more\n", recovered.size() - kShown);
+    }
+}
+
+}  // namespace
+
 Runner setup_validate(CLI::App& app) {
     struct Options {
         std::string manifest;
@@ -24,7 +44,8 @@ Runner setup_validate(CLI::App& app) {
         "missing or undecodable images, duplicate image ids, empty patient ids, labels not in "
         "{0,1,empty}, invalid split values, the same patient in two splits (leakage), mask files "
         "or RLE strings that do not match the image size, boxes that are inverted, outside their "
-        "image or refer to images not in the manifest. Then a summary (images, patients, counts "
+        "image. Boxes of images not in the manifest are a warning (a subset manifest beside the "
+        "full set's boxes.csv), not a problem. Then a summary (images, patients, counts "
         "and label prevalence per split) on stdout. Exit 0 when clean, 1 when problems were "
         "found.");
     app.add_option("MANIFEST", opt->manifest, "manifest CSV")->required();
@@ -57,12 +78,18 @@ Runner setup_validate(CLI::App& app) {
         dataset::ValidateOptions vo;
         vo.decode_images = !opt->no_images;
         vo.threads = opt->threads;
+        std::vector<dataset::Problem> recovered;
+        vo.recovered = &recovered;
         Progress progress("validate", manifest.size(), "images");
         const auto problems = dataset::validate(manifest, vo, &progress);
         progress.finish();
         for (const auto& p : problems) {
             std::printf("%s\n", p.to_string().c_str());
         }
+        for (const auto& w : manifest.warnings()) {
+            std::printf("warning: %s\n", w.to_string().c_str());
+        }
+        print_recovered(recovered);
         std::printf("%s", dataset::summary_text(manifest).c_str());
         std::fflush(stdout);
         if (!problems.empty()) {

@@ -21,7 +21,7 @@ namespace {
 using radprobe::cli::Command;
 
 const Command kCommands[] = {
-    {"demo", "The main job on the embedded default: phantoms, built-in encoders, probes, analyses",
+    {"demo", "The main job on built-in phantoms and encoders: probes, analyses, report",
      radprobe::cli::setup_demo},
     {"decode", "Decode a radiograph (DICOM/PNG/JPEG/TIFF) to a float32 .npy image",
      radprobe::cli::setup_decode},
@@ -45,7 +45,7 @@ const Command kCommands[] = {
      radprobe::cli::setup_extract},
     {"results", "Leaderboard of a results database: runs × metrics with confidence intervals",
      radprobe::cli::setup_results},
-    {"report", "Write the HTML report (leaderboards, ROC, forest plots, analyses) of a results DB",
+    {"report", "HTML report of a results DB: leaderboards, ROC, forest plots, analyses",
      radprobe::cli::setup_report},
     {"probe", "Linear / kNN probe on cached embeddings: predictions and AUROC with CIs",
      radprobe::cli::setup_probe},
@@ -132,6 +132,13 @@ int main(int argc, char** argv) {
     for (const auto& cmd : kCommands) {
         CLI::App* sub = app.add_subcommand(cmd.name, cmd.summary);
         runners.emplace_back(sub, cmd.setup(*sub));
+        // The top-level list shows one line per command; a paragraph a command gives itself
+        // goes to the end of its own --help.
+        const std::string details = sub->get_description();
+        if (details != cmd.summary) {
+            sub->description(cmd.summary);
+            sub->footer(details);
+        }
     }
 
     try {

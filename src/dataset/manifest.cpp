@@ -33,6 +33,38 @@ void sort_problems(std::vector<Problem>& problems) {
     });
 }
 
+// One row of boxes.csv; nullopt (and problems added) when a coordinate is not a finite number.
+// An inverted or empty box is a problem but is kept, so that validate can also check its bounds.
+std::optional<Box> parse_box(const std::vector<std::string>& row, const std::size_t* cols,
+                             std::size_t line, const std::string& file,
+                             std::vector<Problem>& problems) {
+    static const char* names[] = {"x0", "y0", "x1", "y1"};
+    Box box;
+    box.label = row[cols[1]];
+    box.line = line;
+    double* coords[4] = {&box.x0, &box.y0, &box.x1, &box.y1};
+    bool numeric = true;
+    for (int k = 0; k < 4; ++k) {
+        const auto v = parse_double(row[cols[2 + k]]);
+        if (!v || !std::isfinite(*v)) {
+            problems.push_back(
+                {file, line, names[k], str_cat("'", row[cols[2 + k]], "' is not a finite number")});
+            numeric = false;
+        } else {
+            *coords[k] = *v;
+        }
+    }
+    if (!numeric) {
+        return std::nullopt;
+    }
+    if (box.x1 <= box.x0 || box.y1 <= box.y0) {
+        problems.push_back({file, line, "",
+                            str_cat("inverted or empty box (", box.x0, ",", box.y0, ")-(", box.x1,
+                                    ",", box.y1, "): needs x0 < x1 and y0 < y1")});
+    }
+    return box;
+}
+
 }  // namespace
 
 const char* split_name(Split split) {
@@ -270,76 +302,69 @@ Manifest Manifest::load(const fs::path& path, const ManifestOptions& options) {
         }
     }
 
-    // Boxes.
-    if (options.boxes) {
-        m.boxes_path_ = *options.boxes;
-        RADPROBE_CHECK(fs::is_regular_file(m.boxes_path_), m.boxes_path_.string(),
-                       ": boxes file not found");
-    } else if (fs::is_regular_file(m.dir_ / "boxes.csv")) {
-        m.boxes_path_ = m.dir_ / "boxes.csv";
-    }
-    if (!m.boxes_path_.empty()) {
-        const std::string bfile = m.boxes_path_.string();
-        std::optional<CsvTable> boxes;
-        try {
-            boxes = CsvTable::read(m.boxes_path_);
-        } catch (const InputError& e) {
-            m.problems_.push_back({bfile, 0, "", e.what()});
-        }
-        if (boxes) {
-            const char* needed[] = {"image", "label", "x0", "y0", "x1", "y1"};
-            std::size_t cols[6];
-            bool ok = true;
-            for (int k = 0; k < 6; ++k) {
-                const auto c = boxes->find_column(needed[k]);
-                if (!c) {
-                    m.problems_.push_back(
-                        {bfile, 1, needed[k], "missing column (needed: image,label,x0,y0,x1,y1)"});
-                    ok = false;
-                } else {
-                    cols[k] = *c;
-                }
-            }
-            for (std::size_t r = 0; ok && r < boxes->num_rows(); ++r) {
-                const auto& row = boxes->rows()[r];
-                const std::size_t line = boxes->line_of_row(r);
-                Box box;
-                box.label = row[cols[1]];
-                box.line = line;
-                double* coords[4] = {&box.x0, &box.y0, &box.x1, &box.y1};
-                bool numeric = true;
-                for (int k = 0; k < 4; ++k) {
-                    const auto v = parse_double(row[cols[2 + k]]);
-                    if (!v || !std::isfinite(*v)) {
-                        m.problems_.push_back(
-                            {bfile, line, needed[2 + k],
-                             str_cat("'", row[cols[2 + k]], "' is not a finite number")});
-                        numeric = false;
-                    } else {
-                        *coords[k] = *v;
-                    }
-                }
-                if (numeric && (box.x1 <= box.x0 || box.y1 <= box.y0)) {
-                    m.problems_.push_back(
-                        {bfile, line, "",
-                         str_cat("inverted or empty box (", box.x0, ",", box.y0, ")-(", box.x1, ",",
-                                 box.y1, "): needs x0 < x1 and y0 < y1")});
-                }
-                const auto index = m.find(row[cols[0]]);
-                if (!index) {
-                    m.problems_.push_back(
-                        {bfile, line, "image",
-                         str_cat("image '", row[cols[0]], "' is not in the manifest ", file)});
-                    continue;
-                }
-                if (numeric) {
-                    m.records_[*index].boxes.push_back(std::move(box));
-                }
-            }
-        }
-    }
+    m.load_boxes(options);
     sort_problems(m.problems_);
     return m;
+}
+
+// Boxes: problems of the file go to box_problems_ (only the steps that use boxes need them),
+// boxes of images not in the manifest are ignored with one warning.
+void Manifest::load_boxes(const ManifestOptions& options) {
+    if (options.boxes) {
+        boxes_path_ = *options.boxes;
+        RADPROBE_CHECK(fs::is_regular_file(boxes_path_), boxes_path_.string(),
+                       ": boxes file not found");
+    } else if (fs::is_regular_file(dir_ / "boxes.csv")) {
+        boxes_path_ = dir_ / "boxes.csv";
+    }
+    if (boxes_path_.empty()) {
+        return;
+    }
+    const std::string bfile = boxes_path_.string();
+    std::optional<CsvTable> boxes;
+    try {
+        boxes = CsvTable::read(boxes_path_);
+    } catch (const InputError& e) {
+        box_problems_.push_back({bfile, 0, "", e.what()});
+        return;
+    }
+    const char* needed[] = {"image", "label", "x0", "y0", "x1", "y1"};
+    std::size_t cols[6];
+    for (int k = 0; k < 6; ++k) {
+        const auto c = boxes->find_column(needed[k]);
+        if (!c) {
+            box_problems_.push_back(
+                {bfile, 1, needed[k], "missing column (needed: image,label,x0,y0,x1,y1)"});
+        } else {
+            cols[k] = *c;
+        }
+    }
+    if (!box_problems_.empty()) {
+        return;
+    }
+    std::size_t unknown = 0;
+    std::string first_unknown;
+    for (std::size_t r = 0; r < boxes->num_rows(); ++r) {
+        const auto& row = boxes->rows()[r];
+        const std::size_t line = boxes->line_of_row(r);
+        const auto index = find(row[cols[0]]);
+        if (!index) {
+            if (unknown++ == 0) {
+                first_unknown = str_cat("line ", line, ": '", row[cols[0]], "'");
+            }
+            continue;
+        }
+        if (auto box = parse_box(row, cols, line, bfile, box_problems_)) {
+            records_[*index].boxes.push_back(std::move(*box));
+        }
+    }
+    if (unknown > 0) {
+        warnings_.push_back(
+            {bfile, 0, "",
+             str_cat(unknown, unknown == 1 ? " box names an image" : " boxes name images",
+                     " not in the manifest ", path_.string(), " (first: ", first_unknown,
+                     "); ignored")});
+    }
 }
 
 std::optional<std::size_t> Manifest::find(const std::string& id) const {
@@ -467,14 +492,25 @@ std::optional<Mask> Manifest::load_mask(std::size_t index, const std::string& na
     return std::nullopt;
 }
 
-void Manifest::require_valid() const {
-    if (problems_.empty()) {
+namespace {
+
+void require_none(const std::string& file, const std::vector<Problem>& problems) {
+    if (problems.empty()) {
         return;
     }
-    throw InputError(str_cat(path_.string(), ": ", problems_.size(),
-                             problems_.size() == 1 ? " problem" : " problems",
-                             " (first: ", problems_.front().to_string(),
-                             "); run `radprobe validate` for the full list"));
+    throw InputError(str_cat(
+        file, ": ", problems.size(), problems.size() == 1 ? " problem" : " problems",
+        " (first: ", problems.front().to_string(), "); run `radprobe validate` for the full list"));
+}
+
+}  // namespace
+
+void Manifest::require_valid() const {
+    require_none(path_.string(), problems_);
+}
+
+void Manifest::require_valid_boxes() const {
+    require_none(boxes_path_.string(), box_problems_);
 }
 
 }  // namespace radprobe::dataset

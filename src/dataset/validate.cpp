@@ -35,7 +35,7 @@ std::string fmt_coord(double v) {
 
 /// Problems of one record that need its image (or its mask files).
 std::vector<Problem> check_record(const Manifest& m, std::size_t index,
-                                  const ValidateOptions& options) {
+                                  const ValidateOptions& options, std::string& recovered) {
     std::vector<Problem> out;
     const Record& rec = m.record(index);
     const std::string file = m.path().string();
@@ -48,6 +48,7 @@ std::vector<Problem> check_record(const Manifest& m, std::size_t index,
     if (options.decode_images) {
         try {
             const imaging::Image image = imaging::decode(rec.image_path);
+            recovered = image.info.recovered;
             rows = image.rows;
             cols = image.cols;
             have_size = true;
@@ -110,8 +111,10 @@ std::vector<Problem> check_record(const Manifest& m, std::size_t index,
 std::vector<Problem> validate(const Manifest& manifest, const ValidateOptions& options,
                               Progress* progress) {
     std::vector<Problem> problems = manifest.problems();
+    problems.insert(problems.end(), manifest.box_problems().begin(), manifest.box_problems().end());
     const std::size_t n = manifest.size();
     std::vector<std::vector<Problem>> per_record(n);
+    std::vector<std::string> recovered(n);
     std::mutex progress_mutex;
     // Fixed small chunks so that progress moves and work stays balanced; results per index keep
     // the output independent of the thread count.
@@ -122,7 +125,7 @@ std::vector<Problem> validate(const Manifest& manifest, const ValidateOptions& o
             const std::size_t lo = chunk * kChunk;
             const std::size_t hi = std::min(n, lo + kChunk);
             for (std::size_t i = lo; i < hi; ++i) {
-                per_record[i] = check_record(manifest, i, options);
+                per_record[i] = check_record(manifest, i, options, recovered[i]);
             }
             if (progress) {
                 std::lock_guard<std::mutex> lock(progress_mutex);
@@ -133,6 +136,13 @@ std::vector<Problem> validate(const Manifest& manifest, const ValidateOptions& o
     for (auto& p : per_record) {
         problems.insert(problems.end(), std::make_move_iterator(p.begin()),
                         std::make_move_iterator(p.end()));
+    }
+    for (std::size_t i = 0; options.recovered != nullptr && i < n; ++i) {
+        if (!recovered[i].empty()) {
+            const Record& rec = manifest.record(i);
+            options.recovered->push_back({manifest.path().string(), rec.line, "image",
+                                          rec.image_path.string() + ": " + recovered[i]});
+        }
     }
     std::stable_sort(problems.begin(), problems.end(), [](const Problem& a, const Problem& b) {
         if (a.file != b.file) {

@@ -554,11 +554,28 @@ void read_output(const Reader& r, const YAML::Node& root, ExperimentConfig& c) {
     }
 }
 
+// The boxes file matters only to ROI pooling over boxes and the lesion analysis.
+void check_boxes(const Reader& r, const dataset::Manifest& manifest, const ExperimentConfig& c,
+                 const ConfigNodes& nodes) {
+    const bool roi_boxes =
+        std::find(c.poolings.begin(), c.poolings.end(), "roi") != c.poolings.end() &&
+        c.data.roi_source.rfind("boxes", 0) == 0;
+    const bool lesions = std::any_of(c.analyses.begin(), c.analyses.end(),
+                                     [](const AnalysisConfig& a) { return a.kind == "lesions"; });
+    if ((roi_boxes || lesions) && !manifest.box_problems().empty()) {
+        const YAML::Node data = nodes.root["data"];
+        r.fail(data["boxes"].IsDefined() ? data["boxes"] : data["manifest"], "data.boxes",
+               manifest.box_problems().front().to_string() +
+                   " (run `radprobe validate` for every problem)");
+    }
+}
+
 void check_against_manifest(const Reader& r, const ExperimentConfig& c, const ConfigNodes& nodes) {
     const dataset::Manifest manifest = load_manifest(r, c, nodes.root["data"]);
     check_tasks(r, manifest, c, nodes);
     check_analyses(r, manifest, c, nodes);
     check_roi(r, manifest, c, nodes);
+    check_boxes(r, manifest, c, nodes);
 }
 
 }  // namespace radprobe::experiment::detail

@@ -200,12 +200,17 @@ void check_options(const ExtractOptions& o) {
 }
 
 void check_manifest(const ExtractOptions& o, const dataset::Manifest& manifest) {
-    // Extraction needs sound image ids, boxes and masks; label or split problems (leakage
-    // included) matter for training and are left to `radprobe validate` and the probes.
+    // Extraction needs sound image ids and masks, and boxes only for ROI pooling over boxes;
+    // label or split problems (leakage included) matter for training and are left to
+    // `radprobe validate` and the probes.
     for (const auto& problem : manifest.problems()) {
-        const bool fatal = problem.column == "image" || problem.column.rfind("mask_", 0) == 0 ||
-                           problem.file != o.manifest.string();
+        const bool fatal = problem.column == "image" || problem.column.rfind("mask_", 0) == 0;
         RADPROBE_CHECK(!fatal, problem.to_string(), " (run `radprobe validate` for every problem)");
+    }
+    const bool roi =
+        std::find(o.poolings.begin(), o.poolings.end(), Pooling::kRoi) != o.poolings.end();
+    if (roi && o.roi_source.rfind("boxes", 0) == 0) {
+        manifest.require_valid_boxes();
     }
     if (o.roi_source.rfind("mask_", 0) == 0) {
         RADPROBE_CHECK(manifest.mask_index(o.roi_source.substr(5)).has_value(), o.manifest.string(),

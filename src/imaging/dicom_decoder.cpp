@@ -16,14 +16,15 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <sstream>
 
 #include "decoders.hpp"
 #include "dicom_structure.hpp"
 #include "quiet_stderr.hpp"
-#include "radprobe/core/files.hpp"
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/error.hpp"
+#include "radprobe/core/files.hpp"
 
 namespace radprobe::imaging::detail {
 namespace fs = std::filesystem;
@@ -125,8 +126,8 @@ Lut read_lut(const gdcm::DataSet& item, bool signed_input, bool big_endian,
     lut.entries = n == 0 ? 65536 : n;
     lut.first_mapped = signed_input ? static_cast<std::int16_t>(first) : first;
     lut.bits = read_u16(d + 4, big_endian);
-    RADPROBE_CHECK(lut.bits >= 1 && lut.bits <= 16, where, ": LUT Descriptor bit depth ",
-                   lut.bits, " outside 1..16");
+    RADPROBE_CHECK(lut.bits >= 1 && lut.bits <= 16, where, ": LUT Descriptor bit depth ", lut.bits,
+                   " outside 1..16");
     const std::size_t len = data->GetLength();
     const char* p = data->GetPointer();
     lut.data.resize(lut.entries);
@@ -139,8 +140,8 @@ Lut read_lut(const gdcm::DataSet& item, bool signed_input, bool big_endian,
             lut.data[i] = static_cast<unsigned char>(p[i]);
         }
     } else {
-        throw InputError(str_cat(where, ": LUT Data has ", len, " bytes for ", lut.entries,
-                                 " entries"));
+        throw InputError(
+            str_cat(where, ": LUT Data has ", len, " bytes for ", lut.entries, " entries"));
     }
     return lut;
 }
@@ -188,6 +189,87 @@ bool supported_syntax(const gdcm::TransferSyntax& ts) {
     }
 }
 
+// The codec of encapsulated pixel data, recognised from the first fragment's bytes: JPEG (by
+// its start-of-frame marker), JPEG-LS, JPEG 2000 (codestream or JP2), RLE. nullopt if none.
+struct SniffedCodec {
+    gdcm::TransferSyntax::TSType syntax;
+    const char* name;
+};
+
+std::optional<SniffedCodec> jpeg_codec(const unsigned char* b, std::size_t n) {
+    std::size_t off = 2;  // after SOI
+    while (off + 4 <= n && b[off] == 0xFF) {
+        const unsigned char marker = b[off + 1];
+        if (marker == 0xC0) {
+            return SniffedCodec{gdcm::TransferSyntax::JPEGBaselineProcess1, "JPEG baseline"};
+        }
+        if (marker == 0xC1 || marker == 0xC2) {
+            return SniffedCodec{gdcm::TransferSyntax::JPEGExtendedProcess2_4, "JPEG extended"};
+        }
+        if (marker == 0xC3) {
+            return SniffedCodec{gdcm::TransferSyntax::JPEGLosslessProcess14_1, "JPEG lossless"};
+        }
+        if (marker == 0xF7) {
+            return SniffedCodec{gdcm::TransferSyntax::JPEGLSLossless, "JPEG-LS"};
+        }
+        off += 2 + ((std::size_t(b[off + 2]) << 8) | b[off + 3]);  // skip the marker segment
+    }
+    return std::nullopt;
+}
+
+std::optional<SniffedCodec> sniff_codec(const gdcm::SequenceOfFragments& sf) {
+    for (unsigned int i = 0; i < sf.GetNumberOfFragments(); ++i) {
+        const gdcm::ByteValue* bv = sf.GetFragment(i).GetByteValue();
+        if (bv == nullptr || bv->GetLength() < 8) {
+            continue;
+        }
+        const auto* b = reinterpret_cast<const unsigned char*>(bv->GetPointer());
+        const std::size_t n = bv->GetLength();
+        if (b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) {
+            return jpeg_codec(b, n);
+        }
+        if ((b[0] == 0xFF && b[1] == 0x4F && b[2] == 0xFF && b[3] == 0x51) ||
+            std::memcmp(b + 4, "jP  ", 4) == 0) {
+            return SniffedCodec{gdcm::TransferSyntax::JPEG2000, "JPEG 2000"};
+        }
+        std::uint32_t segments = 0, first = 0;
+        std::memcpy(&segments, b, 4);
+        std::memcpy(&first, b + 4, 4);
+        if (n >= 64 && segments >= 1 && segments <= 15 && first == 64) {
+            return SniffedCodec{gdcm::TransferSyntax::RLELossless, "RLE"};
+        }
+        return std::nullopt;
+    }
+    return std::nullopt;
+}
+
+// A meta header that says a native syntax while the Pixel Data is encapsulated (exporters that
+// rewrite the header only): decode with the codec the fragments show, and say so.
+void recover_encapsulated_native(gdcm::Image& image, const gdcm::DataSet& ds, ImageInfo& info,
+                                 const std::string& name) {
+    if (image.GetTransferSyntax().IsEncapsulated() ||
+        !ds.FindDataElement(gdcm::Tag(0x7FE0, 0x0010))) {
+        return;
+    }
+    const gdcm::SequenceOfFragments* sf =
+        ds.GetDataElement(gdcm::Tag(0x7FE0, 0x0010)).GetSequenceOfFragments();
+    if (sf == nullptr) {
+        return;
+    }
+    const auto codec = sniff_codec(*sf);
+    RADPROBE_CHECK(codec.has_value(), name, ": transfer syntax ", info.transfer_syntax,
+                   " says native pixel data, but Pixel Data is encapsulated in a codec radprobe "
+                   "does not recognise");
+    const gdcm::TransferSyntax actual(codec->syntax);
+    info.recovered =
+        str_cat("transfer syntax ", info.transfer_syntax,
+                " says native pixel data, but Pixel Data is encapsulated ", codec->name,
+                ": decoded as ", gdcm::TransferSyntax::GetTSString(actual));
+    info.warnings.push_back(info.recovered);
+    image.SetTransferSyntax(actual);
+    info.transfer_syntax = gdcm::TransferSyntax::GetTSString(actual);
+}
+
 struct ParsedDicom {
     gdcm::ImageReader reader;
     ImageInfo info;
@@ -209,9 +291,10 @@ void read_header(const fs::path& path, ParsedDicom& parsed) {
         read_ok = parsed.reader.Read();
     }
     if (!read_ok) {
-        throw InputError(str_cat(
-            name, ": not a readable image (not PNG/JPEG/TIFF, and not a valid DICOM file or "
-                  "a DICOM file without pixel data)"));
+        throw InputError(
+            str_cat(name,
+                    ": not a readable image (not PNG/JPEG/TIFF, and not a valid DICOM file or "
+                    "a DICOM file without pixel data)"));
     }
     const gdcm::File& file = parsed.reader.GetFile();
     const gdcm::DataSet& ds = file.GetDataSet();
@@ -219,11 +302,11 @@ void read_header(const fs::path& path, ParsedDicom& parsed) {
     ImageInfo& info = parsed.info;
     info.format = "dicom";
 
-    const gdcm::TransferSyntax& ts = image.GetTransferSyntax();
-    const char* ts_uid = gdcm::TransferSyntax::GetTSString(ts);
+    const char* ts_uid = gdcm::TransferSyntax::GetTSString(image.GetTransferSyntax());
     info.transfer_syntax = ts_uid ? ts_uid : "";
-    const std::string meta_ts =
-        string_value(file.GetHeader(), gdcm::Tag(0x0002, 0x0010));
+    recover_encapsulated_native(parsed.reader.GetImage(), ds, info, name);
+    const gdcm::TransferSyntax& ts = image.GetTransferSyntax();
+    const std::string meta_ts = string_value(file.GetHeader(), gdcm::Tag(0x0002, 0x0010));
     RADPROBE_CHECK(supported_syntax(ts), name, ": unsupported transfer syntax ",
                    meta_ts.empty() ? info.transfer_syntax : meta_ts);
     parsed.big_endian = is_big_endian(ts);
@@ -237,16 +320,16 @@ void read_header(const fs::path& path, ParsedDicom& parsed) {
     info.cols = static_cast<int>(dims[0]);
     info.rows = static_cast<int>(dims[1]);
     info.frames = image.GetNumberOfDimensions() > 2 ? static_cast<int>(dims[2]) : 1;
-    RADPROBE_CHECK(info.rows > 0 && info.cols > 0 && info.frames > 0, name,
-                   ": invalid geometry ", info.rows, "x", info.cols, "x", info.frames);
+    RADPROBE_CHECK(info.rows > 0 && info.cols > 0 && info.frames > 0, name, ": invalid geometry ",
+                   info.rows, "x", info.cols, "x", info.frames);
     const gdcm::PixelFormat& pf = image.GetPixelFormat();
     info.samples_per_pixel = pf.GetSamplesPerPixel();
     info.bits_allocated = pf.GetBitsAllocated();
     info.bits_stored = pf.GetBitsStored();
     info.is_signed = pf.GetPixelRepresentation() == 1;
-    RADPROBE_CHECK(info.bits_allocated == 8 || info.bits_allocated == 16 ||
-                       info.bits_allocated == 32,
-                   name, ": Bits Allocated ", info.bits_allocated, " is not supported (8, 16, 32)");
+    RADPROBE_CHECK(
+        info.bits_allocated == 8 || info.bits_allocated == 16 || info.bits_allocated == 32, name,
+        ": Bits Allocated ", info.bits_allocated, " is not supported (8, 16, 32)");
     RADPROBE_CHECK(info.samples_per_pixel == 1 || info.samples_per_pixel == 3, name,
                    ": Samples per Pixel ", info.samples_per_pixel, " is not supported (1 or 3)");
     info.photometric = string_value(ds, gdcm::Tag(0x0028, 0x0004));
@@ -268,8 +351,8 @@ void read_header(const fs::path& path, ParsedDicom& parsed) {
     // Native (uncompressed) pixel data must be exactly as long as the geometry says (one pad
     // byte allowed for odd lengths).
     const gdcm::DataElement& pixel_data = ds.GetDataElement(gdcm::Tag(0x7FE0, 0x0010));
-    const std::uint64_t expected = static_cast<std::uint64_t>(info.rows) * info.cols *
-                                   info.frames * info.samples_per_pixel * info.bits_allocated / 8;
+    const std::uint64_t expected = static_cast<std::uint64_t>(info.rows) * info.cols * info.frames *
+                                   info.samples_per_pixel * info.bits_allocated / 8;
     if (!pixel_data.GetSequenceOfFragments()) {
         const gdcm::ByteValue* bv = pixel_data.GetByteValue();
         RADPROBE_CHECK(bv != nullptr, name, ": Pixel Data is empty");
@@ -295,8 +378,9 @@ void read_header(const fs::path& path, ParsedDicom& parsed) {
 long long sample_at(const char* buf, std::size_t i, int bits, bool is_signed) {
     switch (bits) {
         case 8:
-            return is_signed ? static_cast<long long>(reinterpret_cast<const std::int8_t*>(buf)[i])
-                             : static_cast<long long>(reinterpret_cast<const std::uint8_t*>(buf)[i]);
+            return is_signed
+                       ? static_cast<long long>(reinterpret_cast<const std::int8_t*>(buf)[i])
+                       : static_cast<long long>(reinterpret_cast<const std::uint8_t*>(buf)[i]);
         case 16: {
             std::uint16_t v;
             std::memcpy(&v, buf + 2 * i, 2);
@@ -328,14 +412,14 @@ std::vector<long long> decode_samples(ParsedDicom& parsed, const std::string& na
         QuietStderr quiet;
         decoded = image.GetBuffer(buffer.data());
     }
-    RADPROBE_CHECK(decoded, name, ": cannot decode pixel data (",
-                   info.transfer_syntax, "): corrupt or truncated compressed stream");
+    RADPROBE_CHECK(decoded, name, ": cannot decode pixel data (", info.transfer_syntax,
+                   "): corrupt or truncated compressed stream");
     // GDCM may convert YBR to RGB while decoding; record what the buffer holds.
-    const char* pi = gdcm::PhotometricInterpretation::GetPIString(
-        image.GetPhotometricInterpretation());
+    const char* pi =
+        gdcm::PhotometricInterpretation::GetPIString(image.GetPhotometricInterpretation());
     (void)pi;
-    const std::size_t n = static_cast<std::size_t>(info.rows) * info.cols * info.frames *
-                          info.samples_per_pixel;
+    const std::size_t n =
+        static_cast<std::size_t>(info.rows) * info.cols * info.frames * info.samples_per_pixel;
     std::vector<long long> samples(n);
     for (std::size_t i = 0; i < n; ++i) {
         samples[i] = sample_at(buffer.data(), i, info.bits_allocated, info.is_signed);
@@ -449,23 +533,22 @@ Image dicom_decode(const fs::path& path, const DecodeOptions& options) {
                     max_value = std::ldexp(1.0, bits) - 1.0;
                 }
             }
-            const std::uint16_t first_raw = read_u16(byte_value(ds, gdcm::Tag(0x0028, 0x1101))
-                                                         ->GetPointer() + 2, parsed.big_endian);
+            const std::uint16_t first_raw = read_u16(
+                byte_value(ds, gdcm::Tag(0x0028, 0x1101))->GetPointer() + 2, parsed.big_endian);
             for (std::size_t i = 0; i < npix; ++i) {
                 long long idx = frame[i] - first_raw;
                 idx = std::clamp<long long>(idx, 0, static_cast<long long>(rgb[0].size()) - 1);
                 const auto k = static_cast<std::size_t>(idx);
                 const double y = luminance(rgb[0][k], rgb[1][k], rgb[2][k]);
-                out.pixels[i] = static_cast<float>(options.stage == Stage::kDisplay
-                                                       ? y / max_value
-                                                       : y);
+                out.pixels[i] =
+                    static_cast<float>(options.stage == Stage::kDisplay ? y / max_value : y);
             }
             out.info = info;
             return out;
         }
         const bool planar = image.GetPlanarConfiguration() == 1;
-        const std::string decoded_pi = gdcm::PhotometricInterpretation::GetPIString(
-            image.GetPhotometricInterpretation());
+        const std::string decoded_pi =
+            gdcm::PhotometricInterpretation::GetPIString(image.GetPhotometricInterpretation());
         const bool ybr = decoded_pi.rfind("YBR_FULL", 0) == 0;
         for (std::size_t i = 0; i < npix; ++i) {
             double c[3];
@@ -473,7 +556,8 @@ Image dicom_decode(const fs::path& path, const DecodeOptions& options) {
                 c[s] = static_cast<double>(planar ? frame[s * npix + i] : frame[i * 3 + s]);
             }
             const double y = ybr ? c[0] : luminance(c[0], c[1], c[2]);
-            out.pixels[i] = static_cast<float>(options.stage == Stage::kDisplay ? y / max_value : y);
+            out.pixels[i] =
+                static_cast<float>(options.stage == Stage::kDisplay ? y / max_value : y);
         }
         out.info = info;
         return out;
@@ -522,9 +606,8 @@ Image dicom_decode(const fs::path& path, const DecodeOptions& options) {
         voi_done = true;
     } else if (!centers.empty() && !widths.empty()) {
         const std::size_t nwin = std::min(centers.size(), widths.size());
-        RADPROBE_CHECK(options.window < static_cast<int>(nwin), name, ": --window ",
-                       options.window, " out of range (", nwin, " window",
-                       nwin == 1 ? "" : "s", ")");
+        RADPROBE_CHECK(options.window < static_cast<int>(nwin), name, ": --window ", options.window,
+                       " out of range (", nwin, " window", nwin == 1 ? "" : "s", ")");
         double center = centers[static_cast<std::size_t>(options.window)];
         double width = widths[static_cast<std::size_t>(options.window)];
         std::string function = string_value(ds, gdcm::Tag(0x0028, 0x1056));

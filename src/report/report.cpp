@@ -72,6 +72,7 @@ h2 { font-size: 18px; margin: 4px 0 12px; color: var(--accent); }
 h3 { font-size: 15px; margin: 18px 0 8px; }
 p.note { color: var(--muted); font-size: 12.5px; margin: 6px 0; }
 table { border-collapse: collapse; font-size: 13px; margin: 6px 0 10px; }
+.table-wrap { max-width: 100%; overflow-x: auto; }
 th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: left;
          vertical-align: top; }
 th { background: #eef1f5; font-weight: 600; white-space: nowrap; }

@@ -15,15 +15,48 @@ namespace table = results::table;
 
 namespace {
 
+// An analysis run's label names its task and, for an analysis of another run (subgroups), the
+// adaptation it analyses: "random-vit-s16 · subgroups of linear · cls · cardiomegaly".
+std::string analysis_label(const results::RunRecord& r,
+                           const std::map<std::string, const results::RunRecord*>& by_hash) {
+    results::RunRecord shown = r;
+    std::string kind = r.spec.adaptation.substr(std::string("analysis:").size());
+    const json cfg = json::parse(r.spec.config_json, nullptr, false);
+    if (cfg.is_object() && cfg.contains("source_run") && cfg["source_run"].is_string()) {
+        const auto it = by_hash.find(cfg["source_run"].get<std::string>());
+        if (it != by_hash.end()) {
+            kind += " of " + it->second->spec.adaptation;
+        }
+    }
+    shown.spec.adaptation = kind;
+    if (shown.spec.pooling == "-") {
+        shown.spec.pooling.clear();
+    }
+    std::string label = table::run_label(shown);
+    if (!r.spec.task.empty()) {
+        label += " \xC2\xB7 " + r.spec.task;
+    }
+    return label;
+}
+
 // Labels unique within a task: "encoder · adaptation · pooling", then the run id on a clash.
+// Analysis runs are listed outside their task's table, so their label carries the task.
 void label_runs(ReportData& d) {
+    std::map<std::string, const results::RunRecord*> by_hash;
+    for (const auto& r : d.all_runs) {
+        by_hash.emplace(r.spec.config_hash, &r);
+    }
+    std::map<std::int64_t, std::string> base;
     std::map<std::string, int> seen;
     for (const auto& r : d.all_runs) {
-        ++seen[r.spec.task + '\x1f' + table::run_label(r)];
+        const bool analysis = r.spec.adaptation.rfind("analysis:", 0) == 0;
+        base[r.id] = analysis ? analysis_label(r, by_hash) : table::run_label(r);
+        ++seen[(analysis ? std::string("\x1e") : r.spec.task) + '\x1f' + base[r.id]];
     }
     for (const auto& r : d.all_runs) {
-        std::string label = table::run_label(r);
-        if (seen[r.spec.task + '\x1f' + label] > 1) {
+        const bool analysis = r.spec.adaptation.rfind("analysis:", 0) == 0;
+        std::string label = base[r.id];
+        if (seen[(analysis ? std::string("\x1e") : r.spec.task) + '\x1f' + label] > 1) {
             label += " (run " + std::to_string(r.id) + ")";
         }
         d.labels[r.id] = label;
@@ -122,6 +155,28 @@ std::string label_of(const ReportData& d, const std::optional<std::int64_t>& run
     }
     auto it = d.labels.find(*run);
     return it == d.labels.end() ? "run " + std::to_string(*run) : it->second;
+}
+
+std::vector<LeaderboardPart> leaderboard_parts(const TaskGroup& t) {
+    LeaderboardPart cls{"classification", {}};
+    LeaderboardPart seg{"segmentation", {}};
+    for (const auto& r : t.rows) {
+        (table::find_metric(r, "dice") ? seg : cls).rows.push_back(r);
+    }
+    if (cls.rows.empty() || seg.rows.empty()) {
+        return {LeaderboardPart{"", t.rows}};
+    }
+    // Best first by the part's own primary metric (rows without it last, order kept).
+    for (LeaderboardPart* part : {&cls, &seg}) {
+        const std::string primary = table::primary_metric(part->rows);
+        auto value = [&primary](const results::LeaderboardRow& r) {
+            const Metric* m = table::find_metric(r, primary);
+            return m && m->value && std::isfinite(*m->value) ? *m->value : -INFINITY;
+        };
+        std::stable_sort(part->rows.begin(), part->rows.end(),
+                         [&](const auto& a, const auto& b) { return value(a) > value(b); });
+    }
+    return {std::move(cls), std::move(seg)};
 }
 
 std::map<std::optional<std::int64_t>, std::vector<const AnalysisRow*>> rows_by_run(

@@ -50,7 +50,9 @@ struct TaskGroup {
 struct ReportData {
     std::vector<TaskGroup> tasks;
     std::vector<results::RunRecord> all_runs;
-    std::map<std::int64_t, std::string> labels;  ///< run id -> label unique within its task
+    /// Run id -> label, unique within its task (analysis runs: among all analyses, and their
+    /// label names the task).
+    std::map<std::int64_t, std::string> labels;
     std::map<std::int64_t, std::string> task_of;
     std::vector<results::AnalysisRow> perturb;
     std::vector<results::AnalysisRow> subgroups;
@@ -66,6 +68,16 @@ ReportData gather(results::ResultsDb& db, bool with_curves);
 
 /// The label of a run ("" for no run, "run N" for a run the database does not list).
 std::string label_of(const ReportData& d, const std::optional<std::int64_t>& run);
+
+/// One leaderboard of a task: a task whose runs mix classification and segmentation gets two
+/// ("classification": rows without a Dice; "segmentation": rows with one), each with only its
+/// own metric columns and ordered best first by its own primary metric; any other task one,
+/// with an empty title.
+struct LeaderboardPart {
+    std::string title;
+    std::vector<results::LeaderboardRow> rows;
+};
+std::vector<LeaderboardPart> leaderboard_parts(const TaskGroup& t);
 
 /// Rows grouped by their run (or no run), each group in insertion order.
 std::map<std::optional<std::int64_t>, std::vector<const results::AnalysisRow*>> rows_by_run(

@@ -75,20 +75,22 @@ void leaderboard_cell(Page& page, const ReportData& d, const results::Leaderboar
     }
 }
 
-void leaderboard_table(Page& page, const ReportData& d, const TaskGroup& t, double alpha,
+void leaderboard_table(Page& page, const ReportData& d,
+                       const std::vector<results::LeaderboardRow>& rows, double alpha,
                        bool& any_mark) {
-    const std::vector<std::string> metrics = table::metric_columns(t.rows);
+    const std::vector<std::string> metrics = table::metric_columns(rows);
     // Only the primary metric's best value is emphasised: its direction is known.
     const std::string primary = metrics.empty() ? "" : metrics.front();
     std::optional<double> best;
-    for (const auto& r : t.rows) {
+    for (const auto& r : rows) {
         const Metric* m = table::find_metric(r, primary);
         if (m && m->value && (!best || *m->value > *best)) {
             best = m->value;
         }
     }
     page.raw(
-        "<table class=\"leaderboard\"><thead><tr><th>#</th><th>encoder</th>"
+        "<div class=\"table-wrap\"><table class=\"leaderboard\"><thead><tr><th>#</th>"
+        "<th>encoder</th>"
         "<th>adaptation</th><th>pooling</th><th>layers</th><th>seed</th>");
     for (const auto& m : metrics) {
         page.raw("<th>");
@@ -97,7 +99,7 @@ void leaderboard_table(Page& page, const ReportData& d, const TaskGroup& t, doub
     }
     page.raw("<th>n</th></tr></thead><tbody>\n");
     int rank = 0;
-    for (const auto& r : t.rows) {
+    for (const auto& r : rows) {
         page.raw("<tr><td class=\"num\">" + std::to_string(++rank) + "</td>");
         for (const std::string* f : {&r.run.spec.encoder, &r.run.spec.adaptation,
                                      &r.run.spec.pooling, &r.run.spec.layers}) {
@@ -120,7 +122,7 @@ void leaderboard_table(Page& page, const ReportData& d, const TaskGroup& t, doub
         page.raw("<td class=\"num\">" + (n ? std::to_string(*n) : std::string()) + "</td>");
         page.raw("</tr>\n");
     }
-    page.raw("</tbody></table>\n");
+    page.raw("</tbody></table></div>\n");
 }
 
 // Segmentation: how the all-images Dice treats empty masks, and the Dice without that convention.
@@ -173,7 +175,7 @@ void task_plots(Page& page, const ReportData& d, const TaskGroup& t) {
 // A table of analysis rows: one line each with value [CI], p and BH-adjusted p.
 void analysis_table(Page& page, const std::vector<const AnalysisRow*>& rows,
                     const std::vector<std::string>& headers, double alpha) {
-    page.raw("<table><thead><tr>");
+    page.raw("<div class=\"table-wrap\"><table><thead><tr>");
     for (const auto& h : headers) {
         page.raw("<th>");
         page.text(h);
@@ -189,7 +191,7 @@ void analysis_table(Page& page, const std::vector<const AnalysisRow*>& rows,
         page.text(value_cell(*r));
         p_cells(page, r->p, r->p_adjusted, alpha);
     }
-    page.raw("</tbody></table>\n");
+    page.raw("</tbody></table></div>\n");
 }
 
 std::string run_title(const ReportData& d, const std::optional<std::int64_t>& run) {
@@ -301,7 +303,8 @@ void subgroup_gaps_table(Page& page, const ReportData& d,
     }
     const std::vector<double> q = eval::benjamini_hochberg(p);
     page.raw(
-        "<h3>Gaps</h3><table><thead><tr><th>run</th><th>attribute</th><th>metric</th>"
+        "<h3>Gaps</h3><div "
+        "class=\"table-wrap\"><table><thead><tr><th>run</th><th>attribute</th><th>metric</th>"
         "<th>gap [95% CI]</th><th>p</th><th>p (BH)</th></tr></thead><tbody>\n");
     for (std::size_t i = 0; i < gaps.size(); ++i) {
         const AnalysisRow& g = *gaps[i];
@@ -315,7 +318,7 @@ void subgroup_gaps_table(Page& page, const ReportData& d,
         page.text(value_cell(g));
         p_cells(page, g.p, adj, alpha);
     }
-    page.raw("</tbody></table>\n");
+    page.raw("</tbody></table></div>\n");
 }
 
 }  // namespace
@@ -326,7 +329,14 @@ void task_section(Page& page, const ReportData& d, const TaskGroup& t, std::size
     page.text(t.task.empty() ? "(no task)" : t.task);
     page.raw("</h2>\n");
     bool any_mark = false;
-    leaderboard_table(page, d, t, alpha, any_mark);
+    for (const LeaderboardPart& part : leaderboard_parts(t)) {
+        if (!part.title.empty()) {
+            page.raw("<h3>");
+            page.text(part.title);
+            page.raw("</h3>\n");
+        }
+        leaderboard_table(page, d, part.rows, alpha, any_mark);
+    }
     page.raw(
         "<p class=\"note\">Completed runs, best first by the first metric (bold = best). "
         "Intervals as recorded with each metric.");
@@ -436,7 +446,8 @@ void subgroup_section(Page& page, const ReportData& d, double alpha) {
 
 void metadata_section(Page& page, const ReportData& d) {
     page.raw(
-        "<section id=\"runs\"><h2>Runs</h2>\n<table><thead><tr><th>id</th><th>status</th>"
+        "<section id=\"runs\"><h2>Runs</h2>\n<div "
+        "class=\"table-wrap\"><table><thead><tr><th>id</th><th>status</th>"
         "<th>task</th><th>encoder</th><th>weights</th><th>adaptation</th><th>pooling</th>"
         "<th>layers</th><th>seed</th><th>created (UTC)</th><th>software</th>"
         "<th>config</th><th>notes</th></tr></thead><tbody>\n");
@@ -468,7 +479,7 @@ void metadata_section(Page& page, const ReportData& d) {
         page.cell(r.spec.notes);
         page.raw("</tr>\n");
     }
-    page.raw("</tbody></table></section>\n");
+    page.raw("</tbody></table></div></section>\n");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -518,7 +529,12 @@ std::string markdown_sections(const ReportData& d) {
     std::string md;
     for (const auto& t : d.tasks) {
         md += "## Task: " + (t.task.empty() ? std::string("(no task)") : t.task) + "\n\n";
-        md += results::format_leaderboard(t.rows, results::TableFormat::kMarkdown) + "\n";
+        for (const LeaderboardPart& part : leaderboard_parts(t)) {
+            if (!part.title.empty()) {
+                md += "### " + part.title + "\n\n";
+            }
+            md += results::format_leaderboard(part.rows, results::TableFormat::kMarkdown) + "\n";
+        }
     }
     if (!d.subgroups.empty()) {
         md +=

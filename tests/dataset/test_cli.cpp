@@ -57,6 +57,44 @@ TEST(DatasetValidateCli, ListsEveryProblemAndFails) {
     EXPECT_NE(r.out.find("images: 14  patients: 12"), std::string::npos) << r.out;
 }
 
+// A DICOM that decodes only after a repair (native transfer syntax over JPEG pixel data) is not
+// a problem, but validate counts such files and names them.
+TEST(DatasetValidateCli, CountsImagesThatDecodedOnlyAfterARepair) {
+    TempDir dir;
+    const auto dicom = radprobe::test::data_dir() / "dicom";
+    const auto recovered = dicom / "recovered" / "jpeg_in_native_syntax.dcm";
+    const auto original =
+        dicom / "siim_cr" / "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm";
+    write_text(dir / "manifest.csv", "image,patient_id,split,finding\n" + recovered.string() +
+                                         ",P1,train,1\n" + original.string() + ",P2,test,0\n");
+    const CliResult r = run_cli("validate " + q(dir / "manifest.csv"));
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("warning: 1 image decoded only after a repair"), std::string::npos)
+        << r.out;
+    const auto named = lines_starting_with(r.out, "warning: " + (dir / "manifest.csv").string());
+    ASSERT_EQ(named.size(), 1u) << r.out;
+    EXPECT_NE(named[0].find(recovered.string() + ": transfer syntax 1.2.840.10008.1.2.1"),
+              std::string::npos)
+        << named[0];
+    EXPECT_NE(r.out.find("no problems found"), std::string::npos) << r.out;
+}
+
+// A subset manifest beside the full set's boxes.csv: a warning, exit 0.
+TEST(DatasetValidateCli, BoxesOfImagesOutsideASubsetManifestAreAWarning) {
+    TempDir dir;
+    radprobe::test::write_synth_like(dir.path());
+    const CsvTable full = CsvTable::read(dir / "manifest.csv");
+    std::string subset = radprobe::csv_line(full.header()) + "\n";
+    subset += radprobe::csv_line(full.rows()[0]) + "\n";
+    write_text(dir / "subset.csv", subset);
+    const CliResult r = run_cli("validate " + q(dir / "subset.csv"));
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    const auto warnings = lines_starting_with(r.out, "warning: ");
+    ASSERT_EQ(warnings.size(), 1u) << r.out;
+    EXPECT_NE(warnings[0].find("boxes name images not in the manifest"), std::string::npos)
+        << warnings[0];
+}
+
 TEST(DatasetValidateCli, SynthLikeManifestIsClean) {
     TempDir dir;
     radprobe::test::write_synth_like(dir.path());

@@ -157,6 +157,39 @@ TEST(DatasetManifest, BoxesNextToManifestOrExplicit) {
     EXPECT_THROW(Manifest::load(dir / "m.csv", o), InputError);
 }
 
+// A subset manifest beside the full set's boxes.csv: boxes of the other images are ignored with
+// one warning line, not problems; a malformed boxes file is a problem only for box users.
+TEST(DatasetManifest, BoxesOfOtherImagesWarnAndBoxFileProblemsStayApart) {
+    TempDir dir;
+    write_text(dir / "m.csv", "image,patient_id\na.png,P1\n");
+    write_text(dir / "boxes.csv",
+               "image,label,x0,y0,x1,y1\nb.png,nodule,1,2,3,4\na.png,mass,0,0,5,6\n"
+               "c.png,nodule,1,2,3,4\n");
+    const Manifest m = Manifest::load(dir / "m.csv");
+    EXPECT_TRUE(m.problems().empty());
+    EXPECT_TRUE(m.box_problems().empty());
+    EXPECT_NO_THROW(m.require_valid_boxes());
+    ASSERT_EQ(m.record(0).boxes.size(), 1u);
+    ASSERT_EQ(m.warnings().size(), 1u);
+    const std::string w = m.warnings()[0].to_string();
+    EXPECT_NE(w.find("2 boxes name images not in the manifest"), std::string::npos) << w;
+    EXPECT_NE(w.find("line 2: 'b.png'"), std::string::npos) << w;
+    EXPECT_EQ(validate(m, {}).size(), 1u);  // only a.png, which does not exist
+
+    write_text(dir / "boxes.csv", "image,label,x0,y0,x1,y1\na.png,mass,0,zero,5,6\n");
+    const Manifest bad = Manifest::load(dir / "m.csv");
+    EXPECT_TRUE(bad.problems().empty());
+    EXPECT_NO_THROW(bad.require_valid());
+    ASSERT_EQ(bad.box_problems().size(), 1u);
+    EXPECT_THROW(bad.require_valid_boxes(), InputError);
+    ValidateOptions no_images;
+    no_images.decode_images = false;
+    const auto listed = validate(bad, no_images);
+    EXPECT_TRUE(std::any_of(listed.begin(), listed.end(), [](const Problem& p) {
+        return p.message.find("'zero' is not a finite number") != std::string::npos;
+    }));
+}
+
 TEST(DatasetValidate, EveryProblemClassListedTogether) {
     TempDir dir;
     const auto expected = radprobe::test::write_bad_manifest(dir.path());
@@ -174,6 +207,10 @@ TEST(DatasetValidate, EveryProblemClassListedTogether) {
         });
         EXPECT_TRUE(found) << e.file << ":" << e.line << " '" << e.needle << "' not in:\n" << all;
     }
+    ASSERT_EQ(m.warnings().size(), 1u);
+    EXPECT_NE(m.warnings()[0].to_string().find("(first: line 5: 'zzz.png'); ignored"),
+              std::string::npos)
+        << m.warnings()[0].to_string();
     // Sorted by file, then line.
     for (std::size_t i = 1; i < problems.size(); ++i) {
         EXPECT_TRUE(
@@ -198,12 +235,12 @@ TEST(DatasetValidate, WithoutImagesChecksExistenceOnly) {
     o.decode_images = false;
     const auto problems = validate(m, o);
     // Not checked without images: the unreadable image (line 5), the box outside its image, the
-    // mask size, the RLE extent. Still found: everything else (10 of the 14).
+    // mask size, the RLE extent. Still found: everything else (9 of the 13).
     std::string all;
     for (const auto& p : problems) {
         all += p.to_string() + "\n";
     }
-    EXPECT_EQ(problems.size(), 10u) << all;
+    EXPECT_EQ(problems.size(), 9u) << all;
     EXPECT_NE(all.find("manifest.csv:4: column 'image': image file not found"), std::string::npos)
         << all;
 }

@@ -161,6 +161,18 @@ TEST_F(Config, WrongTypesAndRanges) {
     EXPECT_TRUE(contains(e, where(9) + "20: adaptations.linear.c_grid: ")) << e;
 }
 
+// A malformed boxes.csv beside the manifest matters only to a config that uses boxes.
+TEST_F(Config, BoxesFileProblemsMatterOnlyWhenBoxesAreUsed) {
+    write_file_atomic(tmp_ / "boxes.csv", "image,label,x0,y0,x1,y1\na.png,nodule,one,1,4,4\n");
+    EXPECT_EQ(error_of(kValid), "");
+    std::string yaml = kValid;
+    yaml.replace(yaml.find("pooling: [cls, mean]"), 20, "pooling: [cls, roi]");
+    const std::string e = error_of(yaml);
+    EXPECT_TRUE(contains(e, "data.boxes: " + (tmp_ / "boxes.csv").string() +
+                                ":2: column 'x0': 'one' is not a finite number"))
+        << e;
+}
+
 TEST_F(Config, MissingRequiredKeys) {
     std::string e = error_of(
         "encoders: []\ntasks: {classification: [cardiomegaly]}\n"

@@ -221,6 +221,38 @@ TEST(Extract, MultiLayerConcatenatesLayersAndBadArgumentsAreUsageErrors) {
     EXPECT_NE(run_extract(manifest, tmp / "s2", "--pool max").find("exit=2"), std::string::npos);
 }
 
+// A subset manifest beside the full set's boxes.csv (boxes of images it does not hold, and a
+// malformed row): boxes are read only by the steps that use them. cls/mean pooling runs; roi
+// pooling over boxes refuses the malformed row, naming boxes.csv and the line.
+TEST(Extract, SubsetManifestBesideTheFullBoxesFileNeedsNoBoxesForClsAndMean) {
+    TempDir tmp;
+    const auto full = make_manifest(tmp, 4, false);
+    const CsvTable table = CsvTable::read(full);
+    std::string subset = csv_line(table.header()) + "\n";
+    for (std::size_t r = 2; r < 4; ++r) {
+        subset += csv_line(table.rows()[r]) + "\n";
+    }
+    write_file_atomic(tmp / "subset.csv", subset);
+    const std::string boxes = read_file_text(tmp / "boxes.csv");
+    write_file_atomic(
+        tmp / "boxes.csv",
+        boxes + csv_line({table.rows()[2][0], "nodule", "1", "abc", "5", "9"}) + "\n");
+    auto extract_with = [&](const std::string& pool, const std::string& store) {
+        return test::run_cli("extract --model '" + kModel.string() + "' --manifest '" +
+                             (tmp / "subset.csv").string() + "' --out '" + (tmp / store).string() +
+                             "' --pool " + pool + " --threads 1");
+    };
+    const auto ok = extract_with("cls,mean", "s");
+    EXPECT_EQ(ok.exit_code, 0) << ok.err;
+    EXPECT_EQ(read_embeddings(only_store(tmp / "s"), "mean").image_ids.size(), 2u);
+    const auto roi = extract_with("cls,roi", "r");
+    EXPECT_EQ(roi.exit_code, 1);
+    EXPECT_EQ(test::count_lines(roi.err), 1) << roi.err;
+    EXPECT_NE(roi.err.find((tmp / "boxes.csv").string() + ":4: column 'y0': 'abc'"),
+              std::string::npos)
+        << roi.err;
+}
+
 ExtractOptions patch_options(const fs::path& manifest, const fs::path& store) {
     ExtractOptions o;
     o.model_dir = kModel;

@@ -8,6 +8,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -121,8 +122,7 @@ void expect_stage_matches(const Image& img, const nlohmann::json& g, double tol)
     }
     const double scale = std::max(1.0, std::abs(g["max"].get<double>()));
     EXPECT_LE(max_err, tol * scale) << "grid max-abs error";
-    EXPECT_NEAR(sum / static_cast<double>(img.pixels.size()), g["mean"].get<double>(),
-                tol * scale);
+    EXPECT_NEAR(sum / static_cast<double>(img.pixels.size()), g["mean"].get<double>(), tol * scale);
 }
 
 TEST(Dicom, ModalityAndDisplayMatchPydicomWithin1Over1024) {
@@ -163,11 +163,11 @@ TEST(Dicom, Monochrome1IsInvertedInDisplayOnly) {
     EXPECT_LT(max_err, 1e-6);
     DecodeOptions stored;
     stored.stage = Stage::kStored;
-    EXPECT_EQ(decode(kDicomDir / "siim_cr" / "Fake_MONOHR1.dcm", stored).pixels,
-              decode(kDicomDir / "siim_cr" /
-                         "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm",
-                     stored)
-                  .pixels);
+    EXPECT_EQ(
+        decode(kDicomDir / "siim_cr" / "Fake_MONOHR1.dcm", stored).pixels,
+        decode(kDicomDir / "siim_cr" / "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm",
+               stored)
+            .pixels);
 }
 
 TEST(Dicom, SecondWindowIsSelectable) {
@@ -211,6 +211,51 @@ void expect_one_line_error_naming(const fs::path& file, const std::string& fragm
             EXPECT_NE(msg.find(fragment), std::string::npos) << msg;
         }
     }
+}
+
+// A meta header saying Explicit VR Little Endian over encapsulated JPEG baseline pixel data
+// (made by tests/golden/imaging/make_recovered_dicom.py from the SIIM CR): decoded to the
+// original's pixels, with one warning saying what was repaired.
+const fs::path kRecovered = kDicomDir / "recovered" / "jpeg_in_native_syntax.dcm";
+const fs::path kSiimOriginal =
+    kDicomDir / "siim_cr" / "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm";
+
+TEST(Dicom, NativeSyntaxOverEncapsulatedJpegIsRecoveredWithAWarning) {
+    const Image original = decode(kSiimOriginal);
+    EXPECT_TRUE(original.info.recovered.empty());
+    EXPECT_TRUE(original.info.warnings.empty());
+    const Image img = decode(kRecovered);
+    EXPECT_EQ(img.pixels, original.pixels);
+    EXPECT_EQ(img.info.transfer_syntax, "1.2.840.10008.1.2.4.50");
+    EXPECT_NE(img.info.recovered.find("1.2.840.10008.1.2.1 says native pixel data, but Pixel "
+                                      "Data is encapsulated JPEG baseline"),
+              std::string::npos)
+        << img.info.recovered;
+    ASSERT_EQ(img.info.warnings.size(), 1u);
+    EXPECT_EQ(img.info.warnings[0], img.info.recovered);
+
+    // The same file whose fragments hold no codec radprobe knows: a one-line error.
+    TempDir tmp;
+    auto bytes = read_file_bytes(kRecovered);
+    const std::string soi = "\xFF\xD8\xFF";
+    const auto at = std::search(bytes.begin(), bytes.end(), soi.begin(), soi.end(),
+                                [](auto a, char b) { return a == static_cast<std::uint8_t>(b); });
+    ASSERT_NE(at, bytes.end());
+    std::fill(at, at + 3, std::uint8_t{0});
+    write_file_atomic(tmp / "unknown_codec.dcm", std::string(bytes.begin(), bytes.end()));
+    expect_one_line_error_naming(tmp / "unknown_codec.dcm", "a codec radprobe does not recognise");
+}
+
+TEST(Cli, DecodeOfARecoveredFilePrintsOneWarningLine) {
+    TempDir tmp;
+    const auto r = test::run_cli("decode '" + kRecovered.string() + "' --out '" +
+                                 (tmp / "x.npy").string() + "'");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(test::count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("warning: " + kRecovered.string() + ": transfer syntax"),
+              std::string::npos)
+        << r.err;
+    EXPECT_TRUE(fs::exists(tmp / "x.npy"));
 }
 
 TEST(Dicom, KnownUndecodableFilesGiveClearErrors) {
@@ -271,10 +316,12 @@ TEST(Raster, GreyRgbRgba16BitJpegTiffToDisplay) {
         for (int c = 0; c < 7; ++c) {
             grey8.at<std::uint8_t>(r, c) = static_cast<std::uint8_t>(r * 40 + c * 3);
             grey16.at<std::uint16_t>(r, c) = static_cast<std::uint16_t>(r * 10000 + c * 77);
-            bgr.at<cv::Vec3b>(r, c) = cv::Vec3b(static_cast<uchar>(c * 30), static_cast<uchar>(r * 50),
-                                                static_cast<uchar>(200 - r * c));
-            bgra.at<cv::Vec4b>(r, c) = cv::Vec4b(static_cast<uchar>(c * 30), static_cast<uchar>(r * 50),
-                                                 static_cast<uchar>(200 - r * c), 17);
+            bgr.at<cv::Vec3b>(r, c) =
+                cv::Vec3b(static_cast<uchar>(c * 30), static_cast<uchar>(r * 50),
+                          static_cast<uchar>(200 - r * c));
+            bgra.at<cv::Vec4b>(r, c) =
+                cv::Vec4b(static_cast<uchar>(c * 30), static_cast<uchar>(r * 50),
+                          static_cast<uchar>(200 - r * c), 17);
         }
     }
     cv::imwrite((tmp / "g8.png").string(), grey8);
@@ -299,7 +346,7 @@ TEST(Raster, GreyRgbRgba16BitJpegTiffToDisplay) {
             EXPECT_NEAR(tif.at(r, c), (r * 10000 + c * 77) / 65535.0, 1e-6);
             const double y = (0.299 * (200 - r * c) + 0.587 * r * 50 + 0.114 * c * 30) / 255.0;
             EXPECT_NEAR(rgb.at(r, c), y, 1e-6);
-            EXPECT_NEAR(rgba.at(r, c), y, 1e-6);  // alpha ignored
+            EXPECT_NEAR(rgba.at(r, c), y, 1e-6);                               // alpha ignored
             EXPECT_NEAR(jpg.at(r, c), (r * 40 + c * 3) / 255.0, 3.0 / 255.0);  // lossy
         }
     }
@@ -346,10 +393,10 @@ TEST(Cli, DecodeWritesNpyAndMapsErrorsToExitCodes) {
     EXPECT_EQ(r.exit_code, 0);
     EXPECT_NE(r.out.find("--stage"), std::string::npos);
     // GDCM must not print its own traces: a bad file gives exactly our one line.
-    r = test::run_cli("decode '" +
-                      (kDicomDir / "pydicom-data" / "emri_small_jpeg_2k_lossless_too_short.dcm")
-                          .string() +
-                      "' --out '" + (tmp / "z.npy").string() + "'");
+    r = test::run_cli(
+        "decode '" +
+        (kDicomDir / "pydicom-data" / "emri_small_jpeg_2k_lossless_too_short.dcm").string() +
+        "' --out '" + (tmp / "z.npy").string() + "'");
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_EQ(test::count_lines(r.err), 1) << r.err;
 }

@@ -9,11 +9,11 @@
 #include <cstdlib>
 #include <regex>
 
-#include "results_fixtures.hpp"
-#include "radprobe/report/report.hpp"
-#include "radprobe/results/results.hpp"
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/error.hpp"
+#include "radprobe/report/report.hpp"
+#include "radprobe/results/results.hpp"
+#include "results_fixtures.hpp"
 #include "test_support.hpp"
 
 namespace radprobe::test {
@@ -21,8 +21,8 @@ namespace {
 
 using namespace radprobe::results;
 using namespace radprobe::report;
-using radprobe::eval::roc_curve;
 using nlohmann::json;
+using radprobe::eval::roc_curve;
 
 std::size_t count(const std::string& text, const std::string& what) {
     std::size_t n = 0;
@@ -235,6 +235,57 @@ TEST(ReportSegmentation, ShowsTheEmptyMaskConventionAndTheDiceOverPositives) {
     const std::string md = render_report_markdown(db, {});
     EXPECT_NE(md.find("dice_positive"), std::string::npos);
     EXPECT_NE(md.find("0.081"), std::string::npos);
+}
+
+// Subgroup analyses of two tasks from one encoder: each label names the analysed adaptation
+// and the task, so the two are told apart without a "(run N)" suffix.
+TEST(ReportAnalysisLabels, NameTheAnalysedAdaptationAndTheTask) {
+    TempDir tmp;
+    ResultsDb db = ResultsDb::open(tmp / "results.sqlite");
+    std::vector<AnalysisRow> rows;
+    for (const char* task : {"cardiomegaly", "effusion"}) {
+        RunSpec src;
+        src.config_hash = std::string("src-") + task;
+        src.encoder = "enc";
+        src.task = task;
+        src.adaptation = "linear";
+        src.pooling = "cls";
+        src.seed = 1;
+        const std::int64_t src_run = db.begin_run(src);
+        Metric auroc;
+        auroc.name = "auroc";
+        auroc.value = 0.8;
+        auroc.n = 50;
+        db.record_metrics(src_run, std::vector<Metric>{auroc});
+        db.finish_run(src_run);
+
+        RunSpec a = src;
+        a.config_hash = std::string("subgroups-") + task;
+        a.adaptation = "analysis:subgroups";
+        a.config_json = json{{"source_run", src.config_hash}}.dump();
+        const std::int64_t run = db.begin_run(a);
+        db.finish_run(run);
+        for (const char* level : {"present", "absent", "gap"}) {
+            AnalysisRow r;
+            r.analysis = "subgroups";
+            r.run = run;
+            r.row_key = "chest_tube";
+            r.row_key2 = level;
+            r.column = "auroc";
+            r.value = std::string(level) == "gap" ? 0.1 : 0.8;
+            rows.push_back(r);
+        }
+    }
+    db.record_analysis(rows);
+    const std::string dot = "\xC2\xB7";
+    for (const std::string& text : {render_report_html(db, {}), render_report_markdown(db, {})}) {
+        for (const char* task : {"cardiomegaly", "effusion"}) {
+            const std::string want =
+                "enc " + dot + " subgroups of linear " + dot + " cls " + dot + " " + task;
+            EXPECT_NE(text.find(want), std::string::npos) << want;
+        }
+        EXPECT_EQ(text.find("(run "), std::string::npos) << "a label needed the run id";
+    }
 }
 
 TEST_F(ReportTest, MissingVegaIsAClearError) {

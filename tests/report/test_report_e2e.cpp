@@ -141,5 +141,105 @@ TEST_F(BenchCli, HtmlReportRendersInChromium) {
     EXPECT_GT(fs::file_size(png), 50000u) << "a near-empty screenshot";
 }
 
+// A task whose runs mix classification and segmentation (like the demo's pneumothorax): many
+// metric columns. At 1400 px no section may be wider than its card: the task gets one table per
+// kind, and a table that is still too wide scrolls inside its card.
+fs::path write_mixed_task_db(const fs::path& path) {
+    using namespace radprobe::results;
+    ResultsDb db = ResultsDb::open(path);
+    auto metric = [](const std::string& name, double v) {
+        Metric m;
+        m.name = name;
+        m.value = v;
+        m.ci_lo = v - 0.0312;
+        m.ci_hi = v + 0.0287;
+        m.ci_method = "bootstrap-percentile";
+        m.n = 240;
+        return m;
+    };
+    const std::vector<std::string> cls_metrics = {"auroc", "ap",          "brier",
+                                                  "ece",   "sensitivity", "specificity"};
+    const std::vector<std::string> seg_metrics = {"dice", "dice_positive", "iou", "hd95"};
+    for (int k = 0; k < 6; ++k) {
+        const bool seg = k >= 3;
+        RunSpec spec;
+        spec.config_hash = "mixed-" + std::to_string(k);
+        spec.encoder = "a-rather-long-encoder-folder-name-" + std::to_string(k);
+        spec.task = "pneumothorax";
+        spec.adaptation = seg ? "segment:multiscale" : "linear_probe";
+        spec.pooling = seg ? "patch" : "cls+mean";
+        spec.layers = "9,10,11,12";
+        const std::int64_t run = db.begin_run(spec);
+        std::vector<Metric> metrics;
+        for (const auto& name : seg ? seg_metrics : cls_metrics) {
+            metrics.push_back(metric(name, 0.612345 + 0.01 * k));
+        }
+        db.record_metrics(run, metrics);
+        db.finish_run(run);
+    }
+    return path;
+}
+
+TEST(ReportLayout, WideTaskTablesStayInsideTheirCardAt1400px) {
+    ASSERT_TRUE(fs::exists("/usr/bin/chromium")) << "Debian chromium is required (setup.sh)";
+    const fs::path out_dir = fs::path(BENCH_E2E_OUT_DIR) / "wide";
+    fs::create_directories(out_dir);
+    TempDir tmp;
+    const fs::path db = write_mixed_task_db(tmp / "results.sqlite");
+    const fs::path html = out_dir / "report.html";
+    const CliResult r = run_cli("report " + q(db) + " --out " + q(html));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::string page = read_file_text(html);
+    // One leaderboard per kind: the classification table has no Dice column.
+    EXPECT_EQ(count(page, "<table class=\"leaderboard\">"), 2u);
+    const auto cls_at = page.find("<h3>classification</h3>");
+    const auto seg_at = page.find("<h3>segmentation</h3>");
+    ASSERT_NE(cls_at, std::string::npos);
+    ASSERT_NE(seg_at, std::string::npos);
+    EXPECT_EQ(page.substr(cls_at, seg_at - cls_at).find("<th>dice"), std::string::npos);
+    EXPECT_EQ(page.substr(seg_at).find("<th>auroc"), std::string::npos);
+
+    // Measured in the browser at the screenshot's width: no section is wider than its card and
+    // the page does not scroll sideways.
+    const std::string probe = R"(<script>
+window.addEventListener('load', function () {
+  var bad = [];
+  document.querySelectorAll('section').forEach(function (s) {
+    if (s.scrollWidth > s.clientWidth + 1) bad.push(s.id + ':' + s.scrollWidth + '>' + s.clientWidth);
+  });
+  var page = document.documentElement;
+  if (page.scrollWidth > window.innerWidth + 1) bad.push('page:' + page.scrollWidth);
+  document.body.setAttribute('data-overflow', bad.length ? bad.join(',') : 'none');
+});
+</script>)";
+    const auto body_end = page.rfind("</body>");
+    ASSERT_NE(body_end, std::string::npos);
+    page.insert(body_end, probe);
+    const fs::path probed = out_dir / "report.probe.html";
+    write_file_atomic(probed, page);
+    TempDir profile;
+    const CliResult dom = chromium(
+        "--virtual-time-budget=10000 --window-size=1400,3000 "
+        "--dump-dom 'file://" +
+            probed.string() + "'",
+        profile.path());
+    ASSERT_EQ(dom.exit_code, 0) << dom.err;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(dom.out, m, std::regex("data-overflow=\"([^\"]*)\"")))
+        << "the probe did not run";
+    EXPECT_EQ(m[1].str(), "none") << "sections wider than their card at 1400 px";
+
+    TempDir profile2;
+    const fs::path png = out_dir / "report.png";
+    fs::remove(png);
+    const CliResult shot = chromium(
+        "--virtual-time-budget=10000 --hide-scrollbars "
+        "--window-size=1400,1200 --screenshot=" +
+            q(png) + " 'file://" + html.string() + "'",
+        profile2.path());
+    ASSERT_EQ(shot.exit_code, 0) << shot.err;
+    EXPECT_TRUE(fs::exists(png));
+}
+
 }  // namespace
 }  // namespace radprobe::test

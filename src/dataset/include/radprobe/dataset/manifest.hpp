@@ -25,7 +25,9 @@
 /// Boxes live in a side file, by default `boxes.csv` next to the manifest (used when present):
 /// columns `image,label,x0,y0,x1,y1`, `image` = an image id of the manifest, coordinates in
 /// pixels of the original image, x = column, y = row, the box covering [x0,x1) × [y0,y1), so
-/// 0 <= x0 < x1 <= cols and 0 <= y0 < y1 <= rows.
+/// 0 <= x0 < x1 <= cols and 0 <= y0 < y1 <= rows. A box of an image that is not in the manifest
+/// is ignored with a warning (a subset manifest beside the full set's boxes.csv is normal); a
+/// malformed boxes file is a problem only for the steps that use boxes (box_problems()).
 ///
 /// ## Masks
 /// A Mask is rows × cols, row-major (data[r * cols + c]), values 0 / 1. Masks are written as 8-bit
@@ -173,11 +175,13 @@ struct ManifestOptions {
 };
 
 /// A loaded manifest. Loading reads only CSV files (no images); problems that can be seen from
-/// the CSVs alone are collected in problems() rather than thrown, so that a validator can list
-/// them all: duplicate image ids, empty image / patient cells, invalid split values, labels
-/// outside {0,1,empty}, malformed RLE strings, malformed / inverted boxes and boxes of unknown
-/// images, and patients in more than one split (leakage). Consumers that need a clean manifest
-/// call require_valid().
+/// the CSVs alone are collected rather than thrown, so that a validator can list them all.
+/// problems(): duplicate image ids, empty image / patient cells, invalid split values, labels
+/// outside {0,1,empty}, malformed RLE strings, patients in more than one split (leakage).
+/// box_problems(): an unreadable boxes file, missing columns, non-numeric or inverted boxes;
+/// they matter only to the steps that use boxes (ROI pooling over boxes, the lesion analysis),
+/// which call require_valid_boxes(). warnings(): boxes of images not in the manifest (ignored).
+/// Consumers that need a clean manifest call require_valid().
 class Manifest {
 public:
     /// Throws InputError for what makes the file unusable as a whole: unreadable, malformed CSV,
@@ -226,10 +230,17 @@ public:
     std::optional<Mask> load_mask(std::size_t index, const std::string& name, int rows,
                                   int cols) const;
 
-    /// Problems seen while loading (CSV-level), sorted by file and line.
+    /// Problems of the manifest CSV seen while loading, sorted by line.
     const std::vector<Problem>& problems() const { return problems_; }
-    /// Throws InputError "<manifest>: N problems (first: ...); run `radprobe validate`" if any.
+    /// Problems of the boxes file, sorted by line (empty without a boxes file).
+    const std::vector<Problem>& box_problems() const { return box_problems_; }
+    /// What was ignored while loading: one line for all boxes whose image is not in the manifest.
+    const std::vector<Problem>& warnings() const { return warnings_; }
+    /// Throws InputError "<manifest>: N problems (first: ...); run `radprobe validate`" if
+    /// problems() is not empty.
     void require_valid() const;
+    /// The same for box_problems(), for the steps that use boxes.
+    void require_valid_boxes() const;
 
     /// The parsed CSV as read (for rewriting it with changes).
     const CsvTable& table() const { return table_; }
@@ -250,6 +261,10 @@ private:
     std::vector<std::size_t> mask_cols_;
     std::vector<std::pair<std::string, std::size_t>> id_index_;  // sorted (id, index)
     std::vector<Problem> problems_;
+    std::vector<Problem> box_problems_;
+    std::vector<Problem> warnings_;
+
+    void load_boxes(const ManifestOptions& options);
 };
 
 // ----------------------------------------------------------------------------------------------
@@ -262,11 +277,16 @@ struct ValidateOptions {
     bool decode_images = true;
     /// Threads for decoding (<= 0: all available).
     int threads = 0;
+    /// When given, receives one entry per image that decoded only after a repair
+    /// (imaging::ImageInfo::recovered, e.g. a native transfer syntax over JPEG pixel data), in
+    /// manifest order. Such images are not problems.
+    std::vector<Problem>* recovered = nullptr;
 };
 
-/// Every problem of a manifest: problems() plus, with images, unreadable or missing images,
-/// boxes outside their image, mask files that are missing / unreadable / of another size than
-/// the image, RLE strings running beyond rows × cols. Sorted by file and line. `progress`, when
+/// Every problem of a manifest: problems() and box_problems() plus, with images, unreadable or
+/// missing images, boxes outside their image, mask files that are missing / unreadable / of
+/// another size than the image, RLE strings running beyond rows × cols. Sorted by file and line.
+/// Warnings are not problems: they are in Manifest::warnings(). `progress`, when
 /// given, advances once per image (its total should be manifest.size()).
 std::vector<Problem> validate(const Manifest& manifest, const ValidateOptions& options = {},
                               Progress* progress = nullptr);

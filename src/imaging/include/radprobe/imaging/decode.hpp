@@ -36,10 +36,10 @@ struct DecodeOptions {
 
 /// What the decoder learned about the file (filled for every format; DICOM fields empty else).
 struct ImageInfo {
-    std::string format;          ///< "dicom", "png", "jpeg", "tiff"
-    std::string transfer_syntax; ///< DICOM transfer syntax UID ("" if none / not DICOM)
-    std::string photometric;     ///< e.g. MONOCHROME1, MONOCHROME2, RGB, PALETTE COLOR
-    std::string modality;        ///< DICOM Modality (CR, DX, ...)
+    std::string format;           ///< "dicom", "png", "jpeg", "tiff"
+    std::string transfer_syntax;  ///< DICOM transfer syntax UID ("" if none / not DICOM)
+    std::string photometric;      ///< e.g. MONOCHROME1, MONOCHROME2, RGB, PALETTE COLOR
+    std::string modality;         ///< DICOM Modality (CR, DX, ...)
     int rows = 0;
     int cols = 0;
     int frames = 1;
@@ -47,11 +47,14 @@ struct ImageInfo {
     int bits_allocated = 0;
     int bits_stored = 0;
     bool is_signed = false;
-    int num_windows = 0;          ///< window centre/width pairs present
-    int num_voi_luts = 0;         ///< VOI LUT Sequence items present
+    int num_windows = 0;                      ///< window centre/width pairs present
+    int num_voi_luts = 0;                     ///< VOI LUT Sequence items present
     std::optional<double> pixel_spacing_row;  ///< mm, from Pixel Spacing / Imager Pixel Spacing
     std::optional<double> pixel_spacing_col;
     std::vector<std::string> warnings;  ///< non-fatal oddities (e.g. an invalid window ignored)
+    /// What had to be repaired to decode the file at all ("" when nothing), e.g. a native
+    /// transfer syntax over encapsulated JPEG pixel data. Also one of the warnings.
+    std::string recovered;
 };
 
 struct Image {
