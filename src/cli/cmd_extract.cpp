@@ -66,6 +66,10 @@ Runner setup_extract(CLI::App& app) {
             o.max_images = std::atoll(max);  // test hook: behave as if killed after N images
         }
         const auto r = features::extract(o);
+        if (!r.load_note.empty()) {
+            std::fprintf(stderr, "note: model %s: %s\n", o.model_dir.string().c_str(),
+                         r.load_note.c_str());
+        }
         if (r.cached) {
             std::printf("cached: %s (%lld images, %lld failures; nothing to do)\n",
                         r.store_dir.string().c_str(), static_cast<long long>(r.images),

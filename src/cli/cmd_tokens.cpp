@@ -52,6 +52,9 @@ Runner setup_tokens(CLI::App& app) {
                        opt->pixel_values, ": expected float32 N×C×H×W pixel values");
         encoders::set_threads(opt->threads);
         auto encoder = encoders::load_encoder(opt->model);
+        if (const std::string note = encoder->load_report().note(); !note.empty()) {
+            std::fprintf(stderr, "note: model %s: %s\n", opt->model.c_str(), note.c_str());
+        }
         if (opt->fold) {
             const auto pre = encoders::read_preprocess_config(opt->model);
             encoder->fold_grayscale(pre.image_mean, pre.image_std);

@@ -238,7 +238,59 @@ void read_siglip(const json& j, const std::filesystem::path& path, ModelConfig& 
     read_vit_fields(j, path, c, 1e-6, true);
     c.hidden_act = get_optional<std::string>(j, "hidden_act", "gelu_pytorch_tanh", path);
     c.has_cls_token = false;
+    c.has_pooler = get_optional<bool>(j, "vision_use_head", true, path);
     check_vit_fields(path, c);
+}
+
+/// The defaults of HF CLIPVisionConfig / SiglipVisionConfig (transformers v4.47.1), under which
+/// a full model's nested vision_config is read: save_pretrained writes only the values of a
+/// nested config that differ from them.
+json vision_config_defaults(bool siglip) {
+    return {{"hidden_size", 768},
+            {"intermediate_size", 3072},
+            {"num_hidden_layers", 12},
+            {"num_attention_heads", 12},
+            {"num_channels", 3},
+            {"image_size", 224},
+            {"patch_size", siglip ? 16 : 32},
+            {"hidden_act", siglip ? "gelu_pytorch_tanh" : "quick_gelu"},
+            {"layer_norm_eps", siglip ? 1e-6 : 1e-5}};
+}
+
+/// A full CLIPModel / SiglipModel config → its vision_config over the tower's defaults.
+json nested_vision_config(const json& j, const std::filesystem::path& path, bool siglip) {
+    json v = vision_config_defaults(siglip);
+    if (j.contains("vision_config") && !j["vision_config"].is_null()) {
+        for (const auto& [key, value] : object_at(j, "vision_config", path).items()) {
+            v[key] = value;
+        }
+    }
+    v.erase("architectures");  // the composite's, not the tower's
+    return v;
+}
+
+/// HF CLIPModel (model_type "clip"): the vision tower and visual_projection; the text tower,
+/// text_projection and logit_scale are not used.
+void read_clip_model(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    const json v = nested_vision_config(j, path, false);
+    c.composite_type = c.model_type;
+    c.model_type = "clip_vision_model";
+    c.num_channels = positive(get_optional<std::int64_t>(v, "num_channels", 3, path),
+                              "vision_config.num_channels", path);
+    read_clip(v, path, c);
+    c.projection_dim = positive(get_optional<std::int64_t>(j, "projection_dim", 512, path),
+                                "projection_dim", path);
+    c.projection_bias = false;
+}
+
+/// HF SiglipModel (model_type "siglip"): the vision tower (with its MAP head); no projection.
+void read_siglip_model(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    const json v = nested_vision_config(j, path, true);
+    c.composite_type = c.model_type;
+    c.model_type = "siglip_vision_model";
+    c.num_channels = positive(get_optional<std::int64_t>(v, "num_channels", 3, path),
+                              "vision_config.num_channels", path);
+    read_siglip(v, path, c);
 }
 
 void read_dinov3(const json& j, const std::filesystem::path& path, ModelConfig& c) {
@@ -276,6 +328,8 @@ const DepthLayout kClipDepth{"vision_model.encoder.layers.",
 
 const std::vector<Architecture>& architectures() {
     static const std::vector<Architecture> table = {
+        {"clip", "HF CLIPModel: its vision tower and visual_projection (text tower ignored)",
+         read_clip_model, make_clip, kClipDepth},
         {"clip_vision_model",
          "HF CLIPVisionModel[WithProjection]: CLIP pre-LN ViT (class embedding, pre/post "
          "layernorm, optional visual_projection)",
@@ -302,6 +356,9 @@ const std::vector<Architecture>& architectures() {
          read_resnet,
          make_resnet,
          {"encoder.stages.", {"embedder."}}},
+        {"siglip",
+         "HF SiglipModel (MedSigLIP): its vision tower with the MAP head (text tower ignored)",
+         read_siglip_model, make_clip, kClipDepth},
         {"siglip_vision_model",
          "HF SiglipVisionModel: SigLIP/MedSigLIP, no CLS; MAP attention-pooling head = pooled",
          read_siglip, make_clip, kClipDepth},

@@ -131,7 +131,7 @@ struct ClipTransformerImpl : nn::Module {
         }
         encoder = register_module("encoder", ClipEncoder(c));
         post_layernorm = register_module("post_layernorm", layer_norm(c));
-        if (is_siglip(c)) {
+        if (is_siglip(c) && c.has_pooler) {  // SiglipVisionConfig.vision_use_head
             head = register_module("head", SiglipHead(c));
         }
     }
@@ -225,7 +225,9 @@ private:
         if (siglip_) {
             out.last_hidden_state = stack.norm(x);
             out.tokens = split_tokens(out.last_hidden_state, 0, gh, gw, false);
-            out.pooled = map_head(out.last_hidden_state);
+            if (vm.head) {
+                out.pooled = map_head(out.last_hidden_state);
+            }
         } else {
             out.last_hidden_state = x;
             out.tokens = split_tokens(out.last_hidden_state, 0, gh, gw, true);

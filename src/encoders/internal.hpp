@@ -18,11 +18,12 @@
 
 namespace radprobe::encoders::detail {
 
-/// Copies `state` into the module's parameters and buffers (named like the HF
-/// key tree). Missing, unexpected, mis-shaped and mis-typed keys are all
-/// collected and reported in one InputError mentioning `source`.
-void load_state_strict(torch::nn::Module& module, const std::map<std::string, at::Tensor>& state,
-                       const std::string& source);
+/// Copies a checkpoint's backbone into the module's parameters and buffers (named like the HF
+/// key tree): the key mapping of checkpoint_layout.hpp (prefix stripped, heads and towers set
+/// aside, strict about the backbone), then a dtype check (float vs integer), then the copy.
+/// Fills the prefix, ignored and held_bytes fields of `report`. Errors name `source` and `arch`.
+void load_backbone(torch::nn::Module& module, const std::map<std::string, at::Tensor>& state,
+                   const std::string& source, const std::string& arch, LoadReport& report);
 
 /// What an architecture builder returns (architectures.hpp maps model_type to the builders).
 /// The returned encoder has random (uninitialised) weights until load_state()
@@ -37,6 +38,7 @@ public:
     std::int64_t num_parameters() const override;
     /// module().to(device), then prepare().
     void to(const c10::Device& device) override;
+    void set_load_report(LoadReport report) { load_report_ = std::move(report); }
 
 protected:
     /// pixel_values as contiguous float32 on the parameters' device.

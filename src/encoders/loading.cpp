@@ -11,11 +11,13 @@
 #include <set>
 #include <sstream>
 
+#include "checkpoint_layout.hpp"
 #include "internal.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
 #include "radprobe/core/parallel.hpp"
 #include "radprobe/encoders/safetensors.hpp"
+#include "radprobe/encoders/torch_pickle.hpp"
 
 namespace radprobe::encoders {
 
@@ -38,9 +40,17 @@ at::Tensor to_tensor(const SafetensorsFile& file, const StTensorInfo& info) {
 }
 
 void add_file(const fs::path& path, std::map<std::string, at::Tensor>& state,
-              const std::map<std::string, std::string>* expected_names, const std::string& shard) {
+              const std::map<std::string, std::string>* expected_names, const std::string& shard,
+              LoadReport* report) {
     const SafetensorsFile file = SafetensorsFile::open(path);
+    if (report != nullptr) {
+        report->files.push_back(path.filename().string());
+    }
     for (const auto& info : file.tensors()) {
+        if (report != nullptr) {
+            report->dtypes[st_dtype_name(info.dtype)]++;
+            report->stored_bytes += static_cast<std::int64_t>(info.end - info.begin);
+        }
         if (expected_names != nullptr) {
             const auto it = expected_names->find(info.name);
             RADPROBE_CHECK(it != expected_names->end() && it->second == shard, "shard ",
@@ -51,17 +61,6 @@ void add_file(const fs::path& path, std::map<std::string, at::Tensor>& state,
                        info.name, "\" also appears in another shard");
         state.emplace(info.name, to_tensor(file, info));
     }
-}
-
-std::string pickle_advice(const fs::path& pickle, const fs::path& dir) {
-    return str_cat("file ", pickle.string(),
-                   ": PyTorch pickle checkpoints are refused (unpickling can run arbitrary code); "
-                   "convert it once with: python3 -c \"import torch; from safetensors.torch import "
-                   "save_file; sd = torch.load('",
-                   pickle.string(),
-                   "', map_location='cpu'); save_file({k: v.contiguous() for k, v in "
-                   "sd.items()}, '",
-                   (dir / "model.safetensors").string(), "', metadata={'format': 'pt'})\"");
 }
 
 std::string join_list(const std::vector<std::string>& items) {
@@ -80,6 +79,13 @@ std::string shape_str(at::IntArrayRef shape) {
         os << (i ? "," : "") << shape[i];
     }
     os << "]";
+    return os.str();
+}
+
+std::string megabytes(std::int64_t bytes) {
+    std::ostringstream os;
+    os.precision(3);
+    os << static_cast<double>(bytes) / 1e6 << " MB";
     return os.str();
 }
 
@@ -170,77 +176,78 @@ void Encoder::save_pretrained(const fs::path& dir) const {
     }
 }
 
-std::map<std::string, at::Tensor> load_safetensors_state(const fs::path& model_dir) {
-    std::error_code ec;
+namespace {
+
+/// A tensor of a PyTorch pickle as radprobe holds weights: floats as float32, integers as int64.
+at::Tensor to_tensor(const PtTensorInfo& info) {
+    if (st_dtype_is_float(info.dtype)) {
+        auto t = torch::empty(info.shape, torch::kFloat32);
+        info.read_float(t.data_ptr<float>());
+        return t;
+    }
+    const auto values = info.read_int();
+    auto t = torch::empty(info.shape, torch::kInt64);
+    std::memcpy(t.data_ptr<std::int64_t>(), values.data(), values.size() * 8);
+    return t;
+}
+
+void add_pickle(const fs::path& path, std::map<std::string, at::Tensor>& state,
+                LoadReport* report) {
+    const TorchCheckpoint checkpoint = TorchCheckpoint::open(path);
+    for (const auto& [name, info] : checkpoint.state_dict_tensors()) {
+        if (report != nullptr) {
+            report->dtypes[st_dtype_name(info.dtype)]++;
+            report->stored_bytes += static_cast<std::int64_t>(info.nbytes());
+        }
+        state.emplace(name, to_tensor(info));
+    }
+    if (report != nullptr) {
+        report->files.push_back(path.filename().string());
+        report->format = checkpoint.format() == PtFormat::kZip ? "PyTorch pickle, zip format"
+                                                               : "PyTorch pickle, legacy format";
+    }
+}
+
+/// The tensors of a checkpoint (see load_safetensors_state); what was read goes to `report`
+/// when given.
+std::map<std::string, at::Tensor> read_checkpoint(const fs::path& model_dir, LoadReport* report) {
+    const WeightFiles w = find_weight_files(model_dir);
     std::map<std::string, at::Tensor> state;
-    if (fs::is_regular_file(model_dir, ec)) {
-        if (model_dir.extension() == ".bin" || model_dir.extension() == ".pth" ||
-            model_dir.extension() == ".pt") {
-            RADPROBE_CHECK(false, pickle_advice(model_dir, model_dir.parent_path()));
-        }
-        add_file(model_dir, state, nullptr, "");
+    if (w.kind == WeightFiles::Kind::kTorchPickle) {
+        add_pickle(w.files.front(), state, report);
         return state;
     }
-    RADPROBE_CHECK(fs::is_directory(model_dir, ec), "model directory ", model_dir.string(),
-                   ": does not exist");
-    const fs::path single = model_dir / "model.safetensors";
-    const fs::path index = model_dir / "model.safetensors.index.json";
-    const fs::path open_clip = model_dir / "open_clip_model.safetensors";
-    if (fs::exists(single, ec)) {
-        add_file(single, state, nullptr, "");
-        return state;
+    if (report != nullptr) {
+        report->format = w.kind == WeightFiles::Kind::kSafetensors
+                             ? std::string("safetensors")
+                             : str_cat("safetensors, ", w.files.size(), " shards");
     }
-    if (fs::exists(open_clip, ec)) {
-        add_file(open_clip, state, nullptr, "");
-        return state;
+    for (const auto& file : w.files) {
+        const auto shard = file.filename().string();
+        add_file(file, state, w.shard_of.empty() ? nullptr : &w.shard_of, shard, report);
     }
-    if (fs::exists(index, ec)) {
-        const auto j = nlohmann::json::parse(read_file_text(index), nullptr, false);
-        RADPROBE_CHECK(!j.is_discarded() && j.is_object() && j.contains("weight_map") &&
-                           j["weight_map"].is_object(),
-                       "file ", index.string(), ": not a JSON object with a \"weight_map\" object");
-        std::map<std::string, std::string> names;
-        std::set<std::string> shards;
-        for (const auto& [name, shard] : j["weight_map"].items()) {
-            RADPROBE_CHECK(shard.is_string(), "file ", index.string(), ": weight_map[\"", name,
-                           "\"] is not a file name");
-            const auto file = shard.get<std::string>();
-            RADPROBE_CHECK(!file.empty() && file.find('/') == std::string::npos &&
-                               file.find('\\') == std::string::npos && file != "." && file != "..",
-                           "file ", index.string(), ": shard name \"", file,
-                           "\" must be a file name inside the model directory");
-            names[name] = file;
-            shards.insert(file);
-        }
-        RADPROBE_CHECK(!names.empty(), "file ", index.string(), ": weight_map is empty");
-        for (const auto& shard : shards) {
-            add_file(model_dir / shard, state, &names, shard);
-        }
-        std::vector<std::string> absent;
-        for (const auto& [name, shard] : names) {
-            if (state.find(name) == state.end()) {
-                absent.push_back(name + " (" + shard + ")");
-            }
-        }
-        RADPROBE_CHECK(absent.empty(), "file ", index.string(), ": ", absent.size(),
-                       " tensors listed in weight_map are not in their shard: ", join_list(absent));
-        return state;
-    }
-    for (const char* pickle : {"pytorch_model.bin", "model.bin", "model.pth", "model.pt",
-                               "open_clip_pytorch_model.bin"}) {
-        if (fs::exists(model_dir / pickle, ec)) {
-            RADPROBE_CHECK(false, pickle_advice(model_dir / pickle, model_dir));
+    std::vector<std::string> absent;
+    for (const auto& [name, shard] : w.shard_of) {
+        if (state.find(name) == state.end()) {
+            absent.push_back(name + " (" + shard + ")");
         }
     }
-    RADPROBE_CHECK(false, "model directory ", model_dir.string(),
-                   ": no model.safetensors or model.safetensors.index.json");
+    RADPROBE_CHECK(absent.empty(), "file ", w.index.string(), ": ", absent.size(),
+                   " tensors listed in weight_map are not in their shard (e.g. ", absent.front(),
+                   ")");
     return state;
+}
+
+}  // namespace
+
+std::map<std::string, at::Tensor> load_safetensors_state(const fs::path& model_dir) {
+    return read_checkpoint(model_dir, nullptr);
 }
 
 namespace detail {
 
-void load_state_strict(torch::nn::Module& module, const std::map<std::string, at::Tensor>& state,
-                       const std::string& source) {
+void load_backbone(torch::nn::Module& module, const std::map<std::string, at::Tensor>& state,
+                   const std::string& source, const std::string& arch, LoadReport& report) {
     std::map<std::string, at::Tensor> targets;
     for (const auto& item : module.named_parameters(true)) {
         targets.emplace(item.key(), item.value());
@@ -248,65 +255,86 @@ void load_state_strict(torch::nn::Module& module, const std::map<std::string, at
     for (const auto& item : module.named_buffers(true)) {
         targets.emplace(item.key(), item.value());
     }
-    std::vector<std::string> missing, unexpected, mismatched;
+    ShapeMap expected, stored;
+    for (const auto& [name, t] : targets) {
+        expected[name] = t.sizes().vec();
+    }
+    for (const auto& [name, t] : state) {
+        stored[name] = t.sizes().vec();
+    }
+    const LayoutMatch match = resolve_layout(expected, stored, source, arch);
+    std::vector<std::string> mistyped;
     for (const auto& [name, target] : targets) {
-        const auto it = state.find(name);
-        if (it == state.end()) {
-            missing.push_back(name);
-            continue;
-        }
-        const auto& src = it->second;
-        if (src.sizes() != target.sizes()) {
-            mismatched.push_back(name + " " + shape_str(src.sizes()) + " vs expected " +
-                                 shape_str(target.sizes()));
-        } else if (src.is_floating_point() != target.is_floating_point()) {
-            mismatched.push_back(name + " dtype " + std::string(c10::toString(src.scalar_type())) +
-                                 " vs expected " +
-                                 std::string(c10::toString(target.scalar_type())));
+        const auto& src = state.at(match.source.at(name));
+        if (src.is_floating_point() != target.is_floating_point()) {
+            mistyped.push_back(name + " " + std::string(c10::toString(src.scalar_type())) +
+                               " vs expected " + std::string(c10::toString(target.scalar_type())));
         }
     }
-    for (const auto& [name, _] : state) {
-        if (targets.find(name) == targets.end()) {
-            unexpected.push_back(name);
-        }
-    }
-    if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
-        std::ostringstream msg;
-        msg << "checkpoint " << source << " does not match the architecture:";
-        const char* sep = " ";
-        if (!missing.empty()) {
-            msg << sep << missing.size() << " missing keys: " << join_list(missing);
-            sep = "; ";
-        }
-        if (!unexpected.empty()) {
-            msg << sep << unexpected.size() << " unexpected keys: " << join_list(unexpected);
-            sep = "; ";
-        }
-        if (!mismatched.empty()) {
-            msg << sep << mismatched.size() << " mis-shaped keys: " << join_list(mismatched);
-        }
-        throw InputError(msg.str());
-    }
+    RADPROBE_CHECK(mistyped.empty(), "checkpoint ", source, " does not match the ", arch,
+                   " architecture: ", mistyped.size(), " keys of the wrong dtype (e.g. ",
+                   mistyped.front(), ")");
     torch::NoGradGuard no_grad;
     for (auto& [name, target] : targets) {
-        target.copy_(state.at(name));
+        target.copy_(state.at(match.source.at(name)));
+        report.held_bytes += target.numel() * static_cast<std::int64_t>(target.element_size());
     }
+    report.prefix = match.prefix;
+    report.ignored_tensors = static_cast<std::int64_t>(match.ignored.size());
+    report.ignored = summarize_keys(match.ignored);
 }
 
 }  // namespace detail
 
+std::string LoadReport::note() const {
+    std::vector<std::string> parts;
+    if (!key_names.empty()) {
+        parts.push_back(key_names);
+    }
+    if (!prefix.empty()) {
+        parts.push_back("backbone read from under the prefix '" + prefix + "'");
+    }
+    if (ignored_tensors > 0) {
+        parts.push_back(
+            str_cat("ignored ", ignored_tensors, " tensors outside the backbone: ", ignored));
+    }
+    if (pooler_absent) {
+        parts.push_back("no pooler in the checkpoint (no pooled output)");
+    }
+    std::string line;
+    for (const auto& part : parts) {
+        line += (line.empty() ? "" : "; ") + part;
+    }
+    return line;
+}
+
 std::unique_ptr<Encoder> load_encoder(const fs::path& model_dir) {
-    const ModelConfig config = read_model_config(model_dir);
+    ModelConfig config = read_model_config(model_dir);
     const auto* arch = detail::find_architecture(config.model_type);
     RADPROBE_ASSERT(arch != nullptr, "model_type ", config.model_type,
                     " read by read_model_config but not in the architecture table");
-    auto encoder = arch->build(config);
-    auto state = load_safetensors_state(config.dir);
-    if (config.model_type == "open_clip_timm_vit") {
-        // A full open_clip checkpoint also holds the text tower and logit_scale.
-        std::erase_if(state, [](const auto& item) { return !starts_with(item.first, "visual."); });
+    LoadReport report;
+    auto state = read_checkpoint(config.dir, &report);
+    if (config.weights_layout == "torchvision_resnet") {
+        std::map<std::string, at::Tensor> renamed;
+        for (auto& [name, t] : state) {
+            renamed.emplace(detail::torchvision_resnet_key(name), std::move(t));
+        }
+        state = std::move(renamed);
+        report.key_names = "torchvision ResNet key names, renamed to HF ResNet's";
     }
-    detail::load_state_strict(encoder->module(), state, config.dir.string());
+    if (config.model_type == "vit") {  // ViTModel(add_pooling_layer=False) in task models
+        config.has_pooler = std::any_of(state.begin(), state.end(), [](const auto& item) {
+            return item.first == "pooler.dense.weight" ||
+                   item.first.ends_with(".pooler.dense.weight");
+        });
+        report.pooler_absent = !config.has_pooler;
+    }
+    auto encoder = arch->build(config);
+    detail::load_backbone(encoder->module(), state, config.dir.string(),
+                          config.composite_type.empty() ? config.model_type : config.composite_type,
+                          report);
+    encoder->set_load_report(std::move(report));
     encoder->prepare();
     return encoder;
 }
@@ -353,7 +381,10 @@ std::string describe_model_dir(const fs::path& model_dir) {
         return l.str();
     };
     os << "directory:      " << c.dir.string() << "\n"
-       << "architecture:   " << c.model_type << (c.use_swiglu_ffn ? " (SwiGLU feed-forward)" : "")
+       << "architecture:   "
+       << (c.composite_type.empty() ? "" : "vision tower of a " + c.composite_type + " model: ")
+       << (c.weights_layout.empty() ? "" : "inferred from the weights (no config.json): ")
+       << c.model_type << (c.use_swiglu_ffn ? " (SwiGLU feed-forward)" : "")
        << (c.use_gated_mlp ? " (gated MLP)" : "") << " - " << model_type_description(c.model_type)
        << "\n";
     if (c.is_hierarchical()) {
@@ -386,6 +417,16 @@ std::string describe_model_dir(const fs::path& model_dir) {
            << " patches row-major] = " << cls + c.num_register_tokens + g * g
            << " tokens at native size\n";
     }
+    const LoadReport& r = encoder->load_report();
+    std::string dtypes;
+    for (const auto& [dtype, n] : r.dtypes) {
+        dtypes += str_cat(dtypes.empty() ? "" : ", ", dtype, " x", n);
+    }
+    os << "weights:        " << join_list(r.files) << " (" << r.format << "; " << dtypes << "), "
+       << megabytes(r.stored_bytes) << " stored, " << megabytes(r.held_bytes)
+       << " in memory (floats as float32)\n"
+       << "layout:         "
+       << (r.note().empty() ? std::string("exactly the backbone's keys") : r.note()) << "\n";
     os << "parameters:     " << encoder->num_parameters() << "\n"
        << "GFLOP/image:    " << encoder->flops_per_image(c.image_size, c.image_size) / 1e9
        << " at native size\n";
@@ -394,7 +435,8 @@ std::string describe_model_dir(const fs::path& model_dir) {
            << " (image-text embedding: the 'projected' output)\n";
     }
     std::error_code ec;
-    if (fs::exists(c.dir / "preprocessor_config.json", ec) || c.config_file != "config.json") {
+    if (fs::exists(c.dir / "preprocessor_config.json", ec) || c.config_file != "config.json" ||
+        !c.weights_layout.empty()) {
         const PreprocessConfig p = read_preprocess_config(c.dir);
         os << "preprocessing:  " << (p.processor_type.empty() ? "?" : p.processor_type);
         if (p.do_resize) {

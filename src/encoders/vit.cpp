@@ -116,7 +116,7 @@ struct VitModelImpl : nn::Module {
         embeddings = register_module("embeddings", VitEmbeddings(c));
         encoder = register_module("encoder", VitEncoder(c));
         layernorm = register_module("layernorm", layer_norm(c));
-        if (c.model_type == "vit") {  // ViTModel's default add_pooling_layer=True
+        if (c.model_type == "vit" && c.has_pooler) {  // absent in *ForImageClassification
             pooler = register_module("pooler", Dense(c.hidden_size, c.hidden_size));
         }
     }

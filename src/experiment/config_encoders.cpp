@@ -38,8 +38,8 @@ std::string read_name(const Reader& r, const YAML::Node& e, const std::string& p
     return name;
 }
 
-/// A Hugging Face folder: its model config, safetensors weights; whether it has a
-/// preprocessor_config.json.
+/// A Hugging Face folder: its model config, its weights (safetensors or a PyTorch pickle); whether
+/// it has a preprocessor_config.json.
 encoders::ModelConfig read_model_folder(const Reader& r, const YAML::Node& e,
                                         const std::string& path, EncoderConfig& enc,
                                         bool& has_processor) {
@@ -53,11 +53,10 @@ encoders::ModelConfig read_model_folder(const Reader& r, const YAML::Node& e,
     } catch (const Error& err) {
         r.fail(e["path"], path + ".path", err.what());
     }
-    if (!fs::exists(enc.path / "model.safetensors") &&
-        !fs::exists(enc.path / "model.safetensors.index.json")) {
-        r.fail(e["path"], path + ".path",
-               enc.path.string() +
-                   " has no model.safetensors (convert pickle checkpoints to safetensors first)");
+    try {
+        encoders::find_weight_files(enc.path);
+    } catch (const Error& err) {
+        r.fail(e["path"], path + ".path", err.what());
     }
     has_processor = fs::exists(enc.path / "preprocessor_config.json");
     return model;

@@ -50,30 +50,17 @@ preprocess::PreprocessConfig effective_preprocess(const ExtractOptions& o) {
 std::string describe_key_inputs(const ExtractOptions& o, nlohmann::json* out) {
     nlohmann::json j;
     const fs::path dir = o.model_dir;
+    // Every weight file (a sharded checkpoint: the index and each shard it names).
+    const encoders::WeightFiles w = encoders::find_weight_files(dir);
     std::string weights;
-    if (fs::exists(dir / "model.safetensors")) {
-        weights = content_hash_file(dir / "model.safetensors");
-    } else if (fs::exists(dir / "open_clip_model.safetensors")) {  // open_clip (BiomedCLIP)
-        weights = content_hash_file(dir / "open_clip_model.safetensors");
-    } else if (fs::exists(dir / "model.safetensors.index.json")) {
-        // Sharded: hash the index and every shard it names.
-        const auto index =
-            nlohmann::json::parse(read_file_text(dir / "model.safetensors.index.json"));
+    if (w.files.size() == 1 && w.index.empty()) {
+        weights = content_hash_file(w.files.front());
+    } else {
         std::string all;
-        std::vector<std::string> files;
-        for (const auto& [k, v] : index.at("weight_map").items()) {
-            files.push_back(v.get<std::string>());
-        }
-        std::sort(files.begin(), files.end());
-        files.erase(std::unique(files.begin(), files.end()), files.end());
-        for (const auto& f : files) {
-            all += content_hash_file(dir / f);
+        for (const auto& f : w.files) {
+            all += content_hash_file(f);
         }
         weights = content_hash(all);
-    } else {
-        throw InputError(str_cat(dir.string(),
-                                 ": no model.safetensors, model.safetensors.index.json or "
-                                 "open_clip_model.safetensors"));
     }
     j["weights_hash"] = weights;
     // Layout version: 2 = a failed image's NaN row sits at its own position in the shard (v1
@@ -592,6 +579,7 @@ ExtractResult extract(const ExtractOptions& o) {
 
     encoders::set_threads(o.threads);
     auto encoder = encoders::load_encoder(o.model_dir);
+    result.load_note = encoder->load_report().note();
     Context ctx{o, manifest, preprocess::InputSpec::processor_input(effective_preprocess(o), 3),
                 config.patch_size};
     fold_input_channels(o, *encoder, ctx);

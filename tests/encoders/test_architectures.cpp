@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "parity.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
 #include "radprobe/core/npy.hpp"
@@ -18,29 +19,11 @@ namespace radprobe::encoders {
 namespace {
 
 namespace fs = std::filesystem;
+using namespace parity;  // NOLINT: load, max_abs, kParity, map_to_tokens
 using test::TempDir;
-
-constexpr double kParity = 1e-4;
 
 fs::path fixture(const std::string& model) {
     return test::encoder_fixture(model);
-}
-
-at::Tensor load(const fs::path& path) {
-    return tensor_from_npy(read_npy(path));
-}
-
-double max_abs(const at::Tensor& a, const at::Tensor& b) {
-    EXPECT_EQ(a.sizes(), b.sizes());
-    if (a.sizes() != b.sizes()) {
-        return 1e30;
-    }
-    return (a - b).abs().max().item<double>();
-}
-
-/// HF N×C×H×W maps → the N×(H·W)×C token layout radprobe uses for ResNet.
-at::Tensor map_to_tokens(const at::Tensor& map) {
-    return map.flatten(2).transpose(1, 2);
 }
 
 struct Case {

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "parity.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
 #include "radprobe/core/npy.hpp"
@@ -19,27 +20,14 @@ namespace radprobe::encoders {
 namespace {
 
 namespace fs = std::filesystem;
+using namespace parity;  // NOLINT: load, max_abs, kParity, map_to_tokens
 using test::TempDir;
-
-constexpr double kParity = 1e-4;
 
 fs::path fixture(const std::string& model) {
     return test::encoder_fixture(model);
 }
 fs::path golden() {
     return test::source_dir() / "tests" / "golden" / "encoders";
-}
-
-at::Tensor load(const fs::path& path) {
-    return tensor_from_npy(read_npy(path));
-}
-
-double max_abs(const at::Tensor& a, const at::Tensor& b) {
-    EXPECT_EQ(a.sizes(), b.sizes());
-    if (a.sizes() != b.sizes()) {
-        return 1e30;
-    }
-    return (a - b).abs().max().item<double>();
 }
 
 class Parity : public ::testing::TestWithParam<std::string> {
@@ -210,9 +198,12 @@ TEST(Loading, StrictLoadingListsMissingUnexpectedAndMisShapedKeysTogether) {
         FAIL() << "accepted a mismatched checkpoint";
     } catch (const InputError& e) {
         const std::string msg = e.what();
-        EXPECT_NE(msg.find("1 missing keys: encoder.layer.1.norm2.bias"), std::string::npos) << msg;
-        EXPECT_NE(msg.find("1 unexpected keys: encoder.layer.9.extra"), std::string::npos) << msg;
-        EXPECT_NE(msg.find("layernorm.weight [2,24] vs expected [48]"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("1 missing (e.g. 'encoder.layer.1.norm2.bias')"), std::string::npos)
+            << msg;
+        EXPECT_NE(msg.find("1 unexpected inside the backbone (e.g. 'encoder.layer.9.extra')"),
+                  std::string::npos)
+            << msg;
+        EXPECT_NE(msg.find("'layernorm.weight' [2,24] vs expected [48]"), std::string::npos) << msg;
         EXPECT_EQ(msg.find('\n'), std::string::npos);
     }
 }
@@ -281,15 +272,24 @@ TEST(Loading, ShardedCheckpointLoadsLikeTheSingleFile) {
     EXPECT_THROW(load_encoder(m), InputError);
 }
 
-TEST(Loading, PickleCheckpointsAreRefusedWithConversionAdvice) {
+// A broken pickle is one line naming the file and the reason (no conversion advice: pickles are
+// read). The published layouts (test_published_layouts.cpp) load a real pytorch_model.bin.
+TEST(Loading, ABrokenPickleCheckpointIsOneLineNamingTheFile) {
     TempDir tmp;
     fs::copy_file(fixture("dinov2") / "config.json", tmp / "config.json");
     write_file_atomic(tmp / "pytorch_model.bin", "PK\x03\x04 not really a zip");
     const auto r = test::run_cli("models '" + tmp.path().string() + "'");
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_NE(r.err.find("pytorch_model.bin"), std::string::npos) << r.err;
-    EXPECT_NE(r.err.find("safetensors.torch import save_file"), std::string::npos) << r.err;
-    EXPECT_EQ(test::count_lines(r.err), 1);
+    EXPECT_EQ(r.err.find("safetensors.torch import save_file"), std::string::npos) << r.err;
+    EXPECT_EQ(test::count_lines(r.err), 1) << r.err;
+    // Two candidate pickles and no standard name: the folder is ambiguous.
+    fs::rename(tmp / "pytorch_model.bin", tmp / "a.pth");
+    write_file_atomic(tmp / "b.pth.tar", "x");
+    const auto two = test::run_cli("models '" + tmp.path().string() + "'");
+    EXPECT_EQ(two.exit_code, 1);
+    EXPECT_NE(two.err.find("2 PyTorch checkpoints (a.pth, b.pth.tar)"), std::string::npos)
+        << two.err;
 }
 
 TEST(Cli, ModelsListsArchitecturesAndDescribesADirectory) {
@@ -305,9 +305,9 @@ TEST(Cli, ModelsListsArchitecturesAndDescribesADirectory) {
     write_file_atomic(tmp / "config.json", R"({"model_type": "beit", "hidden_size": 48})");
     const auto unknown = test::run_cli("models '" + tmp.path().string() + "'");
     EXPECT_EQ(unknown.exit_code, 1);
-    EXPECT_NE(unknown.err.find("\"beit\" is not supported (known: clip_vision_model, dinov2, "
+    EXPECT_NE(unknown.err.find("\"beit\" is not supported (known: clip, clip_vision_model, dinov2, "
                                "dinov2_with_registers, dinov3_vit, open_clip_timm_vit, resnet, "
-                               "siglip_vision_model, "
+                               "siglip, siglip_vision_model, "
                                "swin, vit, vit_mae)"),
               std::string::npos)
         << unknown.err;

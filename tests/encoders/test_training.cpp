@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "parity.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/npy.hpp"
 #include "radprobe/encoders/encoder.hpp"
@@ -14,23 +15,12 @@ namespace radprobe::encoders {
 namespace {
 
 namespace fs = std::filesystem;
+using namespace parity;  // NOLINT: load, max_abs, kParity, map_to_tokens
 using test::TempDir;
 
 /// forward_train vs forward: the same arithmetic up to summation order (DINOv2's fast path
 /// fuses QKV and tiles the attention).
 constexpr double kTrainVsInference = 1e-5;
-
-at::Tensor load(const fs::path& path) {
-    return tensor_from_npy(read_npy(path));
-}
-
-double max_abs(const at::Tensor& a, const at::Tensor& b) {
-    EXPECT_EQ(a.sizes(), b.sizes());
-    if (a.sizes() != b.sizes()) {
-        return 1e30;
-    }
-    return (a.detach() - b.detach()).abs().max().item<double>();
-}
 
 class TrainingApi : public ::testing::TestWithParam<std::string> {
 protected:

@@ -89,6 +89,24 @@ struct EncoderOutput {
 TokenSplit split_tokens(const at::Tensor& sequence, std::int64_t num_registers, std::int64_t grid_h,
                         std::int64_t grid_w, bool has_cls = true);
 
+/// What load_encoder() read and how: the file format, what the weights were stored as, the
+/// prefix stripped from the backbone keys and what was set aside (task heads, decoders, text
+/// towers), for `radprobe models` and one note line in the commands that load a model.
+struct LoadReport {
+    std::string format;                          ///< "safetensors", "safetensors, 3 shards", ...
+    std::vector<std::string> files;              ///< the weight files read (names in the folder)
+    std::map<std::string, std::int64_t> dtypes;  ///< stored dtype name → tensor count
+    std::int64_t stored_bytes = 0;               ///< bytes of every tensor as stored
+    std::int64_t held_bytes = 0;                 ///< bytes of the backbone weights as held
+    std::string key_names;             ///< how non-HF key names were read ("" = the HF names)
+    std::string prefix;                ///< stripped from the backbone keys ("" = none)
+    std::int64_t ignored_tensors = 0;  ///< checkpoint tensors outside the backbone
+    std::string ignored;               ///< those grouped ("classifier.* (2 tensors)")
+    bool pooler_absent = false;        ///< a ViT checkpoint without pooler: no pooled output
+    /// One line: what was stripped and ignored ("" when the checkpoint is exactly the backbone).
+    std::string note() const;
+};
+
 /// A loaded encoder. Not thread-safe: one forward at a time (it reuses activation buffers).
 ///
 /// Training API (fine-tuning, layer-wise learning-rate decay): module() exposes the parameters
@@ -129,6 +147,8 @@ public:
     /// (fold_grayscale) is refused with an InputError: it no longer has the checkpoint layout.
     void save_pretrained(const std::filesystem::path& dir) const;
     const ModelConfig& config() const { return config_; }
+    /// How the weights were read (empty for an encoder not built by load_encoder).
+    const LoadReport& load_report() const { return load_report_; }
     /// Whether token sequences start with a CLS token (the `cls` pooling needs one).
     bool has_cls_token() const { return config_.has_cls_token; }
     /// Register tokens after the CLS (DINOv2 with registers, DINOv3).
@@ -153,15 +173,24 @@ public:
 protected:
     explicit Encoder(ModelConfig config) : config_(std::move(config)) {}
     ModelConfig config_;
+    LoadReport load_report_;
 };
 
-/// Builds the architecture named by config.json's model_type and loads its weights strictly:
-/// every missing, unexpected and mis-shaped key is listed in one InputError. F16/BF16/F64
-/// weights are converted to float32. `.bin`/`.pth` pickles are refused with conversion advice.
+/// Builds the architecture named by config.json's model_type and loads its weights as Hugging
+/// Face's from_pretrained does: the backbone may sit under a prefix (`vit.`, `dinov2.`, `swin.`,
+/// `resnet.`, `module.`: stripped), tensors outside the backbone (classifier heads, MAE decoders,
+/// CLIP/SigLIP text towers, logit scales) are set aside (LoadReport), a ViT checkpoint without
+/// pooler loads without one (EncoderOutput::pooled undefined). Strict about the backbone: a
+/// missing or mis-shaped backbone key, or a key inside a backbone module that the architecture
+/// does not have, is one InputError that counts them, quotes a few and says what the keys look
+/// like (a timm / torchvision / open_clip / other HF layout, a common prefix). F16/BF16/F64
+/// weights are converted to float32. Weights: find_weight_files(); PyTorch pickles are read by
+/// the weights-only reader of torch_pickle.hpp (nothing in them is executed).
 std::unique_ptr<Encoder> load_encoder(const std::filesystem::path& model_dir);
 
-/// The tensors of a checkpoint (model.safetensors, a sharded index, or a .safetensors path),
-/// floats converted to float32, integers to int64.
+/// The tensors of a checkpoint (find_weight_files: safetensors, a sharded index, a PyTorch
+/// pickle's state dict, or a path to one such file), floats converted to float32, integers to
+/// int64.
 std::map<std::string, at::Tensor> load_safetensors_state(const std::filesystem::path& model_dir);
 
 /// Sets LibTorch's intra-op thread count (threads <= 0: the cores available). Called by every

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -69,12 +70,41 @@ struct ModelConfig {
     /// open_clip's visual.head.proj (model_cfg.embed_dim, bias = timm_proj_bias). 0 = none.
     std::int64_t projection_dim = 0;
     bool projection_bias = false;
+    /// ViT: the checkpoint has ViTModel's pooler (set by load_encoder from the checkpoint's keys;
+    /// *ForImageClassification checkpoints have none). SigLIP: the MAP head (config
+    /// vision_use_head, default true).
+    bool has_pooler = true;
+    /// A full multimodal config (HF CLIPModel "clip", SiglipModel "siglip") whose vision tower
+    /// this is (model_type is then the tower's); empty for a vision-only config.
+    std::string composite_type;
+    /// "" = the checkpoint uses the architecture's HF key names; "torchvision_resnet" = a folder
+    /// holding only a torchvision ResNet state dict (DINO ResNet-50): the config was inferred
+    /// from the weights' names and shapes, and load_encoder renames the keys.
+    std::string weights_layout;
     /// Whether the token sequence is laid out as a ViT one ([CLS?, registers, patches]).
     bool is_hierarchical() const { return model_type == "resnet" || model_type == "swin"; }
 
     /// Native patch grid side (image_size / patch_size).
     std::int64_t native_grid() const { return patch_size > 0 ? image_size / patch_size : 0; }
 };
+
+/// The files that hold a model folder's weights, as load_encoder reads them.
+struct WeightFiles {
+    enum class Kind { kSafetensors, kShardedSafetensors, kTorchPickle };
+    Kind kind = Kind::kSafetensors;
+    std::vector<std::filesystem::path> files;     ///< one file, or the shards (sorted, unique)
+    std::filesystem::path index;                  ///< sharded: model.safetensors.index.json
+    std::map<std::string, std::string> shard_of;  ///< sharded: tensor name → shard file name
+};
+
+/// Finds the weights of `model_dir`, first match wins: model.safetensors;
+/// open_clip_model.safetensors; model.safetensors.index.json (its shards, which must be file names
+/// inside the folder); a PyTorch pickle: pytorch_model.bin, open_clip_pytorch_model.bin,
+/// model.bin, model.pth, model.pt, or the folder's only *.bin / *.pt / *.pth / *.pth.tar / *.ckpt
+/// file (the DINO ResNet-50 and Ark+ downloads). A path to a file: that file (.safetensors, or a
+/// pickle by its extension). InputError naming the folder when nothing is found, or when several
+/// pickles could be meant.
+WeightFiles find_weight_files(const std::filesystem::path& model_dir);
 
 /// CUDA devices this LibTorch can use (0 on a CPU-only build or a machine without a GPU).
 /// Declared here, outside the LibTorch header, so that light translation units can ask.
@@ -88,6 +118,16 @@ std::string model_type_description(const std::string& model_type);
 
 /// Reads and validates DIR/config.json (or a config.json path). Unknown model_type → InputError
 /// listing the known ones; a missing required key → InputError naming it.
+/// A directory without config.json (and without open_clip_config.json) whose only weights are a
+/// torchvision ResNet state dict (a `.pth` as DINO ResNet-50 ships) is read as model_type
+/// "resnet" with weights_layout "torchvision_resnet": stem width, stage depths and widths and the
+/// block type come from the tensor names and shapes (stride on the 3x3 convolution, as
+/// torchvision's v1.5 Bottleneck), native size 224. Other weight layouts without a config →
+/// InputError saying what the keys look like.
+/// A full HF CLIPModel / SiglipModel config (model_type "clip" / "siglip") is read as its vision
+/// tower: vision_config over the HF CLIPVisionConfig / SiglipVisionConfig defaults (save_pretrained
+/// writes only the non-default values of nested configs), and for CLIP the visual_projection
+/// (top-level projection_dim, default 512).
 /// A directory without config.json but with open_clip_config.json (BiomedCLIP's layout) is read
 /// as model_type "open_clip_timm_vit": the vision tower is a timm VisionTransformer named by
 /// model_cfg.vision_cfg.timm_model_name (vit_{tiny,small,base,large,huge}_patch<P>_<S>),
@@ -95,10 +135,13 @@ std::string model_type_description(const std::string& model_type);
 /// mlp_ratio, qkv_bias) and vision_cfg.image_size; the projection is model_cfg.embed_dim wide.
 ModelConfig read_model_config(const std::filesystem::path& dir);
 
-/// Reads DIR/preprocessor_config.json. Missing file → InputError naming it. An open_clip
-/// directory without one is read from open_clip_config.json: open_clip's evaluation transform
-/// (resize the shortest edge to image_size, bicubic unless preprocess_cfg.interpolation says
-/// "bilinear", centre crop image_size with torchvision's rounding, ToTensor, normalise with
+/// Reads DIR/preprocessor_config.json. Missing file → InputError naming it, except for a
+/// torchvision ResNet folder without config (see read_model_config): DINO's evaluation
+/// transform (resize the shortest edge to 256, bicubic, centre crop 224 with torchvision's
+/// rounding, ImageNet mean/std); a preprocessor_config.json put beside it overrides that. An
+/// open_clip directory without one is read from open_clip_config.json: open_clip's evaluation
+/// transform (resize the shortest edge to image_size, bicubic unless preprocess_cfg.interpolation
+/// says "bilinear", centre crop image_size with torchvision's rounding, ToTensor, normalise with
 /// preprocess_cfg mean/std, default OpenAI CLIP's); resize_mode "squash" resizes to
 /// image_size × image_size without a crop.
 preprocess::PreprocessConfig read_preprocess_config(const std::filesystem::path& dir);

@@ -110,23 +110,26 @@ struct ExtractOptions {
     std::string roi_source = "boxes";  ///< "boxes", "boxes:<label>", or "mask_<name>"
     std::filesystem::path store_root;
     int batch = 8;
-    int threads = 0;                   ///< LibTorch threads (<= 0: cores available)
-    std::int64_t resize = 0;           ///< override the processor's size (0 = as configured)
-    bool fold_grayscale = true;        ///< one-channel patch embedding (same tokens, cheaper)
-    bool strict = false;               ///< a failed image is fatal
-    std::int64_t shard_size = 256;     ///< images per shard (resume granularity)
-    bool progress = true;              ///< progress line on a terminal
-    std::int64_t max_images = 0;       ///< testing aid: stop (as if killed) after this many
+    int threads = 0;                ///< LibTorch threads (<= 0: cores available)
+    std::int64_t resize = 0;        ///< override the processor's size (0 = as configured)
+    bool fold_grayscale = true;     ///< one-channel patch embedding (same tokens, cheaper)
+    bool strict = false;            ///< a failed image is fatal
+    std::int64_t shard_size = 256;  ///< images per shard (resume granularity)
+    bool progress = true;           ///< progress line on a terminal
+    std::int64_t max_images = 0;    ///< testing aid: stop (as if killed) after this many
 };
 
 struct ExtractResult {
     std::filesystem::path store_dir;
-    bool cached = false;        ///< the store was already complete: no work done
-    std::int64_t images = 0;    ///< rows in the manifest
-    std::int64_t extracted = 0; ///< images encoded by this run (resumed shards excluded)
+    bool cached = false;         ///< the store was already complete: no work done
+    std::int64_t images = 0;     ///< rows in the manifest
+    std::int64_t extracted = 0;  ///< images encoded by this run (resumed shards excluded)
     std::int64_t failures = 0;
     double seconds = 0.0;
     bool complete = false;
+    /// What loading the encoder stripped and set aside (encoders::LoadReport::note(); empty
+    /// when the checkpoint is exactly the backbone or the store was cached).
+    std::string load_note;
 };
 
 /// The store key: a hash of the weights, the preprocessing (processor config + overrides), the
@@ -162,7 +165,7 @@ struct PatchGridInfo {
     std::int64_t num_hidden_layers = 0;
     std::int64_t input_height = 0;  ///< model input (after resize/crop), pixels
     std::int64_t input_width = 0;
-    std::int64_t patch = 0;  ///< patch size (input pixels per token side; 0 if hierarchical)
+    std::int64_t patch = 0;         ///< patch size (input pixels per token side; 0 if hierarchical)
     bool normalized_layers = true;  ///< intermediate layers have the final layer norm applied
     std::int64_t row_width() const {
         return static_cast<std::int64_t>(layers.size()) * grid_h * grid_w * dim;
