@@ -496,10 +496,7 @@ dataset::Manifest load_manifest(const std::filesystem::path& path,
     dataset::ManifestOptions mo;
     mo.boxes = boxes;
     auto manifest = dataset::Manifest::load(path, mo);
-    for (const auto& problem : manifest.problems()) {
-        const bool fatal = problem.column == "image" || problem.column.rfind("mask_", 0) == 0;
-        RADPROBE_CHECK(!fatal, problem.to_string(), " (run `radprobe validate` for every problem)");
-    }
+    manifest.require_readable_images();
     if (uses_boxes) {
         manifest.require_valid_boxes();
     }

@@ -513,4 +513,11 @@ void Manifest::require_valid_boxes() const {
     require_none(boxes_path_.string(), box_problems_);
 }
 
+void Manifest::require_readable_images() const {
+    for (const auto& problem : problems_) {
+        const bool fatal = problem.column == "image" || problem.column.rfind("mask_", 0) == 0;
+        RADPROBE_CHECK(!fatal, problem.to_string(), " (run `radprobe validate` for every problem)");
+    }
+}
+
 }  // namespace radprobe::dataset

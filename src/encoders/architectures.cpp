@@ -269,15 +269,22 @@ json nested_vision_config(const json& j, const std::filesystem::path& path, bool
     return v;
 }
 
+/// The vision tower of a full HF CLIPModel / SiglipModel config: model_type becomes the
+/// tower's, composite_type keeps the composite's.
+void read_vision_tower(const json& j, const std::filesystem::path& path, ModelConfig& c,
+                       bool siglip) {
+    const json v = nested_vision_config(j, path, siglip);
+    c.composite_type = c.model_type;
+    c.model_type = siglip ? "siglip_vision_model" : "clip_vision_model";
+    c.num_channels = positive(get_optional<std::int64_t>(v, "num_channels", 3, path),
+                              "vision_config.num_channels", path);
+    (siglip ? read_siglip : read_clip)(v, path, c);
+}
+
 /// HF CLIPModel (model_type "clip"): the vision tower and visual_projection; the text tower,
 /// text_projection and logit_scale are not used.
 void read_clip_model(const json& j, const std::filesystem::path& path, ModelConfig& c) {
-    const json v = nested_vision_config(j, path, false);
-    c.composite_type = c.model_type;
-    c.model_type = "clip_vision_model";
-    c.num_channels = positive(get_optional<std::int64_t>(v, "num_channels", 3, path),
-                              "vision_config.num_channels", path);
-    read_clip(v, path, c);
+    read_vision_tower(j, path, c, false);
     c.projection_dim = positive(get_optional<std::int64_t>(j, "projection_dim", 512, path),
                                 "projection_dim", path);
     c.projection_bias = false;
@@ -285,12 +292,7 @@ void read_clip_model(const json& j, const std::filesystem::path& path, ModelConf
 
 /// HF SiglipModel (model_type "siglip"): the vision tower (with its MAP head); no projection.
 void read_siglip_model(const json& j, const std::filesystem::path& path, ModelConfig& c) {
-    const json v = nested_vision_config(j, path, true);
-    c.composite_type = c.model_type;
-    c.model_type = "siglip_vision_model";
-    c.num_channels = positive(get_optional<std::int64_t>(v, "num_channels", 3, path),
-                              "vision_config.num_channels", path);
-    read_siglip(v, path, c);
+    read_vision_tower(j, path, c, true);
 }
 
 void read_dinov3(const json& j, const std::filesystem::path& path, ModelConfig& c) {

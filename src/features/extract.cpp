@@ -50,10 +50,10 @@ preprocess::PreprocessConfig effective_preprocess(const ExtractOptions& o) {
 std::string describe_key_inputs(const ExtractOptions& o, nlohmann::json* out) {
     nlohmann::json j;
     const fs::path dir = o.model_dir;
-    // Every weight file (a sharded checkpoint: the index and each shard it names).
+    // Every weight file (a sharded checkpoint: each shard its index names).
     const encoders::WeightFiles w = encoders::find_weight_files(dir);
     std::string weights;
-    if (w.files.size() == 1 && w.index.empty()) {
+    if (w.kind != encoders::WeightFiles::Kind::kShardedSafetensors) {
         weights = content_hash_file(w.files.front());
     } else {
         std::string all;
@@ -190,10 +190,7 @@ void check_manifest(const ExtractOptions& o, const dataset::Manifest& manifest) 
     // Extraction needs sound image ids and masks, and boxes only for ROI pooling over boxes;
     // label or split problems (leakage included) matter for training and are left to
     // `radprobe validate` and the probes.
-    for (const auto& problem : manifest.problems()) {
-        const bool fatal = problem.column == "image" || problem.column.rfind("mask_", 0) == 0;
-        RADPROBE_CHECK(!fatal, problem.to_string(), " (run `radprobe validate` for every problem)");
-    }
+    manifest.require_readable_images();
     const bool roi =
         std::find(o.poolings.begin(), o.poolings.end(), Pooling::kRoi) != o.poolings.end();
     if (roi && o.roi_source.rfind("boxes", 0) == 0) {

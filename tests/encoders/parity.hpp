@@ -33,4 +33,44 @@ inline at::Tensor map_to_tokens(const at::Tensor& map) {
     return map.flatten(2).transpose(1, 2);
 }
 
+/// A forward pass compared with a fixture's reference outputs.
+struct ParityRun {
+    EncoderOutput out;
+    double last_hidden_state = 0;  ///< max-abs against last_hidden_state.npy
+    double hidden_states = 0;      ///< max-abs over every hidden state
+};
+
+/// Runs `encoder` on dir/pixel_values.npy with every hidden state and compares it with the
+/// fixture: last_hidden_state.npy, and hidden_states.npy ((L+1)×N×T×D, the ViTs) or, without
+/// it, hidden_states_{i}.npy (one per stage). HF's N×C×H×W maps (ResNet) are compared as
+/// tokens. Another number of hidden states than the reference is a failure (hidden_states 1e30).
+inline ParityRun run_parity(Encoder& encoder, const std::filesystem::path& dir) {
+    auto as_tokens = [](const at::Tensor& t) { return t.dim() == 4 ? map_to_tokens(t) : t; };
+    ForwardOptions opt;
+    opt.all_layers = true;
+    ParityRun r;
+    r.out = encoder.forward(load(dir / "pixel_values.npy"), opt);
+    r.last_hidden_state =
+        max_abs(r.out.last_hidden_state, as_tokens(load(dir / "last_hidden_state.npy")));
+    const bool stacked = std::filesystem::exists(dir / "hidden_states.npy");
+    const at::Tensor ref = stacked ? load(dir / "hidden_states.npy") : at::Tensor();
+    auto stage_file = [&](std::size_t i) {
+        return dir / ("hidden_states_" + std::to_string(i) + ".npy");
+    };
+    std::size_t count = stacked ? static_cast<std::size_t>(ref.size(0)) : 0;
+    while (!stacked && std::filesystem::exists(stage_file(count))) {
+        ++count;
+    }
+    EXPECT_EQ(r.out.layers.size(), count) << dir;
+    if (r.out.layers.size() != count) {
+        r.hidden_states = 1e30;
+        return r;
+    }
+    for (const auto& [i, t] : r.out.layers) {
+        const auto h = stacked ? ref[i] : as_tokens(load(stage_file(static_cast<std::size_t>(i))));
+        r.hidden_states = std::max(r.hidden_states, max_abs(t, h));
+    }
+    return r;
+}
+
 }  // namespace radprobe::encoders::parity

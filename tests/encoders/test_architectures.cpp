@@ -42,16 +42,9 @@ TEST_P(ViTFamily, LastHiddenStateEveryHiddenStateAndPooledMatchHf) {
     const Case c = GetParam();
     const auto dir = fixture(c.fixture);
     auto encoder = load_encoder(dir);
-    ForwardOptions opt;
-    opt.all_layers = true;
-    const auto out = encoder->forward(load(dir / "pixel_values.npy"), opt);
-    const double lhs = max_abs(out.last_hidden_state, load(dir / "last_hidden_state.npy"));
-    const auto ref_hs = load(dir / "hidden_states.npy");
-    ASSERT_EQ(static_cast<std::int64_t>(out.layers.size()), ref_hs.size(0));
-    double hs = 0;
-    for (const auto& [i, t] : out.layers) {
-        hs = std::max(hs, max_abs(t, ref_hs[i]));
-    }
+    const ParityRun run = run_parity(*encoder, dir);
+    const auto& out = run.out;
+    const double lhs = run.last_hidden_state, hs = run.hidden_states;
     double pooled = 0;
     if (c.has_pooler) {
         ASSERT_TRUE(out.pooled.defined());
@@ -154,18 +147,11 @@ TEST(Resnet, StagesLastHiddenStateAndPooledMatchHf) {
     const auto dir = fixture("resnet");
     auto encoder = load_encoder(dir);
     EXPECT_FALSE(encoder->has_cls_token());
-    ForwardOptions opt;
-    opt.all_layers = true;
-    const auto out = encoder->forward(load(dir / "pixel_values.npy"), opt);
+    const ParityRun run = run_parity(*encoder, dir);
+    const auto& out = run.out;
     const auto ref = load(dir / "last_hidden_state.npy");  // N×C×H×W
-    const double lhs = max_abs(out.last_hidden_state, map_to_tokens(ref));
+    const double lhs = run.last_hidden_state, hs = run.hidden_states;
     ASSERT_EQ(out.layers.size(), 5u);
-    double hs = 0;
-    for (const auto& [i, t] : out.layers) {
-        hs = std::max(
-            hs,
-            max_abs(t, map_to_tokens(load(dir / ("hidden_states_" + std::to_string(i) + ".npy")))));
-    }
     const double pooled = max_abs(out.pooled, load(dir / "pooler_output.npy").flatten(1));
     std::printf("resnet: max-abs last_hidden_state %.3g, stage states %.3g, pooled %.3g\n", lhs, hs,
                 pooled);
@@ -186,14 +172,12 @@ TEST(Swin, StagesLastHiddenStateAndPooledMatchHf) {
     const auto dir = fixture("swin");
     auto encoder = load_encoder(dir);
     EXPECT_FALSE(encoder->has_cls_token());
-    ForwardOptions opt;
-    opt.all_layers = true;
-    const auto out = encoder->forward(load(dir / "pixel_values.npy"), opt);
-    const double lhs = max_abs(out.last_hidden_state, load(dir / "last_hidden_state.npy"));
+    const ParityRun run = run_parity(*encoder, dir);
+    const auto& out = run.out;
+    const double lhs = run.last_hidden_state;
+    double hs = run.hidden_states;
     ASSERT_EQ(out.layers.size(), 3u);
-    double hs = 0;
     for (const auto& [i, t] : out.layers) {
-        hs = std::max(hs, max_abs(t, load(dir / ("hidden_states_" + std::to_string(i) + ".npy"))));
         // reshaped_hidden_states are the same tokens as N×C×h×w maps.
         const auto map = load(dir / ("reshaped_hidden_states_" + std::to_string(i) + ".npy"));
         hs = std::max(hs, max_abs(t, map_to_tokens(map)));

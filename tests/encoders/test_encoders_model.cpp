@@ -38,16 +38,9 @@ protected:
 TEST_P(Parity, LastHiddenStateAndEveryHiddenStateMatchHf) {
     const auto dir = fixture(GetParam());
     auto encoder = load_encoder(dir);
-    ForwardOptions opt;
-    opt.all_layers = true;
-    const auto out = encoder->forward(load(dir / "pixel_values.npy"), opt);
-    const double lhs = max_abs(out.last_hidden_state, load(dir / "last_hidden_state.npy"));
-    const auto ref_hs = load(dir / "hidden_states.npy");
-    ASSERT_EQ(static_cast<std::int64_t>(out.layers.size()), ref_hs.size(0));
-    double hs = 0;
-    for (const auto& [i, t] : out.layers) {
-        hs = std::max(hs, max_abs(t, ref_hs[i]));
-    }
+    const ParityRun run = run_parity(*encoder, dir);
+    const auto& out = run.out;
+    const double lhs = run.last_hidden_state, hs = run.hidden_states;
     std::printf("%s: max-abs last_hidden_state %.3g, hidden_states %.3g\n", GetParam().c_str(), lhs,
                 hs);
     EXPECT_LE(lhs, kParity);

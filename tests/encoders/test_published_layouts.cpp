@@ -28,7 +28,14 @@ fs::path published(const std::string& name) {
     return test::encoder_fixture("published") / name;
 }
 
-std::string load_error(const fs::path& dir);
+std::string load_error(const fs::path& dir) {
+    try {
+        load_encoder(dir);
+    } catch (const InputError& e) {
+        return e.what();
+    }
+    return "";
+}
 
 struct Layout {
     std::string fixture;
@@ -49,16 +56,9 @@ TEST_P(PublishedVit, BackboneMatchesTransformersAndTheReportSaysWhatWasSetAside)
     const LoadReport& r = encoder->load_report();
     EXPECT_EQ(r.prefix, c.prefix);
     EXPECT_EQ(r.ignored, c.ignored);
-    ForwardOptions opt;
-    opt.all_layers = true;
-    const auto out = encoder->forward(load(dir / "pixel_values.npy"), opt);
-    const double lhs = max_abs(out.last_hidden_state, load(dir / "last_hidden_state.npy"));
-    const auto ref_hs = load(dir / "hidden_states.npy");
-    ASSERT_EQ(static_cast<std::int64_t>(out.layers.size()), ref_hs.size(0));
-    double hs = 0;
-    for (const auto& [i, t] : out.layers) {
-        hs = std::max(hs, max_abs(t, ref_hs[i]));
-    }
+    const ParityRun run = run_parity(*encoder, dir);
+    const auto& out = run.out;
+    const double lhs = run.last_hidden_state, hs = run.hidden_states;
     std::printf("%s: max-abs last_hidden_state %.3g, hidden_states %.3g\n", c.fixture.c_str(), lhs,
                 hs);
     EXPECT_LE(lhs, kParity);
@@ -163,23 +163,12 @@ TEST(PublishedLayouts, SwinAndResNetClassifiersMatchTheirBackbones) {
         auto encoder = load_encoder(dir);
         EXPECT_EQ(encoder->load_report().prefix, name == "swin_classifier" ? "swin." : "resnet.");
         EXPECT_EQ(encoder->load_report().ignored, "classifier.* (2 tensors)");
-        ForwardOptions opt;
-        opt.all_layers = true;
-        const auto out = encoder->forward(load(dir / "pixel_values.npy"), opt);
-        auto ref = load(dir / "last_hidden_state.npy");
-        if (ref.dim() == 4) {  // ResNet: N×C×H×W maps
-            ref = map_to_tokens(ref);
-        }
-        EXPECT_LE(max_abs(out.last_hidden_state, ref), kParity) << name;
-        EXPECT_LE(max_abs(out.pooled, load(dir / "pooler_output.npy").flatten(1)), kParity) << name;
-        ASSERT_EQ(out.layers.size(), 3u) << name;
-        for (const auto& [i, t] : out.layers) {
-            auto h = load(dir / ("hidden_states_" + std::to_string(i) + ".npy"));
-            if (h.dim() == 4) {
-                h = map_to_tokens(h);
-            }
-            EXPECT_LE(max_abs(t, h), kParity) << name << " hidden state " << i;
-        }
+        const ParityRun run = run_parity(*encoder, dir);
+        EXPECT_LE(run.last_hidden_state, kParity) << name;
+        EXPECT_LE(run.hidden_states, kParity) << name;
+        EXPECT_EQ(run.out.layers.size(), 3u) << name;
+        EXPECT_LE(max_abs(run.out.pooled, load(dir / "pooler_output.npy").flatten(1)), kParity)
+            << name;
     }
 }
 
@@ -199,19 +188,10 @@ TEST(PublishedLayouts, ATorchvisionResNetPthAloneIsRecognisedAndMatchesTorchvisi
     EXPECT_EQ(encoder->load_report().ignored, "fc.* (2 tensors)");
     EXPECT_NE(encoder->load_report().note().find("torchvision ResNet key names"),
               std::string::npos);
-    ForwardOptions opt;
-    opt.all_layers = true;
-    const auto out = encoder->forward(load(dir / "pixel_values.npy"), opt);
-    const double lhs =
-        max_abs(out.last_hidden_state, map_to_tokens(load(dir / "last_hidden_state.npy")));
-    double hs = 0;
-    ASSERT_EQ(out.layers.size(), 5u);
-    for (const auto& [i, t] : out.layers) {
-        hs = std::max(
-            hs,
-            max_abs(t, map_to_tokens(load(dir / ("hidden_states_" + std::to_string(i) + ".npy")))));
-    }
-    const double pooled = max_abs(out.pooled, load(dir / "pooler_output.npy"));
+    const ParityRun run = run_parity(*encoder, dir);
+    const double lhs = run.last_hidden_state, hs = run.hidden_states;
+    ASSERT_EQ(run.out.layers.size(), 5u);
+    const double pooled = max_abs(run.out.pooled, load(dir / "pooler_output.npy"));
     std::printf("torchvision resnet: max-abs last_hidden_state %.3g, stages %.3g, pooled %.3g\n",
                 lhs, hs, pooled);
     EXPECT_LE(lhs, kParity);
@@ -244,15 +224,6 @@ fs::path edited_copy(const TempDir& tmp, const std::string& name, const nlohmann
     config.merge_patch(patch);
     write_file_atomic(dst / "config.json", config.dump());
     return dst;
-}
-
-std::string load_error(const fs::path& dir) {
-    try {
-        load_encoder(dir);
-    } catch (const InputError& e) {
-        return e.what();
-    }
-    return "";
 }
 
 TEST(PublishedLayouts, TheBackboneStaysStrict) {

@@ -76,7 +76,11 @@ def randomize(model, torch, seed):
                 p.copy_(0.15 * r)
 
 
-def save_and_reload(model, cls, out_dir, safe):
+def saved_model(cls, config, seed, out_dir, safe=True):
+    """cls(config) with seeded weights, saved to out_dir and reloaded as its publisher does."""
+    import torch
+    model = cls(config)
+    randomize(model, torch, seed)
     model.save_pretrained(out_dir, safe_serialization=safe)
     reloaded, info = cls.from_pretrained(out_dir, attn_implementation="eager",
                                          output_loading_info=True)
@@ -107,9 +111,8 @@ def cases(transformers, torch):
     px = lambda n, s, g: torch.randn(n, 3, s, s, generator=g)  # noqa: E731
 
     def vit_classifier(out_dir, g, safe=True):
-        m = t.ViTForImageClassification(t.ViTConfig(num_labels=3, **VIT))
-        randomize(m, torch, 101)
-        m = save_and_reload(m, t.ViTForImageClassification, out_dir, safe)
+        m = saved_model(t.ViTForImageClassification, t.ViTConfig(num_labels=3, **VIT), 101,
+                        out_dir, safe)
         x = px(2, 32, g)
         vit_like_outputs(out_dir, m.vit(pixel_values=x, output_hidden_states=True))
         return x, "model.vit(pixel_values, output_hidden_states=True)"
@@ -117,9 +120,7 @@ def cases(transformers, torch):
     def dinov2_classifier(out_dir, g):
         cfg = t.Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                              mlp_ratio=2, image_size=28, patch_size=7, num_labels=4)
-        m = t.Dinov2ForImageClassification(cfg)
-        randomize(m, torch, 102)
-        m = save_and_reload(m, t.Dinov2ForImageClassification, out_dir, True)
+        m = saved_model(t.Dinov2ForImageClassification, cfg, 102, out_dir)
         x = px(2, 28, g)
         vit_like_outputs(out_dir, m.dinov2(pixel_values=x, output_hidden_states=True))
         return x, "model.dinov2(pixel_values, output_hidden_states=True)"
@@ -127,9 +128,7 @@ def cases(transformers, torch):
     def vit_mae_pretraining(out_dir, g):
         cfg = t.ViTMAEConfig(mask_ratio=0.0, decoder_hidden_size=16, decoder_num_hidden_layers=1,
                              decoder_num_attention_heads=2, decoder_intermediate_size=32, **VIT)
-        m = t.ViTMAEForPreTraining(cfg)
-        randomize(m, torch, 103)
-        m = save_and_reload(m, t.ViTMAEForPreTraining, out_dir, True)
+        m = saved_model(t.ViTMAEForPreTraining, cfg, 103, out_dir)
         x = px(2, 32, g)
         n = (32 // 8) ** 2
         noise = torch.arange(n, dtype=torch.float32).unsqueeze(0).repeat(2, 1)
@@ -143,9 +142,7 @@ def cases(transformers, torch):
             text_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                              intermediate_size=32, vocab_size=40, max_position_embeddings=8),
             projection_dim=12)
-        m = t.CLIPModel(cfg)
-        randomize(m, torch, 104)
-        m = save_and_reload(m, t.CLIPModel, out_dir, True)
+        m = saved_model(t.CLIPModel, cfg, 104, out_dir)
         x = px(2, 32, g)
         vit_like_outputs(out_dir, m.vision_model(pixel_values=x, output_hidden_states=True))
         npy(out_dir, "image_embeds", m.get_image_features(pixel_values=x))
@@ -158,9 +155,7 @@ def cases(transformers, torch):
                                intermediate_size=64, image_size=32, patch_size=8),
             text_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                              intermediate_size=32, vocab_size=40, max_position_embeddings=8))
-        m = t.SiglipModel(cfg)
-        randomize(m, torch, 105)
-        m = save_and_reload(m, t.SiglipModel, out_dir, True)
+        m = saved_model(t.SiglipModel, cfg, 105, out_dir)
         x = px(2, 32, g)
         vit_like_outputs(out_dir, m.vision_model(pixel_values=x, output_hidden_states=True))
         return x, "model.vision_model(pixel_values, output_hidden_states=True)"
@@ -168,9 +163,7 @@ def cases(transformers, torch):
     def swin_classifier(out_dir, g):
         cfg = t.SwinConfig(image_size=32, patch_size=2, embed_dim=16, depths=[2, 2],
                            num_heads=[2, 4], window_size=4, num_labels=3)
-        m = t.SwinForImageClassification(cfg)
-        randomize(m, torch, 106)
-        m = save_and_reload(m, t.SwinForImageClassification, out_dir, True)
+        m = saved_model(t.SwinForImageClassification, cfg, 106, out_dir)
         x = px(2, 32, g)
         stage_outputs(out_dir, m.swin(pixel_values=x, output_hidden_states=True))
         return x, "model.swin(pixel_values, output_hidden_states=True)"
@@ -178,9 +171,7 @@ def cases(transformers, torch):
     def resnet_classifier(out_dir, g):
         cfg = t.ResNetConfig(embedding_size=8, hidden_sizes=[16, 32], depths=[1, 2],
                              layer_type="bottleneck", num_labels=3)
-        m = t.ResNetForImageClassification(cfg)
-        randomize(m, torch, 107)
-        m = save_and_reload(m, t.ResNetForImageClassification, out_dir, True)
+        m = saved_model(t.ResNetForImageClassification, cfg, 107, out_dir)
         x = px(2, 64, g)
         stage_outputs(out_dir, m.resnet(pixel_values=x, output_hidden_states=True))
         return x, "model.resnet(pixel_values, output_hidden_states=True)"

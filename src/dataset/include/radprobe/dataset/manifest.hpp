@@ -241,6 +241,10 @@ public:
     void require_valid() const;
     /// The same for box_problems(), for the steps that use boxes.
     void require_valid_boxes() const;
+    /// Throws InputError for the first problem of an image or mask column ("<problem> (run
+    /// `radprobe validate` for every problem)"): what the steps that read images need; label
+    /// and split problems are left to validate and training.
+    void require_readable_images() const;
 
     /// The parsed CSV as read (for rewriting it with changes).
     const CsvTable& table() const { return table_; }
