@@ -498,7 +498,9 @@ Model build_model(const FinetuneOptions& o, bool resuming, const torch::Device& 
     const fs::path ckpt = o.out / "checkpoint";
     training::seed_torch(o.seed);
     Model model;
-    model.encoder = encoders::load_encoder(resuming ? ckpt / "encoder" : o.model);
+    encoders::LoadOptions load;
+    load.keep_half = false;  // the optimiser updates float32 weights, whatever the checkpoint
+    model.encoder = encoders::load_encoder(resuming ? ckpt / "encoder" : o.model, load);
     const int nb = model.encoder->num_blocks();
     model.first_trainable = first_trainable_layer(o.unfreeze, nb);
     model.attention = o.head == "attention";

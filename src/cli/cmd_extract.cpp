@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "commands.hpp"
+#include "option_flags.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/features/embeddings.hpp"
 
@@ -11,13 +12,16 @@ namespace radprobe::cli {
 
 Runner setup_extract(CLI::App& app) {
     struct Options {
-        std::string model, manifest, boxes, pool = "cls,mean", out, layers, roi = "boxes";
+        std::string model, checkpoint_key, dtype, manifest, boxes, pool = "cls,mean", out, layers;
+        std::string roi = "boxes";
         int batch = 8, threads = 0;
         long long resize = 0, shard = 256;
         bool strict = false, no_fold = false;
     };
     auto opt = std::make_shared<Options>();
     app.add_option("--model", opt->model, "Hugging Face model directory")->required();
+    add_checkpoint_key_flag(app, opt->checkpoint_key);
+    add_dtype_flag(app, opt->dtype);
     app.add_option("--manifest", opt->manifest, "study manifest CSV")->required();
     app.add_option("--out", opt->out, "store root; the store is STORE/<model>-<key>/")->required();
     app.add_option(
@@ -44,6 +48,7 @@ Runner setup_extract(CLI::App& app) {
     return [opt]() -> int {
         features::ExtractOptions o;
         o.model_dir = opt->model;
+        o.load = load_options(opt->checkpoint_key, opt->dtype);
         o.manifest = opt->manifest;
         if (!opt->boxes.empty()) {
             o.boxes = opt->boxes;

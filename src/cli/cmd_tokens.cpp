@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "commands.hpp"
+#include "option_flags.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
 #include "radprobe/core/npy.hpp"
@@ -20,12 +21,16 @@ Runner setup_tokens(CLI::App& app) {
         std::string out;
         std::string hidden_states;
         std::string pooled;
+        std::string checkpoint_key;
+        std::string dtype;
         int threads = 0;
         bool fold = false;
     };
     auto opt = std::make_shared<Options>();
     app.add_option("--model", opt->model, "Hugging Face model directory (config.json, weights)")
         ->required();
+    add_checkpoint_key_flag(app, opt->checkpoint_key);
+    add_dtype_flag(app, opt->dtype);
     app.add_option("--pixel-values", opt->pixel_values,
                    "float32 N×C×H×W .npy, already preprocessed (radprobe preprocess)")
         ->required();
@@ -51,12 +56,14 @@ Runner setup_tokens(CLI::App& app) {
         RADPROBE_CHECK(input.dtype == DType::kFloat32 && input.shape.size() == 4, "file ",
                        opt->pixel_values, ": expected float32 N×C×H×W pixel values");
         encoders::set_threads(opt->threads);
-        auto encoder = encoders::load_encoder(opt->model);
+        auto encoder =
+            encoders::load_encoder(opt->model, load_options(opt->checkpoint_key, opt->dtype));
         if (const std::string note = encoder->load_report().note(); !note.empty()) {
             std::fprintf(stderr, "note: model %s: %s\n", opt->model.c_str(), note.c_str());
         }
         if (opt->fold) {
-            const auto pre = encoders::read_preprocess_config(opt->model);
+            const auto pre = encoders::read_preprocess_config(
+                opt->model, load_options(opt->checkpoint_key, opt->dtype));
             encoder->fold_grayscale(pre.image_mean, pre.image_std);
         }
         encoders::ForwardOptions fopt;

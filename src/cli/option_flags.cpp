@@ -4,6 +4,28 @@
 
 namespace radprobe::cli {
 
+void add_checkpoint_key_flag(CLI::App& app, std::string& key) {
+    app.add_option("--checkpoint-key", key,
+                   "entry of a PyTorch checkpoint holding the weights, e.g. teacher, state_dict "
+                   "(default: the top level, else the first of teacher, state_dict, model, module, "
+                   "net, network, model_state; or the folder's radprobe_load.json)");
+}
+
+void add_dtype_flag(CLI::App& app, std::string& dtype) {
+    app.add_option("--dtype", dtype,
+                   "what the transformer blocks compute in: fp32, bf16 or fp16 (float32 "
+                   "accumulation; default fp32, or the folder's radprobe_load.json)");
+}
+
+encoders::LoadOptions load_options(const std::string& checkpoint_key, const std::string& dtype) {
+    encoders::LoadOptions o;
+    o.checkpoint_key = checkpoint_key;
+    if (!dtype.empty()) {
+        o.compute_dtype = encoders::parse_compute_dtype(dtype);
+    }
+    return o;
+}
+
 void add_run_flags(CLI::App& app, std::uint64_t& seed, int& threads, std::size_t& n_boot,
                    const std::string& seed_help) {
     app.add_option("--seed", seed, seed_help)->capture_default_str();

@@ -13,6 +13,7 @@
 
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/options.hpp"
+#include "radprobe/encoders/model_dir.hpp"
 
 namespace radprobe::cli {
 
@@ -20,6 +21,14 @@ namespace radprobe::cli {
 /// run is done and recorded, not what it computes): --seed, --threads, --n-boot.
 void add_run_flags(CLI::App& app, std::uint64_t& seed, int& threads, std::size_t& n_boot,
                    const std::string& seed_help);
+
+/// --checkpoint-key: the entry of a PyTorch training checkpoint that holds the weights (for the
+/// commands that load a model folder; the folder's radprobe_load.json is read when not given).
+void add_checkpoint_key_flag(CLI::App& app, std::string& key);
+/// --dtype fp32|bf16|fp16: what the encoder's transformer blocks compute in.
+void add_dtype_flag(CLI::App& app, std::string& dtype);
+/// The load options of --checkpoint-key and --dtype ("" = not given).
+encoders::LoadOptions load_options(const std::string& checkpoint_key, const std::string& dtype);
 
 class OptionFlags {
 public:

@@ -231,6 +231,13 @@ void read_clip(const json& j, const std::filesystem::path& path, ModelConfig& c)
         c.projection_dim =
             positive(get_required<std::int64_t>(j, "projection_dim", path), "projection_dim", path);
     }
+    // CoCa's attentional pooler, written by open_clip_vit_as_clip (no HF config has it).
+    c.attn_pool_queries = get_optional<std::int64_t>(j, "radprobe_attn_pool_queries", 0, path);
+    c.attn_pool_heads = get_optional<std::int64_t>(j, "radprobe_attn_pool_heads", 0, path);
+    RADPROBE_CHECK(c.attn_pool_queries == 0 || (c.projection_dim > 0 && c.attn_pool_heads > 0 &&
+                                                c.projection_dim % c.attn_pool_heads == 0),
+                   "file ", path.string(), ": the attentional pooler needs projection_dim ",
+                   c.projection_dim, " to be a multiple of its ", c.attn_pool_heads, " heads");
     check_vit_fields(path, c);
 }
 
@@ -312,6 +319,92 @@ void read_dinov3(const json& j, const std::filesystem::path& path, ModelConfig& 
     check_vit_fields(path, c);
 }
 
+}  // namespace
+
+bool is_open_clip_timm(const json& j) {
+    return j.contains("model_cfg") && j["model_cfg"].is_object() &&
+           j["model_cfg"].contains("vision_cfg") && j["model_cfg"]["vision_cfg"].is_object() &&
+           j["model_cfg"]["vision_cfg"].contains("timm_model_name") &&
+           !j["model_cfg"]["vision_cfg"]["timm_model_name"].is_null();
+}
+
+namespace {
+
+/// vision_cfg.image_size: an int, or [h, w] with h == w.
+std::int64_t open_clip_image_side(const json& v, const std::filesystem::path& path) {
+    if (!v.contains("image_size")) {
+        return 224;
+    }
+    if (v["image_size"].is_array()) {
+        const auto hw = get_required<std::vector<std::int64_t>>(v, "image_size", path);
+        RADPROBE_CHECK(hw.size() == 2 && hw[0] == hw[1] && hw[0] > 0, "file ", path.string(),
+                       ": vision_cfg.image_size must be square (got a list of ", hw.size(), ")");
+        return hw[0];
+    }
+    return positive(get_required<std::int64_t>(v, "image_size", path), "vision_cfg.image_size",
+                    path);
+}
+
+/// Refuses the vision_cfg options that make open_clip's VisionTransformer compute something
+/// else than HF CLIP's vision tower.
+void check_open_clip_vit_options(const json& v, const std::filesystem::path& path) {
+    auto refuse = [&](bool bad, const char* what) {
+        RADPROBE_CHECK(!bad, "file ", path.string(), ": model_cfg.vision_cfg.", what,
+                       " is not supported (radprobe reads open_clip's plain CLIP ViT tower)");
+    };
+    refuse(v.contains("ls_init_value") && !v["ls_init_value"].is_null(), "ls_init_value");
+    refuse(get_optional<bool>(v, "no_ln_pre", false, path), "no_ln_pre");
+    refuse(get_optional<bool>(v, "final_ln_after_pool", false, path), "final_ln_after_pool");
+    refuse(v.contains("attentional_pool") && !v["attentional_pool"].is_boolean(),
+           "attentional_pool other than true/false (the 'parallel'/'cascade' poolers)");
+    refuse(get_optional<bool>(v, "input_patchnorm", false, path), "input_patchnorm");
+    refuse(get_optional<std::string>(v, "pool_type", "tok", path) != "tok", "pool_type");
+    refuse(get_optional<bool>(v, "global_average_pool", false, path), "global_average_pool");
+    refuse(v.contains("hf_model_name") && !v["hf_model_name"].is_null(), "hf_model_name");
+}
+
+}  // namespace
+
+json open_clip_vit_as_clip(const json& j, const std::filesystem::path& path) {
+    const json& model = object_at(j, "model_cfg", path);
+    const json& v = object_at(model, "vision_cfg", path);
+    check_open_clip_vit_options(v, path);
+    const auto width =
+        positive(get_optional<std::int64_t>(v, "width", 768, path), "vision_cfg.width", path);
+    const auto head_width = positive(get_optional<std::int64_t>(v, "head_width", 64, path),
+                                     "vision_cfg.head_width", path);
+    RADPROBE_CHECK(width % head_width == 0, "file ", path.string(), ": vision_cfg.width ", width,
+                   " is not a multiple of head_width ", head_width);
+    const double mlp_ratio = get_optional<double>(v, "mlp_ratio", 4.0, path);
+    const bool quick = get_optional<bool>(model, "quick_gelu", false, path);
+    json hf = {{"model_type", "clip_vision_model"},
+               {"architectures", {"CLIPVisionModelWithProjection"}},
+               {"hidden_size", width},
+               {"intermediate_size", static_cast<std::int64_t>(std::lround(width * mlp_ratio))},
+               {"num_hidden_layers", positive(get_optional<std::int64_t>(v, "layers", 12, path),
+                                              "vision_cfg.layers", path)},
+               {"num_attention_heads", width / head_width},
+               {"num_channels", 3},
+               {"image_size", open_clip_image_side(v, path)},
+               {"patch_size", positive(get_optional<std::int64_t>(v, "patch_size", 16, path),
+                                       "vision_cfg.patch_size", path)},
+               {"hidden_act", quick ? "quick_gelu" : "gelu"},
+               {"layer_norm_eps", 1e-5},
+               {"projection_dim", positive(get_required<std::int64_t>(model, "embed_dim", path),
+                                           "model_cfg.embed_dim", path)}};
+    if (get_optional<bool>(v, "attentional_pool", false, path)) {  // CoCa (not an HF key)
+        hf["radprobe_attn_pool_queries"] =
+            positive(get_optional<std::int64_t>(v, "attn_pooler_queries", 256, path),
+                     "vision_cfg.attn_pooler_queries", path);
+        hf["radprobe_attn_pool_heads"] =
+            positive(get_optional<std::int64_t>(v, "attn_pooler_heads", 8, path),
+                     "vision_cfg.attn_pooler_heads", path);
+    }
+    return hf;
+}
+
+namespace {
+
 /// open_clip_config.json (the open_clip layout): the vision tower and its checks.
 void read_open_clip(const json& j, const std::filesystem::path& path, ModelConfig& c) {
     read_open_clip_tower(j, path, c);
@@ -331,28 +424,30 @@ const DepthLayout kClipDepth{"vision_model.encoder.layers.",
 const std::vector<Architecture>& architectures() {
     static const std::vector<Architecture> table = {
         {"clip", "HF CLIPModel: its vision tower and visual_projection (text tower ignored)",
-         read_clip_model, make_clip, kClipDepth},
+         read_clip_model, make_clip, kClipDepth, true},
         {"clip_vision_model",
          "HF CLIPVisionModel[WithProjection]: CLIP pre-LN ViT (class embedding, pre/post "
          "layernorm, optional visual_projection)",
-         read_clip, make_clip, kClipDepth},
+         read_clip, make_clip, kClipDepth, true},
         {"dinov2",
          "HF Dinov2Model: DINOv2 S/B/L/G, RAD-DINO (LayerScale, SwiGLU via use_swiglu_ffn)",
-         read_dinov2, make_dinov2, kHfVitDepth},
+         read_dinov2, make_dinov2, kHfVitDepth, true},
         {"dinov2_with_registers", "HF Dinov2WithRegistersModel: DINOv2 with register tokens",
-         read_dinov2_with_registers, make_dinov2, kHfVitDepth},
+         read_dinov2_with_registers, make_dinov2, kHfVitDepth, true},
         {"dinov3_vit",
          "HF DINOv3ViTModel: 2-D RoPE, register tokens, gated MLP (use_gated_mlp)",
          read_dinov3,
          make_dinov3,
-         {"layer.", {"embeddings."}}},
+         {"layer.", {"embeddings."}},
+         true},
         {"open_clip_timm_vit",
          "open_clip timm ViT tower (BiomedCLIP): open_clip_config.json, keys visual.trunk.* + "
          "visual.head.proj (projection)",
          read_open_clip,
          make_open_clip,
          {"visual.trunk.blocks.",
-          {"visual.trunk.cls_token", "visual.trunk.pos_embed", "visual.trunk.patch_embed."}}},
+          {"visual.trunk.cls_token", "visual.trunk.pos_embed", "visual.trunk.patch_embed."}},
+         true},
         {"resnet",
          "HF ResNetModel: ResNet-50 style; tokens = the last stage's grid (no CLS)",
          read_resnet,
@@ -360,18 +455,19 @@ const std::vector<Architecture>& architectures() {
          {"encoder.stages.", {"embedder."}}},
         {"siglip",
          "HF SiglipModel (MedSigLIP): its vision tower with the MAP head (text tower ignored)",
-         read_siglip_model, make_clip, kClipDepth},
+         read_siglip_model, make_clip, kClipDepth, true},
         {"siglip_vision_model",
          "HF SiglipVisionModel: SigLIP/MedSigLIP, no CLS; MAP attention-pooling head = pooled",
-         read_siglip, make_clip, kClipDepth},
+         read_siglip, make_clip, kClipDepth, true},
         {"swin",
          "HF SwinModel: shifted windows, patch merging; tokens = the last stage (no CLS)",
          read_swin,
          make_swin,
          {"encoder.layers.", {"embeddings."}}},
-        {"vit", "HF ViTModel: plain ViT with CLS and pooler", read_vit, make_vit, kHfVitDepth},
+        {"vit", "HF ViTModel: plain ViT with CLS and pooler", read_vit, make_vit, kHfVitDepth,
+         true},
         {"vit_mae", "HF ViTMAEModel: MAE encoder, no masking (tokens in natural order)", read_vit,
-         make_vit, kHfVitDepth},
+         make_vit, kHfVitDepth, true},
     };
     return table;
 }

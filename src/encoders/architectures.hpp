@@ -38,12 +38,27 @@ struct Architecture {
     ConfigReader read_config;
     Builder build;
     DepthLayout depth;
+    /// The forward runs its blocks through run_blocks (internal.hpp), which converts each
+    /// block's weights to the compute dtype as it runs: a bf16/fp16 checkpoint's blocks can be
+    /// held in their dtype (LoadOptions::keep_half).
+    bool half_blocks = false;
 };
 
 /// Every architecture, sorted by model_type.
 const std::vector<Architecture>& architectures();
 /// The row of `model_type`, or null.
 const Architecture* find_architecture(const std::string& model_type);
+
+/// Whether an open_clip_config.json's vision tower is a timm model (BiomedCLIP: row
+/// open_clip_timm_vit) rather than open_clip's own VisionTransformer.
+bool is_open_clip_timm(const nlohmann::json& j);
+/// open_clip's own VisionTransformer tower (OpenAI-style CLIP: visual.conv1, visual.transformer.
+/// resblocks.*, visual.ln_post, visual.proj) as the HF CLIPVisionModelWithProjection config.json
+/// it is equivalent to (width, layers, width/head_width heads, mlp_ratio, patch_size, image_size,
+/// quick_gelu → hidden_act, embed_dim → projection_dim). Options that change the computation
+/// (layer scale, no ln_pre, avg pooling, final_ln_after_pool, an attentional pooler, input patch
+/// norm, a non-square image) are an InputError naming the file and the option.
+nlohmann::json open_clip_vit_as_clip(const nlohmann::json& j, const std::filesystem::path& path);
 
 /// The builders (one per architecture translation unit).
 std::unique_ptr<LoadableEncoder> make_dinov2(const ModelConfig& config);

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -215,7 +217,9 @@ std::string recognise_key_style(const std::vector<std::string>& keys) {
     static const Style styles[] = {
         {"visual.transformer.resblocks.",
          "open_clip / OpenAI CLIP key names (visual.transformer.resblocks.N): an open_clip "
-         "checkpoint"},
+         "checkpoint, read with its open_clip_config.json (the activation and head count are "
+         "not in the weights: put {\"model_cfg\": <open_clip's model_configs/NAME.json>} beside "
+         "it)"},
         {"visual.trunk.",
          "open_clip timm-tower key names (visual.trunk.*): an open_clip checkpoint, read with "
          "its open_clip_config.json"},
@@ -261,6 +265,113 @@ std::string torchvision_resnet_key(const std::string& key) {
         return str_cat(m[1].str(), "embedder.embedder.", part(m[2] == "conv1"), m[3].str());
     }
     return key;
+}
+
+namespace {
+
+/// `rest` (a key below some prefix) renamed by the first entry of `table` whose name is `rest`
+/// or `rest` minus its last ".segment" (that segment kept); nullopt when none matches.
+std::optional<std::string> rename_module(const std::string& rest,
+                                         const std::map<std::string, std::string>& table) {
+    if (const auto it = table.find(rest); it != table.end()) {
+        return it->second;
+    }
+    const auto dot = rest.rfind('.');
+    if (dot != std::string::npos) {
+        if (const auto it = table.find(rest.substr(0, dot)); it != table.end()) {
+            return it->second + rest.substr(dot);
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+MappedKey timm_swin_key(const std::string& key, bool downsample_at_end) {
+    static const std::regex block(R"(^layers\.(\d+)\.blocks\.(\d+)\.(.+)$)");
+    static const std::regex merge(R"(^layers\.(\d+)\.downsample\.(.+)$)");
+    static const std::map<std::string, std::string> in_block = {
+        {"norm1", "layernorm_before"},
+        {"attn.proj", "attention.output.dense"},
+        {"attn.relative_position_bias_table", "attention.self.relative_position_bias_table"},
+        {"attn.relative_position_index", "attention.self.relative_position_index"},
+        {"norm2", "layernorm_after"},
+        {"mlp.fc1", "intermediate.dense"},
+        {"mlp.fc2", "output.dense"}};
+    static const std::map<std::string, std::string> top = {
+        {"patch_embed.proj", "embeddings.patch_embeddings.projection"},
+        {"patch_embed.norm", "embeddings.norm"},
+        {"norm", "layernorm"}};
+    std::smatch m;
+    if (std::regex_match(key, m, block)) {
+        const std::string base =
+            str_cat("encoder.layers.", m[1].str(), ".blocks.", m[2].str(), ".");
+        const std::string rest = m[3].str();
+        if (rest == "attn_mask") {
+            return {};
+        }
+        if (rest == "attn.qkv.weight" || rest == "attn.qkv.bias") {
+            const std::string kind = rest == "attn.qkv.weight" ? "weight" : "bias";
+            return {{base + "attention.self.query." + kind, base + "attention.self.key." + kind,
+                     base + "attention.self.value." + kind}};
+        }
+        if (const auto renamed = rename_module(rest, in_block)) {
+            return {{base + *renamed}};
+        }
+        return {{key}};
+    }
+    if (std::regex_match(key, m, merge)) {
+        const int stage = std::stoi(m[1].str()) - (downsample_at_end ? 0 : 1);
+        return {{str_cat("encoder.layers.", stage, ".downsample.", m[2].str())}};
+    }
+    if (const auto renamed = rename_module(key, top)) {
+        return {{*renamed}};
+    }
+    return {{key}};
+}
+
+MappedKey open_clip_vit_key(const std::string& key) {
+    static const std::regex block(R"(^visual\.transformer\.resblocks\.(\d+)\.(.+)$)");
+    static const std::map<std::string, std::string> in_block = {
+        {"ln_1", "layer_norm1"},
+        {"attn.out_proj", "self_attn.out_proj"},
+        {"ln_2", "layer_norm2"},
+        {"mlp.c_fc", "mlp.fc1"},
+        {"mlp.c_proj", "mlp.fc2"}};
+    static const std::map<std::string, std::string> top = {
+        {"conv1", "vision_model.embeddings.patch_embedding"},
+        {"class_embedding", "vision_model.embeddings.class_embedding"},
+        {"positional_embedding", "vision_model.embeddings.position_embedding.weight"},
+        {"ln_pre", "vision_model.pre_layrnorm"},
+        {"ln_post", "vision_model.post_layernorm"}};
+    std::smatch m;
+    if (std::regex_match(key, m, block)) {
+        const std::string base = str_cat("vision_model.encoder.layers.", m[1].str(), ".");
+        const std::string rest = m[2].str();
+        if (rest == "attn.in_proj_weight" || rest == "attn.in_proj_bias") {
+            const std::string kind = rest == "attn.in_proj_weight" ? "weight" : "bias";
+            return {{base + "self_attn.q_proj." + kind, base + "self_attn.k_proj." + kind,
+                     base + "self_attn.v_proj." + kind}};
+        }
+        if (const auto renamed = rename_module(rest, in_block)) {
+            return {{base + *renamed}};
+        }
+        return {{key}};
+    }
+    if (!key.starts_with("visual.")) {
+        return {{key}};
+    }
+    const std::string rest = key.substr(7);
+    if (rest == "proj") {
+        return {{"visual_projection.weight"}, true};
+    }
+    if (rest.starts_with("attn_pool.")) {
+        return {{"vision_model." + rest}};
+    }
+    if (const auto renamed = rename_module(rest, top)) {
+        return {{*renamed}};
+    }
+    return {{key}};
 }
 
 }  // namespace radprobe::encoders::detail

@@ -49,4 +49,33 @@ std::string recognise_key_style(const std::vector<std::string>& keys);
 /// (fc.*) are returned unchanged.
 std::string torchvision_resnet_key(const std::string& key);
 
+/// A checkpoint tensor as the architecture holds it: one key, or three for a fused projection
+/// (split along dim 0 into equal query, key, value parts); none for a tensor radprobe recomputes
+/// (a Swin attention mask). `transpose`: stored as the transpose of the architecture's weight.
+struct MappedKey {
+    std::vector<std::string> names;
+    bool transpose = false;
+};
+
+/// A timm Swin key (Ark+, timm SwinTransformer) as HF Swin names it: patch_embed.{proj,norm} →
+/// embeddings.{patch_embeddings.projection,norm}; layers.<i>.blocks.<j>.{norm1,attn.qkv,attn.proj,
+/// attn.relative_position_*,norm2,mlp.fc1,mlp.fc2} → encoder.layers.<i>.blocks.<j>.
+/// {layernorm_before,attention.self.{query,key,value},attention.output.dense,attention.self.
+/// relative_position_*,layernorm_after,intermediate.dense,output.dense}; the patch merging
+/// layers.<i>.downsample → encoder.layers.<i>.downsample when the checkpoint keeps it at the end
+/// of stage i (timm < 0.9, `downsample_at_end`), else encoder.layers.<i-1>.downsample (timm >= 0.9
+/// puts it at the start of stage i); norm → layernorm; attn_mask → none. Other keys (head,
+/// omni_heads, projector) are returned unchanged (set aside by resolve_layout).
+MappedKey timm_swin_key(const std::string& key, bool downsample_at_end);
+
+/// An open_clip VisionTransformer key (visual.*: OpenAI-style CLIP, CoCa) as the HF CLIP vision
+/// tower names it: conv1 → vision_model.embeddings.patch_embedding; class_embedding,
+/// positional_embedding → embeddings.{class_embedding,position_embedding.weight}; ln_pre →
+/// pre_layrnorm; transformer.resblocks.<i>.{ln_1,attn.in_proj_*,attn.out_proj,ln_2,mlp.c_fc,
+/// mlp.c_proj} → encoder.layers.<i>.{layer_norm1,self_attn.{q,k,v}_proj,self_attn.out_proj,
+/// layer_norm2,mlp.fc1,mlp.fc2}; ln_post → post_layernorm; proj [width, embed_dim] →
+/// visual_projection.weight (transposed); CoCa's attn_pool.* → vision_model.attn_pool.*. Keys
+/// outside visual.* (text tower, logit_scale) are returned unchanged.
+MappedKey open_clip_vit_key(const std::string& key);
+
 }  // namespace radprobe::encoders::detail

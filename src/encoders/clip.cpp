@@ -21,6 +21,7 @@
 
 #include <torch/torch.h>
 
+#include <array>
 #include <cmath>
 
 #include "internal.hpp"
@@ -123,6 +124,43 @@ struct SiglipHeadImpl : nn::Module {
 };
 TORCH_MODULE(SiglipHead);
 
+/// CoCa's attentional pooler (open_clip AttentionalPooler): `query` (Q × E) after ln_q attends
+/// over ln_k(tokens) (width D) with torch MultiheadAttention; kdim = D ≠ E gives separate
+/// q/k/v projection weights, D = E the packed in_proj_weight.
+struct AttnPoolImpl : nn::Module {
+    explicit AttnPoolImpl(const ModelConfig& c) {
+        const auto e = c.projection_dim;
+        const auto d = c.hidden_size;
+        query = register_parameter("query", torch::zeros({c.attn_pool_queries, e}));
+        ln_q = register_module("ln_q", nn::LayerNorm(nn::LayerNormOptions({e}).eps(1e-5)));
+        ln_k = register_module("ln_k", nn::LayerNorm(nn::LayerNormOptions({d}).eps(1e-5)));
+        attn = register_module("attn", std::make_shared<nn::Module>());
+        if (e == d) {
+            in_proj_weight = attn->register_parameter("in_proj_weight", torch::zeros({3 * e, e}));
+        } else {
+            q_proj_weight = attn->register_parameter("q_proj_weight", torch::zeros({e, e}));
+            k_proj_weight = attn->register_parameter("k_proj_weight", torch::zeros({e, d}));
+            v_proj_weight = attn->register_parameter("v_proj_weight", torch::zeros({e, d}));
+        }
+        in_proj_bias = attn->register_parameter("in_proj_bias", torch::zeros({3 * e}));
+        out_proj = attn->register_module("out_proj", nn::Linear(e, e));
+    }
+    /// The q, k, v projection weights (views of the packed one when D = E).
+    std::array<at::Tensor, 3> qkv_weights() const {
+        if (in_proj_weight.defined()) {
+            const auto e = in_proj_weight.size(1);
+            return {in_proj_weight.narrow(0, 0, e), in_proj_weight.narrow(0, e, e),
+                    in_proj_weight.narrow(0, 2 * e, e)};
+        }
+        return {q_proj_weight, k_proj_weight, v_proj_weight};
+    }
+    torch::Tensor query, in_proj_weight, q_proj_weight, k_proj_weight, v_proj_weight, in_proj_bias;
+    nn::LayerNorm ln_q{nullptr}, ln_k{nullptr};
+    std::shared_ptr<nn::Module> attn;
+    nn::Linear out_proj{nullptr};
+};
+TORCH_MODULE(AttnPool);
+
 struct ClipTransformerImpl : nn::Module {
     explicit ClipTransformerImpl(const ModelConfig& c) {
         embeddings = register_module("embeddings", ClipEmbeddings(c));
@@ -130,9 +168,17 @@ struct ClipTransformerImpl : nn::Module {
             pre_layrnorm = register_module("pre_layrnorm", layer_norm(c));
         }
         encoder = register_module("encoder", ClipEncoder(c));
-        post_layernorm = register_module("post_layernorm", layer_norm(c));
+        // CoCa: ln_post normalises the pooler's output (width projection_dim), not the tokens.
+        post_layernorm = register_module(
+            "post_layernorm",
+            c.attn_pool_queries > 0
+                ? nn::LayerNorm(nn::LayerNormOptions({c.projection_dim}).eps(c.layer_norm_eps))
+                : layer_norm(c));
         if (is_siglip(c) && c.has_pooler) {  // SiglipVisionConfig.vision_use_head
             head = register_module("head", SiglipHead(c));
+        }
+        if (c.attn_pool_queries > 0) {
+            attn_pool = register_module("attn_pool", AttnPool(c));
         }
     }
     ClipEmbeddings embeddings{nullptr};
@@ -140,6 +186,7 @@ struct ClipTransformerImpl : nn::Module {
     ClipEncoder encoder{nullptr};
     nn::LayerNorm post_layernorm{nullptr};
     SiglipHead head{nullptr};
+    AttnPool attn_pool{nullptr};
 };
 TORCH_MODULE(ClipTransformer);
 
@@ -147,9 +194,10 @@ struct ClipVisionModelImpl : nn::Module {
     explicit ClipVisionModelImpl(const ModelConfig& c) {
         vision_model = register_module("vision_model", ClipTransformer(c));
         if (c.projection_dim > 0) {  // CLIPVisionModelWithProjection
-            visual_projection = register_module(
-                "visual_projection",
-                nn::Linear(nn::LinearOptions(c.hidden_size, c.projection_dim).bias(false)));
+            const auto in = c.attn_pool_queries > 0 ? c.projection_dim : c.hidden_size;
+            visual_projection =
+                register_module("visual_projection",
+                                nn::Linear(nn::LinearOptions(in, c.projection_dim).bias(false)));
         }
     }
     ClipTransformer vision_model{nullptr};
@@ -215,6 +263,9 @@ private:
         out.grid_h = gh;
         out.grid_w = gw;
         BlockStack stack(config_, vm.post_layernorm->weight, vm.post_layernorm->bias);
+        if (vm.attn_pool) {  // CoCa has no token-level final norm
+            stack.norm = [](const at::Tensor& t) { return t; };
+        }
         stack.block = [&](std::int64_t i) {
             const auto& l = *vm.encoder->layers[static_cast<std::size_t>(i)]->as<ClipLayerImpl>();
             const auto& sa = *l.self_attn;
@@ -231,12 +282,36 @@ private:
         } else {
             out.last_hidden_state = x;
             out.tokens = split_tokens(out.last_hidden_state, 0, gh, gw, true);
-            out.pooled = stack.norm(out.tokens.cls);
+            out.pooled = vm.attn_pool ? coca_pool(x) : stack.norm(out.tokens.cls);
         }
         if (model_->visual_projection) {
             out.projected = model_->visual_projection(out.pooled);
         }
         return out;
+    }
+
+    /// CoCa's pooled output: the attentional pooler's first query after ln_post (N×E).
+    at::Tensor coca_pool(const at::Tensor& tokens) {
+        auto& vm = *model_->vision_model;
+        auto& pool = *vm.attn_pool;
+        const std::int64_t n = tokens.size(0);
+        const std::int64_t e = config_.projection_dim;
+        const auto heads = config_.attn_pool_heads;
+        const auto [wq, wk, wv] = pool.qkv_weights();
+        const auto& b = pool.in_proj_bias;
+        const auto kv =
+            at::layer_norm(tokens, {config_.hidden_size}, pool.ln_k->weight, pool.ln_k->bias, 1e-5);
+        const auto q = at::layer_norm(pool.query, {e}, pool.ln_q->weight, pool.ln_q->bias, 1e-5)
+                           .unsqueeze(0)
+                           .expand({n, pool.query.size(0), e});
+        const double scale = 1.0 / std::sqrt(static_cast<double>(e / heads));
+        const auto a = pool.out_proj(
+            attention(split_heads(at::linear(q, wq, b.narrow(0, 0, e)), heads),
+                      split_heads(at::linear(kv, wk, b.narrow(0, e, e)), heads),
+                      split_heads(at::linear(kv, wv, b.narrow(0, 2 * e, e)), heads), scale));
+        return at::layer_norm(a, {e}, vm.post_layernorm->weight, vm.post_layernorm->bias,
+                              config_.layer_norm_eps)
+            .select(1, 0);
     }
 
     /// SigLIP's multihead attention-pooling head on N×T×D tokens → N×D.

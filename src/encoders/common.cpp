@@ -111,9 +111,9 @@ at::Tensor pre_ln_block(const at::Tensor& x, const PreLnBlock& b, std::int64_t h
     const auto h = at::layer_norm(x, {d}, b.ln1_w, b.ln1_b, eps);
     auto q = split_heads(at::linear(h, b.q_w, b.q_b), heads);
     auto k = split_heads(at::linear(h, b.k_w, b.k_b), heads);
-    if (rotate) {
-        q = rotate(q);
-        k = rotate(k);
+    if (rotate) {  // RoPE tables are float32: back to the compute dtype
+        q = rotate(q).to(x.scalar_type());
+        k = rotate(k).to(x.scalar_type());
     }
     const auto a = at::linear(
         attention(q, k, split_heads(at::linear(h, b.v_w, b.v_b), heads), scale), b.o_w, b.o_b);
@@ -155,20 +155,55 @@ at::Tensor cls_and_patches(const at::Tensor& cls, const at::Tensor& table,
     return torch::cat({(cls + table.narrow(1, 0, 1)).expand({n, 1, d}), patches + patch_pos}, 1);
 }
 
+namespace {
+
+c10::ScalarType scalar_type(ComputeDType dtype) {
+    switch (dtype) {
+        case ComputeDType::kBFloat16:
+            return torch::kBFloat16;
+        case ComputeDType::kFloat16:
+            return torch::kHalf;
+        default:
+            return torch::kFloat32;
+    }
+}
+
+/// `b` with every weight in `type` (views stay views when they already are).
+PreLnBlock in_dtype(PreLnBlock b, c10::ScalarType type) {
+    for (at::Tensor* t : {&b.ln1_w, &b.ln1_b, &b.q_w,   &b.q_b,    &b.k_w,    &b.k_b,   &b.v_w,
+                          &b.v_b,   &b.o_w,   &b.o_b,   &b.ls1,    &b.ln2_w,  &b.ln2_b, &b.fc1_w,
+                          &b.fc1_b, &b.fc2_w, &b.fc2_b, &b.gate_w, &b.gate_b, &b.ls2}) {
+        if (t->defined() && t->scalar_type() != type) {
+            *t = t->to(type);
+        }
+    }
+    return b;
+}
+
+}  // namespace
+
 at::Tensor run_blocks(at::Tensor x, const BlockStack& stack, const ModelConfig& config,
                       const ForwardOptions& options, EncoderOutput& out) {
     const auto want = wanted_states(options, stack.num_layers + 1);
+    const auto type = scalar_type(config.compute_dtype);
     auto keep = [&](std::int64_t i) {
         if (want[static_cast<std::size_t>(i)]) {
-            out.layers[static_cast<int>(i)] = options.normalize_layers ? stack.norm(x) : x;
+            const auto state = x.to(torch::kFloat32);
+            out.layers[static_cast<int>(i)] = options.normalize_layers ? stack.norm(state) : state;
         }
     };
     keep(0);
+    RADPROBE_USAGE_CHECK(type != torch::kHalf || !x.device().is_cpu(),
+                         "--dtype fp16 needs a CUDA device: this LibTorch's CPU kernels have no "
+                         "fp16 matrix products, norms or softmax (on CPU use bf16 or fp32)");
+    x = x.to(type);
     for (std::int64_t i = 0; i < stack.num_layers; ++i) {
-        x = pre_ln_block(x, stack.block(i), stack.heads, config, stack.rotate);
+        // Weights held in another dtype (a bf16 checkpoint computed in fp32, or the reverse) are
+        // converted one block at a time: at most one block's copy exists.
+        x = pre_ln_block(x, in_dtype(stack.block(i), type), stack.heads, config, stack.rotate);
         keep(i + 1);
     }
-    return x;
+    return x.to(torch::kFloat32);
 }
 
 at::Tensor resize_positions(const at::Tensor& table, std::int64_t g0, std::int64_t gh,

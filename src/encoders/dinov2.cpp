@@ -224,7 +224,14 @@ public:
         pos_cache_.clear();
         ws_ = Workspace{};
         const auto d = options_.hidden_size();
+        held_half_ =
+            model_->encoder->layer->size() > 0 &&
+            model_->encoder->layer[0]->as<Dinov2LayerImpl>()->norm1->weight.scalar_type() !=
+                torch::kFloat32;
         for (const auto& item : *model_->encoder->layer) {
+            if (functional_only()) {
+                break;  // no fused float32 copies of half weights
+            }
             auto& l = *item->as<Dinov2LayerImpl>();
             LayerWeights w;
             w.ln1_w = l.norm1->weight;
@@ -302,6 +309,9 @@ public:
 
     EncoderOutput forward(const at::Tensor& pixel_values, const ForwardOptions& opts) override {
         c10::InferenceMode guard;
+        if (functional_only()) {
+            return forward_train(pixel_values, opts);
+        }
         if (weights_version() != weights_version_) {
             prepare();  // the weights were changed in place (training): re-fuse them
         }
@@ -411,6 +421,13 @@ public:
     }
 
 private:
+    /// The fast path runs float32 weights in float32 over float32 buffers; half-precision
+    /// weights or another compute dtype take the functional pass (run_blocks converts one block
+    /// at a time).
+    bool functional_only() const {
+        return config_.compute_dtype != ComputeDType::kFloat32 || held_half_;
+    }
+
     /// Sum of the parameters' version counters: changes whenever a weight is
     /// updated in place (an optimizer step), so forward() knows its fused copies
     /// are stale.
@@ -588,6 +605,7 @@ private:
     Dinov2Model model_;
     std::vector<LayerWeights> layers_;
     std::map<std::pair<std::int64_t, std::int64_t>, at::Tensor> pos_cache_;
+    bool held_half_ = false;  ///< the block weights are bf16/fp16 (set by prepare())
     Workspace ws_;
     std::int64_t weights_version_ = -1;
 };

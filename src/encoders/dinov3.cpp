@@ -180,7 +180,8 @@ private:
         BlockStack stack(config_, norm->weight, norm->bias);
         stack.rotate = [&](const at::Tensor& t) {
             const auto tp = t.narrow(2, prefix, g);
-            return torch::cat({t.narrow(2, 0, prefix), tp * cos + rotate_half(tp) * sin}, 2);
+            const auto rotated = (tp * cos + rotate_half(tp) * sin).to(t.scalar_type());
+            return torch::cat({t.narrow(2, 0, prefix), rotated}, 2);
         };
         stack.block = [&](std::int64_t i) {
             const auto& l = *model_->layer[static_cast<std::size_t>(i)]->as<Dinov3LayerImpl>();

@@ -18,13 +18,6 @@
 
 namespace radprobe::encoders::detail {
 
-/// Copies a checkpoint's backbone into the module's parameters and buffers (named like the HF
-/// key tree): the key mapping of checkpoint_layout.hpp (prefix stripped, heads and towers set
-/// aside, strict about the backbone), then a dtype check (float vs integer), then the copy.
-/// Fills the prefix, ignored and held_bytes fields of `report`. Errors name `source` and `arch`.
-void load_backbone(torch::nn::Module& module, const std::map<std::string, at::Tensor>& state,
-                   const std::string& source, const std::string& arch, LoadReport& report);
-
 /// What an architecture builder returns (architectures.hpp maps model_type to the builders).
 /// The returned encoder has random (uninitialised) weights until load_state()
 /// is called.

@@ -5,13 +5,16 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <sstream>
 
 #include "checkpoint_layout.hpp"
+#include "checkpoint_reader.hpp"
 #include "internal.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
@@ -26,42 +29,6 @@ using preprocess::PreprocessConfig;
 namespace {
 
 namespace fs = std::filesystem;
-
-at::Tensor to_tensor(const SafetensorsFile& file, const StTensorInfo& info) {
-    if (st_dtype_is_float(info.dtype)) {
-        auto t = torch::empty(info.shape, torch::kFloat32);
-        file.read_float(info, t.data_ptr<float>());
-        return t;
-    }
-    const auto values = file.read_int(info);
-    auto t = torch::empty(info.shape, torch::kInt64);
-    std::memcpy(t.data_ptr<std::int64_t>(), values.data(), values.size() * 8);
-    return t;
-}
-
-void add_file(const fs::path& path, std::map<std::string, at::Tensor>& state,
-              const std::map<std::string, std::string>* expected_names, const std::string& shard,
-              LoadReport* report) {
-    const SafetensorsFile file = SafetensorsFile::open(path);
-    if (report != nullptr) {
-        report->files.push_back(path.filename().string());
-    }
-    for (const auto& info : file.tensors()) {
-        if (report != nullptr) {
-            report->dtypes[st_dtype_name(info.dtype)]++;
-            report->stored_bytes += static_cast<std::int64_t>(info.end - info.begin);
-        }
-        if (expected_names != nullptr) {
-            const auto it = expected_names->find(info.name);
-            RADPROBE_CHECK(it != expected_names->end() && it->second == shard, "shard ",
-                           path.string(), ": tensor \"", info.name,
-                           "\" is not mapped to this shard by model.safetensors.index.json");
-        }
-        RADPROBE_CHECK(state.find(info.name) == state.end(), "shard ", path.string(), ": tensor \"",
-                       info.name, "\" also appears in another shard");
-        state.emplace(info.name, to_tensor(file, info));
-    }
-}
 
 std::string join_list(const std::vector<std::string>& items) {
     std::string s;
@@ -171,123 +138,36 @@ void Encoder::save_pretrained(const fs::path& dir) const {
     write_file_atomic(dir / "model.safetensors",
                       serialize_safetensors(tensors, {{"format", "pt"}}));
     write_file_atomic(dir / config_.config_file, config_.config_json);
-    if (!config_.preprocessor_json.empty()) {
-        write_file_atomic(dir / "preprocessor_config.json", config_.preprocessor_json);
+    std::string pre = config_.preprocessor_json;
+    if (pre.empty() && !config_.weights_layout.empty()) {  // derived from a config-less layout
+        pre = preprocessor_json(
+            read_preprocess_config(config_.dir, LoadOptions::with_key(config_.checkpoint_key)));
+    }
+    if (!pre.empty()) {
+        write_file_atomic(dir / "preprocessor_config.json", pre);
     }
 }
 
-namespace {
-
-/// A tensor of a PyTorch pickle as radprobe holds weights: floats as float32, integers as int64.
-at::Tensor to_tensor(const PtTensorInfo& info) {
-    if (st_dtype_is_float(info.dtype)) {
-        auto t = torch::empty(info.shape, torch::kFloat32);
-        info.read_float(t.data_ptr<float>());
-        return t;
-    }
-    const auto values = info.read_int();
-    auto t = torch::empty(info.shape, torch::kInt64);
-    std::memcpy(t.data_ptr<std::int64_t>(), values.data(), values.size() * 8);
-    return t;
-}
-
-void add_pickle(const fs::path& path, std::map<std::string, at::Tensor>& state,
-                LoadReport* report) {
-    const TorchCheckpoint checkpoint = TorchCheckpoint::open(path);
-    for (const auto& [name, info] : checkpoint.state_dict_tensors()) {
-        if (report != nullptr) {
-            report->dtypes[st_dtype_name(info.dtype)]++;
-            report->stored_bytes += static_cast<std::int64_t>(info.nbytes());
-        }
-        state.emplace(name, to_tensor(info));
-    }
-    if (report != nullptr) {
-        report->files.push_back(path.filename().string());
-        report->format = checkpoint.format() == PtFormat::kZip ? "PyTorch pickle, zip format"
-                                                               : "PyTorch pickle, legacy format";
-    }
-}
-
-/// The tensors of a checkpoint (see load_safetensors_state); what was read goes to `report`
-/// when given.
-std::map<std::string, at::Tensor> read_checkpoint(const fs::path& model_dir, LoadReport* report) {
-    const WeightFiles w = find_weight_files(model_dir);
+std::map<std::string, at::Tensor> load_safetensors_state(const fs::path& model_dir) {
+    LoadReport report;
+    const detail::CheckpointReader reader(model_dir, "", report);
     std::map<std::string, at::Tensor> state;
-    if (w.kind == WeightFiles::Kind::kTorchPickle) {
-        add_pickle(w.files.front(), state, report);
-        return state;
-    }
-    if (report != nullptr) {
-        report->format = w.kind == WeightFiles::Kind::kSafetensors
-                             ? std::string("safetensors")
-                             : str_cat("safetensors, ", w.files.size(), " shards");
-    }
-    for (const auto& file : w.files) {
-        const auto shard = file.filename().string();
-        add_file(file, state, w.shard_of.empty() ? nullptr : &w.shard_of, shard, report);
-    }
-    std::vector<std::string> absent;
-    for (const auto& [name, shard] : w.shard_of) {
-        if (state.find(name) == state.end()) {
-            absent.push_back(name + " (" + shard + ")");
-        }
-    }
-    RADPROBE_CHECK(absent.empty(), "file ", w.index.string(), ": ", absent.size(),
-                   " tensors listed in weight_map are not in their shard (e.g. ", absent.front(),
-                   ")");
+    reader.for_each([&](const detail::StoredTensor& stored, const at::Tensor& value) {
+        state.emplace(stored.name, value.is_floating_point()
+                                       ? value.to(torch::kFloat32, false, /*copy=*/true)
+                                       : value.clone());
+    });
     return state;
 }
 
-}  // namespace
-
-std::map<std::string, at::Tensor> load_safetensors_state(const fs::path& model_dir) {
-    return read_checkpoint(model_dir, nullptr);
-}
-
-namespace detail {
-
-void load_backbone(torch::nn::Module& module, const std::map<std::string, at::Tensor>& state,
-                   const std::string& source, const std::string& arch, LoadReport& report) {
-    std::map<std::string, at::Tensor> targets;
-    for (const auto& item : module.named_parameters(true)) {
-        targets.emplace(item.key(), item.value());
-    }
-    for (const auto& item : module.named_buffers(true)) {
-        targets.emplace(item.key(), item.value());
-    }
-    ShapeMap expected, stored;
-    for (const auto& [name, t] : targets) {
-        expected[name] = t.sizes().vec();
-    }
-    for (const auto& [name, t] : state) {
-        stored[name] = t.sizes().vec();
-    }
-    const LayoutMatch match = resolve_layout(expected, stored, source, arch);
-    std::vector<std::string> mistyped;
-    for (const auto& [name, target] : targets) {
-        const auto& src = state.at(match.source.at(name));
-        if (src.is_floating_point() != target.is_floating_point()) {
-            mistyped.push_back(name + " " + std::string(c10::toString(src.scalar_type())) +
-                               " vs expected " + std::string(c10::toString(target.scalar_type())));
-        }
-    }
-    RADPROBE_CHECK(mistyped.empty(), "checkpoint ", source, " does not match the ", arch,
-                   " architecture: ", mistyped.size(), " keys of the wrong dtype (e.g. ",
-                   mistyped.front(), ")");
-    torch::NoGradGuard no_grad;
-    for (auto& [name, target] : targets) {
-        target.copy_(state.at(match.source.at(name)));
-        report.held_bytes += target.numel() * static_cast<std::int64_t>(target.element_size());
-    }
-    report.prefix = match.prefix;
-    report.ignored_tensors = static_cast<std::int64_t>(match.ignored.size());
-    report.ignored = summarize_keys(match.ignored);
-}
-
-}  // namespace detail
-
 std::string LoadReport::note() const {
     std::vector<std::string> parts;
+    if (!entry.empty()) {
+        parts.push_back("weights read from the checkpoint's '" + entry + "' entry");
+    }
+    if (module_prefix_stripped) {
+        parts.push_back("'module.' removed from every key");
+    }
     if (!key_names.empty()) {
         parts.push_back(key_names);
     }
@@ -308,32 +188,264 @@ std::string LoadReport::note() const {
     return line;
 }
 
-std::unique_ptr<Encoder> load_encoder(const fs::path& model_dir) {
-    ModelConfig config = read_model_config(model_dir);
+namespace {
+
+using KeyMapper = std::function<detail::MappedKey(const std::string&)>;
+
+/// How the checkpoint's names become the architecture's (weights_layout), said in the report.
+KeyMapper key_mapper(const ModelConfig& config, const detail::CheckpointReader& reader,
+                     LoadReport& report) {
+    if (config.weights_layout == "torchvision_resnet") {
+        report.key_names = "torchvision ResNet key names, renamed to HF ResNet's";
+        return [](const std::string& k) {
+            return detail::MappedKey{{detail::torchvision_resnet_key(k)}};
+        };
+    }
+    if (config.weights_layout == "timm_swin") {
+        const auto& t = reader.tensors();
+        const bool at_end = std::any_of(t.begin(), t.end(), [](const auto& stored) {
+            return stored.name.starts_with("layers.0.downsample.");
+        });
+        report.key_names = str_cat("timm Swin key names (timm ", at_end ? "< 0.9" : ">= 0.9",
+                                   " layout), mapped to HF Swin's (fused qkv split)");
+        return [at_end](const std::string& k) { return detail::timm_swin_key(k, at_end); };
+    }
+    if (config.weights_layout == "open_clip_vit") {
+        report.key_names = "open_clip ViT key names (visual.*), mapped to HF CLIP's";
+        return detail::open_clip_vit_key;
+    }
+    return [](const std::string& k) { return detail::MappedKey{{k}}; };
+}
+
+/// Where a tensor under the architecture's name comes from: part `part` of `parts` equal parts
+/// (dim 0) of stored tensor `stored`, transposed or not.
+struct MappedSource {
+    std::size_t stored = 0;
+    std::int64_t part = 0;
+    std::int64_t parts = 1;
+    bool transpose = false;
+};
+
+struct MappedCheckpoint {
+    std::map<std::string, MappedSource> sources;
+    detail::ShapeMap shapes;
+    std::vector<std::vector<std::string>> names;  ///< per stored tensor, its mapped names
+};
+
+MappedCheckpoint map_checkpoint(const detail::CheckpointReader& reader, const KeyMapper& map) {
+    MappedCheckpoint m;
+    m.names.resize(reader.tensors().size());
+    for (std::size_t i = 0; i < reader.tensors().size(); ++i) {
+        const auto& t = reader.tensors()[i];
+        const detail::MappedKey key = map(t.name);
+        m.names[i] = key.names;
+        const auto parts = static_cast<std::int64_t>(key.names.size());
+        RADPROBE_CHECK(parts <= 1 || (!t.shape.empty() && t.shape[0] % parts == 0), "checkpoint ",
+                       reader.source(), ": ", t.name, " cannot be split into ", parts,
+                       " equal parts");
+        RADPROBE_CHECK(!key.transpose || t.shape.size() == 2, "checkpoint ", reader.source(), ": ",
+                       t.name, " should be a matrix");
+        for (std::int64_t k = 0; k < parts; ++k) {
+            std::vector<std::int64_t> shape = t.shape;
+            if (parts > 1) {
+                shape[0] /= parts;
+            }
+            if (key.transpose) {
+                std::swap(shape[0], shape[1]);
+            }
+            const auto& name = key.names[static_cast<std::size_t>(k)];
+            RADPROBE_CHECK(m.sources.emplace(name, MappedSource{i, k, parts, key.transpose}).second,
+                           "checkpoint ", reader.source(), ": ", t.name,
+                           " and another tensor both map to ", name);
+            m.shapes[name] = shape;
+        }
+    }
+    return m;
+}
+
+at::Tensor mapped_value(const at::Tensor& stored, const MappedSource& s) {
+    const at::Tensor v = s.parts > 1 ? stored.chunk(s.parts, 0)[s.part] : stored;
+    return s.transpose ? v.t() : v;
+}
+
+/// The Swin relative position index of a w×w window (HF and timm compute the same buffer; timm
+/// >= 0.9 does not save it).
+at::Tensor swin_relative_position_index(std::int64_t w) {
+    const auto coords =
+        torch::stack(torch::meshgrid({torch::arange(w), torch::arange(w)}, "ij")).flatten(1);
+    auto rel = (coords.unsqueeze(2) - coords.unsqueeze(1)).permute({1, 2, 0}).contiguous();
+    rel.select(2, 0).add_(w - 1).mul_(2 * w - 1);
+    rel.select(2, 1).add_(w - 1);
+    return rel.sum(-1);
+}
+
+/// The module's parameters and buffers by name.
+std::map<std::string, at::Tensor> targets_of(torch::nn::Module& module) {
+    std::map<std::string, at::Tensor> targets;
+    for (const auto& item : module.named_parameters(true)) {
+        targets.emplace(item.key(), item.value());
+    }
+    for (const auto& item : module.named_buffers(true)) {
+        targets.emplace(item.key(), item.value());
+    }
+    return targets;
+}
+
+/// Buffers the loader makes when a layout does not store them (timm >= 0.9 Swin's relative
+/// position indices), added to `m` so that the layout check sees them.
+std::map<std::string, at::Tensor> synthesized(const ModelConfig& config,
+                                              const std::map<std::string, at::Tensor>& targets,
+                                              MappedCheckpoint& m) {
+    std::map<std::string, at::Tensor> made;
+    if (config.weights_layout != "timm_swin") {
+        return made;
+    }
+    for (const auto& [name, t] : targets) {
+        if (name.ends_with("relative_position_index") && !m.shapes.count(name)) {
+            const auto w = static_cast<std::int64_t>(std::lround(std::sqrt(t.size(0))));
+            made.emplace(name, swin_relative_position_index(w));
+            m.shapes[name] = t.sizes().vec();
+        }
+    }
+    return made;
+}
+
+/// Copies the backbone out of the checkpoint into `module`: the layout check of
+/// checkpoint_layout.hpp (prefix, set-aside keys, strict backbone), a float/integer check, then
+/// the data streamed file by file into the parameters (converted to their dtype).
+void load_backbone(torch::nn::Module& module, const ModelConfig& config,
+                   const detail::CheckpointReader& reader, MappedCheckpoint m,
+                   const std::string& arch, LoadReport& report) {
+    auto targets = targets_of(module);
+    const auto made = synthesized(config, targets, m);
+    detail::ShapeMap expected;
+    for (const auto& [name, t] : targets) {
+        expected[name] = t.sizes().vec();
+    }
+    const detail::LayoutMatch match =
+        detail::resolve_layout(expected, m.shapes, reader.source(), arch);
+    std::map<std::string, std::string> target_of;  // mapped name → module name
+    std::vector<std::string> mistyped;
+    for (const auto& [name, target] : targets) {
+        const auto& source = match.source.at(name);
+        target_of[source] = name;
+        if (made.count(source)) {
+            continue;
+        }
+        const auto& stored = reader.tensors()[m.sources.at(source).stored];
+        if (st_dtype_is_float(stored.dtype) != target.is_floating_point()) {
+            mistyped.push_back(str_cat(name, " ", st_dtype_name(stored.dtype), " vs expected ",
+                                       c10::toString(target.scalar_type())));
+        }
+    }
+    RADPROBE_CHECK(mistyped.empty(), "checkpoint ", reader.source(), " does not match the ", arch,
+                   " architecture: ", mistyped.size(), " keys of the wrong dtype (e.g. ",
+                   mistyped.front(), ")");
+    torch::NoGradGuard no_grad;
+    reader.for_each([&](const detail::StoredTensor& stored, const at::Tensor& value) {
+        const auto index = static_cast<std::size_t>(&stored - reader.tensors().data());
+        for (const auto& name : m.names[index]) {
+            if (const auto it = target_of.find(name); it != target_of.end()) {
+                targets.at(it->second).copy_(mapped_value(value, m.sources.at(name)));
+            }
+        }
+    });
+    for (const auto& [name, value] : made) {
+        targets.at(target_of.at(name)).copy_(value);
+    }
+    for (const auto& [name, t] : targets) {
+        report.held_bytes += t.numel() * static_cast<std::int64_t>(t.element_size());
+    }
+    report.prefix = match.prefix;
+    report.ignored_tensors = static_cast<std::int64_t>(match.ignored.size());
+    report.ignored = detail::summarize_keys(match.ignored);
+}
+
+}  // namespace
+
+namespace {
+
+/// The dtype the blocks of a checkpoint are held in: its half dtype when every floating tensor is
+/// stored in that one half dtype and the architecture converts blocks as it runs them; float32
+/// otherwise.
+c10::ScalarType held_dtype(const detail::Architecture& arch, const detail::CheckpointReader& reader,
+                           const LoadOptions& options) {
+    if (!arch.half_blocks || !options.keep_half) {
+        return torch::kFloat32;
+    }
+    std::optional<StDType> half;
+    for (const auto& t : reader.tensors()) {
+        if (!st_dtype_is_float(t.dtype)) {
+            continue;
+        }
+        if ((t.dtype != StDType::kBF16 && t.dtype != StDType::kF16) || (half && *half != t.dtype)) {
+            return torch::kFloat32;
+        }
+        half = t.dtype;
+    }
+    return half ? detail::scalar_type_of(*half) : torch::kFloat32;
+}
+
+/// Builds the network with its block weights allocated in `held` (LibTorch's default dtype while
+/// the constructors run: a 7B model never exists in float32), everything outside the blocks in
+/// float32.
+std::unique_ptr<detail::LoadableEncoder> build_in(const detail::Architecture& arch,
+                                                  const ModelConfig& config, c10::ScalarType held) {
+    if (held == torch::kFloat32) {
+        return arch.build(config);
+    }
+    const auto saved = c10::get_default_dtype();
+    c10::set_default_dtype(c10::scalarTypeToTypeMeta(held));
+    std::unique_ptr<detail::LoadableEncoder> encoder;
+    try {
+        encoder = arch.build(config);
+    } catch (...) {
+        c10::set_default_dtype(saved);
+        throw;
+    }
+    c10::set_default_dtype(saved);
+    torch::NoGradGuard no_grad;
+    for (auto& [name, t] : targets_of(encoder->module())) {
+        if (t.is_floating_point() && !name.starts_with(arch.depth.block_prefix)) {
+            t.set_data(t.to(torch::kFloat32));
+        }
+    }
+    return encoder;
+}
+
+}  // namespace
+
+std::unique_ptr<Encoder> load_encoder(const fs::path& model_dir, const LoadOptions& options) {
+    ModelConfig config = read_model_config(model_dir, options);
     const auto* arch = detail::find_architecture(config.model_type);
     RADPROBE_ASSERT(arch != nullptr, "model_type ", config.model_type,
                     " read by read_model_config but not in the architecture table");
+    RADPROBE_USAGE_CHECK(arch->half_blocks || config.compute_dtype == ComputeDType::kFloat32,
+                         "model ", model_dir.string(), ": --dtype ",
+                         compute_dtype_name(config.compute_dtype),
+                         " applies to the ViT-like "
+                         "encoders; ",
+                         config.model_type, " computes in fp32");
     LoadReport report;
-    auto state = read_checkpoint(config.dir, &report);
-    if (config.weights_layout == "torchvision_resnet") {
-        std::map<std::string, at::Tensor> renamed;
-        for (auto& [name, t] : state) {
-            renamed.emplace(detail::torchvision_resnet_key(name), std::move(t));
-        }
-        state = std::move(renamed);
-        report.key_names = "torchvision ResNet key names, renamed to HF ResNet's";
-    }
+    const detail::CheckpointReader reader(config.dir, config.checkpoint_key, report);
+    MappedCheckpoint mapped = map_checkpoint(reader, key_mapper(config, reader, report));
     if (config.model_type == "vit") {  // ViTModel(add_pooling_layer=False) in task models
-        config.has_pooler = std::any_of(state.begin(), state.end(), [](const auto& item) {
-            return item.first == "pooler.dense.weight" ||
-                   item.first.ends_with(".pooler.dense.weight");
-        });
+        config.has_pooler =
+            std::any_of(mapped.shapes.begin(), mapped.shapes.end(), [](const auto& item) {
+                return item.first == "pooler.dense.weight" ||
+                       item.first.ends_with(".pooler.dense.weight");
+            });
         report.pooler_absent = !config.has_pooler;
     }
-    auto encoder = arch->build(config);
-    detail::load_backbone(encoder->module(), state, config.dir.string(),
-                          config.composite_type.empty() ? config.model_type : config.composite_type,
-                          report);
+    const auto held = held_dtype(*arch, reader, options);
+    report.held_dtype = held == torch::kFloat32
+                            ? std::string("float32")
+                            : str_cat("blocks as ", held == torch::kBFloat16 ? "bf16" : "fp16",
+                                      ", the rest float32");
+    auto encoder = build_in(*arch, config, held);
+    load_backbone(encoder->module(), config, reader, std::move(mapped),
+                  config.composite_type.empty() ? config.model_type : config.composite_type,
+                  report);
     encoder->set_load_report(std::move(report));
     encoder->prepare();
     return encoder;
@@ -367,9 +479,9 @@ int set_threads(int threads) {
     return n;
 }
 
-std::string describe_model_dir(const fs::path& model_dir) {
-    const ModelConfig c = read_model_config(model_dir);
-    auto encoder = load_encoder(model_dir);
+std::string describe_model_dir(const fs::path& model_dir, const LoadOptions& options) {
+    const ModelConfig c = read_model_config(model_dir, options);
+    auto encoder = load_encoder(model_dir, options);
     std::ostringstream os;
     auto list = [](const std::vector<std::int64_t>& v) {
         std::ostringstream l;
@@ -383,7 +495,9 @@ std::string describe_model_dir(const fs::path& model_dir) {
     os << "directory:      " << c.dir.string() << "\n"
        << "architecture:   "
        << (c.composite_type.empty() ? "" : "vision tower of a " + c.composite_type + " model: ")
-       << (c.weights_layout.empty() ? "" : "inferred from the weights (no config.json): ")
+       << (c.weights_layout.empty()              ? ""
+           : c.weights_layout == "open_clip_vit" ? "open_clip ViT tower read as "
+                                                 : "inferred from the weights (no config.json): ")
        << c.model_type << (c.use_swiglu_ffn ? " (SwiGLU feed-forward)" : "")
        << (c.use_gated_mlp ? " (gated MLP)" : "") << " - " << model_type_description(c.model_type)
        << "\n";
@@ -423,8 +537,8 @@ std::string describe_model_dir(const fs::path& model_dir) {
         dtypes += str_cat(dtypes.empty() ? "" : ", ", dtype, " x", n);
     }
     os << "weights:        " << join_list(r.files) << " (" << r.format << "; " << dtypes << "), "
-       << megabytes(r.stored_bytes) << " stored, " << megabytes(r.held_bytes)
-       << " in memory (floats as float32)\n"
+       << megabytes(r.stored_bytes) << " stored, " << megabytes(r.held_bytes) << " in memory ("
+       << r.held_dtype << ")\n"
        << "layout:         "
        << (r.note().empty() ? std::string("exactly the backbone's keys") : r.note()) << "\n";
     os << "parameters:     " << encoder->num_parameters() << "\n"

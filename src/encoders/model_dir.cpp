@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "architectures.hpp"
@@ -69,9 +70,10 @@ bool is_pickle_name(const std::string& name) {
     return false;
 }
 
-WeightFiles sharded_safetensors(const fs::path& index) {
+/// The shards of an HF index file (model.safetensors.index.json, pytorch_model.bin.index.json).
+WeightFiles sharded(const fs::path& index, WeightFiles::Kind kind) {
     WeightFiles w;
-    w.kind = WeightFiles::Kind::kShardedSafetensors;
+    w.kind = kind;
     w.index = index;
     const auto j = json::parse(read_file_text(index), nullptr, false);
     RADPROBE_CHECK(!j.is_discarded() && j.is_object() && j.contains("weight_map") &&
@@ -139,7 +141,12 @@ WeightFiles find_weight_files(const std::filesystem::path& model_dir) {
         }
     }
     if (fs::exists(model_dir / "model.safetensors.index.json", ec)) {
-        return sharded_safetensors(model_dir / "model.safetensors.index.json");
+        return sharded(model_dir / "model.safetensors.index.json",
+                       WeightFiles::Kind::kShardedSafetensors);
+    }
+    if (fs::exists(model_dir / "pytorch_model.bin.index.json", ec)) {
+        return sharded(model_dir / "pytorch_model.bin.index.json",
+                       WeightFiles::Kind::kShardedTorchPickle);
     }
     for (const char* name : {"pytorch_model.bin", "open_clip_pytorch_model.bin", "model.bin",
                              "model.pth", "model.pt"}) {
@@ -150,14 +157,29 @@ WeightFiles find_weight_files(const std::filesystem::path& model_dir) {
     return lone_pickle(model_dir);
 }
 
+void check_checkpoint_key(const WeightFiles& w, const std::string& checkpoint_key) {
+    if (checkpoint_key.empty()) {
+        return;
+    }
+    const bool pickle = w.kind == WeightFiles::Kind::kTorchPickle ||
+                        w.kind == WeightFiles::Kind::kShardedTorchPickle;
+    RADPROBE_CHECK(pickle, "file ", w.files.front().string(), ": a checkpoint key (\"",
+                   checkpoint_key, "\") applies to PyTorch pickles only; these are safetensors");
+    for (const auto& file : w.files) {
+        TorchCheckpoint::open(file).select_state_dict(checkpoint_key);
+    }
+}
+
 namespace {
 
 /// Tensor names and shapes of the weights, read without LibTorch (headers and pickles only).
-detail::ShapeMap weight_shapes(const WeightFiles& w) {
+detail::ShapeMap weight_shapes(const WeightFiles& w, const std::string& checkpoint_key) {
     detail::ShapeMap shapes;
     for (const auto& file : w.files) {
-        if (w.kind == WeightFiles::Kind::kTorchPickle) {
-            for (const auto& [name, t] : TorchCheckpoint::open(file).state_dict_tensors()) {
+        if (w.kind == WeightFiles::Kind::kTorchPickle ||
+            w.kind == WeightFiles::Kind::kShardedTorchPickle) {
+            const auto ckpt = TorchCheckpoint::open(file);
+            for (const auto& [name, t] : ckpt.state_dict_tensors(checkpoint_key)) {
                 shapes[name] = t.shape;
             }
         } else {
@@ -214,12 +236,89 @@ json torchvision_resnet_config(const detail::ShapeMap& shapes, const fs::path& f
             {"image_size", 224}};
 }
 
+/// The prefix before `anchor` in the first key ending with it (nullopt when none does).
+std::optional<std::string> prefix_before(const detail::ShapeMap& shapes,
+                                         const std::string& anchor) {
+    for (const auto& [name, _] : shapes) {
+        if (name.size() >= anchor.size() &&
+            name.compare(name.size() - anchor.size(), anchor.size(), anchor) == 0) {
+            return name.substr(0, name.size() - anchor.size());
+        }
+    }
+    return std::nullopt;
+}
+
+/// The window side w of a relative position bias table of (2w-1)^2 rows.
+std::int64_t window_of_table(const std::vector<std::int64_t>& table, const fs::path& file) {
+    const auto side = static_cast<std::int64_t>(std::lround(std::sqrt(double(table.at(0)))));
+    RADPROBE_CHECK(side * side == table.at(0) && side % 2 == 1, "file ", file.string(),
+                   ": a Swin relative_position_bias_table of ", table.at(0),
+                   " rows is not (2w-1)^2 for a window w");
+    return (side + 1) / 2;
+}
+
+/// The HF Swin config of a timm Swin state dict (Ark+, timm SwinTransformer); null when the keys
+/// are not one. The native image size comes from the first shifted block's attention mask when
+/// the checkpoint keeps it (timm < 0.9: (H/4/w)^2 windows), else timm's default 224.
+json timm_swin_config(const detail::ShapeMap& shapes, const fs::path& file) {
+    const auto p = prefix_before(shapes, "layers.0.blocks.0.attn.relative_position_bias_table");
+    if (!p || !shapes.count(*p + "patch_embed.proj.weight")) {
+        return nullptr;
+    }
+    const std::string& prefix = *p;
+    RADPROBE_CHECK(!shapes.count(prefix + "absolute_pos_embed"), "file ", file.string(),
+                   ": a timm Swin with absolute position embeddings (ape=True) is not supported");
+    RADPROBE_CHECK(shapes.count(prefix + "patch_embed.norm.weight"), "file ", file.string(),
+                   ": a timm Swin without patch_embed.norm (patch_norm=False) is not supported");
+    const auto& proj = shapes.at(prefix + "patch_embed.proj.weight");
+    const std::int64_t dim = proj.at(0);
+    const std::int64_t window = window_of_table(
+        shapes.at(prefix + "layers.0.blocks.0.attn.relative_position_bias_table"), file);
+    std::vector<std::int64_t> depths, heads;
+    for (int i = 0; shapes.count(str_cat(prefix, "layers.", i, ".blocks.0.norm1.weight")); ++i) {
+        std::int64_t blocks = 0;
+        while (shapes.count(str_cat(prefix, "layers.", i, ".blocks.", blocks, ".norm1.weight"))) {
+            ++blocks;
+        }
+        depths.push_back(blocks);
+        heads.push_back(
+            shapes.at(str_cat(prefix, "layers.", i, ".blocks.0.attn.relative_position_bias_table"))
+                .at(1));
+    }
+    const std::int64_t hidden = shapes.at(prefix + "layers.0.blocks.0.mlp.fc1.weight").at(0);
+    std::int64_t image_size = 224;
+    if (const auto mask = shapes.find(prefix + "layers.0.blocks.1.attn_mask");
+        mask != shapes.end() && !mask->second.empty()) {
+        const auto per_side =
+            static_cast<std::int64_t>(std::lround(std::sqrt(double(mask->second[0]))));
+        image_size = per_side * window * proj.at(2);
+    }
+    return {{"model_type", "swin"},
+            {"num_channels", proj.at(1)},
+            {"patch_size", proj.at(2)},
+            {"embed_dim", dim},
+            {"depths", depths},
+            {"num_heads", heads},
+            {"window_size", window},
+            {"mlp_ratio", double(hidden) / double(dim)},
+            {"qkv_bias", shapes.count(prefix + "layers.0.blocks.0.attn.qkv.bias") > 0},
+            {"hidden_act", "gelu"},
+            {"layer_norm_eps", 1e-5},
+            {"use_absolute_embeddings", false},
+            {"image_size", image_size}};
+}
+
 /// A folder with weights but no config: the layouts recognised from their keys.
-ModelConfig inferred_config(const fs::path& dir) {
+ModelConfig inferred_config(const fs::path& dir, const std::string& checkpoint_key) {
     const WeightFiles w = find_weight_files(dir);
-    const detail::ShapeMap shapes = weight_shapes(w);
+    const detail::ShapeMap shapes = weight_shapes(w, checkpoint_key);
     const fs::path& file = w.files.front();
-    const json j = torchvision_resnet_config(shapes, file);
+    json j = torchvision_resnet_config(shapes, file);
+    std::string layout = "torchvision_resnet";
+    if (j.is_null()) {
+        j = timm_swin_config(shapes, file);
+        layout = "timm_swin";
+    }
     if (j.is_null()) {
         std::vector<std::string> keys;
         for (const auto& [name, _] : shapes) {
@@ -228,23 +327,27 @@ ModelConfig inferred_config(const fs::path& dir) {
         const std::string style = detail::recognise_key_style(keys);
         RADPROBE_CHECK(false, "model directory ", dir.string(), ": no config.json, and the ",
                        shapes.size(), " tensors of ", file.filename().string(),
-                       " are not a layout radprobe recognises without one (torchvision ResNet)",
+                       " are not a layout radprobe recognises without one (torchvision ResNet, "
+                       "timm Swin)",
                        style.empty() ? "" : "; they are ", style);
     }
     ModelConfig c;
     c.dir = dir;
-    c.model_type = "resnet";
-    c.weights_layout = "torchvision_resnet";
+    c.model_type = j["model_type"].get<std::string>();
+    c.weights_layout = layout;
     c.config_json = j.dump(2);
     c.num_channels = j["num_channels"].get<std::int64_t>();
-    c.hidden_act = "relu";
-    detail::find_architecture("resnet")->read_config(j, file, c);
+    c.hidden_act = j["hidden_act"].get<std::string>();
+    detail::find_architecture(c.model_type)->read_config(j, file, c);
     return c;
 }
 
 }  // namespace
 
-ModelConfig read_model_config(const std::filesystem::path& dir) {
+namespace {
+
+ModelConfig read_model_config_file(const std::filesystem::path& dir,
+                                   const std::string& checkpoint_key) {
     auto path = config_path(dir, "config.json");
     std::error_code ec;
     if (!std::filesystem::exists(path, ec) &&
@@ -252,14 +355,29 @@ ModelConfig read_model_config(const std::filesystem::path& dir) {
         path = path.parent_path() / "open_clip_config.json";
     }
     if (!std::filesystem::exists(path, ec) && std::filesystem::is_directory(dir, ec)) {
-        ModelConfig c = inferred_config(dir);
+        ModelConfig c = inferred_config(dir, checkpoint_key);
+        c.checkpoint_key = checkpoint_key;
         read_preprocessor_text(c);
         return c;
     }
     ModelConfig c;
     const json j = read_json(path, &c.config_json);
     c.dir = path.parent_path();
+    c.checkpoint_key = checkpoint_key;
     read_preprocessor_text(c);
+    if (path.filename() == "open_clip_config.json" && !detail::is_open_clip_timm(j)) {
+        // open_clip's own ViT: read and saved as the HF CLIP vision tower it is (keys renamed by
+        // load_encoder), so that save_pretrained writes a folder that loads as HF CLIP.
+        const json hf = detail::open_clip_vit_as_clip(j, path);
+        c.config_json = hf.dump(2);
+        c.model_type = "clip_vision_model";
+        c.composite_type = "open_clip";
+        c.weights_layout = "open_clip_vit";
+        c.num_channels = 3;
+        c.hidden_act = hf["hidden_act"].get<std::string>();
+        detail::find_architecture(c.model_type)->read_config(hf, path, c);
+        return c;
+    }
     if (path.filename() == "open_clip_config.json") {
         c.config_file = "open_clip_config.json";
         c.model_type = "open_clip_timm_vit";
@@ -276,13 +394,71 @@ ModelConfig read_model_config(const std::filesystem::path& dir) {
     return c;
 }
 
+}  // namespace
+
+ComputeDType parse_compute_dtype(const std::string& name, const std::string& what) {
+    if (name == "fp32" || name == "float32") {
+        return ComputeDType::kFloat32;
+    }
+    if (name == "bf16" || name == "bfloat16") {
+        return ComputeDType::kBFloat16;
+    }
+    RADPROBE_USAGE_CHECK(name == "fp16" || name == "float16", what,
+                         " must be fp32, bf16 or fp16, got \"", name, "\"");
+    return ComputeDType::kFloat16;
+}
+
+std::string compute_dtype_name(ComputeDType dtype) {
+    switch (dtype) {
+        case ComputeDType::kBFloat16:
+            return "bf16";
+        case ComputeDType::kFloat16:
+            return "fp16";
+        default:
+            return "fp32";
+    }
+}
+
+LoadOptions read_load_options(const std::filesystem::path& dir, const LoadOptions& given) {
+    std::error_code ec;
+    const fs::path file = dir / kLoadOptionsFile;
+    LoadOptions o = given;
+    if (fs::is_directory(dir, ec) && fs::exists(file, ec)) {
+        const json j = read_json(file);
+        RADPROBE_CHECK(j.is_object(), "file ", file.string(), ": not a JSON object");
+        for (const auto& [key, _] : j.items()) {
+            RADPROBE_CHECK(key == "checkpoint_key" || key == "dtype", "file ", file.string(),
+                           ": unknown key \"", key, "\" (known: checkpoint_key, dtype)");
+        }
+        if (given.checkpoint_key.empty()) {
+            o.checkpoint_key = get_optional<std::string>(j, "checkpoint_key", "", file);
+        }
+        if (!given.compute_dtype && j.contains("dtype")) {
+            o.compute_dtype = parse_compute_dtype(get_required<std::string>(j, "dtype", file),
+                                                  file.string() + ": dtype");
+        }
+    }
+    return o;
+}
+
+ModelConfig read_model_config(const std::filesystem::path& dir, const LoadOptions& options) {
+    const LoadOptions o = read_load_options(dir, options);
+    ModelConfig c = read_model_config_file(dir, o.checkpoint_key);
+    c.compute_dtype = o.compute_dtype.value_or(ComputeDType::kFloat32);
+    return c;
+}
+
 namespace {
 
 /// open_clip's evaluation transform, from open_clip_config.json.
 PreprocessConfig open_clip_preprocess(const std::filesystem::path& path) {
     const json j = read_json(path);
     ModelConfig model;
-    detail::find_architecture("open_clip_timm_vit")->read_config(j, path, model);
+    if (detail::is_open_clip_timm(j)) {
+        detail::find_architecture("open_clip_timm_vit")->read_config(j, path, model);
+    } else {
+        model.image_size = detail::open_clip_vit_as_clip(j, path)["image_size"].get<std::int64_t>();
+    }
     PreprocessConfig c;
     c.processor_type = "open_clip";
     c.image_mean = {0.48145466, 0.4578275, 0.40821073};  // open_clip OPENAI_DATASET_MEAN/STD
@@ -343,9 +519,42 @@ PreprocessConfig dino_eval_preprocess() {
     return c;
 }
 
+/// A config-less timm Swin (Ark+): the square resize to the native size that Ark's evaluation
+/// transform does (Resize((S, S)), ToTensor, Normalize(ImageNet mean/std); bilinear).
+PreprocessConfig timm_swin_preprocess(const ModelConfig& model) {
+    PreprocessConfig c;
+    c.processor_type = "torchvision (Ark+ evaluation transform)";
+    c.resize_height = c.resize_width = model.image_size;
+    c.resample = Resample::kBilinear;
+    c.do_center_crop = false;
+    return c;
+}
+
 }  // namespace
 
-PreprocessConfig read_preprocess_config(const std::filesystem::path& dir) {
+std::string preprocessor_json(const PreprocessConfig& c) {
+    json j = {{"image_processor_type", c.processor_type},
+              {"do_resize", c.do_resize},
+              {"resample", static_cast<int>(c.resample)},
+              {"do_center_crop", c.do_center_crop},
+              {"do_rescale", c.do_rescale},
+              {"rescale_factor", c.rescale_factor},
+              {"do_normalize", c.do_normalize},
+              {"image_mean", c.image_mean},
+              {"image_std", c.image_std}};
+    j["size"] = c.shortest_edge > 0 ? json{{"shortest_edge", c.shortest_edge}}
+                                    : json{{"height", c.resize_height}, {"width", c.resize_width}};
+    if (c.do_center_crop) {
+        j["crop_size"] = {{"height", c.crop_height}, {"width", c.crop_width}};
+    }
+    if (c.torchvision_crop) {
+        j["crop_rounding"] = "torchvision";
+    }
+    return j.dump(2) + "\n";
+}
+
+PreprocessConfig read_preprocess_config(const std::filesystem::path& dir,
+                                        const LoadOptions& options) {
     const auto path = config_path(dir, "preprocessor_config.json");
     std::error_code ec;
     if (!std::filesystem::exists(path, ec) &&
@@ -354,8 +563,10 @@ PreprocessConfig read_preprocess_config(const std::filesystem::path& dir) {
     }
     if (std::filesystem::is_directory(dir, ec) && !std::filesystem::exists(path, ec) &&
         !std::filesystem::exists(dir / "config.json", ec) &&
-        read_model_config(dir).weights_layout == "torchvision_resnet") {
-        return dino_eval_preprocess();
+        !read_model_config(dir, options).weights_layout.empty()) {
+        const ModelConfig model = read_model_config(dir, options);
+        return model.weights_layout == "torchvision_resnet" ? dino_eval_preprocess()
+                                                            : timm_swin_preprocess(model);
     }
     RADPROBE_CHECK(std::filesystem::exists(path, ec), "file ", path.string(),
                    ": does not exist (the model directory needs its preprocessor_config.json)");
@@ -404,6 +615,8 @@ PreprocessConfig read_preprocess_config(const std::filesystem::path& dir) {
         RADPROBE_CHECK(c.crop_height > 0 && c.crop_width > 0, "file ", path.string(),
                        ": key \"crop_size\" must be positive");
     }
+    // radprobe's own key (written by preprocessor_json): torchvision's centre-crop rounding.
+    c.torchvision_crop = get_optional<std::string>(j, "crop_rounding", "hf", path) == "torchvision";
     c.do_rescale = get_optional<bool>(j, "do_rescale", true, path);
     c.rescale_factor = get_optional<double>(j, "rescale_factor", 1.0 / 255.0, path);
     c.do_normalize = get_optional<bool>(j, "do_normalize", true, path);

@@ -314,6 +314,19 @@ std::span<const std::uint8_t> SafetensorsFile::bytes(const StTensorInfo& info) c
     return {data_ + info.begin, static_cast<std::size_t>(info.end - info.begin)};
 }
 
+void SafetensorsFile::release_pages(const StTensorInfo& info) const {
+    if (!mapping_) {
+        return;
+    }
+    const auto b = bytes(info);
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto first = (reinterpret_cast<std::uintptr_t>(b.data()) + page - 1) / page * page;
+    const auto last = (reinterpret_cast<std::uintptr_t>(b.data()) + b.size()) / page * page;
+    if (last > first) {  // only pages the tensor covers whole: its neighbours may still be read
+        ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+    }
+}
+
 void SafetensorsFile::read_float(const StTensorInfo& info, float* out) const {
     const auto b = bytes(info);
     const auto n = static_cast<std::size_t>(info.numel());

@@ -1652,16 +1652,39 @@ const PtValue& TorchCheckpoint::select_state_dict(const std::string& checkpoint_
     return top;
 }
 
+namespace {
+
+const std::string kModulePrefix = "module.";
+
+bool all_module_prefixed(const std::map<std::string, PtTensorInfo>& tensors) {
+    return !tensors.empty() && std::all_of(tensors.begin(), tensors.end(), [](const auto& kv) {
+        return kv.first.size() > kModulePrefix.size() &&
+               kv.first.compare(0, kModulePrefix.size(), kModulePrefix) == 0;
+    });
+}
+
+}  // namespace
+
+std::string TorchCheckpoint::state_dict_entry(const std::string& checkpoint_key) const {
+    const PtValue& chosen = select_state_dict(checkpoint_key);
+    const PtValue& top = root();
+    for (std::size_t k = 0; &chosen != &top && k + 1 < top.items.size(); k += 2) {
+        if (top.items[k + 1] == &chosen && top.items[k]->kind == PtKind::kString) {
+            return top.items[k]->s;
+        }
+    }
+    return "";
+}
+
+bool TorchCheckpoint::strips_module_prefix(const std::string& checkpoint_key) const {
+    return all_module_prefixed(flatten(select_state_dict(checkpoint_key)));
+}
+
 std::map<std::string, PtTensorInfo> TorchCheckpoint::state_dict_tensors(
     const std::string& checkpoint_key) const {
     auto tensors = flatten(select_state_dict(checkpoint_key));
-    const std::string prefix = "module.";
-    const bool all_prefixed =
-        !tensors.empty() && std::all_of(tensors.begin(), tensors.end(), [&](const auto& kv) {
-            return kv.first.size() > prefix.size() &&
-                   kv.first.compare(0, prefix.size(), prefix) == 0;
-        });
-    if (!all_prefixed) {
+    const std::string& prefix = kModulePrefix;
+    if (!all_module_prefixed(tensors)) {
         return tensors;
     }
     std::map<std::string, PtTensorInfo> stripped;
@@ -1673,8 +1696,10 @@ std::map<std::string, PtTensorInfo> TorchCheckpoint::state_dict_tensors(
 }
 
 const std::vector<std::string>& default_checkpoint_keys() {
-    static const std::vector<std::string> keys = {"state_dict", "model",   "teacher",    "module",
-                                                  "net",        "network", "model_state"};
+    // The teacher first: self-distillation checkpoints (DINO, Ark) keep the student under
+    // "student" or "state_dict" beside it, and the teacher is the network their authors publish.
+    static const std::vector<std::string> keys = {"teacher", "state_dict", "model",      "module",
+                                                  "net",     "network",    "model_state"};
     return keys;
 }
 

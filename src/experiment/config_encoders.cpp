@@ -8,6 +8,7 @@
 
 #include "adaptations.hpp"
 #include "config_sections.hpp"
+#include "model_folders.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/encoders/model_dir.hpp"
 
@@ -47,18 +48,31 @@ encoders::ModelConfig read_model_folder(const Reader& r, const YAML::Node& e,
     if (!fs::is_directory(enc.path)) {
         r.fail(e["path"], path + ".path", enc.path.string() + ": not a directory");
     }
+    if (e["checkpoint_key"].IsDefined()) {
+        enc.checkpoint_key = r.get_string(e["checkpoint_key"], path + ".checkpoint_key");
+    }
+    if (e["dtype"].IsDefined()) {
+        enc.dtype = r.get_string(e["dtype"], path + ".dtype");
+        try {
+            encoders::parse_compute_dtype(enc.dtype, path + ".dtype");
+        } catch (const Error& err) {
+            r.fail(e["dtype"], path + ".dtype", err.what());
+        }
+    }
     encoders::ModelConfig model;
     try {
-        model = encoders::read_model_config(enc.path);
+        model = encoders::read_model_config(enc.path,
+                                            encoders::LoadOptions::with_key(enc.checkpoint_key));
     } catch (const Error& err) {
         r.fail(e["path"], path + ".path", err.what());
     }
     try {
-        encoders::find_weight_files(enc.path);
+        encoders::check_checkpoint_key(encoders::find_weight_files(enc.path), enc.checkpoint_key);
     } catch (const Error& err) {
         r.fail(e["path"], path + ".path", err.what());
     }
-    has_processor = fs::exists(enc.path / "preprocessor_config.json");
+    has_processor = fs::exists(enc.path / "preprocessor_config.json") ||
+                    detail::has_derived_preprocessor(enc.path);
     return model;
 }
 
@@ -166,9 +180,9 @@ void check_cls_poolings(const Reader& r, const ExperimentConfig& c, const Config
 EncoderConfig read_encoder(const Reader& r, const YAML::Node& e, const std::string& path,
                            const ExperimentConfig& c, const ConfigNodes& nodes) {
     r.require_map(e, path);
-    r.check_keys(
-        e, path,
-        {"name", "path", "random_vit", "preprocessing", "layers", "batch", "fold_grayscale"});
+    r.check_keys(e, path,
+                 {"name", "path", "checkpoint_key", "dtype", "random_vit", "preprocessing",
+                  "layers", "batch", "fold_grayscale"});
     EncoderConfig enc;
     enc.line = static_cast<std::size_t>(e.Mark().line + 1);
     enc.name = read_name(r, e, path, c);

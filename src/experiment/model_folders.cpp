@@ -75,6 +75,13 @@ std::string weights_hash_of(const fs::path& dir) {
     if (fs::exists(dir / "model.safetensors")) {
         return features::content_hash_file(dir / "model.safetensors");
     }
+    if (!fs::exists(dir / "model.safetensors.index.json")) {  // open_clip, PyTorch pickles
+        std::string all;
+        for (const auto& file : encoders::find_weight_files(dir).files) {
+            all += file.filename().string() + ":" + features::content_hash_file(file) + "\n";
+        }
+        return features::content_hash(all);
+    }
     const std::string index = read_file_text(dir / "model.safetensors.index.json");
     std::string all = index;
     const auto j = json::parse(index);
@@ -90,6 +97,20 @@ std::string weights_hash_of(const fs::path& dir) {
     return features::content_hash(all);
 }
 
+std::string model_config_hash(const fs::path& dir) {
+    for (const char* name : {"config.json", "open_clip_config.json"}) {
+        if (fs::exists(dir / name)) {
+            return features::content_hash(read_file_text(dir / name));
+        }
+    }
+    return "";  // a config-less folder: the architecture comes from the weights
+}
+
+bool has_derived_preprocessor(const fs::path& dir) {
+    return !fs::exists(dir / "preprocessor_config.json") &&
+           (fs::exists(dir / "open_clip_config.json") || !fs::exists(dir / "config.json"));
+}
+
 json effective_preprocessor(const EncoderConfig& e, const fs::path& source) {
     json base = default_preprocessor();
     const fs::path own = e.random_vit ? source / "radprobe_base_preprocessor.json"
@@ -98,6 +119,9 @@ json effective_preprocessor(const EncoderConfig& e, const fs::path& source) {
         base = json::parse(read_file_text(own));
     } else if (e.random_vit) {
         return nullptr;
+    } else if (has_derived_preprocessor(source)) {  // open_clip, a lone torchvision / timm .pth
+        base = json::parse(encoders::preprocessor_json(encoders::read_preprocess_config(
+            source, encoders::LoadOptions::with_key(e.checkpoint_key))));
     }
     return apply_override(base, e.preprocessing);
 }
@@ -146,6 +170,33 @@ void link_source_files(const fs::path& source, const fs::path& dir) {
     }
 }
 
+/// The config's checkpoint_key and dtype as the prepared folder's radprobe_load.json, which every
+/// step that loads the folder reads (a source folder's own file stays linked when neither is
+/// given).
+void write_load_options(const EncoderConfig& e, const fs::path& dir) {
+    const fs::path file = dir / encoders::kLoadOptionsFile;
+    std::error_code ec;
+    if (e.checkpoint_key.empty() && e.dtype.empty()) {  // options an earlier config gave are gone
+        if (!fs::is_symlink(fs::symlink_status(file)) && fs::exists(file, ec)) {
+            fs::remove(file, ec);
+        }
+        return;
+    }
+    json j = json::object();
+    if (!e.checkpoint_key.empty()) {
+        j["checkpoint_key"] = e.checkpoint_key;
+    }
+    if (!e.dtype.empty()) {
+        j["dtype"] = e.dtype;
+    }
+    const std::string text = j.dump(2) + "\n";
+    if (fs::is_symlink(fs::symlink_status(file)) || !fs::exists(file) ||
+        read_file_text(file) != text) {
+        fs::remove(file, ec);
+        write_file_atomic(file, text);
+    }
+}
+
 }  // namespace
 
 void prepare_model_dir(const EncoderConfig& e, const fs::path& source, const fs::path& dir,
@@ -156,6 +207,7 @@ void prepare_model_dir(const EncoderConfig& e, const fs::path& source, const fs:
     } else if (source != dir) {
         link_source_files(source, dir);
     }
+    write_load_options(e, dir);
     const json pre = effective_preprocessor(e, e.random_vit ? dir : source);
     RADPROBE_ASSERT(!pre.is_null(), "no preprocessor for ", e.name);
     const std::string text = pre.dump(2) + "\n";

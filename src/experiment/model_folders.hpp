@@ -20,8 +20,16 @@ nlohmann::json default_preprocessor();
 nlohmann::json apply_override(nlohmann::json preprocessor, const PreprocessOverride& o);
 /// The random ViT's parameters as hashed (and as written beside the generated weights).
 nlohmann::json random_vit_json(const RandomVitParams& p);
-/// The content hash of a folder's safetensors weights (all shards of a sharded checkpoint).
+/// The content hash of a folder's weights (all shards of a sharded checkpoint; open_clip and
+/// PyTorch pickle folders included).
 std::string weights_hash_of(const std::filesystem::path& dir);
+/// The content hash of a folder's config.json (or open_clip_config.json; "" for a config-less
+/// folder whose architecture is read from its weights).
+std::string model_config_hash(const std::filesystem::path& dir);
+/// Whether a folder without preprocessor_config.json has its publisher's preprocessing
+/// nonetheless (open_clip_config.json's; DINO's for a torchvision ResNet; Ark's for a timm Swin):
+/// encoders::read_preprocess_config derives it.
+bool has_derived_preprocessor(const std::filesystem::path& dir);
 /// The effective preprocessor_config.json of an encoder (its own, or the random ViT's, with the
 /// config's overrides applied). For a random ViT not yet written: null.
 nlohmann::json effective_preprocessor(const EncoderConfig& e, const std::filesystem::path& source);

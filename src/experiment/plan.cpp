@@ -167,10 +167,17 @@ void identify_encoder(const EncoderConfig& e, EncoderInfo& info) {
     } else {
         info.weights_hash = weights_hash_of(e.path);
         id["weights"] = info.weights_hash;
-        id["model_config"] = features::content_hash(read_file_text(e.path / "config.json"));
+        id["model_config"] = model_config_hash(e.path);
+        if (!e.checkpoint_key.empty()) {  // absent otherwise: earlier run hashes stay valid
+            id["checkpoint_key"] = e.checkpoint_key;
+        }
+        if (!e.dtype.empty() && e.dtype != "fp32") {
+            id["dtype"] = e.dtype;
+        }
         pre = effective_preprocessor(e, e.path);
         id["preprocessing"] = pre;
-        model = encoders::read_model_config(e.path);
+        model =
+            encoders::read_model_config(e.path, encoders::LoadOptions::with_key(e.checkpoint_key));
     }
     id["layers"] = e.layers;
     id["fold_grayscale"] = e.fold_grayscale;

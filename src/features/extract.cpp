@@ -40,7 +40,7 @@ std::string pool_file(Pooling p) {
 }
 
 preprocess::PreprocessConfig effective_preprocess(const ExtractOptions& o) {
-    preprocess::PreprocessConfig pc = encoders::read_preprocess_config(o.model_dir);
+    preprocess::PreprocessConfig pc = encoders::read_preprocess_config(o.model_dir, o.load);
     if (o.resize > 0) {
         pc.override_size(o.resize);
     }
@@ -53,7 +53,7 @@ std::string describe_key_inputs(const ExtractOptions& o, nlohmann::json* out) {
     // Every weight file (a sharded checkpoint: each shard its index names).
     const encoders::WeightFiles w = encoders::find_weight_files(dir);
     std::string weights;
-    if (w.kind != encoders::WeightFiles::Kind::kShardedSafetensors) {
+    if (w.files.size() == 1) {
         weights = content_hash_file(w.files.front());
     } else {
         std::string all;
@@ -63,6 +63,15 @@ std::string describe_key_inputs(const ExtractOptions& o, nlohmann::json* out) {
         weights = content_hash(all);
     }
     j["weights_hash"] = weights;
+    // Another entry of the same pickle, or another compute dtype, is another store (absent
+    // when not given, so that the stores of earlier releases keep their keys).
+    const auto load = encoders::read_load_options(dir, o.load);
+    if (!load.checkpoint_key.empty()) {
+        j["checkpoint_key"] = load.checkpoint_key;
+    }
+    if (load.compute_dtype && *load.compute_dtype != encoders::ComputeDType::kFloat32) {
+        j["dtype"] = encoders::compute_dtype_name(*load.compute_dtype);  // other numbers
+    }
     // Layout version: 2 = a failed image's NaN row sits at its own position in the shard (v1
     // appended it after the batch, shifting the rows after it): v1 stores are not reused.
     j["store_format"] = 2;
@@ -562,7 +571,7 @@ ExtractResult extract(const ExtractOptions& o) {
 
     nlohmann::json key_inputs;
     const std::string key = describe_key_inputs(o, &key_inputs);
-    const auto config = encoders::read_model_config(o.model_dir);
+    const auto config = encoders::read_model_config(o.model_dir, o.load);
     const std::string model_name = model_name_of(o.model_dir);
     ExtractResult result;
     result.store_dir = o.store_root / (model_name + "-" + key.substr(0, 12));
@@ -575,7 +584,7 @@ ExtractResult extract(const ExtractOptions& o) {
     start_store(o, dir, key, key_inputs, config);
 
     encoders::set_threads(o.threads);
-    auto encoder = encoders::load_encoder(o.model_dir);
+    auto encoder = encoders::load_encoder(o.model_dir, o.load);
     result.load_note = encoder->load_report().note();
     Context ctx{o, manifest, preprocess::InputSpec::processor_input(effective_preprocess(o), 3),
                 config.patch_size};

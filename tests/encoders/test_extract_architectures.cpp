@@ -43,13 +43,18 @@ fs::path source_of(const std::string& name) {
                : test::encoder_fixture(name);
 }
 
+/// A folder as its publisher ships it ("published/<fixture>"): used whole.
+bool is_published(const ArchCase& c) {
+    return c.name.starts_with("published/");
+}
+
 /// Copies the checkpoint and adds a preprocessor_config.json sized to the native input.
 fs::path prepare_model(const TempDir& tmp, const ArchCase& c) {
-    const auto dir = tmp / ("model-" + c.name);
+    const auto dir = tmp / ("model-" + c.name.substr(c.name.rfind('/') + 1));
     fs::create_directories(dir);
     for (const auto& e : fs::directory_iterator(source_of(c.name))) {
         const auto f = e.path().filename().string();
-        if (f.find("config.json") != std::string::npos ||
+        if (is_published(c) || f.find("config.json") != std::string::npos ||
             f.find(".safetensors") != std::string::npos) {
             fs::copy_file(e.path(), dir / f);
         }
@@ -213,6 +218,21 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ExtractEveryArchitecture,
                                            ArchCase{"swin", "BitImageProcessor", true},
                                            ArchCase{"open_clip_vit", "CLIPImageProcessor", true}),
                          [](const auto& info) { return info.param.name; });
+
+// Folders exactly as their publishers ship them (issue 16): the preprocessing is the folder's
+// own or the one radprobe derives for it (open_clip_config.json, Ark's and DINO's transforms).
+INSTANTIATE_TEST_SUITE_P(
+    Published, ExtractEveryArchitecture,
+    ::testing::Values(ArchCase{"published/ark_swin", "", true},
+                      ArchCase{"published/ark_swin_teacher", "", true},
+                      ArchCase{"published/timm_swin", "", true},
+                      ArchCase{"published/torchvision_resnet", "", true},
+                      ArchCase{"published/open_clip_vit_quickgelu", "", true},
+                      ArchCase{"published/open_clip_coca", "", true},
+                      ArchCase{"published/biomedclip_bin", "", true},
+                      ArchCase{"published/dinov2_bf16_sharded", "BitImageProcessor", true},
+                      ArchCase{"published/vit_classifier_bin_sharded", "ViTImageProcessor", true}),
+    [](const auto& info) { return info.param.name.substr(info.param.name.rfind('/') + 1); });
 
 }  // namespace
 }  // namespace radprobe::encoders

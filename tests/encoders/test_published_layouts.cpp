@@ -74,6 +74,9 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         Layout{"vit_classifier", "vit.", "classifier.* (2 tensors)", false},
         Layout{"vit_classifier_bin", "vit.", "classifier.* (2 tensors)", false},
+        Layout{"vit_classifier_bin_sharded", "vit.", "classifier.* (2 tensors)", false},
+        Layout{"vit_fp16_bin", "vit.", "classifier.* (2 tensors)", false},
+        Layout{"dinov2_bf16_sharded", "", "", false},
         Layout{"dinov2_classifier", "dinov2.", "classifier.* (2 tensors)", false},
         Layout{"vit_mae_pretraining", "vit.", "decoder.* (24 tensors)", false},
         Layout{"clip_model", "",
@@ -118,6 +121,98 @@ TEST(PublishedLayouts, PytorchModelBinIsReadWithoutConversion) {
     for (const auto& [name, t] : a) {
         EXPECT_TRUE(t.equal(b.at(name))) << name;
     }
+}
+
+TEST(PublishedLayouts, ShardedPytorchModelBinIsReadShardByShard) {
+    const auto dir = published("vit_classifier_bin_sharded");
+    auto encoder = load_encoder(dir);
+    EXPECT_EQ(encoder->load_report().format, "PyTorch pickle, zip format, 6 shards");
+    EXPECT_EQ(encoder->load_report().files.size(), 6u);
+    // A shard missing from the folder, or a tensor the index puts elsewhere: one-line errors.
+    TempDir tmp;
+    fs::copy(dir, tmp.path(), fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+    fs::remove(tmp / "pytorch_model-00003-of-00006.bin");
+    const std::string e = load_error(tmp.path());
+    EXPECT_NE(e.find("pytorch_model-00003-of-00006.bin"), std::string::npos) << e;
+    EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+}
+
+// DINOv3 ships sharded bf16 safetensors: the blocks stay bf16 in memory (no float32 copy), the
+// rest is float32, and fp32 compute gives what transformers gives on the upcast weights.
+TEST(PublishedLayouts, Bf16CheckpointStaysBf16AndComputesInTheAskedDtype) {
+    set_threads(0);
+    const auto dir = published("dinov2_bf16_sharded");
+    auto encoder = load_encoder(dir);
+    const LoadReport& r = encoder->load_report();
+    EXPECT_EQ(r.format, "safetensors, 3 shards");
+    EXPECT_EQ(r.held_dtype, "blocks as bf16, the rest float32");
+    for (const auto& item : encoder->module().named_parameters(true)) {
+        const bool block = item.key().starts_with("encoder.layer.");
+        EXPECT_EQ(item.value().scalar_type(), block ? torch::kBFloat16 : torch::kFloat32)
+            << item.key();
+    }
+    std::int64_t numel = 0;
+    for (const auto& p : encoder->module().parameters()) {
+        numel += p.numel();
+    }
+    EXPECT_LT(r.held_bytes, numel * 4);  // less than a float32 copy
+    const auto x = load(dir / "pixel_values.npy");
+    const auto fp32 = load(dir / "last_hidden_state.npy");
+    const auto bf16_torch = load(dir / "bf16_last_hidden_state.npy");
+    const double torch_error = max_abs(bf16_torch, fp32);
+    // The same weights held in float32 (what training asks for) give the same numbers.
+    LoadOptions as_float;
+    as_float.keep_half = false;
+    auto full = load_encoder(dir, as_float);
+    EXPECT_EQ(full->load_report().held_dtype, "float32");
+    EXPECT_LE(max_abs(full->forward(x).last_hidden_state, fp32), kParity);
+    LoadOptions o;
+    o.compute_dtype = ComputeDType::kBFloat16;
+    const auto out = load_encoder(dir, o)->forward(x);
+    ASSERT_EQ(out.last_hidden_state.scalar_type(), torch::kFloat32);
+    const double error = max_abs(out.last_hidden_state, fp32);
+    std::printf("bf16 compute: max-abs vs fp32 %.3g (PyTorch's own bf16 forward: %.3g)\n", error,
+                torch_error);
+    EXPECT_GT(error, 1e-5);  // it did compute in bf16
+    EXPECT_LE(error, 2 * torch_error);
+    // DINOv3 (RoPE on bf16 queries and keys) in bf16: close to its fp32 forward.
+    auto v3 = load_encoder(test::encoder_fixture("dinov3_vit"));
+    auto v3_bf16 = load_encoder(test::encoder_fixture("dinov3_vit"), o);
+    const auto x3 = load(test::encoder_fixture("dinov3_vit") / "pixel_values.npy");
+    const auto ref3 = v3->forward(x3).last_hidden_state;
+    const double e3 = max_abs(v3_bf16->forward(x3).last_hidden_state, ref3);
+    std::printf("dinov3 bf16 compute: max-abs vs fp32 %.3g (values up to %.3g)\n", e3,
+                ref3.abs().max().item<double>());
+    EXPECT_GT(e3, 1e-5);
+    EXPECT_LT(e3, 0.05 * ref3.abs().max().item<double>());
+    // fp16 on CPU: LibTorch has no CPU fp16 kernels; a usage error, not a crash.
+    o.compute_dtype = ComputeDType::kFloat16;
+    auto fp16 = load_encoder(dir, o);
+    try {
+        (void)fp16->forward(x);
+        ADD_FAILURE() << "fp16 on CPU ran";
+    } catch (const UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("--dtype fp16 needs a CUDA device"), std::string::npos)
+            << e.what();
+    }
+    EXPECT_NE(describe_model_dir(dir).find("(blocks as bf16, the rest float32)"),
+              std::string::npos);
+}
+
+TEST(PublishedLayouts, DtypeFlagIsCheckedAndReachesTheForward) {
+    TempDir tmp;
+    const auto dir = published("dinov2_bf16_sharded");
+    const std::string base = "tokens --model '" + dir.string() + "' --pixel-values '" +
+                             (dir / "pixel_values.npy").string() + "' --out '" +
+                             (tmp / "t.npy").string() + "'";
+    const auto bad = test::run_cli(base + " --dtype fp64");
+    EXPECT_EQ(bad.exit_code, 2) << bad.err;
+    EXPECT_NE(bad.err.find("--dtype must be fp32, bf16 or fp16"), std::string::npos) << bad.err;
+    const auto ok = test::run_cli(base + " --dtype bf16");
+    ASSERT_EQ(ok.exit_code, 0) << ok.err;
+    const double error = max_abs(load(tmp / "t.npy"), load(dir / "last_hidden_state.npy"));
+    EXPECT_GT(error, 1e-5);
+    EXPECT_LT(error, 0.1);
 }
 
 /// A model folder whose pytorch_model.bin is a malicious pickle: loading fails with one line,
@@ -263,7 +358,7 @@ TEST(PublishedLayouts, ModelsReportsFormatLayoutAndMemory) {
         << text;
     EXPECT_NE(text.find("under the prefix 'vit.'"), std::string::npos) << text;
     EXPECT_NE(text.find("decoder.* (24 tensors)"), std::string::npos) << text;
-    EXPECT_NE(text.find("in memory (floats as float32)"), std::string::npos) << text;
+    EXPECT_NE(text.find("in memory (float32)"), std::string::npos) << text;
     const std::string clip = describe_model_dir(published("clip_model"));
     EXPECT_NE(clip.find("vision tower of a clip model: clip_vision_model"), std::string::npos)
         << clip;

@@ -306,6 +306,38 @@ TEST_F(Config, EncoderFolders) {
     EXPECT_TRUE(contains(e, "nowhere: not a directory")) << e;
 }
 
+// Folders as publishers ship them: a config-less Ark+ training checkpoint (its weights under
+// 'teacher', its preprocessing derived), the checkpoint key and the compute dtype checked at
+// validation.
+TEST_F(Config, PublishedCheckpointFoldersAndTheirLoadOptions) {
+    const std::string ark = (encoder_fixture("published") / "ark_swin_teacher").string();
+    const std::string dinov2 = encoder_fixture("dinov2").string();
+    std::string base = kValid;
+    const auto enc_at = base.find("  - name: rand");
+    const auto enc_end = base.find("tasks:");
+    auto with_encoders = [&](const std::string& encs) {
+        std::string y = base;
+        y.replace(enc_at, enc_end - enc_at, encs);
+        y.replace(y.find("pooling: [cls, mean]"), 20, "pooling: [mean]");
+        return y;
+    };
+    const std::string ok =
+        with_encoders("  - {name: ark, path: '" + ark + "', checkpoint_key: teacher}\n");
+    ASSERT_EQ(error_of(ok), "");
+    const auto config = load_experiment_config(write(ok));
+    EXPECT_EQ(config.encoders.at(0).checkpoint_key, "teacher");
+    std::string e =
+        error_of(with_encoders("  - {name: ark, path: '" + ark + "', checkpoint_key: ema}\n"));
+    EXPECT_TRUE(contains(e, "encoders[0].path: ")) << e;
+    EXPECT_TRUE(contains(e, "no top-level key \"ema\"")) << e;
+    e = error_of(with_encoders("  - {name: d, path: '" + dinov2 + "', checkpoint_key: teacher}\n"));
+    EXPECT_TRUE(contains(e, "applies to PyTorch pickles only")) << e;
+    e = error_of(with_encoders("  - {name: d, path: '" + dinov2 + "', dtype: fp64}\n"));
+    EXPECT_TRUE(contains(e, "encoders[0].dtype")) << e;
+    EXPECT_TRUE(contains(e, "must be fp32, bf16 or fp16")) << e;
+    EXPECT_EQ(error_of(with_encoders("  - {name: d, path: '" + dinov2 + "', dtype: bf16}\n")), "");
+}
+
 TEST_F(Config, YamlSyntaxErrorHasTheLine) {
     const std::string e = error_of("data:\n  manifest: [unclosed\ntasks: x\n");
     EXPECT_TRUE(contains(e, (tmp_ / "exp.yaml").string() + ":")) << e;

@@ -12,9 +12,16 @@ float32). The pinned trees (name, repository, release tag, commit, folder extrac
   huggingface_hub-v0.27.1 huggingface/huggingface_hub v0.27.1 80edbb2b6ae3b0766d870278276393c015eb6979 src/huggingface_hub
   open_clip-v2.30.0       mlfoundations/open_clip   v2.30.0  1bf5d6a2703d465a4e8d9ffcd12a12daadd254ad  src/open_clip
   timm-v1.0.14            huggingface/pytorch-image-models v1.0.14 5d535d7a2d4b435b1b5c1177fd8f04a12b942b9a timm
+  timm-v0.5.4             huggingface/pytorch-image-models v0.5.4  e0c4eec4b66dc14ae96097c7b4a7ef2af45ba309 timm
+  ark-cba3fad             jlianglab/Ark             (no tags: pinned by commit)
+                                                             cba3fada5ec3276d55ad80213d4eae694ca526b0 Ark_Plus/Pretraining
 
 (The transformers tags were taken from the fork TonyRHouston/huggingface-transformers, which
-carries the upstream release tags; the commits are upstream's.) The trees go under VENDOR, by
+carries the upstream release tags; the commits are upstream's. timm v0.5.4 is the release that
+Ark/Ark+ pin in their requirements (`timm == 0.5.4`); it runs on torch 1.13 unchanged. Ark has no
+release tags: its row names the commit, `git archive` takes it as the tag, and its sys.path entry
+is the Ark_Plus/Pretraining folder, whose models.py/utils.py/convnext.py are top-level modules;
+Ark's utils.py needs Debian's python3-sklearn and python3-scipy.) The trees go under VENDOR, by
 default <radprobe checkout>/../vendor (override with RADPROBE_VENDOR), one folder per name above:
 
   VENDOR=/work/vendor   # any folder outside the checkout
@@ -22,10 +29,12 @@ default <radprobe checkout>/../vendor (override with RADPROBE_VENDOR), one folde
   ... likewise for every row ...
   or, doing the same, checking the commit in the archive and recording it in each tree:
   /usr/bin/python3 tests/golden/encoders/publisher_env.py setup \
-      transformers=<bare git dir> huggingface_hub=<bare git dir> open_clip=<bare git dir> timm=<bare git dir>
+      transformers=<bare git dir> huggingface_hub=<bare git dir> open_clip=<bare git dir> timm=<bare git dir> \
+      ark=<bare git dir>
 
-The sys.path entries are VENDOR/<name>/src for transformers, huggingface_hub and open_clip and
-VENDOR/<name> for timm (what `PYTHONPATH=...` would hold).
+The sys.path entries are VENDOR/<name>/src for transformers, huggingface_hub and open_clip,
+VENDOR/<name> for timm and VENDOR/<name>/Ark_Plus/Pretraining for Ark (what `PYTHONPATH=...` would
+hold). Activate one timm tree per process (both are the package `timm`).
 
 Debian packages: python3-torch python3-numpy python3-pil python3-yaml python3-regex
 python3-packaging python3-filelock python3-tqdm python3-requests python3-fsspec
@@ -35,7 +44,9 @@ Rust-backed or absent packages are replaced by stubs that activate() writes into
 folder (first on sys.path, deleted at exit):
   - safetensors: safe_open / safetensors.torch.{load_file, save_file, storage_ptr, storage_size}
     on top of st_io.py (numpy only; ../shared/reference/st_io.py beside the checkout, override
-    with RADPROBE_REFERENCE), plus a dist-info so transformers' version check accepts it;
+    with RADPROBE_REFERENCE), plus a dist-info so transformers' version check accepts it; dtypes
+    F32, I64, F16 through st_io, and BF16 (which st_io/numpy lack) in the stub itself: same layout,
+    the tensors' 16-bit patterns as raw little-endian bytes;
   - huggingface_hub: a dist-info only (the code is the real tree; transformers checks the version);
   - tokenizers: transformers.integrations.ggml imports it at import time; the stub has no
     dist-info, so transformers still reports it unavailable (vision models never tokenize);
@@ -67,6 +78,11 @@ PINS = {
                           "1bf5d6a2703d465a4e8d9ffcd12a12daadd254ad", "src/open_clip", "src"),
     "timm-v1.0.14": ("timm", "huggingface/pytorch-image-models", "v1.0.14",
                      "5d535d7a2d4b435b1b5c1177fd8f04a12b942b9a", "timm", ""),
+    "timm-v0.5.4": ("timm", "huggingface/pytorch-image-models", "v0.5.4",
+                    "e0c4eec4b66dc14ae96097c7b4a7ef2af45ba309", "timm", ""),
+    "ark-cba3fad": ("ark", "jlianglab/Ark", "cba3fada5ec3276d55ad80213d4eae694ca526b0",
+                    "cba3fada5ec3276d55ad80213d4eae694ca526b0", "Ark_Plus/Pretraining",
+                    "Ark_Plus/Pretraining"),
 }
 COMMIT_FILE = ".radprobe_commit"
 
@@ -130,7 +146,15 @@ def setup(git_dirs):
         print("extracted", repo, tag, commit, "->", tree)
 
 
-_SAFETENSORS_INIT = '''"""Stub of the Rust-backed safetensors package (radprobe goldens): st_io underneath."""
+_SAFETENSORS_INIT = '''"""Stub of the Rust-backed safetensors package (radprobe goldens): st_io underneath.
+
+st_io has no bfloat16 (numpy has none), so a file holding a BF16 tensor is read and written here,
+in the same layout st_io reads and writes (names sorted, compact JSON header with __metadata__
+first, padded with spaces so the data starts 8-byte aligned, raw little-endian C-order bytes);
+BF16 travels as its 16-bit patterns (int16 view). Files without BF16 go through st_io unchanged.
+"""
+import json
+import struct
 import sys
 sys.path.insert(0, %(ref)r)
 import st_io as _st
@@ -138,10 +162,86 @@ del sys.path[0]
 __version__ = "0.4.5"
 
 
+def _has_bf16(header):
+    return any(v.get("dtype") == "BF16" for k, v in header.items() if k != "__metadata__")
+
+
+def _read(filename):
+    """(name -> torch tensor, metadata or None) of a safetensors file."""
+    import numpy as np
+    import torch
+    filename = str(filename)
+    _, header = _st.read_safetensors_header(filename)
+    if not _has_bf16(header):
+        arrays, meta = _st.read_safetensors(filename)
+        return {k: torch.from_numpy(v) for k, v in arrays.items()}, meta
+    with open(filename, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n].decode("utf-8"))
+    data = raw[8 + n:]
+    meta = header.pop("__metadata__", None)
+    out, spans = {}, []
+    for name, info in header.items():
+        bf16 = info["dtype"] == "BF16"
+        dt = np.dtype("<i2") if bf16 else _st._DT_TO_NP[info["dtype"]]
+        b, e = info["data_offsets"]
+        shape = tuple(info["shape"])
+        count = int(np.prod(shape)) if len(shape) else 1
+        if e - b != count * dt.itemsize:
+            raise ValueError("%%s: size mismatch" %% name)
+        t = torch.from_numpy(np.frombuffer(data[b:e], dtype=dt).reshape(shape).copy())
+        out[name] = t.view(torch.bfloat16) if bf16 else t
+        spans.append((b, e))
+    spans.sort()
+    pos = 0
+    for b, e in spans:
+        if b != pos:
+            raise ValueError("data section not contiguous")
+        pos = e
+    if pos != len(data):
+        raise ValueError("trailing bytes in data section")
+    return out, meta
+
+
+def _write(filename, tensors, metadata=None):
+    """tensors: name -> contiguous CPU torch tensor (float32, int64, float16 or bfloat16)."""
+    import numpy as np
+    import torch
+    filename = str(filename)
+    if not any(t.dtype == torch.bfloat16 for t in tensors.values()):
+        _st.write_safetensors(filename, {k: t.numpy() for k, t in tensors.items()},
+                              metadata=metadata, force_f32=False)
+        return
+    header = {}
+    if metadata is not None:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name]
+        if t.dtype == torch.bfloat16:
+            dtname, data = "BF16", t.view(torch.int16).numpy().astype("<i2").tobytes(order="C")
+        else:
+            arr = t.numpy()
+            dtname = _st._np_dtype_name(arr)
+            data = arr.astype(_st._DT_TO_NP[dtname], copy=False).tobytes(order="C")
+        header[name] = {"dtype": dtname, "shape": [int(s) for s in t.shape],
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    hjson = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    hjson += b" " * ((8 - (8 + len(hjson)) %% 8) %% 8)
+    with open(filename, "wb") as f:
+        f.write(struct.pack("<Q", len(hjson)))
+        f.write(hjson)
+        for b in blobs:
+            f.write(b)
+
+
 class safe_open:
     def __init__(self, filename, framework="pt", device="cpu"):
         assert framework == "pt", framework
-        self._tensors, self._meta = _st.read_safetensors(str(filename))
+        self._tensors, self._meta = _read(filename)
 
     def __enter__(self):
         return self
@@ -156,28 +256,28 @@ class safe_open:
         return sorted(self._tensors)
 
     def get_tensor(self, name):
-        import torch
-        return torch.from_numpy(self._tensors[name])
+        return self._tensors[name]
 '''
 
-_SAFETENSORS_TORCH = '''"""Stub of safetensors.torch (radprobe goldens): st_io underneath."""
-import numpy as np
+_SAFETENSORS_TORCH = '''"""Stub of safetensors.torch (radprobe goldens): st_io underneath (BF16: see the package)."""
 import torch
 
-from . import _st
+from . import _read, _write
+
+_DTYPES = (torch.float32, torch.int64, torch.float16, torch.bfloat16)
 
 
 def load_file(filename, device="cpu"):
-    tensors, _ = _st.read_safetensors(str(filename))
-    return {k: torch.from_numpy(v).to(device) for k, v in tensors.items()}
+    tensors, _ = _read(filename)
+    return {k: v.to(device) for k, v in tensors.items()}
 
 
 def save_file(tensors, filename, metadata=None):
-    arrays = {}
+    out = {}
     for k, t in tensors.items():
-        assert t.dtype in (torch.float32, torch.int64), (k, t.dtype)
-        arrays[k] = t.detach().cpu().contiguous().numpy()
-    _st.write_safetensors(str(filename), arrays, metadata=metadata, force_f32=False)
+        assert t.dtype in _DTYPES, (k, t.dtype)
+        out[k] = t.detach().cpu().contiguous()
+    _write(filename, out, metadata=metadata)
 
 
 def storage_ptr(tensor):

@@ -98,11 +98,14 @@ struct LoadReport {
     std::map<std::string, std::int64_t> dtypes;  ///< stored dtype name → tensor count
     std::int64_t stored_bytes = 0;               ///< bytes of every tensor as stored
     std::int64_t held_bytes = 0;                 ///< bytes of the backbone weights as held
-    std::string key_names;             ///< how non-HF key names were read ("" = the HF names)
-    std::string prefix;                ///< stripped from the backbone keys ("" = none)
-    std::int64_t ignored_tensors = 0;  ///< checkpoint tensors outside the backbone
-    std::string ignored;               ///< those grouped ("classifier.* (2 tensors)")
-    bool pooler_absent = false;        ///< a ViT checkpoint without pooler: no pooled output
+    std::string held_dtype = "float32";  ///< "float32", or "blocks as bf16, the rest float32"
+    std::string entry;  ///< the pickle's top-level entry holding the weights ("" = the top level)
+    bool module_prefix_stripped = false;  ///< DataParallel's "module." removed from every key
+    std::string key_names;                ///< how non-HF key names were read ("" = the HF names)
+    std::string prefix;                   ///< stripped from the backbone keys ("" = none)
+    std::int64_t ignored_tensors = 0;     ///< checkpoint tensors outside the backbone
+    std::string ignored;                  ///< those grouped ("classifier.* (2 tensors)")
+    bool pooler_absent = false;           ///< a ViT checkpoint without pooler: no pooled output
     /// One line: what was stripped and ignored ("" when the checkpoint is exactly the backbone).
     std::string note() const;
 };
@@ -185,8 +188,11 @@ protected:
 /// does not have, is one InputError that counts them, quotes a few and says what the keys look
 /// like (a timm / torchvision / open_clip / other HF layout, a common prefix). F16/BF16/F64
 /// weights are converted to float32. Weights: find_weight_files(); PyTorch pickles are read by
-/// the weights-only reader of torch_pickle.hpp (nothing in them is executed).
-std::unique_ptr<Encoder> load_encoder(const std::filesystem::path& model_dir);
+/// the weights-only reader of torch_pickle.hpp (nothing in them is executed); a training
+/// checkpoint's weights are taken from options.checkpoint_key (or the folder's
+/// radprobe_load.json), else from the entry TorchCheckpoint::state_dict_tensors finds.
+std::unique_ptr<Encoder> load_encoder(const std::filesystem::path& model_dir,
+                                      const LoadOptions& options = {});
 
 /// The tensors of a checkpoint (find_weight_files: safetensors, a sharded index, a PyTorch
 /// pickle's state dict, or a path to one such file), floats converted to float32, integers to
@@ -199,7 +205,8 @@ int set_threads(int threads);
 
 /// A human-readable summary of a model directory: architecture, width, depth, heads, patch,
 /// native resolution, token layout, parameter count, preprocessing.
-std::string describe_model_dir(const std::filesystem::path& model_dir);
+std::string describe_model_dir(const std::filesystem::path& model_dir,
+                               const LoadOptions& options = {});
 
 /// .npy <-> tensor (float32 only; the tensor is copied, contiguous).
 at::Tensor tensor_from_npy(const NpyArray& array);

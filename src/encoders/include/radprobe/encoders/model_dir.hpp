@@ -8,12 +8,53 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "radprobe/preprocess/preprocess.hpp"
 
 namespace radprobe::encoders {
+
+/// The dtype the transformer blocks compute in (--dtype): float32, or bfloat16 / float16 with
+/// LibTorch's float32 accumulation inside matrix products, norms and softmax. Embeddings, final
+/// norms and heads stay float32; outputs are float32.
+enum class ComputeDType { kFloat32, kBFloat16, kFloat16 };
+
+/// "fp32" | "bf16" | "fp16" → ComputeDType; UsageError naming `what` otherwise.
+ComputeDType parse_compute_dtype(const std::string& name, const std::string& what = "--dtype");
+std::string compute_dtype_name(ComputeDType dtype);
+
+/// How a model folder's weights are read: the command line's --checkpoint-key, else the folder's
+/// radprobe_load.json (see read_load_options).
+struct LoadOptions {
+    /// The top-level entry of a PyTorch checkpoint that holds the weights ("teacher",
+    /// "state_dict", ...); "" = found automatically (TorchCheckpoint::state_dict_tensors).
+    std::string checkpoint_key;
+    /// The blocks' compute dtype (--dtype; the folder's file says "dtype"); unset = fp32.
+    std::optional<ComputeDType> compute_dtype;
+    /// Keep a bf16/fp16 checkpoint's transformer-block weights in their dtype (no float32 copy;
+    /// each block is converted to the compute dtype while it runs). False: everything float32
+    /// (what training wants).
+    bool keep_half = true;
+
+    /// The defaults with `key` as the checkpoint key.
+    static LoadOptions with_key(std::string key) {
+        LoadOptions o;
+        o.checkpoint_key = std::move(key);
+        return o;
+    }
+};
+
+/// The file of a model folder that records its load options ({"checkpoint_key": "teacher",
+/// "dtype": "bf16"}):
+/// what a run writes into the model folders it prepares, and what a user may write beside a
+/// checkpoint so that every command reads it the same way.
+inline constexpr const char* kLoadOptionsFile = "radprobe_load.json";
+
+/// `given` where it sets a field, else the value of DIR/radprobe_load.json (InputError naming the
+/// file when it is not a JSON object of known string fields).
+LoadOptions read_load_options(const std::filesystem::path& dir, const LoadOptions& given = {});
 
 /// The fields of config.json that radprobe's architectures use.
 struct ModelConfig {
@@ -70,6 +111,11 @@ struct ModelConfig {
     /// open_clip's visual.head.proj (model_cfg.embed_dim, bias = timm_proj_bias). 0 = none.
     std::int64_t projection_dim = 0;
     bool projection_bias = false;
+    /// CoCa's attentional pooler (open_clip vision_cfg.attentional_pool): learned queries of
+    /// width projection_dim attend over the tokens; query 0 after post_layernorm is the pooled
+    /// output. 0 = none.
+    std::int64_t attn_pool_queries = 0;
+    std::int64_t attn_pool_heads = 0;
     /// ViT: the checkpoint has ViTModel's pooler (set by load_encoder from the checkpoint's keys;
     /// *ForImageClassification checkpoints have none). SigLIP: the MAP head (config
     /// vision_use_head, default true).
@@ -81,6 +127,10 @@ struct ModelConfig {
     /// holding only a torchvision ResNet state dict (DINO ResNet-50): the config was inferred
     /// from the weights' names and shapes, and load_encoder renames the keys.
     std::string weights_layout;
+    /// The checkpoint entry the weights are read from (LoadOptions::checkpoint_key).
+    std::string checkpoint_key;
+    /// What run_blocks computes the transformer blocks in (LoadOptions::compute_dtype).
+    ComputeDType compute_dtype = ComputeDType::kFloat32;
     /// Whether the token sequence is laid out as a ViT one ([CLS?, registers, patches]).
     bool is_hierarchical() const { return model_type == "resnet" || model_type == "swin"; }
 
@@ -90,21 +140,26 @@ struct ModelConfig {
 
 /// The files that hold a model folder's weights, as load_encoder reads them.
 struct WeightFiles {
-    enum class Kind { kSafetensors, kShardedSafetensors, kTorchPickle };
+    enum class Kind { kSafetensors, kShardedSafetensors, kTorchPickle, kShardedTorchPickle };
     Kind kind = Kind::kSafetensors;
-    std::vector<std::filesystem::path> files;     ///< one file, or the shards (sorted, unique)
-    std::filesystem::path index;                  ///< sharded: model.safetensors.index.json
+    std::vector<std::filesystem::path> files;  ///< one file, or the shards (sorted, unique)
+    std::filesystem::path index;  ///< sharded: model.safetensors.index.json (or pytorch_model...)
     std::map<std::string, std::string> shard_of;  ///< sharded: tensor name → shard file name
 };
 
 /// Finds the weights of `model_dir`, first match wins: model.safetensors;
 /// open_clip_model.safetensors; model.safetensors.index.json (its shards, which must be file names
-/// inside the folder); a PyTorch pickle: pytorch_model.bin, open_clip_pytorch_model.bin,
-/// model.bin, model.pth, model.pt, or the folder's only *.bin / *.pt / *.pth / *.pth.tar / *.ckpt
-/// file (the DINO ResNet-50 and Ark+ downloads). A path to a file: that file (.safetensors, or a
-/// pickle by its extension). InputError naming the folder when nothing is found, or when several
-/// pickles could be meant.
+/// inside the folder); pytorch_model.bin.index.json (pickle shards, likewise); a PyTorch pickle:
+/// pytorch_model.bin, open_clip_pytorch_model.bin, model.bin, model.pth, model.pt, or the folder's
+/// only *.bin / *.pt / *.pth / *.pth.tar / *.ckpt file (the DINO ResNet-50 and Ark+ downloads). A
+/// path to a file: that file (.safetensors, or a pickle by its extension). InputError naming the
+/// folder when nothing is found, or when several pickles could be meant.
 WeightFiles find_weight_files(const std::filesystem::path& model_dir);
+
+/// Checks that `checkpoint_key` names a state dict in every file of `w` (nothing to check when it
+/// is empty); InputError naming the file and its top-level keys, or saying that safetensors
+/// weights have no entries to choose from.
+void check_checkpoint_key(const WeightFiles& w, const std::string& checkpoint_key);
 
 /// CUDA devices this LibTorch can use (0 on a CPU-only build or a machine without a GPU).
 /// Declared here, outside the LibTorch header, so that light translation units can ask.
@@ -133,7 +188,9 @@ std::string model_type_description(const std::string& model_type);
 /// model_cfg.vision_cfg.timm_model_name (vit_{tiny,small,base,large,huge}_patch<P>_<S>),
 /// overridden by vision_cfg.timm_model_kwargs (embed_dim, depth, num_heads, patch_size,
 /// mlp_ratio, qkv_bias) and vision_cfg.image_size; the projection is model_cfg.embed_dim wide.
-ModelConfig read_model_config(const std::filesystem::path& dir);
+/// `options` chooses the checkpoint entry of a pickle (read_load_options resolves it against the
+/// folder's radprobe_load.json; the result is in ModelConfig::checkpoint_key).
+ModelConfig read_model_config(const std::filesystem::path& dir, const LoadOptions& options = {});
 
 /// Reads DIR/preprocessor_config.json. Missing file → InputError naming it, except for a
 /// torchvision ResNet folder without config (see read_model_config): DINO's evaluation
@@ -144,7 +201,13 @@ ModelConfig read_model_config(const std::filesystem::path& dir);
 /// says "bilinear", centre crop image_size with torchvision's rounding, ToTensor, normalise with
 /// preprocess_cfg mean/std, default OpenAI CLIP's); resize_mode "squash" resizes to
 /// image_size × image_size without a crop.
-preprocess::PreprocessConfig read_preprocess_config(const std::filesystem::path& dir);
+/// `options`: as for read_model_config (a config-less folder's weights are read to recognise it).
+preprocess::PreprocessConfig read_preprocess_config(const std::filesystem::path& dir,
+                                                    const LoadOptions& options = {});
+
+/// `c` as a preprocessor_config.json that read_preprocess_config reads back to `c` (HF keys, plus
+/// radprobe's "crop_rounding": "torchvision" when c.torchvision_crop).
+std::string preprocessor_json(const preprocess::PreprocessConfig& c);
 
 }  // namespace radprobe::encoders
 

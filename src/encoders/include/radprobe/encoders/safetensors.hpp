@@ -67,6 +67,10 @@ public:
     const StTensorInfo* find(const std::string& tensor_name) const;
     /// The raw bytes of one entry (little-endian).
     std::span<const std::uint8_t> bytes(const StTensorInfo& info) const;
+    /// Drops the memory pages that only `info` covers from this process (madvise DONTNEED on the
+    /// read-only mapping; they are read from the file again if used again), so that streaming
+    /// a large file tensor by tensor does not keep it resident. No-op for a borrowed buffer.
+    void release_pages(const StTensorInfo& info) const;
     /// Converts a floating-point entry (F16, BF16, F32, F64) to float32 values; throws
     /// InputError for other dtypes.
     void read_float(const StTensorInfo& info, float* out) const;

@@ -155,11 +155,16 @@ public:
     /// The tensors of the state dict, keyed by parameter name. With `checkpoint_key`, the
     /// top-level entry of that name (InputError listing the top-level keys when absent).
     /// Without: the top-level dict when it holds tensors directly (and no nested state dict),
-    /// else the first of "state_dict", "model", "teacher", "module", "net", "network",
+    /// else the first of "teacher", "state_dict", "model", "module", "net", "network",
     /// "model_state" that holds tensors. A leading "module." is removed when every key has it.
     /// Non-tensor entries (epochs, argparse.Namespace, ...) are ignored.
     std::map<std::string, PtTensorInfo> state_dict_tensors(
         const std::string& checkpoint_key = "") const;
+    /// Where state_dict_tensors(checkpoint_key) reads: "" for the top level, else the name of the
+    /// top-level entry ("teacher", "state_dict", ...).
+    std::string state_dict_entry(const std::string& checkpoint_key = "") const;
+    /// Whether state_dict_tensors(checkpoint_key) removes a "module." prefix from every key.
+    bool strips_module_prefix(const std::string& checkpoint_key = "") const;
 
     struct Impl;  ///< defined in torch_pickle.cpp
 

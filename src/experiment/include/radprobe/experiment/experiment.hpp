@@ -138,6 +138,8 @@ struct RandomVitParams {
 struct EncoderConfig {
     std::string name;            ///< unique; shown in results
     std::filesystem::path path;  ///< HF directory (empty for a random ViT)
+    std::string checkpoint_key;  ///< the pickle entry holding the weights ("" = found)
+    std::string dtype;           ///< the blocks' compute dtype: fp32 | bf16 | fp16 ("" = fp32)
     std::optional<RandomVitParams> random_vit;
     PreprocessOverride preprocessing;
     std::vector<int> layers;  ///< empty = last layer

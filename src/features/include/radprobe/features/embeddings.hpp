@@ -40,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "radprobe/encoders/model_dir.hpp"
 #include "radprobe/preprocess/preprocess.hpp"
 
 namespace radprobe::features {
@@ -103,6 +104,7 @@ std::string content_hash(const std::string& bytes);
 
 struct ExtractOptions {
     std::filesystem::path model_dir;
+    encoders::LoadOptions load;  ///< which checkpoint entry holds the weights (--checkpoint-key)
     std::filesystem::path manifest;
     std::optional<std::filesystem::path> boxes;  ///< default: boxes.csv beside the manifest
     std::vector<Pooling> poolings{Pooling::kCls, Pooling::kMean};
