@@ -494,7 +494,9 @@ std::string describe_model_dir(const fs::path& model_dir, const LoadOptions& opt
     };
     os << "directory:      " << c.dir.string() << "\n"
        << "architecture:   "
-       << (c.composite_type.empty() ? "" : "vision tower of a " + c.composite_type + " model: ")
+       << (c.composite_type.empty() ? ""
+           : str_cat("vision tower of ", c.composite_type.front() == 'o' ? "an " : "a ",
+                     c.composite_type, " model: "))
        << (c.weights_layout.empty()              ? ""
            : c.weights_layout == "open_clip_vit" ? "open_clip ViT tower read as "
                                                  : "inferred from the weights (no config.json): ")

@@ -271,9 +271,10 @@ INSTANTIATE_TEST_SUITE_P(
     Published, TokensCli,
     ::testing::Values("vit_classifier", "vit_classifier_bin", "vit_classifier_bin_sharded",
                       "vit_fp16_bin", "dinov2_classifier", "dinov2_bf16_sharded",
-                      "vit_mae_pretraining", "clip_model", "siglip_model", "swin_classifier",
-                      "resnet_classifier", "torchvision_resnet", "ark_swin", "ark_swin_teacher",
-                      "timm_swin", "open_clip_vit_quickgelu", "open_clip_coca", "biomedclip_bin"),
+                      "dinov3_bf16_sharded", "vit_mae_pretraining", "clip_model", "siglip_model",
+                      "swin_classifier", "resnet_classifier", "torchvision_resnet", "ark_swin",
+                      "ark_swin_teacher", "timm_swin", "open_clip_vit_quickgelu", "open_clip_coca",
+                      "biomedclip_bin"),
     [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -10,6 +10,8 @@ float32). The pinned trees (name, repository, release tag, commit, folder extrac
   transformers-v4.47.1    huggingface/transformers  v4.47.1  241c04d36867259cdf11dbb4e9d9a60f9cb65ebc  src/transformers
   transformers-v4.48.3    huggingface/transformers  v4.48.3  298b3f19303294293f7af075609481d64cb13de3  src/transformers
   huggingface_hub-v0.27.1 huggingface/huggingface_hub v0.27.1 80edbb2b6ae3b0766d870278276393c015eb6979 src/huggingface_hub
+  transformers-v4.57.6    huggingface/transformers  v4.57.6  753d61104116eefc8ffc977327b441ee0c8d599f  src/transformers
+  huggingface_hub-v0.36.2 huggingface/huggingface_hub v0.36.2 664c484e261175deeb80c2aa3b525457a1f6fa5c src/huggingface_hub
   open_clip-v2.30.0       mlfoundations/open_clip   v2.30.0  1bf5d6a2703d465a4e8d9ffcd12a12daadd254ad  src/open_clip
   timm-v1.0.14            huggingface/pytorch-image-models v1.0.14 5d535d7a2d4b435b1b5c1177fd8f04a12b942b9a timm
   timm-v0.5.4             huggingface/pytorch-image-models v0.5.4  e0c4eec4b66dc14ae96097c7b4a7ef2af45ba309 timm
@@ -21,8 +23,12 @@ carries the upstream release tags; the commits are upstream's. timm v0.5.4 is th
 Ark/Ark+ pin in their requirements (`timm == 0.5.4`); it runs on torch 1.13 unchanged. Ark has no
 release tags: its row names the commit, `git archive` takes it as the tag, and its sys.path entry
 is the Ark_Plus/Pretraining folder, whose models.py/utils.py/convnext.py are top-level modules;
-Ark's utils.py needs Debian's python3-sklearn and python3-scipy.) The trees go under VENDOR, by
-default <radprobe checkout>/../vendor (override with RADPROBE_VENDOR), one folder per name above:
+Ark's utils.py needs Debian's python3-sklearn and python3-scipy. transformers v4.57.6, the release
+the DINOv3 fixtures were made with, needs huggingface_hub >= 0.34, < 1.0: v0.36.2 is the last such
+release; v4.57.6 imports on torch 1.13 only with ../shared/reference/torch2_import_shims.py and the
+further steps make_published_dinov3.py takes before `import transformers`.) The trees go under
+VENDOR, by default <radprobe checkout>/../vendor (override with RADPROBE_VENDOR), one folder per
+name above:
 
   VENDOR=/work/vendor   # any folder outside the checkout
   git --git-dir=<bare clone of transformers> archive v4.47.1 src/transformers | tar -x -C $VENDOR/transformers-v4.47.1
@@ -42,7 +48,8 @@ python3-typing-extensions python3-torchvision (open_clip's transforms).
 
 Rust-backed or absent packages are replaced by stubs that activate() writes into a temporary
 folder (first on sys.path, deleted at exit):
-  - safetensors: safe_open / safetensors.torch.{load_file, save_file, storage_ptr, storage_size}
+  - safetensors: safe_open (get_tensor, get_slice) / safetensors.torch.{load_file, save_file,
+    storage_ptr, storage_size}
     on top of st_io.py (numpy only; ../shared/reference/st_io.py beside the checkout, override
     with RADPROBE_REFERENCE), plus a dist-info so transformers' version check accepts it; dtypes
     F32, I64, F16 through st_io, and BF16 (which st_io/numpy lack) in the stub itself: same layout,
@@ -73,6 +80,11 @@ PINS = {
                              "298b3f19303294293f7af075609481d64cb13de3", "src/transformers", "src"),
     "huggingface_hub-v0.27.1": ("huggingface_hub", "huggingface/huggingface_hub", "v0.27.1",
                                 "80edbb2b6ae3b0766d870278276393c015eb6979", "src/huggingface_hub",
+                                "src"),
+    "transformers-v4.57.6": ("transformers", "huggingface/transformers", "v4.57.6",
+                             "753d61104116eefc8ffc977327b441ee0c8d599f", "src/transformers", "src"),
+    "huggingface_hub-v0.36.2": ("huggingface_hub", "huggingface/huggingface_hub", "v0.36.2",
+                                "664c484e261175deeb80c2aa3b525457a1f6fa5c", "src/huggingface_hub",
                                 "src"),
     "open_clip-v2.30.0": ("open_clip", "mlfoundations/open_clip", "v2.30.0",
                           "1bf5d6a2703d465a4e8d9ffcd12a12daadd254ad", "src/open_clip", "src"),
@@ -238,10 +250,29 @@ def _write(filename, tensors, metadata=None):
             f.write(b)
 
 
+class _Slice:
+    """What safe_open.get_slice returns (transformers >= 4.56 loads through it): dtype tag and shape
+    from the file's header; indexing gives (a view of) the tensor, [...] the whole tensor."""
+
+    def __init__(self, tensor, dtype):
+        self._tensor, self._dtype = tensor, dtype
+
+    def get_dtype(self):
+        return self._dtype
+
+    def get_shape(self):
+        return list(self._tensor.shape)
+
+    def __getitem__(self, index):
+        return self._tensor[index]
+
+
 class safe_open:
     def __init__(self, filename, framework="pt", device="cpu"):
         assert framework == "pt", framework
         self._tensors, self._meta = _read(filename)
+        _, header = _st.read_safetensors_header(str(filename))
+        self._dtypes = {k: v["dtype"] for k, v in header.items() if k != "__metadata__"}
 
     def __enter__(self):
         return self
@@ -257,6 +288,9 @@ class safe_open:
 
     def get_tensor(self, name):
         return self._tensors[name]
+
+    def get_slice(self, name):
+        return _Slice(self._tensors[name], self._dtypes[name])
 '''
 
 _SAFETENSORS_TORCH = '''"""Stub of safetensors.torch (radprobe goldens): st_io underneath (BF16: see the package)."""
