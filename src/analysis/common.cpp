@@ -506,29 +506,12 @@ dataset::Manifest load_manifest(const std::filesystem::path& path,
 
 std::vector<std::uint8_t> lung_region(const dataset::Manifest& manifest, std::size_t index,
                                       int rows, int cols, bool force_center, bool* from_masks) {
-    std::vector<std::uint8_t> region(static_cast<std::size_t>(rows) * cols, 0);
+    // One definition of "the lungs" for the analyses and the roi pooling's control regions.
+    auto region = features::lung_region(manifest, index, rows, cols, force_center);
     if (from_masks) {
-        *from_masks = false;
+        *from_masks = region.from_masks();
     }
-    if (!force_center && manifest.mask_index("lung_left") && manifest.mask_index("lung_right")) {
-        const auto left = manifest.load_mask(index, "lung_left", rows, cols);
-        const auto right = manifest.load_mask(index, "lung_right", rows, cols);
-        if (left && right && left->count() + right->count() > 0) {
-            for (std::size_t i = 0; i < region.size(); ++i) {
-                region[i] = (left->data[i] || right->data[i]) ? 1 : 0;
-            }
-            if (from_masks) {
-                *from_masks = true;
-            }
-            return region;
-        }
-    }
-    for (int r = rows / 4; r < rows - rows / 4; ++r) {
-        for (int c = cols / 4; c < cols - cols / 4; ++c) {
-            region[static_cast<std::size_t>(r) * cols + c] = 1;
-        }
-    }
-    return region;
+    return std::move(region.inside);
 }
 
 std::vector<float> weighted_mean(const std::vector<float>& patches, std::int64_t dim,

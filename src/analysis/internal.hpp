@@ -84,9 +84,9 @@ std::string group_of(const dataset::Record& record);
 dataset::Manifest load_manifest(const std::filesystem::path& path,
                                 const std::optional<std::filesystem::path>& boxes, bool uses_boxes);
 
-/// The lung region of an image (rows × cols, 1 = inside): mask_lung_left ∪ mask_lung_right
-/// when the manifest has both columns and the cells are filled, else the central half of the
-/// image in each axis ("center" forces the latter).
+/// The lung region of an image (rows × cols, 1 = inside): features::lung_region() (the lung
+/// masks when the manifest has them, else the central half of the image in each axis; "center"
+/// forces the latter).
 std::vector<std::uint8_t> lung_region(const dataset::Manifest& manifest, std::size_t index,
                                       int rows, int cols, bool force_center, bool* from_masks);
 

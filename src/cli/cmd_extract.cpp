@@ -1,5 +1,6 @@
 // radprobe extract --model HFDIR --manifest M --pool cls,mean,roi --out STORE [--batch B]
-//                  [--threads T] [--layers ...] [--roi boxes|boxes:LABEL|mask_NAME] [--strict]
+//                  [--threads T] [--layers ...] [--roi boxes|boxes:LABEL|mask_NAME] [--seed S]
+//                  [--strict]
 
 #include <cstdio>
 
@@ -16,6 +17,7 @@ Runner setup_extract(CLI::App& app) {
         std::string roi = "boxes";
         int batch = 8, threads = 0;
         long long resize = 0, shard = 256;
+        unsigned long long seed = 0;
         bool strict = false, no_fold = false;
     };
     auto opt = std::make_shared<Options>();
@@ -34,6 +36,10 @@ Runner setup_extract(CLI::App& app) {
     app.add_option("--roi", opt->roi,
                    "region for roi pooling: boxes (all boxes of the image), boxes:LABEL, or "
                    "mask_NAME (a mask column)")
+        ->capture_default_str();
+    app.add_option("--seed", opt->seed,
+                   "seed of the control regions that roi over boxes gives images without boxes "
+                   "(listed in STORE/control_boxes.csv)")
         ->capture_default_str();
     app.add_option("--boxes", opt->boxes, "boxes CSV (default: boxes.csv beside the manifest)");
     app.add_option("--batch", opt->batch, "images per forward pass")->capture_default_str();
@@ -56,6 +62,7 @@ Runner setup_extract(CLI::App& app) {
         o.poolings = features::parse_poolings(opt->pool);
         o.layers = features::parse_layers(opt->layers);
         o.roi_source = opt->roi;
+        o.roi_seed = opt->seed;
         o.store_root = opt->out;
         RADPROBE_USAGE_CHECK(opt->batch >= 1 && opt->batch <= 4096, "--batch must be in 1..4096");
         RADPROBE_USAGE_CHECK(opt->threads >= 0, "--threads must be >= 0");

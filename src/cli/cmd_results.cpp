@@ -1,7 +1,8 @@
 // radprobe results DB [--task T] [--model M] [--format table|csv|json|md]
 //   The leaderboard of a results database: completed runs × metrics with confidence intervals,
-//   on stdout.
+//   on stdout, then a WARNING line per task with a shortcut alarm (on stderr for csv / json).
 
+#include <algorithm>
 #include <cstdio>
 
 #include "commands.hpp"
@@ -32,8 +33,26 @@ Runner setup_results(CLI::App& app) {
         results::RunFilter filter;
         filter.task = opt->task;
         filter.encoder = opt->model;
-        const std::string text = results::format_leaderboard(db.leaderboard(filter), format);
+        const auto rows = db.leaderboard(filter);
+        const std::string text = results::format_leaderboard(rows, format);
         std::fwrite(text.data(), 1, text.size(), stdout);
+        // Shortcut alarms of the tasks shown: after the table, or on stderr when stdout is
+        // machine-read (csv, json).
+        std::vector<results::ShortcutAlarm> alarms;
+        for (auto& a : results::read_shortcut_alarms(db)) {
+            const bool shown = std::any_of(
+                rows.begin(), rows.end(), [&](const auto& r) { return r.run.spec.task == a.task; });
+            if (shown) {
+                alarms.push_back(std::move(a));
+            }
+        }
+        const bool to_stdout =
+            format == results::TableFormat::kTable || format == results::TableFormat::kMarkdown;
+        const std::string warnings = results::format_shortcut_alarms(alarms, format);
+        if (!warnings.empty()) {
+            const std::string block = to_stdout ? "\n" + warnings : warnings;
+            std::fwrite(block.data(), 1, block.size(), to_stdout ? stdout : stderr);
+        }
         return 0;
     };
 }

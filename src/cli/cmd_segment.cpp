@@ -89,6 +89,9 @@ Runner setup_segment(CLI::App& app) {
         o.out = a->out;
         o.progress = stderr_is_tty();
         const auto r = segment::run_segment(o);
+        if (!r.mask_note.empty()) {
+            std::fprintf(stderr, "note: %s\n", r.mask_note.c_str());
+        }
         std::fwrite(r.metrics_json.data(), 1, r.metrics_json.size(), stdout);
         return 0;
     };

@@ -1,8 +1,11 @@
 // radprobe synth --out DIR --n N [--size PX] [--seed S] [--tube-ptx-correlation R]
-//                [--format png|dcm] [prevalence flags] [--threads T] [--overwrite]
+//                [--format png|dcm] [prevalence flags] [--acquisition-shift LABEL:AMOUNT ...]
+//                [--threads T] [--overwrite]
 
 #include <cstdio>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "commands.hpp"
 #include "radprobe/core/error.hpp"
@@ -17,12 +20,13 @@ Runner setup_synth(CLI::App& app) {
         std::size_t n = 0;
         std::string format = "png";
         double tube_prevalence = -1.0;
+        std::vector<std::string> acquisition_shifts;
         synth::SynthOptions synth;
     };
     auto opt = std::make_shared<Options>();
     app.add_option("--out", opt->out,
                    "output directory (must not exist or be empty, unless --overwrite): "
-                   "manifest.csv, boxes.csv, images/, masks/")
+                   "manifest.csv, boxes.csv, synth.json, images/, masks/")
         ->required();
     app.add_option("--n", opt->n, "number of images")->required();
     app.add_option("--size", opt->synth.size, "image side in pixels, 64..4096")
@@ -49,6 +53,11 @@ Runner setup_synth(CLI::App& app) {
     app.add_option("--followup-fraction", opt->synth.followup_fraction,
                    "fraction of patients with a second image")
         ->capture_default_str();
+    app.add_option("--acquisition-shift", opt->acquisition_shifts,
+                   "LABEL:AMOUNT (repeatable): the positives of LABEL (cardiomegaly, "
+                   "pneumothorax, nodule, chest_tube) are acquired with exposure gain and noise "
+                   "x (1 + AMOUNT), AMOUNT in [-0.5, 2]: a site/scanner shortcut (all other draws "
+                   "unchanged)");
     app.add_option("--threads", opt->synth.threads, "worker threads (0 = all cores)")
         ->capture_default_str();
     app.add_flag("--overwrite", opt->synth.overwrite, "replace an existing output directory");
@@ -62,6 +71,9 @@ Runner setup_synth(CLI::App& app) {
             RADPROBE_USAGE_CHECK(opt->tube_prevalence == -1.0,
                                  "--tube-prevalence must be a probability in [0, 1], got ",
                                  opt->tube_prevalence);
+        }
+        for (const auto& text : opt->acquisition_shifts) {
+            o.acquisition_shifts.push_back(synth::parse_acquisition_shift(text));
         }
         RADPROBE_USAGE_CHECK(o.threads >= 0, "--threads must be >= 0, got ", o.threads);
         synth::validate_options(o);

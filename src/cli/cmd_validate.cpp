@@ -27,6 +27,18 @@ void print_recovered(const std::vector<dataset::Problem>& recovered) {
     }
 }
 
+/// One note for the masks at another resolution (resampled, not problems), with an example.
+void print_resampled(const std::vector<dataset::Problem>& resampled) {
+    if (resampled.empty()) {
+        return;
+    }
+    std::printf(
+        "note: %zu %s at another resolution than %s image, with its aspect ratio: "
+        "resampled (nearest) to the image grid (e.g. %s)\n",
+        resampled.size(), resampled.size() == 1 ? "mask is" : "masks are",
+        resampled.size() == 1 ? "its" : "their", resampled.front().to_string().c_str());
+}
+
 }  // namespace
 
 Runner setup_validate(CLI::App& app) {
@@ -78,8 +90,9 @@ Runner setup_validate(CLI::App& app) {
         dataset::ValidateOptions vo;
         vo.decode_images = !opt->no_images;
         vo.threads = opt->threads;
-        std::vector<dataset::Problem> recovered;
+        std::vector<dataset::Problem> recovered, resampled;
         vo.recovered = &recovered;
+        vo.resampled = &resampled;
         Progress progress("validate", manifest.size(), "images");
         const auto problems = dataset::validate(manifest, vo, &progress);
         progress.finish();
@@ -90,6 +103,7 @@ Runner setup_validate(CLI::App& app) {
             std::printf("warning: %s\n", w.to_string().c_str());
         }
         print_recovered(recovered);
+        print_resampled(resampled);
         std::printf("%s", dataset::summary_text(manifest).c_str());
         std::fflush(stdout);
         if (!problems.empty()) {

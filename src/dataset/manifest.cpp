@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <mutex>
 #include <set>
 
 #include "radprobe/core/error.hpp"
@@ -128,8 +129,14 @@ std::string Problem::to_string() const {
     return s + message;
 }
 
+struct Manifest::ResampleLog {
+    std::mutex mutex;
+    Resampled seen;
+};
+
 Manifest Manifest::load(const fs::path& path, const ManifestOptions& options) {
     Manifest m;
+    m.resampled_ = std::make_shared<ResampleLog>();
     m.path_ = path;
     m.dir_ = path.parent_path();
     m.rle_ = options.rle;
@@ -466,6 +473,24 @@ const MaskRef& Manifest::mask_ref(std::size_t index, const std::string& name) co
     return records_.at(index).masks[*k];
 }
 
+void Manifest::log_resampled(const std::string& example) const {
+    if (!resampled_) {
+        return;
+    }
+    std::lock_guard<std::mutex> lock(resampled_->mutex);
+    if (resampled_->seen.count++ == 0) {
+        resampled_->seen.example = example;
+    }
+}
+
+Manifest::Resampled Manifest::resampled_masks() const {
+    if (!resampled_) {
+        return {};
+    }
+    std::lock_guard<std::mutex> lock(resampled_->mutex);
+    return resampled_->seen;
+}
+
 std::optional<Mask> Manifest::load_mask(std::size_t index, const std::string& name, int rows,
                                         int cols) const {
     const MaskRef& ref = mask_ref(index, name);
@@ -483,10 +508,18 @@ std::optional<Mask> Manifest::load_mask(std::size_t index, const std::string& na
             } catch (const InputError& e) {
                 throw InputError(str_cat(what, ": ", e.what()));
             }
-            RADPROBE_CHECK(mask.rows == rows && mask.cols == cols, what, ": mask ",
-                           ref.path.string(), " is ", mask.cols, "x", mask.rows,
-                           " (width x height), image is ", cols, "x", rows);
-            return mask;
+            if (mask.rows == rows && mask.cols == cols) {
+                return mask;
+            }
+            RADPROBE_CHECK(mask_matches_image_aspect(mask.rows, mask.cols, rows, cols), what,
+                           ": mask ", ref.path.string(), " is ", mask.cols, "x", mask.rows,
+                           " (width x height), image is ", cols, "x", rows,
+                           ": another aspect ratio (a mask at another resolution is resampled "
+                           "only when its aspect ratio is the image's)");
+            log_resampled(str_cat(path_.filename().string(), ":", records_[index].line, ": mask_",
+                                  name, " ", mask.cols, "x", mask.rows, " for a ", cols, "x", rows,
+                                  " image"));
+            return resample_mask_nearest(mask, rows, cols);
         }
     }
     return std::nullopt;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <sstream>
 
 #include "radprobe/core/error.hpp"
@@ -192,6 +193,33 @@ std::string rle_encode(const Mask& mask, RleConvention convention) {
         prev_end = i;
     }
     return out.empty() ? "-1" : out;
+}
+
+bool mask_matches_image_aspect(int mask_rows, int mask_cols, int rows, int cols) {
+    if (mask_rows <= 0 || mask_cols <= 0 || rows <= 0 || cols <= 0) {
+        return false;
+    }
+    // The mask's height scaled by the width factor lands within a pixel of the image's height
+    // (or the other way round: whichever side was rounded when the set was made).
+    const double by_width = static_cast<double>(mask_rows) * cols / mask_cols;
+    const double by_height = static_cast<double>(mask_cols) * rows / mask_rows;
+    return std::abs(by_width - rows) <= 1.0 || std::abs(by_height - cols) <= 1.0;
+}
+
+Mask resample_mask_nearest(const Mask& mask, int rows, int cols) {
+    Mask out(rows, cols);
+    std::vector<int> src_col(static_cast<std::size_t>(cols));
+    for (int c = 0; c < cols; ++c) {
+        src_col[static_cast<std::size_t>(c)] =
+            std::min(mask.cols - 1, static_cast<int>((c + 0.5) * mask.cols / cols));
+    }
+    for (int r = 0; r < rows; ++r) {
+        const int sr = std::min(mask.rows - 1, static_cast<int>((r + 0.5) * mask.rows / rows));
+        for (int c = 0; c < cols; ++c) {
+            out.at(r, c) = mask.at(sr, src_col[static_cast<std::size_t>(c)]);
+        }
+    }
+    return out;
 }
 
 Mask read_mask_png(const std::filesystem::path& path) {

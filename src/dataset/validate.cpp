@@ -35,7 +35,8 @@ std::string fmt_coord(double v) {
 
 /// Problems of one record that need its image (or its mask files).
 std::vector<Problem> check_record(const Manifest& m, std::size_t index,
-                                  const ValidateOptions& options, std::string& recovered) {
+                                  const ValidateOptions& options, std::string& recovered,
+                                  std::vector<Problem>& resampled) {
     std::vector<Problem> out;
     const Record& rec = m.record(index);
     const std::string file = m.path().string();
@@ -72,11 +73,18 @@ std::vector<Problem> check_record(const Manifest& m, std::size_t index,
         if (ref.source == MaskSource::kFile) {
             try {
                 const Mask mask = read_mask_png(ref.path);
-                if (mask.rows != rows || mask.cols != cols) {
-                    out.push_back(
-                        {file, rec.line, column,
-                         str_cat("mask ", ref.path.string(), " is ", mask.cols, "x", mask.rows,
-                                 " (width x height), image is ", cols, "x", rows)});
+                const std::string sizes =
+                    str_cat("mask ", ref.path.string(), " is ", mask.cols, "x", mask.rows,
+                            " (width x height), image is ", cols, "x", rows);
+                if (mask.rows == rows && mask.cols == cols) {
+                    continue;
+                }
+                if (mask_matches_image_aspect(mask.rows, mask.cols, rows, cols)) {
+                    resampled.push_back({file, rec.line, column, sizes});
+                } else {
+                    out.push_back({file, rec.line, column,
+                                   sizes + ": another aspect ratio (only a mask with the image's "
+                                           "aspect ratio is resampled)"});
                 }
             } catch (const InputError& e) {
                 out.push_back({file, rec.line, column, str_cat("cannot read mask: ", e.what())});
@@ -115,6 +123,7 @@ std::vector<Problem> validate(const Manifest& manifest, const ValidateOptions& o
     const std::size_t n = manifest.size();
     std::vector<std::vector<Problem>> per_record(n);
     std::vector<std::string> recovered(n);
+    std::vector<std::vector<Problem>> resampled(n);
     std::mutex progress_mutex;
     // Fixed small chunks so that progress moves and work stays balanced; results per index keep
     // the output independent of the thread count.
@@ -125,7 +134,7 @@ std::vector<Problem> validate(const Manifest& manifest, const ValidateOptions& o
             const std::size_t lo = chunk * kChunk;
             const std::size_t hi = std::min(n, lo + kChunk);
             for (std::size_t i = lo; i < hi; ++i) {
-                per_record[i] = check_record(manifest, i, options, recovered[i]);
+                per_record[i] = check_record(manifest, i, options, recovered[i], resampled[i]);
             }
             if (progress) {
                 std::lock_guard<std::mutex> lock(progress_mutex);
@@ -143,6 +152,10 @@ std::vector<Problem> validate(const Manifest& manifest, const ValidateOptions& o
             options.recovered->push_back({manifest.path().string(), rec.line, "image",
                                           rec.image_path.string() + ": " + recovered[i]});
         }
+    }
+    for (std::size_t i = 0; options.resampled != nullptr && i < n; ++i) {
+        options.resampled->insert(options.resampled->end(), resampled[i].begin(),
+                                  resampled[i].end());
     }
     std::stable_sort(problems.begin(), problems.end(), [](const Problem& a, const Problem& b) {
         if (a.file != b.file) {

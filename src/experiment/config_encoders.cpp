@@ -182,7 +182,7 @@ EncoderConfig read_encoder(const Reader& r, const YAML::Node& e, const std::stri
     r.require_map(e, path);
     r.check_keys(e, path,
                  {"name", "path", "checkpoint_key", "dtype", "random_vit", "preprocessing",
-                  "layers", "batch", "fold_grayscale"});
+                  "layers", "batch", "fold_grayscale", "control"});
     EncoderConfig enc;
     enc.line = static_cast<std::size_t>(e.Mark().line + 1);
     enc.name = read_name(r, e, path, c);
@@ -219,6 +219,11 @@ EncoderConfig read_encoder(const Reader& r, const YAML::Node& e, const std::stri
     }
     if (e["fold_grayscale"].IsDefined()) {
         enc.fold_grayscale = r.get_bool(e["fold_grayscale"], path + ".fold_grayscale");
+    }
+    // The built-in random ViT is the random-feature control unless the config says otherwise.
+    enc.control = enc.random_vit.has_value();
+    if (e["control"].IsDefined()) {
+        enc.control = r.get_bool(e["control"], path + ".control");
     }
     check_cls_poolings(r, c, nodes, enc, model);
     return enc;

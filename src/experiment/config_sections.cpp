@@ -327,21 +327,126 @@ void check_analyses(const Reader& r, const dataset::Manifest& manifest, const Ex
     }
 }
 
+// The labels that have boxes, in boxes.csv order.
+std::vector<std::string> boxed_labels(const dataset::Manifest& manifest) {
+    std::vector<std::string> labels;
+    for (const auto& rec : manifest.records()) {
+        for (const auto& b : rec.boxes) {
+            if (std::find(labels.begin(), labels.end(), b.label) == labels.end()) {
+                labels.push_back(b.label);
+            }
+        }
+    }
+    return labels;
+}
+
+// The nearest fix for a task whose roi would use boxes that are not its own: its own boxes
+// when it has some, else the closest label with boxes, and a mask when the manifest has one.
+std::string roi_fix(const dataset::Manifest& manifest, const std::string& task,
+                    const std::vector<std::string>& boxed) {
+    std::string fix;
+    if (std::find(boxed.begin(), boxed.end(), task) != boxed.end()) {
+        fix = "data.roi: {" + task + ": boxes:" + task + "}";
+    } else if (!boxed.empty()) {
+        const std::string near = nearest_key(task, boxed);
+        fix = "data.roi: {" + task + ": boxes:" + (near.empty() ? boxed.front() : near) +
+              "} (a region of another finding, named on purpose)";
+    }
+    if (!manifest.mask_names().empty()) {
+        fix += (fix.empty() ? "" : " or ") + std::string("data.roi: {") + task + ": mask_" +
+               manifest.mask_names().front() + "}";
+    }
+    return (fix.empty() ? "" : fix + ", or ") + "drop roi from pooling";
+}
+
+// One classification task's roi source against the manifest.
+void check_task_roi(const Reader& r, const dataset::Manifest& manifest, const ExperimentConfig& c,
+                    const ConfigNodes& nodes, const std::string& task,
+                    const std::vector<std::string>& boxed) {
+    const YAML::Node data = nodes.root["data"];
+    const bool per_task = c.data.roi_given_for(task);
+    const YAML::Node at = per_task
+                              ? data["roi"][task]
+                              : (data["roi"].IsDefined() ? data["roi"] : nodes.root["pooling"]);
+    const std::string path = per_task ? "data.roi." + task : std::string("data.roi");
+    const std::string s = c.data.roi_source_for(task);
+    if (s.rfind("mask_", 0) == 0) {
+        if (!manifest.mask_index(s.substr(5))) {
+            r.fail(at, path, "no " + s + " column in " + c.data.manifest.string());
+        }
+        return;
+    }
+    if (manifest.boxes_path().empty()) {
+        r.fail(at, path,
+               "the roi pooling needs boxes for task '" + task + "', and " +
+                   c.data.manifest.string() + " has no boxes.csv beside it (give data.boxes, " +
+                   roi_fix(manifest, task, boxed) + ")");
+    }
+    const std::string label = s.substr(6);
+    const bool has_boxes = std::find(boxed.begin(), boxed.end(), label) != boxed.end();
+    if (per_task && !has_boxes) {
+        r.fail(at, path,
+               manifest.boxes_path().string() + " has no boxes of label '" + label +
+                   "' (labels with boxes: " + (boxed.empty() ? "none" : join(boxed)) + ")");
+    }
+    if (!per_task && label != task) {
+        r.fail(at, path,
+               "roi for task '" + task + "' would pool the boxes of '" + label +
+                   "', not its own; name the region per task: " + roi_fix(manifest, task, boxed));
+    }
+    if (!per_task && !has_boxes) {
+        r.fail(at, path,
+               "task '" + task + "' has no boxes of its own in " + manifest.boxes_path().string() +
+                   " (labels with boxes: " + (boxed.empty() ? "none" : join(boxed)) +
+                   "), so roi has no region for it; name one per task: " +
+                   roi_fix(manifest, task, boxed));
+    }
+}
+
 void check_roi(const Reader& r, const dataset::Manifest& manifest, const ExperimentConfig& c,
                const ConfigNodes& nodes) {
+    const YAML::Node data = nodes.root["data"];
+    for (const auto& [task, source] : c.data.roi_by_task) {
+        if (std::find(c.classification.begin(), c.classification.end(), task) ==
+            c.classification.end()) {
+            r.fail(data["roi"][task], "data.roi." + task,
+                   "'" + task + "' is not a classification task (tasks.classification: " +
+                       join(c.classification) + ")");
+        }
+    }
     if (std::find(c.poolings.begin(), c.poolings.end(), "roi") == c.poolings.end()) {
         return;
     }
-    const YAML::Node data = nodes.root["data"];
-    const auto& s = c.data.roi_source;
-    if (s.rfind("mask_", 0) == 0) {
-        if (!manifest.mask_index(s.substr(5))) {
-            r.fail(data["roi"], "data.roi", "no " + s + " column in " + c.data.manifest.string());
+    const auto boxed = boxed_labels(manifest);
+    for (const auto& task : c.classification) {
+        check_task_roi(r, manifest, c, nodes, task, boxed);
+    }
+}
+
+void check_roi_source(const Reader& r, const YAML::Node& at, const std::string& path,
+                      const std::string& s) {
+    if (!(s == "boxes" || (s.rfind("boxes:", 0) == 0 && s.size() > 6) ||
+          (s.rfind("mask_", 0) == 0 && s.size() > 5))) {
+        r.fail(at, path, "'" + s + "' is not boxes, boxes:<label> or mask_<name>");
+    }
+}
+
+// `data.roi`: one source for every task, or a mapping task → source.
+void read_roi(const Reader& r, const YAML::Node& roi, DataConfig& data) {
+    if (!roi.IsMap()) {
+        data.roi_source = r.get_string(roi, "data.roi");
+        check_roi_source(r, roi, "data.roi", data.roi_source);
+        return;
+    }
+    for (auto it = roi.begin(); it != roi.end(); ++it) {
+        const std::string task = it->first.Scalar();
+        const std::string path = "data.roi." + task;
+        std::string source = r.get_string(it->second, path);
+        check_roi_source(r, it->second, path, source);
+        if (source == "boxes") {
+            source = "boxes:" + task;  // the task's own boxes, as without the mapping
         }
-    } else if (manifest.boxes_path().empty()) {
-        r.fail(data["roi"].IsDefined() ? data["roi"] : nodes.root["pooling"], "data.roi",
-               "the roi pooling needs boxes, and " + c.data.manifest.string() +
-                   " has no boxes.csv beside it (give data.boxes)");
+        data.roi_by_task.emplace_back(task, source);
     }
 }
 
@@ -365,12 +470,7 @@ void read_data(const Reader& r, const YAML::Node& root, ExperimentConfig& c) {
         }
     }
     if (data["roi"].IsDefined()) {
-        c.data.roi_source = r.get_string(data["roi"], "data.roi");
-        const auto& s = c.data.roi_source;
-        if (!(s == "boxes" || s.rfind("boxes:", 0) == 0 || s.rfind("mask_", 0) == 0)) {
-            r.fail(data["roi"], "data.roi",
-                   "'" + s + "' is not boxes, boxes:<label> or mask_<name>");
-        }
+        read_roi(r, data["roi"], c.data);
     }
     const YAML::Node split = data["split"];
     if (split.IsDefined() && !split.IsNull()) {
@@ -559,7 +659,9 @@ void check_boxes(const Reader& r, const dataset::Manifest& manifest, const Exper
                  const ConfigNodes& nodes) {
     const bool roi_boxes =
         std::find(c.poolings.begin(), c.poolings.end(), "roi") != c.poolings.end() &&
-        c.data.roi_source.rfind("boxes", 0) == 0;
+        std::any_of(c.classification.begin(), c.classification.end(), [&](const auto& task) {
+            return c.data.roi_source_for(task).rfind("boxes", 0) == 0;
+        });
     const bool lesions = std::any_of(c.analyses.begin(), c.analyses.end(),
                                      [](const AnalysisConfig& a) { return a.kind == "lesions"; });
     if ((roi_boxes || lesions) && !manifest.box_problems().empty()) {
@@ -574,8 +676,8 @@ void check_against_manifest(const Reader& r, const ExperimentConfig& c, const Co
     const dataset::Manifest manifest = load_manifest(r, c, nodes.root["data"]);
     check_tasks(r, manifest, c, nodes);
     check_analyses(r, manifest, c, nodes);
+    check_boxes(r, manifest, c, nodes);  // a malformed boxes file first: check_roi reads it
     check_roi(r, manifest, c, nodes);
-    check_boxes(r, manifest, c, nodes);
 }
 
 }  // namespace radprobe::experiment::detail

@@ -30,7 +30,8 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 
 /// The data part of a run's hash: the manifest read; for the roi pooling also boxes.csv and
-/// the ROI source; for the lesion probe boxes.csv.
+/// the task's ROI source (over boxes: the control-region rule and seed, see roi_data()); for the
+/// lesion probe boxes.csv.
 struct DataIds {
     json plain, roi, boxes;
 };
@@ -62,13 +63,11 @@ void plan_manifest(const ExperimentConfig& c, Built& b) {
 DataIds data_ids(const ExperimentConfig& c, const Built& b) {
     DataIds ids;
     ids.plain = {{"manifest", features::content_hash(b.manifest_text)}};
-    ids.roi = ids.plain;
-    ids.roi["roi_source"] = c.data.roi_source;
     const fs::path boxes =
         c.data.boxes ? *c.data.boxes : c.data.manifest.parent_path() / "boxes.csv";
-    ids.roi["boxes"] = fs::exists(boxes) ? features::content_hash(read_file_text(boxes)) : "";
-    ids.boxes = ids.roi;
-    ids.boxes.erase("roi_source");
+    ids.boxes = ids.plain;
+    ids.boxes["boxes"] = fs::exists(boxes) ? features::content_hash(read_file_text(boxes)) : "";
+    ids.roi = ids.boxes;  // completed per task by roi_data()
     return ids;
 }
 
@@ -215,6 +214,15 @@ void find_store(const ExperimentConfig& c, const EncoderConfig& e, const fs::pat
             const std::string key = features::store_key(eo);
             info.store_dir = c.output.store / (e.name + "-" + key.substr(0, 12));
             info.store_complete = fs::exists(info.store_dir / "COMPLETE");
+            const auto sources = roi_sources(c);
+            for (std::size_t k = 1; k < sources.size(); ++k) {
+                const std::string roi_key =
+                    features::store_key(extract_options(c, e, dir, manifest, sources[k]));
+                info.roi_store_dirs.push_back(c.output.store /
+                                              (e.name + "-" + roi_key.substr(0, 12)));
+                info.roi_store_complete.push_back(
+                    fs::exists(info.roi_store_dirs.back() / "COMPLETE"));
+            }
         }
     } catch (const std::exception&) {
         // The manifest copy does not exist yet (dry run of a patient split): unknown.
@@ -242,7 +250,12 @@ json statistics_json(const StatisticsOptions& s) {
 class PlanBuilder {
 public:
     PlanBuilder(const ExperimentConfig& c, results::ResultsDb* db, Built& b)
-        : c_(c), db_(db), b_(b), ids_(data_ids(c, b)), extract_of_(b.encoders.size(), kNone) {}
+        : c_(c),
+          db_(db),
+          b_(b),
+          ids_(data_ids(c, b)),
+          extract_of_(b.encoders.size(), kNone),
+          roi_extract_of_(b.encoders.size()) {}
 
     /// Phase 1: per encoder, its embeddings once, then the cheap probes on them.
     void add_extractions_and_probes();
@@ -254,11 +267,15 @@ public:
     void add_analyses();
     /// An extraction whose runs are all in the database is not needed.
     void skip_unneeded_extractions();
+    /// The roi-only extractions of an encoder (roi_sources()[1..]).
+    void add_roi_extractions(std::size_t enc);
+    /// An extraction step of `info`'s encoder over every image (pooling and cache to fill in).
+    PlanStep extraction_step(const EncoderInfo& info) const;
     /// Phase 5: comparisons and the report.
     void add_comparisons_and_report();
 
 private:
-    void add(PlanStep step, std::size_t enc, std::size_t source = kNone);
+    void add(PlanStep step, std::size_t enc, std::size_t source = kNone, std::string roi = "");
     /// One run: its spec (config JSON and hash) and whether the database has it.
     PlanStep run_step(const std::string& adaptation, const json& options, int phase,
                       std::size_t enc, const std::string& task, const std::string& pooling,
@@ -267,8 +284,29 @@ private:
                             std::size_t before_analyses);
     void add_shortcut(const AnalysisConfig& a, const json& options);
     void add_subgroups(const AnalysisConfig& a, const json& options, std::size_t before_analyses);
-    const json& data_for(const std::string& pooling) const {
-        return pooling == "roi" ? ids_.roi : ids_.plain;
+    json data_for(const std::string& pooling, const std::string& task) const {
+        if (pooling != "roi") {
+            return ids_.plain;
+        }
+        json d = ids_.roi;
+        d["roi_source"] = c_.data.roi_source_for(task);
+        if (d["roi_source"].get<std::string>().rfind("boxes", 0) == 0) {
+            d["roi_controls"] = {{"rule", features::kControlRegionRule},
+                                 {"seed", c_.seeds.front()}};
+        }
+        return d;
+    }
+    /// The extraction step a run of `pooling` on `task` reads.
+    std::size_t extract_for(std::size_t enc, const std::string& pooling,
+                            const std::string& task) const {
+        if (pooling == "roi") {
+            const auto sources = roi_sources(c_);
+            const auto it = std::find(sources.begin(), sources.end(), c_.data.roi_source_for(task));
+            if (it != sources.begin() && it != sources.end()) {
+                return roi_extract_of_[enc][static_cast<std::size_t>(it - sources.begin()) - 1];
+            }
+        }
+        return extract_of_[enc];
     }
 
     const ExperimentConfig& c_;
@@ -276,12 +314,15 @@ private:
     Built& b_;
     DataIds ids_;
     std::vector<std::size_t> extract_of_;  // per encoder: its extraction step (or kNone)
+    // per encoder: its roi-only extraction steps, one per roi_sources()[1..]
+    std::vector<std::vector<std::size_t>> roi_extract_of_;
 };
 
-void PlanBuilder::add(PlanStep step, std::size_t enc, std::size_t source) {
+void PlanBuilder::add(PlanStep step, std::size_t enc, std::size_t source, std::string roi) {
     b_.plan.steps.push_back(std::move(step));
     b_.step_encoder.push_back(enc);
     b_.step_source.push_back(source);
+    b_.step_roi.push_back(std::move(roi));
 }
 
 PlanStep PlanBuilder::run_step(const std::string& adaptation, const json& options, int phase,
@@ -333,17 +374,22 @@ PlanStep PlanBuilder::run_step(const std::string& adaptation, const json& option
     return s;
 }
 
+PlanStep PlanBuilder::extraction_step(const EncoderInfo& info) const {
+    PlanStep x;
+    x.kind = StepKind::kExtract;
+    x.phase = 1;
+    x.encoder = info.config->name;
+    x.images = b_.images;
+    x.gflop = info.gflop_per_image * static_cast<double>(b_.images);
+    return x;
+}
+
 void PlanBuilder::add_extractions_and_probes() {
     const bool any_store = std::any_of(c_.adaptations.begin(), c_.adaptations.end(),
                                        [](const auto& a) { return uses_store(a.kind); });
     for (std::size_t e = 0; e < b_.encoders.size() && any_store; ++e) {
         const auto& info = b_.encoders[e];
-        PlanStep x;
-        x.kind = StepKind::kExtract;
-        x.phase = 1;
-        x.encoder = info.config->name;
-        x.images = b_.images;
-        x.gflop = info.gflop_per_image * static_cast<double>(b_.images);
+        PlanStep x = extraction_step(info);
         x.cached = info.store_complete;
         if (x.cached) {
             x.cache_note = "store " + info.store_dir.string() + " COMPLETE";
@@ -356,6 +402,7 @@ void PlanBuilder::add_extractions_and_probes() {
         }
         extract_of_[e] = b_.plan.steps.size();
         add(std::move(x), e);
+        add_roi_extractions(e);
         for (const auto& a : c_.adaptations) {
             if (!is_probe(a.kind)) {
                 continue;
@@ -364,9 +411,9 @@ void PlanBuilder::add_extractions_and_probes() {
             for (const auto& pooling : c_.poolings) {
                 for (const auto& task : c_.classification) {
                     for (const auto seed : c_.seeds) {
-                        auto s =
-                            run_step(a.kind, options, 1, e, task, pooling, seed, data_for(pooling));
-                        s.depends_on = extract_of_[e];
+                        auto s = run_step(a.kind, options, 1, e, task, pooling, seed,
+                                          data_for(pooling, task));
+                        s.depends_on = extract_for(e, pooling, task);
                         add(std::move(s), e);
                     }
                 }
@@ -387,9 +434,9 @@ void PlanBuilder::add_trained_heads() {
             for (const auto& pooling : pools) {
                 for (const auto& task : c_.classification) {
                     for (const auto seed : c_.seeds) {
-                        auto s =
-                            run_step(a.kind, options, 2, e, task, pooling, seed, data_for(pooling));
-                        s.depends_on = extract_of_[e];
+                        auto s = run_step(a.kind, options, 2, e, task, pooling, seed,
+                                          data_for(pooling, task));
+                        s.depends_on = extract_for(e, pooling, task);
                         add(std::move(s), e);
                     }
                 }
@@ -521,17 +568,32 @@ void PlanBuilder::add_analyses() {
     }
 }
 
+void PlanBuilder::add_roi_extractions(std::size_t e) {
+    const auto sources = roi_sources(c_);
+    const auto& info = b_.encoders[e];
+    for (std::size_t k = 1; k < sources.size(); ++k) {
+        PlanStep x = extraction_step(info);
+        x.pooling = "roi over " + sources[k];
+        if (k - 1 < info.roi_store_complete.size() && info.roi_store_complete[k - 1]) {
+            x.cached = true;
+            x.cache_note = "store " + info.roi_store_dirs[k - 1].string() + " COMPLETE";
+        }
+        roi_extract_of_[e].push_back(b_.plan.steps.size());
+        add(std::move(x), e, kNone, sources[k]);
+    }
+}
+
 void PlanBuilder::skip_unneeded_extractions() {
-    for (std::size_t e = 0; e < b_.encoders.size(); ++e) {
-        if (extract_of_[e] == kNone || b_.plan.steps[extract_of_[e]].cached) {
+    for (std::size_t x = 0; x < b_.plan.steps.size(); ++x) {
+        if (b_.plan.steps[x].kind != StepKind::kExtract || b_.plan.steps[x].cached) {
             continue;
         }
         const bool all_cached =
             std::all_of(b_.plan.steps.begin(), b_.plan.steps.end(), [&](const PlanStep& s) {
-                return s.depends_on != std::optional<std::size_t>(extract_of_[e]) || s.cached;
+                return s.depends_on != std::optional<std::size_t>(x) || s.cached;
             });
         if (all_cached) {
-            auto& xs = b_.plan.steps[extract_of_[e]];
+            auto& xs = b_.plan.steps[x];
             xs.cached = true;
             xs.cache_note = "not needed: every run on it is in the database";
             xs.gflop = 0.0;
@@ -597,22 +659,42 @@ std::string step_status(const PlanStep& s) {
 
 }  // namespace
 
+std::vector<std::string> roi_sources(const ExperimentConfig& c) {
+    std::vector<std::string> sources;
+    if (std::find(c.poolings.begin(), c.poolings.end(), "roi") == c.poolings.end()) {
+        return sources;
+    }
+    for (const auto& task : c.classification) {
+        const std::string s = c.data.roi_source_for(task);
+        if (std::find(sources.begin(), sources.end(), s) == sources.end()) {
+            sources.push_back(s);
+        }
+    }
+    return sources;
+}
+
 features::ExtractOptions extract_options(const ExperimentConfig& c, const EncoderConfig& e,
-                                         const fs::path& model_dir, const fs::path& manifest) {
+                                         const fs::path& model_dir, const fs::path& manifest,
+                                         const std::string& roi_only) {
     features::ExtractOptions eo;
     eo.model_dir = model_dir;
     eo.manifest = manifest;
     eo.boxes = c.data.boxes;
+    const auto sources = roi_sources(c);
     std::string text;
-    for (std::size_t i = 0; i < c.poolings.size(); ++i) {
-        text += (i ? "," : "") + c.poolings[i];
+    for (std::size_t i = 0; i < c.poolings.size() && roi_only.empty(); ++i) {
+        if (c.poolings[i] != "roi" || !sources.empty()) {
+            text += (text.empty() ? "" : ",") + c.poolings[i];
+        }
     }
-    if (has_adaptation(c, "attention")) {
+    if (has_adaptation(c, "attention") && roi_only.empty()) {
         text += ",patches";  // the attention head reads every patch token
     }
-    eo.poolings = features::parse_poolings(text);
+    eo.poolings = features::parse_poolings(roi_only.empty() ? text : std::string("roi"));
     eo.layers = e.layers;
-    eo.roi_source = c.data.roi_source;
+    eo.roi_source =
+        !roi_only.empty() ? roi_only : (sources.empty() ? c.data.roi_source : sources.front());
+    eo.roi_seed = static_cast<std::uint64_t>(c.seeds.front());
     eo.store_root = c.output.store;
     eo.batch = e.batch;
     eo.fold_grayscale = e.fold_grayscale;
@@ -666,7 +748,8 @@ std::string PlanStep::describe() const {
             return "extract " + encoder + " (" + pooling + "; " + std::to_string(images) +
                    " images)";
         case StepKind::kComparisons:
-            return "comparisons (paired DeLong against each task's best run, FDR)";
+            return "comparisons (paired DeLong against each task's best run, FDR) and the "
+                   "shortcut alarm";
         case StepKind::kReport:
             return "report";
         case StepKind::kRun:

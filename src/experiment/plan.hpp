@@ -25,6 +25,9 @@ struct EncoderInfo {
     double gflop_per_image = 0.0;
     std::filesystem::path store_dir;  ///< known when a model folder could be made (or previewed)
     bool store_complete = false;
+    /// The roi-only stores of roi_sources()[1..] (same order; empty paths when unknown).
+    std::vector<std::filesystem::path> roi_store_dirs;
+    std::vector<bool> roi_store_complete;
 };
 
 struct Built {
@@ -32,8 +35,10 @@ struct Built {
     std::vector<EncoderInfo> encoders;
     std::vector<std::size_t> step_encoder;  ///< per step: index into encoders (or kNone)
     std::vector<std::size_t> step_source;   ///< per step: the run an analysis reads (or kNone)
-    std::filesystem::path manifest;         ///< the manifest the runs read (maybe a split copy)
-    std::string manifest_text;              ///< its content (written when it is a split copy)
+    /// per step: for a roi-only extraction its roi source, else "" (see roi_sources())
+    std::vector<std::string> step_roi;
+    std::filesystem::path manifest;  ///< the manifest the runs read (maybe a split copy)
+    std::string manifest_text;       ///< its content (written when it is a split copy)
     std::int64_t images = 0;
 };
 
@@ -42,11 +47,18 @@ struct Built {
 Built build_plan(const ExperimentConfig& c, results::ResultsDb* db,
                  const std::filesystem::path& preview_root);
 
+/// The distinct roi sources of the classification tasks (DataConfig::roi_source_for()), in task
+/// order; empty without the roi pooling. The encoder's main extraction pools roi over the first;
+/// each other one is a roi-only extraction of its own.
+std::vector<std::string> roi_sources(const ExperimentConfig& c);
+
 /// The extraction of one encoder: every pooling of the config (plus `patches` for the attention
-/// head) and the encoder's layers, in one forward pass per image.
+/// head) and the encoder's layers, in one forward pass per image; with `roi_only`, the roi
+/// pooling over that source alone. Control regions are seeded with the config's first seed.
 features::ExtractOptions extract_options(const ExperimentConfig& c, const EncoderConfig& e,
                                          const std::filesystem::path& model_dir,
-                                         const std::filesystem::path& manifest);
+                                         const std::filesystem::path& manifest,
+                                         const std::string& roi_only = "");
 
 /// A temporary folder removed at scope exit (dry-run previews of model folders).
 class ScratchDir {

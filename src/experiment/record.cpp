@@ -11,6 +11,7 @@
 #include "radprobe/core/error.hpp"
 #include "radprobe/eval/metrics.hpp"
 #include "radprobe/experiment/experiment.hpp"
+#include "scored_runs.hpp"
 
 namespace radprobe::experiment {
 
@@ -184,14 +185,7 @@ RecordedRun record_label_run(ResultsDb& db, const RunSpec& spec, const probes::L
     });
 }
 
-namespace {
-
-/// A completed classification run with its AUROC and test predictions.
-struct Scored {
-    RunRecord run;
-    double auc = 0.0;
-    std::map<std::string, std::pair<double, double>> by_image;  // image → (label, score)
-};
+namespace detail {
 
 std::map<std::string, std::vector<Scored>> scored_runs_by_task(ResultsDb& db) {
     std::map<std::string, std::vector<Scored>> by_task;
@@ -216,8 +210,6 @@ std::map<std::string, std::vector<Scored>> scored_runs_by_task(ResultsDb& db) {
     return by_task;
 }
 
-/// The labels and both runs' scores on the same test images; false when the test sets differ
-/// (no paired test then).
 bool paired_scores(const Scored& best, const Scored& other, std::vector<double>& labels,
                    std::vector<double>& s_best, std::vector<double>& s_other) {
     if (other.by_image.size() != best.by_image.size()) {
@@ -235,6 +227,12 @@ bool paired_scores(const Scored& best, const Scored& other, std::vector<double>&
     return true;
 }
 
+}  // namespace detail
+
+namespace {
+
+using detail::Scored;
+
 /// The comparisons of a task's runs against its best run (highest AUROC, the earliest run on a
 /// tie), each with its FDR family.
 void compare_task(const std::string& task, const std::vector<Scored>& runs,
@@ -248,7 +246,8 @@ void compare_task(const std::string& task, const std::vector<Scored>& runs,
                             std::to_string(best->run.id) + ")";
     for (const auto& other : runs) {
         std::vector<double> labels, s_best, s_other;
-        if (other.run.id == best->run.id || !paired_scores(*best, other, labels, s_best, s_other)) {
+        if (other.run.id == best->run.id ||
+            !detail::paired_scores(*best, other, labels, s_best, s_other)) {
             continue;
         }
         try {
@@ -294,7 +293,7 @@ void adjust_p_values(std::vector<AnalysisRow>& rows, const std::vector<std::stri
 std::size_t write_comparisons(ResultsDb& db, const StatisticsOptions& stats) {
     std::vector<AnalysisRow> rows;
     std::vector<std::string> families;
-    for (const auto& [task, runs] : scored_runs_by_task(db)) {
+    for (const auto& [task, runs] : detail::scored_runs_by_task(db)) {
         compare_task(task, runs, stats, rows, families);
     }
     adjust_p_values(rows, families, stats.fdr_method);

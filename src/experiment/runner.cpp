@@ -97,18 +97,19 @@ void GridRunner::extract(std::size_t i) {
     say(" ...\n");
     try {
         const auto& e = *built_.encoders[enc].config;
-        auto eo = detail::extract_options(c_, e, grid_.model_dir(enc), built_.manifest);
+        const std::string& roi = built_.step_roi[i];  // "" = the main extraction
+        auto eo = detail::extract_options(c_, e, grid_.model_dir(enc), built_.manifest, roi);
         eo.threads = options_.threads;
         eo.progress = options_.progress;
         const auto r = features::extract(eo);
         RADPROBE_CHECK(r.complete, "extraction of ", e.name, " did not complete");
-        grid_.extracted(enc, r.store_dir);
+        grid_.extracted(enc, r.store_dir, roi);
         say("      %s%s: %lld images, %lld failed (%.1f s)\n", r.store_dir.string().c_str(),
             r.cached ? " (cached)" : "", static_cast<long long>(r.images),
             static_cast<long long>(r.failures), since(t0));
     } catch (const std::exception& e) {
         const std::string error = Error::one_line(e.what());
-        grid_.extraction_failed(enc, error);
+        grid_.extraction_failed(enc, error, built_.step_roi[i]);
         say("      FAILED: %s\n", error.c_str());
     }
 }
@@ -116,6 +117,19 @@ void GridRunner::extract(std::size_t i) {
 void GridRunner::compare() {
     const auto n = write_comparisons(grid_.db, c_.statistics);
     say("  %zu comparisons\n", n);
+    std::vector<std::string> controls;
+    for (const auto& e : c_.encoders) {
+        if (e.control) {
+            controls.push_back(e.name);
+        }
+    }
+    for (const auto& a : write_shortcut_alarms(grid_.db, controls, c_.statistics)) {
+        say("      shortcut check on %s: control run %lld %.3f vs best run %lld %.3f, adjusted "
+            "p = %.4g: %s\n",
+            a.task.c_str(), static_cast<long long>(a.control_run), a.control_auroc,
+            static_cast<long long>(a.best_run), a.best_auroc, a.p_adjusted,
+            a.alarm ? "ALARM (the control is not significantly worse)" : "no alarm");
+    }
 }
 
 void GridRunner::report() {

@@ -34,12 +34,33 @@ const fs::path& Grid::model_dir(std::size_t enc) {
     return prepared_[enc];
 }
 
-const fs::path& Grid::store(std::size_t enc) const {
+const fs::path& Grid::store(std::size_t enc, const std::string& roi) const {
     const std::string& name = built.encoders[enc].config->name;
+    if (!roi.empty()) {
+        const auto error = roi_errors_.find({enc, roi});
+        RADPROBE_CHECK(error == roi_errors_.end(), "roi extraction over ", roi, " of encoder ",
+                       name, " failed: ", error == roi_errors_.end() ? "" : error->second);
+        const auto it = roi_stores_.find({enc, roi});
+        RADPROBE_CHECK(it != roi_stores_.end(), "no roi embeddings over ", roi, " for encoder ",
+                       name);
+        return it->second;
+    }
     RADPROBE_CHECK(extract_errors_[enc].empty(), "extraction of encoder ", name,
                    " failed: ", extract_errors_[enc]);
     RADPROBE_CHECK(!stores_[enc].empty(), "no embeddings for encoder ", name);
     return stores_[enc];
+}
+
+const fs::path& Grid::store_for(std::size_t enc, const std::string& pooling,
+                                const std::string& task) const {
+    if (pooling == "roi") {
+        const auto sources = roi_sources(config);
+        const std::string source = config.data.roi_source_for(task);
+        if (!sources.empty() && source != sources.front()) {
+            return store(enc, source);
+        }
+    }
+    return store(enc);
 }
 
 const dataset::Manifest& Grid::manifest() {
@@ -81,7 +102,7 @@ std::string record_label(RunStep& s, const probes::LabelResult& result) {
 std::string run_probe(RunStep& s) {
     const bool linear = s.step.adaptation == "linear";
     probes::ProbeRunOptions po;
-    po.store = s.grid.store(s.enc);
+    po.store = s.grid.store_for(s.enc, s.step.pooling, s.step.task);
     po.manifest = s.grid.built.manifest;
     po.labels = {s.step.task};
     po.pool = s.step.pooling;
@@ -104,7 +125,7 @@ std::string run_trained_head(RunStep& s) {
     adapt::TrainOptions to;
     to.head = adapt::parse_head_kind(s.step.adaptation);
     to = apply_options(adapt::head_options(to.head), s.options, to);
-    to.store = s.grid.store(s.enc);
+    to.store = s.grid.store_for(s.enc, s.step.pooling, s.step.task);
     to.manifest = s.grid.built.manifest;
     to.labels = {s.step.task};
     to.pool = to.head == adapt::HeadKind::kAttention ? "" : s.step.pooling;
@@ -151,6 +172,9 @@ std::string run_segmentation(RunStep& s) {
     so.level = s.grid.config.statistics.level;
     so.out = s.run_dir;
     const auto r = segment::run_segment(so);
+    if (!r.mask_note.empty()) {
+        s.grid.db.add_note(s.run, r.mask_note);
+    }
     const auto m = segment_result_metrics(r, s.grid.config.statistics);
     s.grid.db.record_metrics(s.run, m);
     s.grid.db.record_predictions(s.run, segment_result_predictions(r, s.run_dir));

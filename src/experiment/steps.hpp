@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,11 +33,18 @@ public:
     /// The encoder's prepared model folder `<store>/models/<name>` (a random ViT is generated
     /// there on first use).
     const std::filesystem::path& model_dir(std::size_t enc);
-    /// The encoder's embedding store; InputError when its extraction failed or did not run.
-    const std::filesystem::path& store(std::size_t enc) const;
-    void extracted(std::size_t enc, const std::filesystem::path& store) { stores_[enc] = store; }
-    void extraction_failed(std::size_t enc, const std::string& error) {
-        extract_errors_[enc] = error;
+    /// The encoder's embedding store (with `roi`, its roi-only store over that source);
+    /// InputError when its extraction failed or did not run.
+    const std::filesystem::path& store(std::size_t enc, const std::string& roi = "") const;
+    /// The store a run of `pooling` on `task` reads (its task's roi source for `roi`).
+    const std::filesystem::path& store_for(std::size_t enc, const std::string& pooling,
+                                           const std::string& task) const;
+    void extracted(std::size_t enc, const std::filesystem::path& store,
+                   const std::string& roi = "") {
+        (roi.empty() ? stores_[enc] : roi_stores_[{enc, roi}]) = store;
+    }
+    void extraction_failed(std::size_t enc, const std::string& error, const std::string& roi = "") {
+        (roi.empty() ? extract_errors_[enc] : roi_errors_[{enc, roi}]) = error;
     }
     const dataset::Manifest& manifest();
 
@@ -49,6 +57,8 @@ private:
     std::vector<std::filesystem::path> prepared_;
     std::vector<std::filesystem::path> stores_;
     std::vector<std::string> extract_errors_;
+    std::map<std::pair<std::size_t, std::string>, std::filesystem::path> roi_stores_;
+    std::map<std::pair<std::size_t, std::string>, std::string> roi_errors_;
     std::optional<dataset::Manifest> manifest_;
 };
 

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -45,6 +46,20 @@ preprocess::PreprocessConfig effective_preprocess(const ExtractOptions& o) {
         pc.override_size(o.resize);
     }
     return pc;
+}
+
+bool wants_roi(const ExtractOptions& o) {
+    return std::find(o.poolings.begin(), o.poolings.end(), Pooling::kRoi) != o.poolings.end();
+}
+
+// `roi` over boxes: images without boxes of the source get control regions.
+bool roi_over_boxes(const ExtractOptions& o) {
+    return wants_roi(o) && o.roi_source.rfind("boxes", 0) == 0;
+}
+
+// The label of a `boxes:<label>` source ("" for `boxes`: every box).
+std::string roi_box_label(const ExtractOptions& o) {
+    return o.roi_source.rfind("boxes:", 0) == 0 ? o.roi_source.substr(6) : std::string();
 }
 
 std::string describe_key_inputs(const ExtractOptions& o, nlohmann::json* out) {
@@ -92,6 +107,10 @@ std::string describe_key_inputs(const ExtractOptions& o, nlohmann::json* out) {
     j["poolings"] = pools;
     j["layers"] = o.layers;
     j["roi_source"] = o.roi_source;
+    if (roi_over_boxes(o)) {
+        // Another placement rule or seed gives other control regions: another store.
+        j["roi_controls"] = {{"rule", kControlRegionRule}, {"seed", o.roi_seed}};
+    }
     j["shard_size"] = o.shard_size;  // shards of another size are another store
     // The image list (ids and paths) of the manifest, and the boxes file.
     const auto table = CsvTable::read(o.manifest);
@@ -116,6 +135,7 @@ struct Prepared {
     std::vector<float> pixels;  // C×H×W
     std::int64_t height = 0, width = 0;
     std::vector<float> roi_weights;  // empty = no region
+    std::string control_line;        // control_boxes.csv line (images without boxes)
 };
 
 struct Context {
@@ -123,7 +143,32 @@ struct Context {
     const dataset::Manifest& manifest;
     preprocess::InputSpec input;
     std::int64_t patch = 0;
+    std::vector<std::array<double, 2>> control_sizes{};  // sizes of the source's boxes
 };
+
+// A matched control region for an image without boxes of the source (control_regions.cpp),
+// recorded whether or not one fits.
+void add_control_region(const Context& ctx, std::size_t row, const imaging::Image& img,
+                        const InputGeometry& ig, Prepared& p) {
+    const auto& rec = ctx.manifest.record(row);
+    const auto lungs = lung_region(ctx.manifest, row, img.rows, img.cols);
+    std::vector<RegionBox> avoid;
+    for (const auto& b : rec.boxes) {
+        avoid.push_back({b.x0, b.y0, b.x1, b.y1});
+    }
+    const std::uint64_t seed = ctx.options.roi_seed;
+    const auto box =
+        draw_control_box(lungs.inside, img.rows, img.cols, ctx.control_sizes, avoid, seed, rec.id);
+    const std::string label = roi_box_label(ctx.options);
+    auto num = [](double v) { return std::to_string(static_cast<long long>(std::lround(v))); };
+    if (box) {
+        p.roi_weights = roi_weights_from_boxes({*box}, ig, rec.id);
+    }
+    const RegionBox b = box ? *box : RegionBox{-1, -1, -1, -1};
+    p.control_line =
+        csv_line({rec.id, label.empty() ? "*" : label, num(b.x0), num(b.y0), num(b.x1), num(b.y1),
+                  std::to_string(seed), box ? lungs.source : "none (no room in the lungs)"});
+}
 
 Prepared prepare(const Context& ctx, std::int64_t row) {
     Prepared p;
@@ -135,9 +180,7 @@ Prepared prepare(const Context& ctx, std::int64_t row) {
         const auto g = preprocess::input_geometry(ctx.input, img.rows, img.cols);
         p.height = g.out_height;
         p.width = g.out_width;
-        const bool wants_roi = std::find(ctx.options.poolings.begin(), ctx.options.poolings.end(),
-                                         Pooling::kRoi) != ctx.options.poolings.end();
-        if (wants_roi) {
+        if (wants_roi(ctx.options)) {
             const InputGeometry ig = patch_geometry(g, ctx.patch);
             const std::string& src = ctx.options.roi_source;
             if (src.rfind("mask_", 0) == 0) {
@@ -160,6 +203,8 @@ Prepared prepare(const Context& ctx, std::int64_t row) {
                 }
                 if (!boxes.empty()) {
                     p.roi_weights = roi_weights_from_boxes(boxes, ig, rec.id);
+                } else {
+                    add_control_region(ctx, static_cast<std::size_t>(row), img, ig, p);
                 }
             }
         }
@@ -183,7 +228,10 @@ std::vector<Prepared> prepare_batch(const Context& ctx, std::int64_t begin, std:
 struct ShardRows {
     std::vector<std::vector<float>> pooled;  // per pooling: rows × width
     std::vector<std::string> index_lines;
+    std::vector<std::string> control_lines;
 };
+
+const char* kControlHeader = "image,label,x0,y0,x1,y1,seed,region\n";
 
 void check_options(const ExtractOptions& o) {
     RADPROBE_USAGE_CHECK(o.batch >= 1 && o.batch <= 4096, "--batch must be in 1..4096, got ",
@@ -204,6 +252,22 @@ void check_manifest(const ExtractOptions& o, const dataset::Manifest& manifest) 
         std::find(o.poolings.begin(), o.poolings.end(), Pooling::kRoi) != o.poolings.end();
     if (roi && o.roi_source.rfind("boxes", 0) == 0) {
         manifest.require_valid_boxes();
+        const std::string label = roi_box_label(o);
+        std::vector<std::string> labels;
+        std::string listed;
+        for (const auto& rec : manifest.records()) {
+            for (const auto& b : rec.boxes) {
+                if (std::find(labels.begin(), labels.end(), b.label) == labels.end()) {
+                    listed += (labels.empty() ? "" : ", ") + b.label;
+                    labels.push_back(b.label);
+                }
+            }
+        }
+        const fs::path where = manifest.boxes_path().empty() ? o.manifest : manifest.boxes_path();
+        RADPROBE_CHECK(!box_sizes(manifest, label).empty(), where.string(), ": --roi ",
+                       o.roi_source, ": no boxes", label.empty() ? "" : " of label ", label,
+                       " (labels with boxes: ", labels.empty() ? "none" : listed,
+                       "); give --roi boxes:<label> or --roi mask_<name>");
     }
     if (o.roi_source.rfind("mask_", 0) == 0) {
         RADPROBE_CHECK(manifest.mask_index(o.roi_source.substr(5)).has_value(), o.manifest.string(),
@@ -431,6 +495,9 @@ struct Encoding {
                                std::numeric_limits<float>::quiet_NaN());
                 }
             }
+            if (p.ok && !p.control_line.empty()) {
+                rows.control_lines.push_back(p.control_line);
+            }
             rows.index_lines.push_back(csv_line(
                 {std::to_string(p.row), rec.id, rec.patient_id, dataset::split_name(rec.split),
                  p.ok ? "1" : "0", (p.ok && !p.roi_weights.empty()) ? "1" : "0", p.error}));
@@ -445,6 +512,13 @@ struct Encoding {
             write_npy_f32(
                 dir / "shards" / (shard_name(k) + "_" + pool_file(o.poolings[pi]) + ".npy"),
                 {nrows, width}, rows.pooled[pi].data());
+        }
+        if (roi_over_boxes(o)) {
+            std::string controls = kControlHeader;
+            for (const auto& line : rows.control_lines) {
+                controls += line + "\n";
+            }
+            write_file_atomic(dir / "shards" / (shard_name(k) + "_controls.csv"), controls);
         }
         std::string csv = "row,image,patient_id,split,ok,roi_valid,error\n";
         for (const auto& line : rows.index_lines) {
@@ -502,6 +576,16 @@ struct Encoding {
         }
         for (std::size_t pi = 0; pi < o.poolings.size(); ++pi) {
             merge_pooling(o.poolings[pi], num_shards, ok_rows);
+        }
+        if (roi_over_boxes(o)) {
+            std::string controls = kControlHeader;
+            for (std::int64_t k = 0; k < num_shards; ++k) {
+                const auto t = CsvTable::read(dir / "shards" / (shard_name(k) + "_controls.csv"));
+                for (const auto& r : t.rows()) {
+                    controls += csv_line(r) + "\n";
+                }
+            }
+            write_file_atomic(dir / "control_boxes.csv", controls);
         }
         write_file_atomic(dir / "index.csv", index);
         write_file_atomic(dir / "errors.csv", errors);
@@ -588,6 +672,9 @@ ExtractResult extract(const ExtractOptions& o) {
     result.load_note = encoder->load_report().note();
     Context ctx{o, manifest, preprocess::InputSpec::processor_input(effective_preprocess(o), 3),
                 config.patch_size};
+    if (roi_over_boxes(o)) {
+        ctx.control_sizes = box_sizes(manifest, roi_box_label(o));
+    }
     fold_input_channels(o, *encoder, ctx);
     Encoding enc{o, manifest, ctx, *encoder, dir, model_name};
     enc.resolve_layers(config);

@@ -83,6 +83,8 @@ td.nowrap { white-space: nowrap; }
 td.mono, code { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace;
                 font-size: 12px; }
 sup.sig { color: #b22222; font-weight: 700; }
+div.alarm { background: #fdecea; color: #8a1c1c; border: 1px solid #f5c2c0; border-left: 5px solid
+            #b22222; padding: 10px 14px; margin: 6px 0 12px; border-radius: 4px; }
 .plots { display: flex; flex-wrap: wrap; gap: 18px 36px; align-items: flex-start; }
 .plot { min-height: 40px; }
 .status-completed { color: #2e7d32; } .status-failed { color: #b22222; }

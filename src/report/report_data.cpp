@@ -141,6 +141,9 @@ ReportData gather(ResultsDb& db, bool with_curves) {
     d.lesions = db.analysis("lesions");
     d.shortcut = db.analysis("shortcut");
     adjust_comparisons(d, db.analysis("comparisons"));
+    for (auto& a : results::read_shortcut_alarms(db)) {
+        d.shortcut_alarms[a.task] = std::move(a);
+    }
     if (with_curves) {
         for (auto& t : d.tasks) {
             read_curves(db, d, t);

@@ -60,6 +60,8 @@ struct ReportData {
     std::vector<results::AnalysisRow> shortcut;  ///< analysis "shortcut" (subgroups --shortcut)
     /// (run, metric) -> BH-adjusted p of the comparison, and what it was compared with.
     std::map<std::pair<std::int64_t, std::string>, std::pair<double, std::string>> comparisons;
+    /// The shortcut alarm's comparison of each compared task (alarm or not), by task.
+    std::map<std::string, results::ShortcutAlarm> shortcut_alarms;
 };
 
 /// Reads everything the report shows; `with_curves` also reads every run's predictions (ROC

@@ -321,6 +321,28 @@ void subgroup_gaps_table(Page& page, const ReportData& d,
     page.raw("</tbody></table></div>\n");
 }
 
+// The shortcut alarm of a task: a warning box when raised, else a note with the numbers.
+void shortcut_alarm_note(Page& page, const ReportData& d, const TaskGroup& t) {
+    const auto it = d.shortcut_alarms.find(t.task);
+    if (it == d.shortcut_alarms.end()) {
+        return;
+    }
+    const results::ShortcutAlarm& a = it->second;
+    if (a.alarm) {
+        page.raw("<div class=\"alarm\" role=\"alert\"><b>\xE2\x9A\xA0 Shortcut alarm:</b> ");
+        page.text(results::kShortcutAlarmText);
+        page.raw(".<br>");
+        page.text(results::shortcut_alarm_numbers(a) + ".");
+        page.raw("</div>\n");
+        return;
+    }
+    page.raw(
+        "<p class=\"note\">Shortcut check: the random-feature control is significantly "
+        "worse than the real encoders (");
+    page.text(results::shortcut_alarm_numbers(a));
+    page.raw(").</p>\n");
+}
+
 }  // namespace
 
 void task_section(Page& page, const ReportData& d, const TaskGroup& t, std::size_t index,
@@ -328,6 +350,7 @@ void task_section(Page& page, const ReportData& d, const TaskGroup& t, std::size
     page.raw("<section id=\"task-" + std::to_string(index) + "\"><h2>Task: ");
     page.text(t.task.empty() ? "(no task)" : t.task);
     page.raw("</h2>\n");
+    shortcut_alarm_note(page, d, t);
     bool any_mark = false;
     for (const LeaderboardPart& part : leaderboard_parts(t)) {
         if (!part.title.empty()) {
@@ -529,6 +552,12 @@ std::string markdown_sections(const ReportData& d) {
     std::string md;
     for (const auto& t : d.tasks) {
         md += "## Task: " + (t.task.empty() ? std::string("(no task)") : t.task) + "\n\n";
+        const auto alarm = d.shortcut_alarms.find(t.task);
+        if (alarm != d.shortcut_alarms.end() && alarm->second.alarm) {
+            md +=
+                results::format_shortcut_alarms({alarm->second}, results::TableFormat::kMarkdown) +
+                "\n";
+        }
         for (const LeaderboardPart& part : leaderboard_parts(t)) {
             if (!part.title.empty()) {
                 md += "### " + part.title + "\n\n";

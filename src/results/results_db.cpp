@@ -246,6 +246,18 @@ struct ResultsDb::Impl {
         tx.commit();
     }
 
+    void add_note(std::int64_t run, const std::string& note) {
+        sql::Transaction tx(db);
+        check_run_writable(run);
+        auto& s = stmt(
+            "UPDATE runs SET notes = CASE WHEN notes IS NULL OR notes = '' THEN ?2 "
+            "ELSE notes || '; ' || ?2 END WHERE id = ?1");
+        s.bind(1, run);
+        s.bind(2, note);
+        s.run();
+        tx.commit();
+    }
+
     RunRecord read_run(const sql::Statement& s) const {
         RunRecord r;
         r.id = s.int64(0);
@@ -453,6 +465,10 @@ void ResultsDb::record_analysis(std::span<const AnalysisRow> rows) {
         impl_->insert_analysis_row(r);
     }
     tx.commit();
+}
+
+void ResultsDb::add_note(std::int64_t run, const std::string& note) {
+    impl_->add_note(run, note);
 }
 
 void ResultsDb::finish_run(std::int64_t run, RunStatus status) {

@@ -844,6 +844,9 @@ std::string metrics_json(const SegmentOptions& o, const RunPlan& plan, const Inp
     j["task"] = "seg";
     j["decoder"] = seg_decoder_name(o.decoder);
     j["mask"] = o.mask;
+    if (!result.mask_note.empty()) {
+        j["mask_note"] = result.mask_note;
+    }
     if (!plan.is_unet) {
         j["encoder"] = result.encoder;
         j["model_dir"] = fs::absolute(src.model_dir).string();
@@ -925,6 +928,12 @@ SegmentResult run_segment(const SegmentOptions& o) {
     InputSource src = resolve_input(o, plan, threads, result);
     result.layers = src.layer_idx;
     auto data = load_split_samples(manifest, o, src.spec, threads);
+    if (const auto resampled = manifest.resampled_masks(); resampled.count > 0) {
+        result.mask_note = str_cat(resampled.count,
+                                   " masks at another resolution than their image were resampled "
+                                   "(nearest) to the image grid (e.g. ",
+                                   resampled.example, ")");
+    }
     result.n_train = data[0].samples.size();
     result.n_val = data[1].samples.size();
     result.n_test = data[2].samples.size();

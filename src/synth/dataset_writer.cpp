@@ -1,10 +1,12 @@
 // Writing a phantom dataset: images (16-bit PNG or DICOM), masks (8-bit PNG, 0/255),
-// manifest.csv and boxes.csv, all inside a staging directory renamed into place at the end.
+// manifest.csv, boxes.csv and synth.json (the options), all inside a staging directory renamed into
+// place at the end.
 
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
@@ -65,6 +67,41 @@ struct ImageRow {
     std::vector<std::string> fields;
     std::vector<Box> boxes;
 };
+
+// The shortest decimal that reads back as `v` (0.4, not 0.40000000000000002).
+std::string json_number(double v) {
+    char buf[32];
+    for (int digits = 15; digits <= 17; ++digits) {
+        std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+        if (std::strtod(buf, nullptr) == v) {
+            break;
+        }
+    }
+    return buf;
+}
+
+// synth.json: every option that determines the dataset's contents (not threads), so that a
+// dataset says how it was made: `radprobe synth` with these values gives identical files.
+std::string options_json(const SynthOptions& o) {
+    std::string shifts = "[";
+    for (std::size_t i = 0; i < o.acquisition_shifts.size(); ++i) {
+        const auto& s = o.acquisition_shifts[i];
+        shifts += str_cat(i ? ", " : "", "{\"label\": \"", s.label,
+                          "\", \"amount\": ", json_number(s.amount), "}");
+    }
+    shifts += "]";
+    return str_cat("{\n  \"generator\": \"radprobe synth\",\n  \"seed\": ", o.seed,
+                   ",\n  \"n\": ", o.n, ",\n  \"size\": ", o.size, ",\n  \"format\": \"",
+                   o.format == ImageFormat::kDicom ? "dcm" : "png",
+                   "\",\n  \"cardiomegaly_prevalence\": ", json_number(o.cardiomegaly_prevalence),
+                   ",\n  \"pneumothorax_prevalence\": ", json_number(o.pneumothorax_prevalence),
+                   ",\n  \"nodule_prevalence\": ", json_number(o.nodule_prevalence),
+                   ",\n  \"tube_prevalence\": ",
+                   json_number(o.tube_prevalence.value_or(o.pneumothorax_prevalence)),
+                   ",\n  \"tube_ptx_correlation\": ", json_number(o.tube_ptx_correlation),
+                   ",\n  \"followup_fraction\": ", json_number(o.followup_fraction),
+                   ",\n  \"acquisition_shifts\": ", shifts, "\n}\n");
+}
 
 }  // namespace
 
@@ -164,6 +201,7 @@ SynthSummary write_dataset(const fs::path& out_arg, const SynthOptions& options,
     }
     write_bytes(staging / "boxes.csv", boxes);
     write_bytes(staging / "manifest.csv", manifest);
+    write_bytes(staging / "synth.json", options_json(options));
 
     // Swap the finished tree into place: an existing directory is moved aside first, so the
     // final name always holds either the old complete tree or the new complete one.

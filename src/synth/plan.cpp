@@ -216,6 +216,56 @@ TubePtxModel tube_ptx_model(double p, double q, double r) {
     return m;
 }
 
+namespace {
+
+const std::vector<std::string>& shiftable_labels() {
+    static const std::vector<std::string> labels = {"cardiomegaly", "pneumothorax", "nodule",
+                                                    "chest_tube"};
+    return labels;
+}
+
+void check_acquisition_shift(const AcquisitionShift& s) {
+    const auto& labels = shiftable_labels();
+    RADPROBE_USAGE_CHECK(std::find(labels.begin(), labels.end(), s.label) != labels.end(),
+                         "--acquisition-shift: label '", s.label,
+                         "' is not one of cardiomegaly, pneumothorax, nodule, chest_tube");
+    RADPROBE_USAGE_CHECK(
+        std::isfinite(s.amount) && s.amount >= -0.5 && s.amount <= 2.0 && s.amount != 0.0,
+        "--acquisition-shift ", s.label,
+        ": amount must be in [-0.5, 2] and not 0, "
+        "got ",
+        s.amount);
+}
+
+bool positive_for(const PhantomCase& c, const std::string& label) {
+    return label == "cardiomegaly"   ? c.cardiomegaly
+           : label == "pneumothorax" ? c.pneumothorax
+           : label == "nodule"       ? c.nodule
+                                     : c.chest_tube;
+}
+
+}  // namespace
+
+AcquisitionShift parse_acquisition_shift(const std::string& text) {
+    const auto colon = text.rfind(':');
+    RADPROBE_USAGE_CHECK(colon != std::string::npos && colon > 0 && colon + 1 < text.size(),
+                         "--acquisition-shift must be LABEL:AMOUNT (e.g. nodule:0.4), got '", text,
+                         "'");
+    AcquisitionShift s;
+    s.label = text.substr(0, colon);
+    const std::string amount = text.substr(colon + 1);
+    std::size_t used = 0;
+    try {
+        s.amount = std::stod(amount, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    RADPROBE_USAGE_CHECK(used == amount.size(), "--acquisition-shift ", s.label, ": amount '",
+                         amount, "' is not a number");
+    check_acquisition_shift(s);
+    return s;
+}
+
 void validate_options(const SynthOptions& o) {
     RADPROBE_USAGE_CHECK(o.size >= 64 && o.size <= 4096, "--size must be in [64, 4096], got ",
                          o.size);
@@ -225,6 +275,9 @@ void validate_options(const SynthOptions& o) {
     check_probability(o.followup_fraction, "--followup-fraction");
     tube_ptx_model(o.pneumothorax_prevalence, o.tube_prevalence.value_or(o.pneumothorax_prevalence),
                    o.tube_ptx_correlation);
+    for (const auto& shift : o.acquisition_shifts) {
+        check_acquisition_shift(shift);
+    }
 }
 
 std::vector<PhantomCase> plan_dataset(const SynthOptions& o) {
@@ -318,6 +371,14 @@ std::vector<PhantomCase> plan_dataset(const SynthOptions& o) {
             const int count = 1 + (rng.bernoulli(0.3) ? 1 : 0) + (rng.bernoulli(0.3) ? 1 : 0);
             for (int k = 0; k < count; ++k) {
                 c.nodules.push_back(place_nodule(g, c.ptx, rng, o.size));
+            }
+        }
+        // The acquisition shift comes after every draw: the images of the unshifted dataset
+        // differ only in their exposure and noise.
+        for (const auto& shift : o.acquisition_shifts) {
+            if (positive_for(c, shift.label)) {
+                c.geometry.gain *= 1.0 + shift.amount;
+                c.geometry.noise_sigma *= 1.0 + shift.amount;
             }
         }
         c.texture_seed = mix_seed(mix_seed(o.seed, kTagTexture), i);

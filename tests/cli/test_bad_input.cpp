@@ -16,12 +16,9 @@ namespace radprobe {
 namespace {
 
 namespace fs = std::filesystem;
+using test::q;
 using test::run_cli;
 using test::TempDir;
-
-std::string q(const fs::path& p) {
-    return "'" + p.string() + "'";
-}
 
 /// One bad invocation: the arguments (OUT stands for a fresh output path), the exit code and
 /// what the one error line must name.

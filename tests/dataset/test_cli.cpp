@@ -10,6 +10,7 @@
 #include "dataset_fixtures.hpp"
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/files.hpp"
+#include "radprobe/dataset/manifest.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -17,12 +18,9 @@ namespace {
 using radprobe::CsvTable;
 using radprobe::test::CliResult;
 using radprobe::test::run_cli;
+using radprobe::test::q;
 using radprobe::test::TempDir;
 using radprobe::test::write_text;
-
-std::string q(const std::filesystem::path& p) {
-    return "'" + p.string() + "'";
-}
 
 std::vector<std::string> lines_starting_with(const std::string& text, const std::string& prefix) {
     std::vector<std::string> out;
@@ -93,6 +91,25 @@ TEST(DatasetValidateCli, BoxesOfImagesOutsideASubsetManifestAreAWarning) {
     ASSERT_EQ(warnings.size(), 1u) << r.out;
     EXPECT_NE(warnings[0].find("boxes name images not in the manifest"), std::string::npos)
         << warnings[0];
+}
+
+TEST(DatasetValidateCli, MasksAtHalfResolutionGetOneNote) {
+    TempDir dir;
+    radprobe::test::write_synth_like(dir.path());
+    for (int i = 0; i < 6; ++i) {
+        const auto path = dir / ("masks/heart_" + std::to_string(i) + ".png");
+        radprobe::dataset::write_mask_png(
+            path, radprobe::dataset::resample_mask_nearest(radprobe::dataset::read_mask_png(path),
+                                                           12, 16));
+    }
+    const CliResult r = run_cli("validate " + q(dir / "manifest.csv"));
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("note: 6 masks are at another resolution than their image, with its "
+                         "aspect ratio: resampled (nearest) to the image grid (e.g. "),
+              std::string::npos)
+        << r.out;
+    EXPECT_EQ(radprobe::test::count_lines(r.out.substr(0, r.out.find("manifest: "))), 1) << r.out;
+    EXPECT_NE(r.out.find("no problems found"), std::string::npos) << r.out;
 }
 
 TEST(DatasetValidateCli, SynthLikeManifestIsClean) {

@@ -245,6 +245,54 @@ TEST(DatasetValidate, WithoutImagesChecksExistenceOnly) {
         << all;
 }
 
+// Masks at half resolution (as several public sets ship them) are resampled to the image grid,
+// counted, and not a problem; another aspect ratio is still one.
+TEST(DatasetValidate, MasksAtAnotherResolutionAreResampledAndNoted) {
+    TempDir dir;
+    radprobe::test::write_synth_like(dir.path());
+    // Image 2's heart mask (24x32, rectangle x 6..11, y 5..12) at half resolution.
+    const Mask full = read_mask_png(dir / "masks/heart_2.png");
+    const Mask half = resample_mask_nearest(full, 12, 16);
+    write_mask_png(dir / "masks/heart_2.png", half);
+    const Manifest m = Manifest::load(dir / "manifest.csv");
+    std::vector<Problem> resampled;
+    ValidateOptions o;
+    o.resampled = &resampled;
+    EXPECT_TRUE(validate(m, o).empty());
+    ASSERT_EQ(resampled.size(), 1u);
+    EXPECT_NE(resampled[0].to_string().find("manifest.csv:4: column 'mask_heart': mask"),
+              std::string::npos)
+        << resampled[0].to_string();
+    EXPECT_EQ(m.resampled_masks().count, 0u);
+    const auto heart = m.load_mask(2, "heart", 24, 32);
+    ASSERT_TRUE(heart.has_value());
+    ASSERT_EQ(heart->rows, 24);
+    ASSERT_EQ(heart->cols, 32);
+    for (int r = 0; r < 24; ++r) {  // an exact factor 2: each mask pixel covers 2 x 2 pixels
+        for (int c = 0; c < 32; ++c) {
+            ASSERT_EQ(heart->at(r, c), half.at(r / 2, c / 2)) << r << "," << c;
+        }
+    }
+    EXPECT_EQ(m.resampled_masks().count, 1u);
+    EXPECT_EQ(m.resampled_masks().example, "manifest.csv:4: mask_heart 16x12 for a 32x24 image");
+    // Another aspect ratio: a problem for validate and an error for load_mask, naming both sizes.
+    write_mask_png(dir / "masks/heart_2.png", Mask(12, 12));
+    const Manifest bad = Manifest::load(dir / "manifest.csv");
+    const auto problems = validate(bad, {});
+    ASSERT_EQ(problems.size(), 1u);
+    EXPECT_NE(problems[0].to_string().find("is 12x12 (width x height), image is 32x24: another "
+                                           "aspect ratio"),
+              std::string::npos)
+        << problems[0].to_string();
+    try {
+        (void)bad.load_mask(2, "heart", 24, 32);
+        ADD_FAILURE() << "another aspect ratio was accepted";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("another aspect ratio"), std::string::npos)
+            << e.what();
+    }
+}
+
 TEST(DatasetValidate, SynthLikeManifestIsClean) {
     TempDir dir;
     radprobe::test::write_synth_like(dir.path());

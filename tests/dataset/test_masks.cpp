@@ -159,6 +159,39 @@ TEST(DatasetMaskPng, WriteReadRoundTripIs0And255) {
     EXPECT_EQ(read_mask_png(dir / "again.png").data, m.data);
 }
 
+// Public sets ship masks at half or quarter resolution (issue 21): the image's aspect ratio to
+// within a pixel of rounding is accepted, another aspect ratio is not.
+TEST(DatasetMaskResolution, SameAspectRatioWithinAPixel) {
+    EXPECT_TRUE(mask_matches_image_aspect(1024, 1024, 2048, 2048));
+    EXPECT_TRUE(mask_matches_image_aspect(1000, 1024, 2000, 2048));
+    EXPECT_TRUE(mask_matches_image_aspect(512, 512, 2048, 2048));
+    EXPECT_TRUE(mask_matches_image_aspect(1024, 1024, 2047, 2048));  // an odd side rounded
+    EXPECT_TRUE(mask_matches_image_aspect(300, 200, 450, 300));      // fractional scale 1.5
+    EXPECT_FALSE(mask_matches_image_aspect(1024, 1024, 2048, 1600));
+    EXPECT_FALSE(mask_matches_image_aspect(24, 32, 32, 24));  // transposed
+    EXPECT_FALSE(mask_matches_image_aspect(0, 10, 20, 20));
+}
+
+TEST(DatasetMaskResolution, NearestResamplingAtPixelCentres) {
+    Mask half(2, 3);
+    half.at(0, 0) = 1;
+    half.at(1, 2) = 1;
+    const Mask full = resample_mask_nearest(half, 4, 6);
+    for (int r = 0; r < 4; ++r) {
+        for (int c = 0; c < 6; ++c) {
+            EXPECT_EQ(full.at(r, c), half.at(r / 2, c / 2)) << r << "," << c;
+        }
+    }
+    // Fractional scale 1.5: output pixel centre (r + 0.5) / 1.5 picks the mask pixel.
+    Mask m(2, 2);
+    m.at(1, 1) = 1;
+    const Mask up = resample_mask_nearest(m, 3, 3);
+    const std::vector<std::uint8_t> expected = {0, 0, 0, 0, 1, 1, 0, 1, 1};
+    EXPECT_EQ(up.data, expected);
+    // Downsampling keeps every output pixel on a mask pixel.
+    EXPECT_EQ(resample_mask_nearest(full, 2, 3).data, half.data);
+}
+
 TEST(DatasetMaskPng, ColourMasksAndBadFiles) {
     TempDir dir;
     cv::Mat rgb = cv::Mat::zeros(4, 5, CV_8UC3);

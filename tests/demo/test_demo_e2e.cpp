@@ -15,10 +15,6 @@ namespace radprobe::test {
 namespace {
 namespace fs = std::filesystem;
 
-std::string q(const fs::path& p) {
-    return "'" + p.string() + "'";
-}
-
 std::size_t count(const std::string& text, const std::string& what) {
     std::size_t n = 0;
     for (auto pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1)) {

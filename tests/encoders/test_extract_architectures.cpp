@@ -144,8 +144,8 @@ TEST_P(ExtractEveryArchitecture, EveryPoolingEqualsADirectForward) {
     const std::int64_t d = mean.dim;
     EXPECT_EQ(d, encoder->config().hidden_size);
     EXPECT_EQ(roi.roi_valid[0], 1);
-    EXPECT_EQ(roi.roi_valid[2], 0);
-    EXPECT_TRUE(std::isnan(roi.values[static_cast<std::size_t>(2 * d)]));
+    EXPECT_EQ(roi.roi_valid[2], 1);  // no box: a control region (features' own tests)
+    EXPECT_FALSE(std::isnan(roi.values[static_cast<std::size_t>(2 * d)]));
 
     // Direct: decode → preprocess (3 channels) → forward → pool here.
     const auto pc = read_preprocess_config(model);

@@ -69,10 +69,6 @@ protected:
     TempDir tmp_;
 };
 
-bool contains(const std::string& text, const std::string& what) {
-    return text.find(what) != std::string::npos;
-}
-
 TEST_F(Config, ValidConfigGetsDefaults) {
     const auto c = load_experiment_config(write(kValid));
     EXPECT_EQ(c.data.manifest, tmp_ / "manifest.csv");
@@ -510,6 +506,103 @@ TEST_F(PlanTest, DryRunPrintsThePlanAndWritesNothing) {
     EXPECT_EQ(count_lines(b.err), 1) << b.err;
     EXPECT_TRUE(contains(b.err, bad.string() + ":12:1: sedes: unknown key (did you mean 'seeds'?)"))
         << b.err;
+}
+
+// roi for a task pools that task's own boxes; a task without any is refused at validation with
+// the per-task fix (data.roi: {task: boxes:<label>} or a mask), and so is a single box source
+// that would hand one task another label's boxes. Boxes on positives only are fine: the
+// negatives get control regions at extraction.
+TEST_F(Config, RoiWithoutBoxesOfTheTasksOwnIsRefusedWithThePerTaskFix) {
+    write_file_atomic(tmp_ / "boxes.csv",
+                      "image,label,x0,y0,x1,y1\na.png,cardiomegalx,1,1,4,4\n"
+                      "e.png,cardiomegalx,2,2,5,5\n");
+    std::string yaml = kValid;
+    yaml.replace(yaml.find("[cardiomegaly, pneumothorax]"), 28, "[cardiomegaly]");
+    yaml.replace(yaml.find("pooling: [cls, mean]"), 20, "pooling: [cls, roi]");
+    std::string e = error_of(yaml);
+    EXPECT_TRUE(contains(e, where(11) +
+                                "10: data.roi: task 'cardiomegaly' has no boxes of its own "
+                                "in " +
+                                (tmp_ / "boxes.csv").string() +
+                                " (labels with boxes: cardiomegalx), so roi has no region for "
+                                "it; name one per task: data.roi: {cardiomegaly: "
+                                "boxes:cardiomegalx} (a region of another finding, named on "
+                                "purpose) or data.roi: {cardiomegaly: mask_heart}, or drop roi "
+                                "from pooling"))
+        << e;
+    EXPECT_EQ(std::count(e.begin(), e.end(), '\n'), 0) << e;
+
+    // One source for every task that is another label's boxes: refused for that task.
+    std::string global = yaml;
+    global.replace(global.find("  manifest: manifest.csv\n"), 25,
+                   "  manifest: manifest.csv\n  roi: boxes:cardiomegalx\n");
+    e = error_of(global);
+    EXPECT_TRUE(contains(e, where(3) + "8: data.roi: roi for task 'cardiomegaly' would pool the "
+                                       "boxes of 'cardiomegalx', not its own"))
+        << e;
+
+    // The fix, per task, is accepted; so is a mask; a per-task label without boxes is not.
+    std::string fixed = yaml;
+    fixed.replace(fixed.find("  manifest: manifest.csv\n"), 25,
+                  "  manifest: manifest.csv\n  roi: {cardiomegaly: boxes:cardiomegalx}\n");
+    EXPECT_EQ(error_of(fixed), "");
+    const auto config = load_experiment_config(write(fixed));
+    EXPECT_EQ(config.data.roi_source_for("cardiomegaly"), "boxes:cardiomegalx");
+    std::string masked = fixed;
+    masked.replace(masked.find("boxes:cardiomegalx}"), 19, "mask_heart}");
+    EXPECT_EQ(error_of(masked), "");
+    std::string none = fixed;
+    none.replace(none.find("boxes:cardiomegalx}"), 19, "boxes:nodule}");
+    e = error_of(none);
+    EXPECT_TRUE(contains(e, "data.roi.cardiomegaly: " + (tmp_ / "boxes.csv").string() +
+                                " has no boxes of label 'nodule' (labels with boxes: "
+                                "cardiomegalx)"))
+        << e;
+    std::string other = fixed;
+    other.replace(other.find("{cardiomegaly:"), 14, "{pneumothorax:");
+    e = error_of(other);
+    EXPECT_TRUE(contains(e,
+                         "data.roi.pneumothorax: 'pneumothorax' is not a classification task "
+                         "(tasks.classification: cardiomegaly)"))
+        << e;
+}
+
+// Tasks whose roi sources differ: the first source is pooled by the encoder's extraction, each
+// other one by a roi-only extraction that the task's roi runs depend on; the run hashes carry
+// the source and the control-region seed.
+TEST_F(PlanTest, PerTaskRoiSourcesGetTheirOwnExtraction) {
+    write_file_atomic(tmp_ / "boxes.csv",
+                      "image,label,x0,y0,x1,y1\na.png,cardiomegaly,1,1,4,4\n"
+                      "b.png,pneumothorax,2,2,5,5\n");
+    std::string yaml = kValid;
+    yaml.replace(yaml.find("pooling: [cls, mean]"), 20, "pooling: [cls, roi]");
+    yaml.replace(yaml.find("  knn: {k: [5]}\n"), 16, "");
+    const Plan plan = make_plan(load_experiment_config(write(yaml)), nullptr);
+    // extract, roi-only extract, 2 poolings × 2 tasks of linear, comparisons, report.
+    ASSERT_EQ(plan.steps.size(), 2u + 4 + 2);
+    EXPECT_EQ(plan.steps[0].pooling, "cls,roi");
+    EXPECT_EQ(plan.steps[1].kind, StepKind::kExtract);
+    EXPECT_EQ(plan.steps[1].pooling, "roi over boxes:pneumothorax");
+    for (std::size_t i = 2; i < 6; ++i) {
+        const auto& s = plan.steps[i];
+        const bool own = s.pooling == "roi" && s.task == "pneumothorax";
+        EXPECT_EQ(s.depends_on, std::optional<std::size_t>(own ? 1 : 0)) << s.describe();
+        const auto data = nlohmann::json::parse(s.spec.config_json)["data"];
+        if (s.pooling == "roi") {
+            EXPECT_EQ(data["roi_source"], "boxes:" + s.task);
+            EXPECT_EQ(data["roi_controls"]["seed"], 0);
+        } else {
+            EXPECT_FALSE(data.contains("roi_source"));
+        }
+    }
+    // The control regions are drawn with the first of the config's seeds.
+    const Plan seeded =
+        make_plan(load_experiment_config(write(yaml + "seeds: [5, 6]\n", "s.yaml")), nullptr);
+    for (const auto& s : seeded.steps) {
+        if (s.kind == StepKind::kRun && s.pooling == "roi") {
+            EXPECT_EQ(nlohmann::json::parse(s.spec.config_json)["data"]["roi_controls"]["seed"], 5);
+        }
+    }
 }
 
 }  // namespace

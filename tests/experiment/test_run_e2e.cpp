@@ -25,14 +25,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace radprobe::results;
 
-std::string q(const fs::path& p) {
-    return "'" + p.string() + "'";
-}
-
-bool contains(const std::string& text, const std::string& what) {
-    return text.find(what) != std::string::npos;
-}
-
 std::size_t count(const std::string& text, const std::string& what) {
     std::size_t n = 0;
     for (auto pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1)) {

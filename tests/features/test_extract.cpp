@@ -93,8 +93,7 @@ TEST(Extract, RowsEqualADirectForwardPassForEveryPooling) {
     const auto roi = read_embeddings(store, "roi");
     ASSERT_EQ(cls.image_ids.size(), 12u);
     EXPECT_EQ(roi.roi_valid[0], 1);
-    EXPECT_EQ(roi.roi_valid[2], 0);
-    EXPECT_TRUE(std::isnan(roi.values[2 * roi.dim]));
+    EXPECT_EQ(roi.roi_valid[2], 1);  // no box: a control region (BoxesOnPositivesOnly below)
 
     // Direct: decode → preprocess (3 channels, unfolded) → forward.
     auto encoder = encoders::load_encoder(kModel);
@@ -136,6 +135,86 @@ TEST(Extract, RowsEqualADirectForwardPassForEveryPooling) {
             }
         }
     }
+}
+
+// Boxes on the positives only (as in ChestX-Det10 and the NIH box list): every other image
+// gets a control region of a box's size in the lungs (here the prior: no lung masks), listed
+// in control_boxes.csv with the seed, and pooled like a box; another seed is another store
+// with other regions; a label without boxes is refused naming the labels that have some.
+TEST(Extract, BoxesOnPositivesOnlyGiveEveryOtherImageAMatchedControlRegion) {
+    TempDir tmp;
+    const auto manifest = make_manifest(tmp, 8, false);
+    std::string out = run_extract(manifest, tmp / "store", "--roi boxes:nodule --seed 3");
+    ASSERT_NE(out.find("exit=0"), std::string::npos) << out;
+    const fs::path store = only_store(tmp / "store");
+    const auto roi = read_embeddings(store, "roi");
+    ASSERT_EQ(roi.image_ids.size(), 8u);
+    for (std::size_t i = 0; i < 8; ++i) {
+        EXPECT_EQ(roi.roi_valid[i], 1) << i;
+        EXPECT_FALSE(std::isnan(roi.values[i * roi.dim])) << i;
+    }
+    const auto controls = CsvTable::read(store / "control_boxes.csv");
+    ASSERT_EQ(controls.num_rows(), 6u);  // images 2..7
+    const auto ids = CsvTable::read(manifest).rows();
+    for (std::size_t k = 0; k < 6; ++k) {
+        const auto& c = controls.rows()[k];
+        EXPECT_EQ(c[controls.column("image")], ids[k + 2][0]);
+        EXPECT_EQ(c[controls.column("label")], "nodule");
+        EXPECT_EQ(c[controls.column("seed")], "3");
+        EXPECT_EQ(c[controls.column("region")], "prior");
+        const double w = std::stod(c[controls.column("x1")]) - std::stod(c[controls.column("x0")]);
+        const double h = std::stod(c[controls.column("y1")]) - std::stod(c[controls.column("y0")]);
+        // The two boxes are 20×28 and 20×15.
+        EXPECT_TRUE(w == 20 && (h == 28 || h == 15)) << w << "x" << h;
+        // Its middle pixel in the prior (the central half of the 64×64 image).
+        const double cx = std::stod(c[controls.column("x0")]) + std::floor(w / 2);
+        const double cy = std::stod(c[controls.column("y0")]) + std::floor(h / 2);
+        EXPECT_TRUE(cx >= 16 && cx < 48 && cy >= 16 && cy < 48) << cx << "," << cy;
+    }
+
+    // The roi row of a control image is the pooling over its control box.
+    auto encoder = encoders::load_encoder(kModel);
+    const auto pc = encoders::read_preprocess_config(kModel);
+    const auto& c0 = controls.rows()[0];
+    const RegionBox box{std::stod(c0[2]), std::stod(c0[3]), std::stod(c0[4]), std::stod(c0[5])};
+    const auto img = imaging::decode(ids[2][0]);
+    const auto grey = preprocess::quantise_u8(img.pixels.data(), img.pixels.size());
+    const auto px = preprocess::preprocess_grey_u8(grey, img.rows, img.cols, pc, 3);
+    const auto g = preprocess::processor_geometry(pc, img.rows, img.cols);
+    auto x =
+        torch::from_blob(const_cast<float*>(px.data()), {1, 3, g.out_height, g.out_width}).clone();
+    torch::InferenceMode guard;
+    const auto o = encoder->forward(x);
+    const auto patches = o.tokens.patches[0].reshape({-1, roi.dim}).contiguous();
+    const auto w =
+        roi_weights_from_boxes({box}, patch_geometry(g, encoder->config().patch_size), "x");
+    const auto ref =
+        pool(Pooling::kRoi, nullptr, patches.data_ptr<float>(), patches.size(0), roi.dim, w);
+    for (std::int64_t d = 0; d < roi.dim; ++d) {
+        EXPECT_NEAR(roi.values[2 * roi.dim + d], ref[static_cast<std::size_t>(d)], 1e-4);
+    }
+
+    // Another seed: another store (the key holds the seed), other regions.
+    out = run_extract(manifest, tmp / "store", "--roi boxes:nodule --seed 4");
+    ASSERT_NE(out.find("exit=0"), std::string::npos) << out;
+    std::size_t stores = 0;
+    fs::path other;
+    for (const auto& e : fs::directory_iterator(tmp / "store")) {
+        ++stores;
+        if (e.path() != store) {
+            other = e.path();
+        }
+    }
+    ASSERT_EQ(stores, 2u);
+    EXPECT_NE(read_file_text(other / "control_boxes.csv"),
+              read_file_text(store / "control_boxes.csv"));
+
+    out = run_extract(manifest, tmp / "store", "--roi boxes:effusion");
+    EXPECT_NE(out.find("exit=1"), std::string::npos) << out;
+    EXPECT_NE(out.find("boxes.csv: --roi boxes:effusion: no boxes of label effusion (labels with "
+                       "boxes: nodule); give --roi boxes:<label> or --roi mask_<name>"),
+              std::string::npos)
+        << out;
 }
 
 TEST(Extract, ResumeAfterStopAndAfterKill9GivesIdenticalStoreAndRerunIsCached) {

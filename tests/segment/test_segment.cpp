@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/error.hpp"
@@ -257,6 +258,39 @@ TEST(Segment, UnetOverfitsAHandfulOfPhantomsAndSameSeedGivesSameNumbers) {
     o.seed = 12;
     const auto c = run_segment(o);
     EXPECT_NE(a.val_curve, c.val_curve);
+}
+
+// Masks at half resolution (as several public sets ship them) are resampled to the image grid,
+// and the run says so (issue 21).
+TEST(Segment, MasksAtHalfResolutionAreResampledAndNoted) {
+    TempDir tmp;
+    SegmentOptions o;
+    o.decoder = SegDecoder::kUnet;
+    o.manifest = overfit_manifest(tmp, 4, 64);
+    for (const auto& e : fs::directory_iterator(tmp / "ph" / "masks")) {
+        if (e.path().filename().string().ends_with("_heart.png")) {
+            dataset::write_mask_png(
+                e.path(), dataset::resample_mask_nearest(dataset::read_mask_png(e.path()), 32, 32));
+        }
+    }
+    o.mask = "heart";
+    o.size = 64;
+    o.channels = 8;
+    o.depth = 3;
+    o.epochs = 2;
+    o.batch = 4;
+    o.seed = 11;
+    o.threads = 1;
+    o.n_boot = 20;
+    const auto r = run_segment(o);
+    EXPECT_EQ(r.n_test, 4u);
+    EXPECT_NE(r.mask_note.find("masks at another resolution than their image were resampled "
+                               "(nearest) to the image grid (e.g. manifest.csv:"),
+              std::string::npos)
+        << r.mask_note;
+    EXPECT_NE(r.mask_note.find("mask_heart 32x32 for a 64x64 image"), std::string::npos)
+        << r.mask_note;
+    EXPECT_EQ(nlohmann::json::parse(r.metrics_json).at("mask_note"), r.mask_note);
 }
 
 TEST(Segment, MultiscaleDecoderOnARandomVitOverfitsAHandfulOfPhantoms) {

@@ -15,12 +15,9 @@ namespace radprobe {
 namespace {
 
 namespace fs = std::filesystem;
+using test::q;
 using test::run_cli;
 using test::TempDir;
-
-std::string q(const fs::path& p) {
-    return "'" + p.string() + "'";
-}
 
 class SegmentCli : public ::testing::Test {
 protected:

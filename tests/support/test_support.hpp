@@ -120,6 +120,16 @@ inline int cuda_devices() {
 }
 
 /// Number of lines in a string (a trailing newline does not start a new line).
+/// A path single-quoted for run_cli's shell command line.
+inline std::string q(const std::filesystem::path& p) {
+    return "'" + p.string() + "'";
+}
+
+/// Whether `text` holds `what`.
+inline bool contains(const std::string& text, const std::string& what) {
+    return text.find(what) != std::string::npos;
+}
+
 inline int count_lines(const std::string& s) {
     int n = 0;
     for (char c : s) {

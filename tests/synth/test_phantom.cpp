@@ -458,6 +458,61 @@ TEST(Render, SameCaseRendersIdenticallyAndSeedsDiffer) {
     }
 }
 
+TEST(AcquisitionShift, ChangesExposureAndNoiseOfThePositivesOnly) {
+    SynthOptions plain = small_options(200, 64, 17);
+    plain.nodule_prevalence = 0.4;
+    SynthOptions shifted = plain;
+    shifted.acquisition_shifts = {{"nodule", 0.5}};
+    const auto a = plan_dataset(plain);
+    const auto b = plan_dataset(shifted);
+    ASSERT_EQ(a.size(), b.size());
+    std::size_t positives = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        // Every draw is that of the unshifted dataset: labels, anatomy, findings, seeds.
+        EXPECT_EQ(a[i].nodule, b[i].nodule);
+        EXPECT_EQ(a[i].cardiomegaly, b[i].cardiomegaly);
+        EXPECT_EQ(a[i].ctr, b[i].ctr);
+        EXPECT_EQ(a[i].nodules.size(), b[i].nodules.size());
+        EXPECT_EQ(a[i].geometry.heart_cx, b[i].geometry.heart_cx);
+        EXPECT_EQ(a[i].geometry.contrast, b[i].geometry.contrast);
+        EXPECT_EQ(a[i].noise_seed, b[i].noise_seed);
+        const double factor = a[i].nodule ? 1.5 : 1.0;
+        positives += a[i].nodule;
+        EXPECT_DOUBLE_EQ(b[i].geometry.gain, a[i].geometry.gain * factor) << i;
+        EXPECT_DOUBLE_EQ(b[i].geometry.noise_sigma, a[i].geometry.noise_sigma * factor) << i;
+        if (!a[i].nodule && i < 20) {
+            EXPECT_EQ(render(a[i]).image, render(b[i]).image) << i;
+        }
+    }
+    EXPECT_GT(positives, 50u);
+    // The shifted positives are brighter on average (exposure gain 1.5x): what a shortcut is.
+    double mean_a = 0.0, mean_b = 0.0;
+    for (std::size_t i = 0; i < 40; ++i) {
+        if (a[i].nodule) {
+            for (float v : render(a[i]).image) {
+                mean_a += v;
+            }
+            for (float v : render(b[i]).image) {
+                mean_b += v;
+            }
+        }
+    }
+    EXPECT_GT(mean_b, mean_a * 1.05);
+}
+
+TEST(AcquisitionShift, ParsedFromLabelColonAmountAndChecked) {
+    const auto s = parse_acquisition_shift("chest_tube:-0.25");
+    EXPECT_EQ(s.label, "chest_tube");
+    EXPECT_EQ(s.amount, -0.25);
+    for (const std::string bad : {"nodule", "nodule:", ":0.3", "lesion:0.3", "nodule:x",
+                                  "nodule:0.3x", "nodule:0", "nodule:-0.6", "nodule:2.5"}) {
+        EXPECT_THROW(parse_acquisition_shift(bad), UsageError) << bad;
+    }
+    SynthOptions o = small_options(10, 64, 1);
+    o.acquisition_shifts = {{"heart", 0.2}};
+    EXPECT_THROW(validate_options(o), UsageError);
+}
+
 TEST(Render, StoredValuesRoundToSixteenBits) {
     EXPECT_EQ(to_stored(0.0f), 0);
     EXPECT_EQ(to_stored(1.0f), 65535);

@@ -65,7 +65,7 @@ TEST(Dataset, SameSeedGivesByteIdenticalTreesForAnyThreadCount) {
         const auto a = tree(tmp / "a");
         const auto b = tree(tmp / "b");
         const auto c = tree(tmp / "c");
-        EXPECT_EQ(a.size(), 2u + 24u * 5u);
+        EXPECT_EQ(a.size(), 3u + 24u * 5u);  // manifest, boxes, synth.json; image + 4 masks each
         EXPECT_TRUE(a == b) << "same seed, different thread counts";
         ASSERT_EQ(a.size(), c.size());
         EXPECT_NE(a.at("manifest.csv"), c.at("manifest.csv"));
@@ -255,7 +255,10 @@ TEST(Cli, BadFlagsAreUsageErrors) {
         {"--n 0", "--n"},
         {"--n 5 --format jpg", "--format"},
         {"--n 5 --tube-ptx-correlation -0.9", "attainable range [-0.25, 1]"},
-        {"--n 5 --nodule-prevalence 1.2", "--nodule-prevalence"}};
+        {"--n 5 --nodule-prevalence 1.2", "--nodule-prevalence"},
+        {"--n 5 --acquisition-shift nodule", "LABEL:AMOUNT"},
+        {"--n 5 --acquisition-shift lesion:0.3", "not one of cardiomegaly"},
+        {"--n 5 --acquisition-shift nodule:3", "[-0.5, 2]"}};
     for (const auto& [flags, expected] : cases) {
         const auto r = run_cli("synth" + out + " " + flags);
         EXPECT_EQ(r.exit_code, 2) << flags << ": " << r.err;

@@ -132,8 +132,9 @@ struct PerturbOptions {
                                    PerturbKind::kReticular};
     std::vector<SizeSpec> sizes{{0.5, true}, {1.0, true}, {2.0, true}};
     std::vector<double> contrasts{0.1};
-    /// Where signals go: "lungs" (inside mask_lung_left ∪ mask_lung_right when the manifest has
-    /// them, else the central region), "center" (the central half of the image in each axis).
+    /// Where signals go: "lungs" (inside mask_lung_left ∪ mask_lung_right, else mask_lungs or
+    /// mask_lung, when the manifest has them, else the central region: features::lung_region()),
+    /// "center" (the central half of the image in each axis).
     std::string location = "lungs";
     std::size_t max_images = 200;  ///< base images used (a seeded sample; 0 = all)
     CvOptions cv;
@@ -164,8 +165,8 @@ struct LesionOptions {
     /// its largest box. One threshold = small / large.
     std::vector<double> area_thresholds{0.002};
     std::vector<double> jitter_sigmas{5.0, 10.0, 20.0};  ///< box displacement σ, pixels
-    /// Lung region for control boxes: mask_lung_left ∪ mask_lung_right when present, else the
-    /// central half of the image.
+    /// Lung region for control boxes: mask_lung_left ∪ mask_lung_right, else mask_lungs or
+    /// mask_lung, when present, else the central half of the image (features::lung_region()).
     std::size_t max_images = 400;  ///< seeded sample (0 = all)
     CvOptions cv;
     std::uint64_t seed = 0;

@@ -35,6 +35,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -118,6 +119,14 @@ std::uint64_t rle_extent(const std::string& rle, RleConvention convention,
 Mask read_mask_png(const std::filesystem::path& path);
 /// Writes an 8-bit grey PNG with values 0 / 255, atomically.
 void write_mask_png(const std::filesystem::path& path, const Mask& mask);
+
+/// Whether a mask of mask_rows × mask_cols is its image (rows × cols) at another resolution: the
+/// same aspect ratio, to within one image pixel of rounding (1024×1024 for 2048×2048, 1000×1024
+/// for 2000×2048). Public sets ship masks at half or quarter resolution.
+bool mask_matches_image_aspect(int mask_rows, int mask_cols, int rows, int cols);
+/// `mask` resampled to rows × cols by nearest neighbour at pixel centres: output pixel (r, c)
+/// takes mask pixel (floor((r + 0.5) · mask.rows / rows), floor((c + 0.5) · mask.cols / cols)).
+Mask resample_mask_nearest(const Mask& mask, int rows, int cols);
 
 // ----------------------------------------------------------------------------------------------
 // Records
@@ -224,11 +233,20 @@ public:
     const std::vector<std::string>& mask_names() const { return mask_names_; }
     std::optional<std::size_t> mask_index(const std::string& name) const;
     const MaskRef& mask_ref(std::size_t index, const std::string& name) const;
-    /// Loads a record's mask for an image of rows × cols (needed to decode RLE; a mask file must
-    /// have this size). nullopt when the cell is empty. Throws InputError naming the manifest
-    /// line, the column and the reason (missing file, wrong size, malformed RLE).
+    /// Loads a record's mask for an image of rows × cols (needed to decode RLE). A mask file of
+    /// another resolution with the image's aspect ratio is resampled to rows × cols
+    /// (resample_mask_nearest) and counted in resampled_masks(); nullopt when the cell is empty.
+    /// Throws InputError naming the manifest line, the column and the reason (missing file, another
+    /// aspect ratio, malformed RLE).
     std::optional<Mask> load_mask(std::size_t index, const std::string& name, int rows,
                                   int cols) const;
+    /// The mask files load_mask() resampled so far (thread-safe): how many, and the first as an
+    /// example ("manifest.csv:3: mask_heart 1024x1024 for a 2048x2048 image").
+    struct Resampled {
+        std::size_t count = 0;
+        std::string example;
+    };
+    Resampled resampled_masks() const;
 
     /// Problems of the manifest CSV seen while loading, sorted by line.
     const std::vector<Problem>& problems() const { return problems_; }
@@ -267,8 +285,11 @@ private:
     std::vector<Problem> problems_;
     std::vector<Problem> box_problems_;
     std::vector<Problem> warnings_;
+    struct ResampleLog;
+    std::shared_ptr<ResampleLog> resampled_;  ///< shared by copies; written by load_mask
 
     void load_boxes(const ManifestOptions& options);
+    void log_resampled(const std::string& example) const;
 };
 
 // ----------------------------------------------------------------------------------------------
@@ -285,6 +306,9 @@ struct ValidateOptions {
     /// (imaging::ImageInfo::recovered, e.g. a native transfer syntax over JPEG pixel data), in
     /// manifest order. Such images are not problems.
     std::vector<Problem>* recovered = nullptr;
+    /// When given, receives one entry per mask file at another resolution than its image with
+    /// the same aspect ratio (load_mask resamples it), in manifest order. Not problems either.
+    std::vector<Problem>* resampled = nullptr;
 };
 
 /// Every problem of a manifest: problems() and box_problems() plus, with images, unreadable or

@@ -21,11 +21,13 @@
 /// (each run records the version that produced it); kRunHashVersion is bumped when a change of
 /// radprobe alters the numbers of an unchanged config.
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "radprobe/probes/probes.hpp"
@@ -93,6 +95,35 @@ RecordedRun record_label_run(results::ResultsDb& db, const results::RunSpec& spe
 /// Returns the number of comparisons written.
 std::size_t write_comparisons(results::ResultsDb& db, const StatisticsOptions& stats = {});
 
+/// One task's input to the shortcut alarm: a control run and a non-control run scored on the
+/// same test images (`labels` 0/1, one score each per image).
+struct ControlPair {
+    std::string task;
+    std::int64_t control_run = 0;
+    std::int64_t best_run = 0;
+    std::vector<double> labels;
+    std::vector<double> control_scores;
+    std::vector<double> best_scores;
+};
+
+/// The alarm rule. Per pair: AUROCs with DeLong CIs and the paired DeLong test of
+/// control − best (`stats.level`); the p-values of all pairs adjusted together (one family:
+/// the compared tasks; `stats.fdr_method`: Benjamini–Hochberg, or Holm). Alarm unless the
+/// control is significantly worse: difference < 0 and adjusted p < 1 − level. A pair DeLong
+/// cannot test (a class with fewer than 2 images) gives no entry. Tasks keep their order.
+std::vector<results::ShortcutAlarm> decide_shortcut_alarms(const std::vector<ControlPair>& pairs,
+                                                           const StatisticsOptions& stats = {});
+
+/// Which runs are compared, per task of the database: the control's run = the best (highest
+/// test AUROC, earliest on a tie) completed classification run of any encoder named in
+/// `control_encoders`; the reference = the best run of every other encoder (baselines included)
+/// among those scored on exactly the same test images with the same labels. Tasks without
+/// both are not compared. Replaces the database's `shortcut_alarm` analysis (emptied when
+/// there is no control) and returns what it wrote.
+std::vector<results::ShortcutAlarm> write_shortcut_alarms(
+    results::ResultsDb& db, const std::vector<std::string>& control_encoders,
+    const StatisticsOptions& stats = {});
+
 // ---------------------------------------------------------------------------------------------
 // The experiment config
 // ---------------------------------------------------------------------------------------------
@@ -112,6 +143,22 @@ struct DataConfig {
     SplitPolicy split;
     std::string roi_source =
         "boxes";  ///< for the `roi` pooling: boxes | boxes:<label> | mask_<name>
+    /// `data.roi` given per task ({task: source}); tasks not listed use roi_source.
+    std::vector<std::pair<std::string, std::string>> roi_by_task;
+    /// The `roi` pooling's region source of a classification task: its entry in roi_by_task,
+    /// else roi_source, where plain `boxes` means the task's own boxes (`boxes:<task>`).
+    std::string roi_source_for(const std::string& task) const {
+        for (const auto& [t, source] : roi_by_task) {
+            if (t == task) {
+                return source;
+            }
+        }
+        return roi_source == "boxes" ? "boxes:" + task : roi_source;
+    }
+    bool roi_given_for(const std::string& task) const {
+        return std::any_of(roi_by_task.begin(), roi_by_task.end(),
+                           [&](const auto& e) { return e.first == task; });
+    }
 };
 
 /// Per-encoder preprocessing given in the config (overrides / replaces preprocessor_config.json).
@@ -145,6 +192,9 @@ struct EncoderConfig {
     std::vector<int> layers;  ///< empty = last layer
     int batch = 8;
     bool fold_grayscale = true;
+    /// A control encoder (random features): its runs are compared with the real encoders'
+    /// by the shortcut alarm. Default: true for `random_vit`, false otherwise.
+    bool control = false;
     std::size_t line = 0;  ///< where it is declared in the config (1-based)
 };
 

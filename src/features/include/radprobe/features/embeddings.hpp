@@ -13,9 +13,14 @@
 ///  - `cls+mean` the two concatenated (2D);
 ///  - `roi`      mean of the patch tokens whose cells overlap the image's region (boxes or a mask
 ///               from the manifest), each weighted by the fraction of the cell's area covered,
-///               the region mapped through the same resize/crop as the image. An image without a
-///               region gets a NaN row (and roi_valid = 0 in the index); a region entirely outside
-///               the crop is an error naming the image.
+///               the region mapped through the same resize/crop as the image. With a box source
+///               (`boxes`, `boxes:<label>`), an image without such boxes (the negatives, when a
+///               data set boxes its positives only) gets a matched control region instead: one
+///               box whose size is drawn from the source's boxes, placed in the lungs (see
+///               draw_control_box()), seeded by ExtractOptions::roi_seed and the image id, and
+///               listed in control_boxes.csv. An image without any region (a mask source with
+///               no mask, or no room for a control) gets a NaN row (and roi_valid = 0 in the
+///               index); a region entirely outside the crop is an error naming the image.
 ///  - `patches`  the whole patch-token grid (G×D, registers and CLS excluded) of every requested
 ///               layer, for dense heads (segmentation decoders): a row is L·G·D floats, the
 ///               layers in the order requested, each G×D row-major. Every image of a store must
@@ -29,6 +34,8 @@
 ///   STORE/<model>-<key>/patch_grid.json          with `patches`: grid, width, layers, input size
 ///   STORE/<model>-<key>/index.csv                row,image,patient_id,split,ok,roi_valid,error
 ///   STORE/<model>-<key>/errors.csv               images that failed, with the reason
+///   STORE/<model>-<key>/control_boxes.csv        roi over boxes: the control region of every
+///       image without boxes (image,label,x0,y0,x1,y1,seed,region; x1 = x0 = -1 where none fit)
 ///   STORE/<model>-<key>/COMPLETE                 written last; its presence means "cached"
 /// Every file is written under a temporary name and renamed, so the store can be killed at any
 /// point; re-running continues from the completed shards and yields the identical final files.
@@ -40,6 +47,7 @@
 #include <string>
 #include <vector>
 
+#include "radprobe/dataset/manifest.hpp"
 #include "radprobe/encoders/model_dir.hpp"
 #include "radprobe/preprocess/preprocess.hpp"
 
@@ -87,6 +95,44 @@ std::vector<float> roi_weights_from_boxes(const std::vector<RegionBox>& boxes,
 std::vector<float> roi_weights_from_mask(const std::uint8_t* mask, int rows, int cols,
                                          const InputGeometry& geometry, const std::string& image);
 
+// ---------------------------------------------------------------------------------------------
+// Control regions for `roi` over boxes on images without boxes (the negatives)
+// ---------------------------------------------------------------------------------------------
+
+/// The placement rule of control regions; part of the store key (a new rule = a new store).
+inline constexpr const char* kControlRegionRule =
+    "lung-centred, size of a random source box, "
+    ">= half inside the lungs, free of boxes; v1";
+
+/// Where an image's lungs are (rows × cols, row-major, 1 = inside).
+struct LungRegion {
+    std::vector<std::uint8_t> inside;
+    std::string source;  ///< "mask_lung_left+mask_lung_right", "mask_lungs", ... or "prior"
+    bool from_masks() const { return source != "prior"; }
+};
+/// The lung region of manifest record `index` for an image of rows × cols: the union of
+/// mask_lung_left and mask_lung_right when the manifest has both, else mask_lungs or mask_lung,
+/// when the record's cell is filled and not empty; else the anatomical prior, the central half
+/// of the image in each axis (also with `force_prior`). The lesion and perturbation analyses
+/// place their signals and controls with the same function.
+LungRegion lung_region(const dataset::Manifest& manifest, std::size_t index, int rows, int cols,
+                       bool force_prior = false);
+
+/// The sizes control regions are drawn from: the width and height of every box of `label`
+/// (every box when `label` is empty) in the manifest's boxes, in boxes.csv order.
+std::vector<std::array<double, 2>> box_sizes(const dataset::Manifest& manifest,
+                                             const std::string& label);
+
+/// One control region for the image `image_id` (rows × cols): a size drawn uniformly from
+/// `sizes` (clipped to the image), centred on a uniformly drawn pixel of `lungs`, inside the
+/// image, overlapping none of `avoid`, with at least half of its area in the lungs (when 200
+/// draws find no such box, the half-area condition is dropped for 200 more). Deterministic in
+/// (seed, image_id); nullopt when `sizes` or the lungs are empty or nothing fits.
+std::optional<RegionBox> draw_control_box(const std::vector<std::uint8_t>& lungs, int rows,
+                                          int cols, const std::vector<std::array<double, 2>>& sizes,
+                                          const std::vector<RegionBox>& avoid, std::uint64_t seed,
+                                          const std::string& image_id);
+
 /// Pools one image. `cls` may be null when the model has no CLS token (then kCls/kClsMean throw).
 /// `patches` is G×D; `roi_weights` (G) is required for kRoi (empty → NaN row). kPatches copies
 /// the G×D grid.
@@ -110,6 +156,7 @@ struct ExtractOptions {
     std::vector<Pooling> poolings{Pooling::kCls, Pooling::kMean};
     std::vector<int> layers;           ///< empty = the last layer only
     std::string roi_source = "boxes";  ///< "boxes", "boxes:<label>", or "mask_<name>"
+    std::uint64_t roi_seed = 0;        ///< seeds the control regions of images without boxes
     std::filesystem::path store_root;
     int batch = 8;
     int threads = 0;                ///< LibTorch threads (<= 0: cores available)
@@ -135,7 +182,8 @@ struct ExtractResult {
 };
 
 /// The store key: a hash of the weights, the preprocessing (processor config + overrides), the
-/// poolings, the layers, the ROI source and the manifest's image list. Same key = same store.
+/// poolings, the layers, the ROI source (with boxes: the control rule and roi_seed) and the
+/// manifest's image list. Same key = same store.
 std::string store_key(const ExtractOptions& options);
 
 /// Runs (or resumes) an extraction. Failed images are listed in errors.csv with the reason and

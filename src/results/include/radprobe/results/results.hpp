@@ -37,6 +37,13 @@
 ///    column_name = metric, value = difference, p (e.g. DeLong); the report marks leaderboard
 ///    cells whose Benjamini–Hochberg adjusted p (p_adjusted, or computed per task and metric
 ///    when NULL) is below 0.05.
+///  - `shortcut_alarm` (written by `radprobe run`, see ShortcutAlarm): four rows per compared
+///    task, row_key = task; row_key2 = "control" (run = the control's best run, value = its
+///    AUROC with DeLong CI), "best" (run = the best non-control run, its AUROC), "control − best"
+///    (run = the control run, value = the paired AUROC difference with its DeLong CI, p, and
+///    p_adjusted across the compared tasks) and "alarm" (value 1 = alarm, 0 = none; p_adjusted
+///    repeated). Alarms: `select row_key from analysis where analysis = 'shortcut_alarm' and
+///    row_key2 = 'alarm' and value = 1`.
 ///
 /// Concurrency and crashes: the database is in WAL mode; every write is one transaction, so a
 /// writer killed at any point leaves the file consistent (a run it was writing stays `running`
@@ -169,6 +176,9 @@ public:
     void finish_run(std::int64_t run, RunStatus status = RunStatus::kCompleted);
     /// The same, replacing the run's notes (e.g. the error of a failed run).
     void finish_run(std::int64_t run, RunStatus status, const std::string& notes);
+    /// Appends `note` to a running run's notes ("; "-separated): what a step noticed about its
+    /// inputs (e.g. masks resampled to their image's resolution).
+    void add_note(std::int64_t run, const std::string& note);
     /// Replaces every row of one analysis by `rows` (all named `analysis`), in one transaction
     /// (for tables recomputed over the whole database, such as `comparisons`).
     void replace_analysis(const std::string& analysis, std::span<const AnalysisRow> rows);
@@ -222,6 +232,45 @@ TableFormat parse_table_format(const std::string& text);
 /// metrics as {"value","ci_lo","ci_hi","ci_method","n"}. Rows ordered by task, then the task's
 /// primary metric (auroc, else dice, else the first) descending.
 std::string format_leaderboard(const std::vector<LeaderboardRow>& rows, TableFormat format);
+
+// ---------------------------------------------------------------------------------------------
+// Shortcut alarm (`shortcut_alarm` analysis; shown by `radprobe results` and the report)
+// ---------------------------------------------------------------------------------------------
+
+/// What the alarm says, in the leaderboard and the report.
+inline constexpr const char* kShortcutAlarmText =
+    "a random-feature control separates this label as well as the real encoders: suspect "
+    "acquisition or site differences";
+
+/// One task's comparison of a control encoder (random features) with the real encoders: the
+/// control's best run against the best non-control run on the same test images (paired
+/// DeLong, control − best), p adjusted across the compared tasks. `alarm` unless the control
+/// is significantly worse (difference < 0 and p_adjusted < 1 − level).
+struct ShortcutAlarm {
+    std::string task;
+    std::int64_t control_run = 0;
+    std::int64_t best_run = 0;
+    double control_auroc = 0.0, control_ci_lo = 0.0, control_ci_hi = 0.0;  ///< DeLong CI
+    double best_auroc = 0.0, best_ci_lo = 0.0, best_ci_hi = 0.0;
+    double difference = 0.0, ci_lo = 0.0, ci_hi = 0.0;  ///< control − best, paired DeLong CI
+    double p = 1.0;
+    double p_adjusted = 1.0;
+    bool alarm = false;
+    std::string control_label;  ///< "encoder · adaptation · pooling (run N)", filled on reading
+    std::string best_label;
+};
+
+/// The analysis rows that store `alarms` (the layout in the file comment).
+std::vector<AnalysisRow> shortcut_alarm_rows(const std::vector<ShortcutAlarm>& alarms);
+/// The alarms stored in a database (every compared task, alarm or not), tasks in name order,
+/// with the run labels filled in; rows of an incomplete task are skipped.
+std::vector<ShortcutAlarm> read_shortcut_alarms(ResultsDb& db);
+/// The numbers of one comparison in one line: "control R (run 3) AUROC 0.81 [0.7, 0.9] vs best
+/// B (run 5) 0.73 [...]: difference +0.08 [-0.02, 0.18], p = 0.12, adjusted p = 0.12".
+std::string shortcut_alarm_numbers(const ShortcutAlarm& alarm);
+/// Warning lines for the alarms that are raised ("" when none): "WARNING shortcut alarm on
+/// TASK: <kShortcutAlarmText> (<numbers>)", one per line; a Markdown list item each for kMarkdown.
+std::string format_shortcut_alarms(const std::vector<ShortcutAlarm>& alarms, TableFormat format);
 
 // ---------------------------------------------------------------------------------------------
 // Table cells, shared by the leaderboard and the report

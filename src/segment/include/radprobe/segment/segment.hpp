@@ -117,6 +117,9 @@ struct SegmentResult {
     std::filesystem::path checkpoint;  ///< OUT/model (when out is set)
     double seconds = 0.0;
     std::string metrics_json;  ///< the JSON written to metrics.json
+    /// Masks resampled to their image's grid (another resolution, same aspect ratio): one
+    /// sentence with their number and an example; "" when none were.
+    std::string mask_note;
 };
 
 /// Trains the decoder (or U-Net) on the manifest's train rows with a known mask, early-stops on

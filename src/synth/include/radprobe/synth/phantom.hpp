@@ -39,6 +39,13 @@
 ///    σ = sqrt(p(1−p)q(1−q)); R = 0 is independence and, with q = p, R = 1 means tube iff
 ///    pneumothorax. R must lie in the range attainable for (p, q) (e.g. [−p/(1−p), 1] when
 ///    q = p ≤ 0.5); anything else is a usage error naming that range.
+///  - Acquisition shift (`acquisition_shifts`, `--acquisition-shift LABEL:AMOUNT`): the images
+///    positive for LABEL (cardiomegaly, pneumothorax, nodule or chest_tube) are acquired
+///    differently, as when one site or scanner contributes most positives: their exposure gain
+///    and their noise sigma are both multiplied by 1 + AMOUNT (AMOUNT in [-0.5, 2], not 0).
+///    Applied after every draw, so the draws of every image (labels, anatomy, pose, the sampled
+///    gain and noise) are those of the unshifted dataset of the same seed; several shifts multiply.
+///    A shortcut that no anatomy explains: what the shortcut alarm of `radprobe run` looks for.
 
 #include <cstdint>
 #include <filesystem>
@@ -54,6 +61,16 @@ inline constexpr double kFieldOfViewMm = 430.0;
 
 enum class ImageFormat { kPng, kDicom };
 
+/// The positives of `label` acquired with exposure gain and noise sigma × (1 + amount).
+struct AcquisitionShift {
+    std::string label;  ///< cardiomegaly | pneumothorax | nodule | chest_tube
+    double amount = 0.0;
+};
+
+/// Parses "LABEL:AMOUNT" (e.g. "nodule:0.4"); throws UsageError naming the flag, the label
+/// choices and the range.
+AcquisitionShift parse_acquisition_shift(const std::string& text);
+
 /// Parses "png" | "dcm" (also "dicom"); throws UsageError otherwise.
 ImageFormat parse_format(const std::string& text);
 
@@ -67,6 +84,7 @@ struct SynthOptions {
     std::optional<double> tube_prevalence;  ///< P(chest_tube); unset = pneumothorax prevalence
     double tube_ptx_correlation = 0.0;      ///< phi target in [-1, 1], see the file comment
     double followup_fraction = 0.1;         ///< fraction of patients with a second image
+    std::vector<AcquisitionShift> acquisition_shifts;  ///< see the file comment
     ImageFormat format = ImageFormat::kPng;
     int threads = 0;         ///< <= 0: all available
     bool overwrite = false;  ///< replace an existing non-empty output directory
@@ -205,7 +223,8 @@ struct SynthSummary {
     double seconds = 0;
 };
 
-/// Writes the whole dataset to `out`: manifest.csv, boxes.csv, images/, masks/. Everything is
+/// Writes the whole dataset to `out`: manifest.csv, boxes.csv, synth.json (the options that made
+/// it, threads aside), images/, masks/. Everything is
 /// generated into a sibling staging directory that is renamed to `out` only when complete, so a
 /// killed run never leaves a partial dataset under `out`. `out` must not exist or be empty,
 /// unless options.overwrite. `on_progress(done)` is called from the calling thread.
