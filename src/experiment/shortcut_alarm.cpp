@@ -83,7 +83,11 @@ bool control_pair(const std::string& task, const std::vector<Scored>& runs,
                   const std::set<std::string>& controls, ControlPair& pair) {
     std::vector<const Scored*> control_runs;
     for (const auto& s : runs) {
-        if (controls.count(s.run.spec.encoder) != 0) {
+        // roi pooling is left out on the control side: its region comes from the annotation
+        // (the organ's mask, the finding's boxes), so random features pooled there separate a
+        // label through the annotation, not through how the images were acquired.
+        if (controls.count(s.run.spec.encoder) != 0 &&
+            s.run.spec.pooling.find("roi") == std::string::npos) {
             control_runs.push_back(&s);
         }
     }

@@ -128,13 +128,13 @@ TEST(ShortcutAlarmRule, PairWithoutTwoImagesOfEachClassIsNotCompared) {
 std::int64_t add_run(ResultsDb& db, const std::string& hash, const std::string& encoder,
                      const std::string& task, const std::string& adaptation,
                      const std::vector<double>& labels, const std::vector<double>& scores,
-                     const std::string& image_prefix = "img") {
+                     const std::string& image_prefix = "img", const std::string& pooling = "cls") {
     RunSpec spec;
     spec.config_hash = hash;
     spec.encoder = encoder;
     spec.task = task;
     spec.adaptation = adaptation;
-    spec.pooling = "cls";
+    spec.pooling = pooling;
     const std::int64_t run = db.begin_run(spec);
     std::vector<Prediction> preds;
     for (std::size_t i = 0; i < labels.size(); ++i) {
@@ -171,6 +171,8 @@ TEST(ShortcutAlarmRuns, BestControlAgainstBestComparableRun) {
     const auto best = add_run(db, "h3", "real", "close", "linear", close.labels, close.best_scores);
     add_run(db, "h4", "real", "close", "knn", close.labels, noise);
     add_run(db, "h5", "other-split", "close", "linear", close.labels, close.labels, "other");
+    // A control run pooled over an annotated region (here: perfect) is not a control.
+    add_run(db, "h10", "rand", "close", "linear", close.labels, close.labels, "img", "roi");
     // Task "worse": the baseline is the best non-control run.
     const auto worse_control =
         add_run(db, "h6", "rand", "worse", "linear", worse.labels, worse.control_scores);
