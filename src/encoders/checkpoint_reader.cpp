@@ -80,7 +80,9 @@ at::Tensor pickle_tensor(const PtTensorInfo& info) {
 CheckpointReader::CheckpointReader(const fs::path& dir, const std::string& checkpoint_key,
                                    LoadReport& report)
     : files_(find_weight_files(dir)), checkpoint_key_(checkpoint_key), source_(dir.string()) {
-    check_checkpoint_key(files_, checkpoint_key);
+    if (!is_pickle(files_)) {  // a pickle's key is checked where its headers are read below
+        check_checkpoint_key(files_, checkpoint_key);
+    }
     std::set<std::string> seen;
     PtFormat pickle_format = PtFormat::kZip;
     auto add = [&](std::size_t file, const std::string& name,

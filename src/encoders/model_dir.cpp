@@ -562,11 +562,14 @@ PreprocessConfig read_preprocess_config(const std::filesystem::path& dir,
         return open_clip_preprocess(path.parent_path() / "open_clip_config.json");
     }
     if (std::filesystem::is_directory(dir, ec) && !std::filesystem::exists(path, ec) &&
-        !std::filesystem::exists(dir / "config.json", ec) &&
-        !read_model_config(dir, options).weights_layout.empty()) {
-        const ModelConfig model = read_model_config(dir, options);
-        return model.weights_layout == "torchvision_resnet" ? dino_eval_preprocess()
-                                                            : timm_swin_preprocess(model);
+        !std::filesystem::exists(dir / "config.json", ec)) {
+        const ModelConfig model = read_model_config(dir, options);  // reads the weights' keys
+        if (model.weights_layout == "torchvision_resnet") {
+            return dino_eval_preprocess();
+        }
+        if (model.weights_layout == "timm_swin") {
+            return timm_swin_preprocess(model);
+        }
     }
     RADPROBE_CHECK(std::filesystem::exists(path, ec), "file ", path.string(),
                    ": does not exist (the model directory needs its preprocessor_config.json)");

@@ -170,6 +170,17 @@ void link_source_files(const fs::path& source, const fs::path& dir) {
     }
 }
 
+/// Writes `text` to `file` (atomically) unless it already holds it; a link to the source folder's
+/// file of that name is replaced by the prepared folder's own.
+void write_if_changed(const fs::path& file, const std::string& text) {
+    if (fs::is_symlink(fs::symlink_status(file)) || !fs::exists(file) ||
+        read_file_text(file) != text) {
+        std::error_code ec;
+        fs::remove(file, ec);
+        write_file_atomic(file, text);
+    }
+}
+
 /// The config's checkpoint_key and dtype as the prepared folder's radprobe_load.json, which every
 /// step that loads the folder reads (a source folder's own file stays linked when neither is
 /// given).
@@ -189,12 +200,7 @@ void write_load_options(const EncoderConfig& e, const fs::path& dir) {
     if (!e.dtype.empty()) {
         j["dtype"] = e.dtype;
     }
-    const std::string text = j.dump(2) + "\n";
-    if (fs::is_symlink(fs::symlink_status(file)) || !fs::exists(file) ||
-        read_file_text(file) != text) {
-        fs::remove(file, ec);
-        write_file_atomic(file, text);
-    }
+    write_if_changed(file, j.dump(2) + "\n");
 }
 
 }  // namespace
@@ -210,14 +216,7 @@ void prepare_model_dir(const EncoderConfig& e, const fs::path& source, const fs:
     write_load_options(e, dir);
     const json pre = effective_preprocessor(e, e.random_vit ? dir : source);
     RADPROBE_ASSERT(!pre.is_null(), "no preprocessor for ", e.name);
-    const std::string text = pre.dump(2) + "\n";
-    const fs::path file = dir / "preprocessor_config.json";
-    if (fs::is_symlink(fs::symlink_status(file)) || !fs::exists(file) ||
-        read_file_text(file) != text) {
-        std::error_code ec;
-        fs::remove(file, ec);
-        write_file_atomic(file, text);
-    }
+    write_if_changed(dir / "preprocessor_config.json", pre.dump(2) + "\n");
 }
 
 }  // namespace radprobe::experiment::detail

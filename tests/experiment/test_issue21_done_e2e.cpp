@@ -19,6 +19,7 @@
 #include "radprobe/core/files.hpp"
 #include "radprobe/dataset/manifest.hpp"
 #include "radprobe/results/results.hpp"
+#include "shortcut_alarm_support.hpp"
 #include "test_support.hpp"
 
 namespace radprobe::test {
@@ -210,16 +211,7 @@ TEST(Issue21DoneE2e, PhantomScenarioRunsToCompletionWithEveryRunMeaningful) {
     EXPECT_EQ(missing, 0);
 
     // The alarm: on nodule, not on cardiomegaly.
-    std::map<std::string, ShortcutAlarm> alarms;
-    for (auto& a : read_shortcut_alarms(db)) {
-        std::printf(
-            "[measured] %s: control %s AUROC %.3f [%.3f, %.3f], best %s AUROC %.3f [%.3f, %.3f], "
-            "difference %+.3f [%.3f, %.3f], p = %.3g, adjusted p = %.3g, alarm %s\n",
-            a.task.c_str(), a.control_label.c_str(), a.control_auroc, a.control_ci_lo,
-            a.control_ci_hi, a.best_label.c_str(), a.best_auroc, a.best_ci_lo, a.best_ci_hi,
-            a.difference, a.ci_lo, a.ci_hi, a.p, a.p_adjusted, a.alarm ? "yes" : "no");
-        alarms[a.task] = a;
-    }
+    const auto alarms = alarms_by_task(db);
     ASSERT_EQ(alarms.size(), 2u) << r.out;
     EXPECT_TRUE(alarms.at("nodule").alarm);
     EXPECT_FALSE(alarms.at("cardiomegaly").alarm);

@@ -66,6 +66,13 @@ protected:
     std::string where(int line) const {
         return (tmp_ / "exp.yaml").string() + ":" + std::to_string(line) + ":";
     }
+    // kValid with its encoder list replaced by `encoders` (YAML list items).
+    static std::string with_encoders(const std::string& encoders) {
+        std::string y = kValid;
+        const auto at = y.find("  - name: rand");
+        y.replace(at, y.find("tasks:") - at, encoders);
+        return y;
+    }
     TempDir tmp_;
 };
 
@@ -260,14 +267,6 @@ TEST_F(Config, EncoderFolders) {
     const std::string dinov2 = encoder_fixture("dinov2").string();
     const std::string vit = encoder_fixture("vit").string();
     const std::string siglip = encoder_fixture("siglip_vision").string();
-    std::string base = kValid;
-    const auto enc_at = base.find("  - name: rand");
-    const auto enc_end = base.find("tasks:");
-    auto with_encoders = [&](const std::string& encs) {
-        std::string y = base;
-        y.replace(enc_at, enc_end - enc_at, encs);
-        return y;
-    };
     EXPECT_EQ(error_of(with_encoders("  - {name: d, path: '" + dinov2 + "', layers: [-1, 2]}\n")),
               "");
     // No preprocessor_config.json: the config must give the preprocessing.
@@ -308,12 +307,8 @@ TEST_F(Config, EncoderFolders) {
 TEST_F(Config, PublishedCheckpointFoldersAndTheirLoadOptions) {
     const std::string ark = (encoder_fixture("published") / "ark_swin_teacher").string();
     const std::string dinov2 = encoder_fixture("dinov2").string();
-    std::string base = kValid;
-    const auto enc_at = base.find("  - name: rand");
-    const auto enc_end = base.find("tasks:");
-    auto with_encoders = [&](const std::string& encs) {
-        std::string y = base;
-        y.replace(enc_at, enc_end - enc_at, encs);
+    auto with_encoders = [](const std::string& encs) {  // no CLS: the Swin has none
+        std::string y = Config::with_encoders(encs);
         y.replace(y.find("pooling: [cls, mean]"), 20, "pooling: [mean]");
         return y;
     };

@@ -16,6 +16,7 @@
 #include "radprobe/core/files.hpp"
 #include "radprobe/report/report.hpp"
 #include "radprobe/results/results.hpp"
+#include "shortcut_alarm_support.hpp"
 #include "test_support.hpp"
 
 namespace radprobe::test {
@@ -70,17 +71,7 @@ Outcome synth_and_run(const fs::path& root, const std::string& synth_flags,
 
 std::map<std::string, ShortcutAlarm> alarms_by_task(const fs::path& db_path) {
     ResultsDb db = ResultsDb::open_existing(db_path);
-    std::map<std::string, ShortcutAlarm> out;
-    for (auto& a : read_shortcut_alarms(db)) {
-        std::printf(
-            "[measured] %s: control %s AUROC %.3f [%.3f, %.3f], best %s AUROC %.3f [%.3f, %.3f], "
-            "difference %+.3f [%.3f, %.3f], p = %.3g, adjusted p = %.3g, alarm %s\n",
-            a.task.c_str(), a.control_label.c_str(), a.control_auroc, a.control_ci_lo,
-            a.control_ci_hi, a.best_label.c_str(), a.best_auroc, a.best_ci_lo, a.best_ci_hi,
-            a.difference, a.ci_lo, a.ci_hi, a.p, a.p_adjusted, a.alarm ? "yes" : "no");
-        out[a.task] = a;
-    }
-    return out;
+    return test::alarms_by_task(db);
 }
 
 TEST(ShortcutAlarmE2e, RaisedOnTheLabelWhosePositivesDifferInAcquisition) {
