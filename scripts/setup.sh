@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
     build-essential cmake ninja-build ccache pkg-config git
     libtorch-dev libopenblas0-pthread libopenblas-dev
-    libgdcm-dev libgdcm-tools libopencv-dev
+    libgdcm-dev libgdcm-tools libopencv-dev libgif-dev
     nlohmann-json3-dev libcli11-dev libyaml-cpp-dev libsqlite3-dev sqlite3
     libgtest-dev libgmock-dev libbenchmark-dev
     python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-skimage
@@ -32,10 +32,11 @@ else
     echo "setup: all Debian packages present"
 fi
 
-# The HTML report inlines Vega, Vega-Lite and vega-embed (radprobe report; bench component).
+# The HTML report inlines Vega, Vega-Lite and vega-embed (radprobe report; bench component), and
+# umap-js for the embedding maps (UMAP computed in the page).
 # Installed from the npm registry into build/npm (outside git), pinned, only when missing.
 VEGA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/npm"
-VEGA_PACKAGES=(vega@5.33.1 vega-lite@5.23.0 vega-embed@6.29.0)
+VEGA_PACKAGES=(vega@5.33.1 vega-lite@5.23.0 vega-embed@6.29.0 umap-js@1.4.0)
 vega_ok=1
 for spec in "${VEGA_PACKAGES[@]}"; do
     name="${spec%@*}"

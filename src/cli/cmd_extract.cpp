@@ -82,6 +82,9 @@ Runner setup_extract(CLI::App& app) {
             std::fprintf(stderr, "note: model %s: %s\n", o.model_dir.string().c_str(),
                          r.load_note.c_str());
         }
+        if (!r.mask_note.empty()) {
+            std::fprintf(stderr, "note: %s\n", r.mask_note.c_str());
+        }
         if (r.cached) {
             std::printf("cached: %s (%lld images, %lld failures; nothing to do)\n",
                         r.store_dir.string().c_str(), static_cast<long long>(r.images),

@@ -2,7 +2,8 @@
 //                   [--split-col COL] [--split-map FROM=TO ...] [--label-from COL:VALUE=NAME ...]
 //                   [--finding-col COL [--findings A,B] [--finding-sep S] [--no-finding T]]
 //                   [--keep COL ...] [--image-root DIR] --out M
-// radprobe manifest --from FILE --format nih|chexpert|siim|chestx-det10 [format options] --out M
+// radprobe manifest --from FILE --format nih|chexpert|siim|chestx-det10|jsrt [format options] --out
+// M
 
 #include <cstdio>
 
@@ -38,6 +39,8 @@ struct ManifestCliOptions {
     std::string uncertain;
     std::string metadata;
     std::string split_table;
+    std::string masks;
+    std::string png_dir;
     bool frontal_only = false;
 };
 
@@ -67,6 +70,8 @@ int run_public_set(const ManifestCliOptions& opt) {
     o.frontal_only = opt.frontal_only;
     o.metadata = opt.metadata;
     o.split_table = opt.split_table;
+    o.masks = opt.masks;
+    o.png_dir = opt.png_dir;
     const auto result = dataset::build_public_set_manifest(o);
     const auto boxes = std::filesystem::absolute(opt.out).parent_path() / "boxes.csv";
     if (!result.boxes_csv.empty()) {
@@ -77,6 +82,10 @@ int run_public_set(const ManifestCliOptions& opt) {
                 result.patients, result.label_names.size());
     if (!result.boxes_csv.empty()) {
         std::printf("wrote %s: %zu boxes\n", boxes.string().c_str(), result.boxes);
+    }
+    if (!result.converted_dir.empty()) {
+        std::printf("PNGs in %s: %zu files converted, %zu already up to date\n",
+                    result.converted_dir.string().c_str(), result.converted, result.up_to_date);
     }
     if (result.skipped) {
         std::printf("skipped %zu rows: %s\n", result.skipped, result.skipped_reason.c_str());
@@ -123,15 +132,32 @@ Runner setup_manifest(CLI::App& app) {
         "boxes}]); the 10 findings as 0/1 labels and boxes.csv beside the manifest; images under "
         "DIR/train_data or DIR/test_data (--image-root); the set has no patient ids, so each "
         "image is its own patient\n"
+        "  jsrt      JSRT with the SCR masks: --from CLNDAT_EN.txt (nodule cases; CNNDAT_EN.txt "
+        "beside it gives the non-nodule cases; tab- or space-separated, ? = unknown); labels "
+        "nodule and malignant, attributes subtlety, size_mm, sex, age, patient_id = the image "
+        "id; boxes.csv beside the manifest: a square of side size mm / 0.175 mm per pixel "
+        "centred on the nodule's x, y; the .IMG files (found under --image-root, default: the "
+        "table's folder, else its parent) become 16-bit PNGs inverted so that bone is bright; "
+        "--masks SCR_DIR (searched for folders heart, left lung, right lung, left clavicle, "
+        "right clavicle of GIFs, e.g. fold1/masks and fold2/masks) gives mask_heart, "
+        "mask_lung_left, mask_lung_right, mask_clavicle_left, mask_clavicle_right and their "
+        "union mask_lungs as 0/255 PNGs at 1024x1024 (radprobe resamples them to the image); "
+        "all PNGs go under --png-dir (default: MANIFEST_DIR/jsrt_png), and files already "
+        "converted are skipped\n"
         "Example: radprobe manifest --from nih/Data_Entry_2017.csv --format nih "
         "--train-list nih/train_val_list.txt --test-list nih/test_list.txt --out "
         "nih/manifest.csv");
     app.add_option("--from", opt->from, "input table (CSV with a header row)")->required();
     app.add_option("--out", opt->out, "output manifest CSV (written atomically)")->required();
-    app.add_option(
-        "--format", opt->format,
-        "build from a public set's own files: nih, chexpert, siim or chestx-det10 (described "
-        "below)");
+    app.add_option("--format", opt->format,
+                   "build from a public set's own files: nih, chexpert, siim, chestx-det10 or jsrt "
+                   "(described below)");
+    app.add_option("--masks", opt->masks,
+                   "jsrt: folder of the SCR masks (GIFs in folders per organ, searched "
+                   "recursively)");
+    app.add_option("--png-dir", opt->png_dir,
+                   "jsrt: folder of the converted PNG images and masks (default: "
+                   "MANIFEST_DIR/jsrt_png)");
     app.add_option("--boxes-from", opt->boxes_from,
                    "nih: BBox_List_2017.csv (default: beside --from when present)");
     app.add_option("--train-list", opt->train_list, "nih: train_val_list.txt (split train)");
@@ -186,12 +212,13 @@ Runner setup_manifest(CLI::App& app) {
         if (!opt->format.empty()) {
             return run_public_set(*opt);
         }
-        RADPROBE_USAGE_CHECK(opt->boxes_from.empty() && opt->train_list.empty() &&
-                                 opt->test_list.empty() && opt->uncertain.empty() &&
-                                 !opt->frontal_only && opt->metadata.empty() &&
-                                 opt->split_table.empty(),
-                             "--boxes-from, --train-list, --test-list, --uncertain, "
-                             "--frontal-only, --metadata and --split-table need --format");
+        RADPROBE_USAGE_CHECK(
+            opt->boxes_from.empty() && opt->train_list.empty() && opt->test_list.empty() &&
+                opt->uncertain.empty() && !opt->frontal_only && opt->metadata.empty() &&
+                opt->split_table.empty() && opt->masks.empty() && opt->png_dir.empty(),
+            "--boxes-from, --train-list, --test-list, --uncertain, "
+            "--frontal-only, --metadata, --split-table, --masks and --png-dir "
+            "need --format");
         dataset::ConvertOptions o;
         o.table = opt->from;
         o.out = opt->out;

@@ -44,6 +44,7 @@ Runner setup_report(CLI::App& app) {
         if (opt->format == "html" && options.vega_dir.empty()) {
             options.vega_dir = report::find_vega_dir();  // fail before reading the database
         }
+        ensure_writable_dir(std::filesystem::path(opt->out).parent_path(), "report folder");
         results::ResultsDb db = results::ResultsDb::open_existing(opt->db);
         std::string text;
         if (opt->format == "html") {

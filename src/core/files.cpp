@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,7 +18,9 @@ namespace radprobe {
 namespace fs = std::filesystem;
 
 namespace {
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+    return std::strerror(errno);
+}
 }  // namespace
 
 std::vector<std::uint8_t> read_file_bytes(const fs::path& path) {
@@ -53,7 +56,8 @@ fs::path temp_name_for(const fs::path& path) {
 void write_file_atomic(const fs::path& path, std::string_view bytes) {
     AtomicOutput out(path);
     const int fd = ::open(out.temp_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    RADPROBE_CHECK(fd >= 0, out.temp_path().string(), ": cannot create: ", errno_text());
+    // Errors name the file the caller asked for; its temporary is removed by `out`.
+    RADPROBE_CHECK(fd >= 0, path.string(), ": cannot create: ", errno_text());
     std::size_t written = 0;
     while (written < bytes.size()) {
         const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
@@ -63,12 +67,16 @@ void write_file_atomic(const fs::path& path, std::string_view bytes) {
         if (n <= 0) {
             const std::string why = errno_text();
             ::close(fd);
-            throw InputError(str_cat(out.temp_path().string(), ": write failed: ", why));
+            throw InputError(str_cat(path.string(), ": write failed: ", why));
         }
         written += static_cast<std::size_t>(n);
     }
-    ::fsync(fd);
-    RADPROBE_CHECK(::close(fd) == 0, out.temp_path().string(), ": close failed: ", errno_text());
+    // Some file systems report a full disk only when the data reach it.
+    const bool synced = ::fsync(fd) == 0;
+    const std::string sync_error = synced ? std::string() : errno_text();
+    const bool closed = ::close(fd) == 0;
+    RADPROBE_CHECK(synced, path.string(), ": write failed: ", sync_error);
+    RADPROBE_CHECK(closed, path.string(), ": close failed: ", errno_text());
     out.commit();
 }
 
@@ -76,8 +84,8 @@ AtomicOutput::AtomicOutput(fs::path final_path) : final_(std::move(final_path)) 
     if (final_.has_parent_path()) {
         std::error_code ec;
         fs::create_directories(final_.parent_path(), ec);
-        RADPROBE_CHECK(!ec, final_.parent_path().string(), ": cannot create directory: ",
-                       ec.message());
+        RADPROBE_CHECK(!ec, final_.parent_path().string(),
+                       ": cannot create directory: ", ec.message());
     }
     temp_ = temp_name_for(final_);
 }
@@ -92,8 +100,8 @@ AtomicOutput::~AtomicOutput() {
 void AtomicOutput::commit() {
     std::error_code ec;
     fs::rename(temp_, final_, ec);
-    RADPROBE_CHECK(!ec, final_.string(), ": cannot rename temporary file into place: ",
-                   ec.message());
+    RADPROBE_CHECK(!ec, final_.string(),
+                   ": cannot rename temporary file into place: ", ec.message());
     committed_ = true;
 }
 
@@ -104,6 +112,63 @@ void kill_point(const char* variable, std::size_t count) {
         std::fflush(stderr);
         ::kill(::getpid(), SIGKILL);
     }
+}
+
+std::optional<FileLock> FileLock::try_lock(const fs::path& lock_path, std::string* holder) {
+    if (!lock_path.parent_path().empty()) {
+        std::error_code ec;
+        fs::create_directories(lock_path.parent_path(), ec);
+    }
+    const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    RADPROBE_CHECK(fd >= 0, lock_path.string(),
+                   ": cannot create the lock file: ", std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        if (holder) {
+            char buf[32] = {};
+            const auto n = ::pread(fd, buf, sizeof buf - 1, 0);
+            *holder = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+            while (!holder->empty() && (holder->back() == '\n' || holder->back() == ' ')) {
+                holder->pop_back();
+            }
+        }
+        ::close(fd);
+        RADPROBE_CHECK(err == EWOULDBLOCK, lock_path.string(),
+                       ": cannot lock: ", std::strerror(err));
+        return std::nullopt;
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+        // the pid is only informative: the lock itself is held
+    }
+    return FileLock(fd);
+}
+
+FileLock::FileLock(FileLock&& other) noexcept : fd_(other.fd_) {
+    other.fd_ = -1;
+}
+
+FileLock::~FileLock() {
+    if (fd_ >= 0) {
+        ::close(fd_);  // releases the flock
+    }
+}
+
+void ensure_writable_dir(const fs::path& dir, const std::string& what) {
+    const fs::path d = dir.empty() ? fs::path(".") : dir;
+    std::error_code ec;
+    fs::create_directories(d, ec);
+    RADPROBE_CHECK(!ec, what, " ", d.string(), ": cannot create it (", ec.message(), ")");
+    RADPROBE_CHECK(fs::is_directory(d, ec), what, " ", d.string(), ": not a directory");
+    const fs::path probe = temp_name_for(d / ".radprobe-write-check");
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    RADPROBE_CHECK(fd >= 0, what, " ", d.string(), ": not writable (", std::strerror(errno), ")");
+    // One byte written and synced: a full disk is found here too, not half-way through the work.
+    const bool wrote = ::write(fd, "x", 1) == 1 && ::fsync(fd) == 0;
+    const int err = errno;
+    ::close(fd);
+    fs::remove(probe, ec);
+    RADPROBE_CHECK(wrote, what, " ", d.string(), ": not writable (", std::strerror(err), ")");
 }
 
 }  // namespace radprobe

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <fstream>
 #include <limits>
 
 #include "radprobe/core/error.hpp"
@@ -30,14 +31,22 @@ std::size_t dtype_size(DType dtype) {
 
 std::string dtype_descr(DType dtype) {
     switch (dtype) {
-        case DType::kFloat32: return "<f4";
-        case DType::kFloat64: return "<f8";
-        case DType::kInt64: return "<i8";
-        case DType::kInt32: return "<i4";
-        case DType::kInt16: return "<i2";
-        case DType::kUInt16: return "<u2";
-        case DType::kUInt8: return "|u1";
-        case DType::kBool: return "|b1";
+        case DType::kFloat32:
+            return "<f4";
+        case DType::kFloat64:
+            return "<f8";
+        case DType::kInt64:
+            return "<i8";
+        case DType::kInt32:
+            return "<i4";
+        case DType::kInt16:
+            return "<i2";
+        case DType::kUInt16:
+            return "<u2";
+        case DType::kUInt8:
+            return "|u1";
+        case DType::kBool:
+            return "|b1";
     }
     return "";
 }
@@ -53,13 +62,34 @@ std::int64_t NpyArray::numel() const {
 namespace {
 template <typename T>
 constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::kFloat32; }
-template <> constexpr DType dtype_of<double>() { return DType::kFloat64; }
-template <> constexpr DType dtype_of<std::int64_t>() { return DType::kInt64; }
-template <> constexpr DType dtype_of<std::int32_t>() { return DType::kInt32; }
-template <> constexpr DType dtype_of<std::int16_t>() { return DType::kInt16; }
-template <> constexpr DType dtype_of<std::uint16_t>() { return DType::kUInt16; }
-template <> constexpr DType dtype_of<std::uint8_t>() { return DType::kUInt8; }
+template <>
+constexpr DType dtype_of<float>() {
+    return DType::kFloat32;
+}
+template <>
+constexpr DType dtype_of<double>() {
+    return DType::kFloat64;
+}
+template <>
+constexpr DType dtype_of<std::int64_t>() {
+    return DType::kInt64;
+}
+template <>
+constexpr DType dtype_of<std::int32_t>() {
+    return DType::kInt32;
+}
+template <>
+constexpr DType dtype_of<std::int16_t>() {
+    return DType::kInt16;
+}
+template <>
+constexpr DType dtype_of<std::uint16_t>() {
+    return DType::kUInt16;
+}
+template <>
+constexpr DType dtype_of<std::uint8_t>() {
+    return DType::kUInt8;
+}
 }  // namespace
 
 template <typename T>
@@ -96,14 +126,28 @@ std::vector<float> NpyArray::to_float() const {
         }
     };
     switch (dtype) {
-        case DType::kFloat32: convert(as<float>()); break;
-        case DType::kFloat64: convert(as<double>()); break;
-        case DType::kInt64: convert(as<std::int64_t>()); break;
-        case DType::kInt32: convert(as<std::int32_t>()); break;
-        case DType::kInt16: convert(as<std::int16_t>()); break;
-        case DType::kUInt16: convert(as<std::uint16_t>()); break;
+        case DType::kFloat32:
+            convert(as<float>());
+            break;
+        case DType::kFloat64:
+            convert(as<double>());
+            break;
+        case DType::kInt64:
+            convert(as<std::int64_t>());
+            break;
+        case DType::kInt32:
+            convert(as<std::int32_t>());
+            break;
+        case DType::kInt16:
+            convert(as<std::int16_t>());
+            break;
+        case DType::kUInt16:
+            convert(as<std::uint16_t>());
+            break;
         case DType::kUInt8:
-        case DType::kBool: convert(data.data()); break;
+        case DType::kBool:
+            convert(data.data());
+            break;
     }
     return out;
 }
@@ -156,31 +200,39 @@ DType parse_descr(const std::string& descr, const std::string& name) {
 
 }  // namespace
 
-NpyArray parse_npy(const std::uint8_t* bytes, std::size_t size, const std::string& name) {
+namespace {
+
+// Where the data of a .npy file start and how long its header is, from its first bytes
+// (at least 12 or the whole file).
+struct NpyPrefix {
+    std::size_t header_offset = 0;
+    std::size_t header_len = 0;
+};
+
+NpyPrefix parse_prefix(const std::uint8_t* bytes, std::size_t size, const std::string& name) {
     static const char magic[] = "\x93NUMPY";
     RADPROBE_CHECK(size >= 10 && std::memcmp(bytes, magic, 6) == 0, name,
                    ": not a .npy file (bad magic)");
     const int major = bytes[6];
-    std::size_t header_len = 0;
-    std::size_t offset = 0;
+    NpyPrefix p;
     if (major == 1) {
-        header_len = bytes[8] | (bytes[9] << 8);
-        offset = 10;
+        p.header_len = bytes[8] | (bytes[9] << 8);
+        p.header_offset = 10;
     } else if (major == 2 || major == 3) {
         RADPROBE_CHECK(size >= 12, name, ": truncated .npy header");
-        header_len = static_cast<std::size_t>(bytes[8]) | (static_cast<std::size_t>(bytes[9]) << 8) |
-                     (static_cast<std::size_t>(bytes[10]) << 16) |
-                     (static_cast<std::size_t>(bytes[11]) << 24);
-        offset = 12;
+        p.header_len = static_cast<std::size_t>(bytes[8]) |
+                       (static_cast<std::size_t>(bytes[9]) << 8) |
+                       (static_cast<std::size_t>(bytes[10]) << 16) |
+                       (static_cast<std::size_t>(bytes[11]) << 24);
+        p.header_offset = 12;
     } else {
         throw InputError(str_cat(name, ": unsupported .npy version ", major));
     }
-    RADPROBE_CHECK(header_len <= size - offset, name, ": .npy header length ", header_len,
-                   " runs past the end of the file");
-    const std::string header(reinterpret_cast<const char*>(bytes + offset), header_len);
-    offset += header_len;
+    return p;
+}
 
-    NpyArray array;
+// The dtype and shape of a header dict; returns the data size in bytes.
+std::uint64_t parse_header(const std::string& header, const std::string& name, NpyArray& array) {
     array.dtype = parse_descr(header_value(header, "descr", name), name);
     const std::string fortran = header_value(header, "fortran_order", name);
     RADPROBE_CHECK(fortran.find("False") != std::string::npos, name,
@@ -210,10 +262,67 @@ NpyArray parse_npy(const std::uint8_t* bytes, std::size_t size, const std::strin
                        name, ": shape overflows");
         numel *= static_cast<std::uint64_t>(d);
     }
-    const std::uint64_t nbytes = numel * dtype_size(array.dtype);
+    const std::uint64_t size = dtype_size(array.dtype);
+    RADPROBE_CHECK(numel <= std::numeric_limits<std::uint64_t>::max() / size, name,
+                   ": shape overflows");
+    return numel * size;
+}
+
+}  // namespace
+
+NpyArray parse_npy(const std::uint8_t* bytes, std::size_t size, const std::string& name) {
+    const NpyPrefix p = parse_prefix(bytes, size, name);
+    RADPROBE_CHECK(p.header_len <= size - p.header_offset, name, ": .npy header length ",
+                   p.header_len, " runs past the end of the file");
+    const std::string header(reinterpret_cast<const char*>(bytes + p.header_offset), p.header_len);
+    const std::size_t offset = p.header_offset + p.header_len;
+    NpyArray array;
+    const std::uint64_t nbytes = parse_header(header, name, array);
     RADPROBE_CHECK(nbytes == size - offset, name, ": data size ", size - offset,
-                   " bytes does not match shape ", shape, " (", nbytes, " bytes expected)");
+                   " bytes does not match the shape (", nbytes, " bytes expected)");
     array.data.assign(bytes + offset, bytes + size);
+    return array;
+}
+
+NpyArray read_npy_rows(const std::filesystem::path& path, const std::vector<std::int64_t>& rows,
+                       std::int64_t* total_rows) {
+    const std::string name = path.string();
+    std::ifstream in(path, std::ios::binary);
+    RADPROBE_CHECK(in.good(), name, ": cannot open");
+    std::error_code ec;
+    const auto file_size = static_cast<std::uint64_t>(std::filesystem::file_size(path, ec));
+    RADPROBE_CHECK(!ec, name, ": cannot read its size: ", ec.message());
+    std::uint8_t prefix[12] = {};
+    in.read(reinterpret_cast<char*>(prefix), sizeof prefix);
+    const NpyPrefix p = parse_prefix(prefix, static_cast<std::size_t>(in.gcount()), name);
+    RADPROBE_CHECK(p.header_offset + p.header_len <= file_size, name, ": .npy header length ",
+                   p.header_len, " runs past the end of the file");
+    std::string header(p.header_len, '\0');
+    in.seekg(static_cast<std::streamoff>(p.header_offset));
+    in.read(header.data(), static_cast<std::streamsize>(p.header_len));
+    NpyArray array;
+    const std::uint64_t nbytes = parse_header(header, name, array);
+    const std::uint64_t offset = p.header_offset + p.header_len;
+    RADPROBE_CHECK(nbytes == file_size - offset && !array.shape.empty(), name, ": data size ",
+                   file_size - offset, " bytes does not match the shape (", nbytes,
+                   " bytes expected)");
+    const std::int64_t n = array.shape[0];
+    if (total_rows) {
+        *total_rows = n;
+    }
+    const std::uint64_t row_bytes = n > 0 ? nbytes / static_cast<std::uint64_t>(n) : 0;
+    array.shape[0] = static_cast<std::int64_t>(rows.size());
+    array.data.resize(rows.size() * row_bytes);
+    for (std::size_t k = 0; k < rows.size(); ++k) {
+        RADPROBE_CHECK(rows[k] >= 0 && rows[k] < n, name, ": row ", rows[k], " of ", n,
+                       " requested");
+        in.seekg(
+            static_cast<std::streamoff>(offset + static_cast<std::uint64_t>(rows[k]) * row_bytes));
+        in.read(reinterpret_cast<char*>(array.data.data() + k * row_bytes),
+                static_cast<std::streamsize>(row_bytes));
+        RADPROBE_CHECK(static_cast<std::uint64_t>(in.gcount()) == row_bytes, name,
+                       ": truncated while reading row ", rows[k]);
+    }
     return array;
 }
 

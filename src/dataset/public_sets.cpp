@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "jsrt.hpp"
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
@@ -760,8 +761,11 @@ PublicSet parse_public_set(const std::string& name) {
     if (name == "chestx-det10") {
         return PublicSet::kChestXDet10;
     }
+    if (name == "jsrt") {
+        return PublicSet::kJsrt;
+    }
     throw UsageError(
-        str_cat("--format '", name, "': expected nih, chexpert, siim or chestx-det10"));
+        str_cat("--format '", name, "': expected nih, chexpert, siim, chestx-det10 or jsrt"));
 }
 
 UncertainPolicy parse_uncertain_policy(const std::string& name) {
@@ -788,6 +792,8 @@ PublicSetResult build_public_set_manifest(const PublicSetOptions& o) {
     RADPROBE_USAGE_CHECK(o.format == PublicSet::kChexpert ||
                              (!o.frontal_only && o.uncertain == UncertainPolicy::kIgnore),
                          "--frontal-only and --uncertain apply to --format chexpert");
+    RADPROBE_USAGE_CHECK(o.format == PublicSet::kJsrt || (o.masks.empty() && o.png_dir.empty()),
+                         "--masks and --png-dir apply to --format jsrt");
     switch (o.format) {
         case PublicSet::kNih:
             return build_nih(o);
@@ -797,6 +803,8 @@ PublicSetResult build_public_set_manifest(const PublicSetOptions& o) {
             return build_siim(o);
         case PublicSet::kChestXDet10:
             return build_det10(o);
+        case PublicSet::kJsrt:
+            return detail::build_jsrt(o);
     }
     RADPROBE_ASSERT(false, "unknown public set");
     return {};

@@ -134,7 +134,7 @@ WeightFiles find_weight_files(const std::filesystem::path& model_dir) {
                                        : WeightFiles::Kind::kSafetensors);
     }
     RADPROBE_CHECK(fs::is_directory(model_dir, ec), "model directory ", model_dir.string(),
-                   ": does not exist");
+                   ": not found");
     for (const char* name : {"model.safetensors", "open_clip_model.safetensors"}) {
         if (fs::exists(model_dir / name, ec)) {
             return one_file(model_dir / name, WeightFiles::Kind::kSafetensors);
@@ -442,6 +442,9 @@ LoadOptions read_load_options(const std::filesystem::path& dir, const LoadOption
 }
 
 ModelConfig read_model_config(const std::filesystem::path& dir, const LoadOptions& options) {
+    std::error_code ec;
+    RADPROBE_CHECK(std::filesystem::exists(dir, ec), "model directory ", dir.string(),
+                   ": not found");
     const LoadOptions o = read_load_options(dir, options);
     ModelConfig c = read_model_config_file(dir, o.checkpoint_key);
     c.compute_dtype = o.compute_dtype.value_or(ComputeDType::kFloat32);

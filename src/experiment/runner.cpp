@@ -104,9 +104,20 @@ void GridRunner::extract(std::size_t i) {
         const auto r = features::extract(eo);
         RADPROBE_CHECK(r.complete, "extraction of ", e.name, " did not complete");
         grid_.extracted(enc, r.store_dir, roi);
+        if (roi.empty()) {  // the report maps the main store's embeddings
+            results::StoreRecord rec;
+            rec.encoder = e.name;
+            rec.store_dir = r.store_dir;
+            rec.manifest = built_.manifest;
+            rec.seed = c_.seeds.empty() ? 0 : c_.seeds.front();
+            grid_.db.record_store(rec);
+        }
         say("      %s%s: %lld images, %lld failed (%.1f s)\n", r.store_dir.string().c_str(),
             r.cached ? " (cached)" : "", static_cast<long long>(r.images),
             static_cast<long long>(r.failures), since(t0));
+        if (!r.mask_note.empty()) {
+            say("      note: %s\n", r.mask_note.c_str());
+        }
     } catch (const std::exception& e) {
         const std::string error = Error::one_line(e.what());
         grid_.extraction_failed(enc, error, built_.step_roi[i]);
@@ -194,9 +205,16 @@ RunnerSummary run_experiment(const ExperimentConfig& c, const RunnerOptions& opt
     const auto t0 = Clock::now();
     RunnerSummary summary;
     summary.db = c.output.db;
-    if (!c.output.db.parent_path().empty()) {
-        fs::create_directories(c.output.db.parent_path());
-    }
+    ensure_writable_dir(c.output.db.parent_path(), "results database folder");
+    // One study per database at a time: a second process refuses before touching anything.
+    std::string holder;
+    const auto lock = FileLock::try_lock(fs::path(c.output.db.string() + ".lock"), &holder);
+    RADPROBE_CHECK(lock.has_value(), "results database ", c.output.db.string(),
+                   ": another radprobe run or demo is writing it (pid ",
+                   holder.empty() ? std::string("unknown") : holder,
+                   "); wait for it to finish (a later run skips what it completed) or give this "
+                   "study another output.db");
+    ensure_writable_dir(c.output.store, "embedding store folder");
     results::ResultsDb db = results::ResultsDb::open(c.output.db);
     fs::create_directories(c.output.store);
 

@@ -12,6 +12,7 @@
 #include "model_folders.hpp"
 #include "radprobe/adapt/adapt.hpp"
 #include "radprobe/core/error.hpp"
+#include "radprobe/core/files.hpp"
 #include "radprobe/probes/probes.hpp"
 #include "radprobe/segment/segment.hpp"
 
@@ -99,10 +100,25 @@ std::string record_label(RunStep& s, const probes::LabelResult& result) {
 // Adaptations
 // ---------------------------------------------------------------------------------------------
 
+// A store whose roi masks were resampled (store.json "mask_note") says so in the run's notes.
+void note_store_masks(RunStep& s, const fs::path& store) {
+    std::string note;
+    try {
+        note = nlohmann::json::parse(read_file_text(store / "store.json"))
+                   .value("mask_note", std::string());
+    } catch (const std::exception&) {
+        return;  // no readable store.json: nothing recorded to repeat
+    }
+    if (!note.empty()) {
+        s.grid.db.add_note(s.run, note);
+    }
+}
+
 std::string run_probe(RunStep& s) {
     const bool linear = s.step.adaptation == "linear";
     probes::ProbeRunOptions po;
     po.store = s.grid.store_for(s.enc, s.step.pooling, s.step.task);
+    note_store_masks(s, po.store);
     po.manifest = s.grid.built.manifest;
     po.labels = {s.step.task};
     po.pool = s.step.pooling;
@@ -126,6 +142,7 @@ std::string run_trained_head(RunStep& s) {
     to.head = adapt::parse_head_kind(s.step.adaptation);
     to = apply_options(adapt::head_options(to.head), s.options, to);
     to.store = s.grid.store_for(s.enc, s.step.pooling, s.step.task);
+    note_store_masks(s, to.store);
     to.manifest = s.grid.built.manifest;
     to.labels = {s.step.task};
     to.pool = to.head == adapt::HeadKind::kAttention ? "" : s.step.pooling;

@@ -279,6 +279,12 @@ void check_manifest(const ExtractOptions& o, const dataset::Manifest& manifest) 
 void read_complete_store(const fs::path& dir, ExtractResult& result) {
     result.cached = true;
     result.complete = true;
+    try {
+        const auto meta = nlohmann::json::parse(read_file_text(dir / "store.json"));
+        result.mask_note = meta.value("mask_note", std::string());
+    } catch (const std::exception&) {
+        // an older store without store.json or the note: nothing to repeat
+    }
     const auto index = CsvTable::read(dir / "index.csv");
     for (const auto& row : index.rows()) {
         result.failures += row[index.column("ok")] == "0";
@@ -645,6 +651,26 @@ std::string store_key(const ExtractOptions& options) {
     return describe_key_inputs(options, nullptr);
 }
 
+namespace {
+
+// The roi masks resampled to their image's grid, said once and kept in store.json.
+void note_resampled_masks(const dataset::Manifest& manifest, const fs::path& dir,
+                          ExtractResult& result) {
+    const auto resampled = manifest.resampled_masks();
+    if (resampled.count == 0) {
+        return;
+    }
+    result.mask_note = str_cat(resampled.count,
+                               " roi masks at another resolution than their image were resampled "
+                               "(nearest) to the image grid (e.g. ",
+                               resampled.example, ")");
+    auto meta = nlohmann::json::parse(read_file_text(dir / "store.json"));
+    meta["mask_note"] = result.mask_note;
+    write_file_atomic(dir / "store.json", meta.dump(2) + "\n");
+}
+
+}  // namespace
+
 ExtractResult extract(const ExtractOptions& o) {
     const auto t0 = std::chrono::steady_clock::now();
     check_options(o);
@@ -665,6 +691,7 @@ ExtractResult extract(const ExtractOptions& o) {
         read_complete_store(dir, result);
         return result;
     }
+    ensure_writable_dir(o.store_root, "embedding store folder");
     start_store(o, dir, key, key_inputs, config);
 
     encoders::set_threads(o.threads);
@@ -702,6 +729,7 @@ ExtractResult extract(const ExtractOptions& o) {
     }
     progress.finish();
     result.extracted = processed_this_run;
+    note_resampled_masks(manifest, dir, result);
     enc.merge_shards(num_shards, key, result);
     result.complete = true;
     result.seconds = seconds_since(t0);

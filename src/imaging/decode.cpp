@@ -24,8 +24,21 @@ Stage parse_stage(const std::string& text) {
 
 namespace {
 
-// Identifies the format from the first bytes; anything unrecognised is tried as DICOM (files
-// without a Part-10 preamble have no magic number).
+// A DICOM data set without the Part-10 preamble has no magic number; it starts with its
+// lowest tag, in practice group 0002 (file meta), 0004, 0008 (identification) or 0010
+// (patient), little-endian (or 0008 big-endian, the retired explicit big-endian syntax).
+bool raw_dicom_start(const unsigned char* head, std::size_t n) {
+    if (n < 8) {
+        return false;
+    }
+    const unsigned little = head[0] | (head[1] << 8u);
+    const unsigned big = (head[0] << 8u) | head[1];
+    return little == 0x0002 || little == 0x0004 || little == 0x0008 || little == 0x0010 ||
+           big == 0x0008;
+}
+
+// Identifies the format from the first bytes: PNG, JPEG, TIFF, DICOM (Part 10, or a data set
+// that starts like one); anything else is refused by name.
 std::string sniff_format(const fs::path& path) {
     std::error_code ec;
     RADPROBE_CHECK(fs::exists(path, ec), path.string(), ": file not found");
@@ -52,6 +65,8 @@ std::string sniff_format(const fs::path& path) {
     if (n >= 4 && ((std::memcmp(head, "II*\0", 4) == 0) || std::memcmp(head, "MM\0*", 4) == 0)) {
         return "tiff";
     }
+    RADPROBE_CHECK(raw_dicom_start(head, n), path.string(),
+                   ": not a PNG, JPEG, TIFF or DICOM file (no known signature)");
     return "dicom";
 }
 

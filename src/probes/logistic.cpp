@@ -28,21 +28,9 @@
 
 #include "logistic_internal.hpp"
 #include "radprobe/core/error.hpp"
+#include "radprobe/core/linalg.hpp"
 #include "radprobe/core/parallel.hpp"
 #include "radprobe/probes/probes.hpp"
-
-// Fortran LAPACK / BLAS (OpenBLAS on these machines), used once per problem to build the
-// preconditioner: the Gram matrix of the standardised rows and its eigendecomposition.
-extern "C" {
-void dsyrk_(const char* uplo, const char* trans, const int* n, const int* k, const double* alpha,
-            const double* a, const int* lda, const double* beta, double* c, const int* ldc);
-void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w,
-             double* work, const int* lwork, int* iwork, const int* liwork, int* info);
-// OpenBLAS only (weak: absent with another BLAS): its thread count, pinned to 1 while the
-// preconditioner is built so the result does not depend on how many threads OpenBLAS uses.
-[[gnu::weak]] int openblas_get_num_threads();
-[[gnu::weak]] void openblas_set_num_threads(int);
-}
 
 namespace radprobe::probes {
 
@@ -459,20 +447,8 @@ Preconditioner build_preconditioner(const T* x, std::size_t n, std::size_t dim,
     if (dim > kPreconditionDim || n == 0) {
         return {};
     }
-    struct OneBlasThread {
-        int saved = 0;
-        OneBlasThread() {
-            if (openblas_get_num_threads != nullptr && openblas_set_num_threads != nullptr) {
-                saved = openblas_get_num_threads();
-                openblas_set_num_threads(1);
-            }
-        }
-        ~OneBlasThread() {
-            if (saved > 0) {
-                openblas_set_num_threads(saved);
-            }
-        }
-    } one_blas_thread;
+    // One OpenBLAS thread while R is built: the result does not depend on its thread count.
+    const linalg::OneBlasThread one_blas_thread;
     constexpr std::size_t kChunk = 256;
     const std::size_t m = std::min(n, kPreconditionRows);
     const int d = static_cast<int>(dim);
@@ -486,26 +462,14 @@ Preconditioner build_preconditioner(const T* x, std::size_t n, std::size_t dim,
                 block[r * dim + j] = (static_cast<double>(xi[j]) - mean[j]) / scale[j];
             }
         }
-        const int k = static_cast<int>(rows);
-        dsyrk_("U", "N", &d, &k, &alpha, block.data(), &d, &beta, gram.data(), &d);
+        linalg::syrk_upper(false, d, static_cast<int>(rows), alpha, block.data(), d, beta,
+                           gram.data());
     }
-    std::vector<double> values(dim);
-    int info = 0, lwork = -1, liwork = -1, iwork_query = 0;
-    double work_query = 0;
-    dsyevd_("V", "U", &d, gram.data(), &d, values.data(), &work_query, &lwork, &iwork_query,
-            &liwork, &info);
-    if (info != 0) {
-        return {};
-    }
-    lwork = static_cast<int>(work_query);
-    liwork = iwork_query;
-    std::vector<double> work(static_cast<std::size_t>(std::max(lwork, 1)));
-    std::vector<int> iwork(static_cast<std::size_t>(std::max(liwork, 1)));
-    dsyevd_("V", "U", &d, gram.data(), &d, values.data(), work.data(), &lwork, iwork.data(),
-            &liwork, &info);
-    if (info != 0) {
+    auto eigen = linalg::symmetric_eigen(gram, d);
+    if (!eigen) {
         return {};  // no preconditioning: plain L-BFGS reaches the same optimum
     }
+    std::vector<double> values = std::move(*eigen);
     for (double& v : values) {
         v = std::max(v, 0.0);
     }

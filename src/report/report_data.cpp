@@ -135,6 +135,12 @@ ReportData gather(ResultsDb& db, bool with_curves) {
     results::RunFilter all;
     all.include_incomplete = true;
     d.all_runs = db.runs(all);
+    for (auto& st : db.stores()) {
+        if (std::any_of(d.all_runs.begin(), d.all_runs.end(),
+                        [&](const auto& r) { return r.spec.encoder == st.encoder; })) {
+            d.stores.push_back(std::move(st));
+        }
+    }
     label_runs(d);
     d.perturb = db.analysis("perturb");
     d.subgroups = db.analysis("subgroups");

@@ -62,6 +62,8 @@ struct ReportData {
     std::map<std::pair<std::int64_t, std::string>, std::pair<double, std::string>> comparisons;
     /// The shortcut alarm's comparison of each compared task (alarm or not), by task.
     std::map<std::string, results::ShortcutAlarm> shortcut_alarms;
+    /// The embedding store of each encoder with runs in the database (table `stores`).
+    std::vector<results::StoreRecord> stores;
 };
 
 /// Reads everything the report shows; `with_curves` also reads every run's predictions (ROC
@@ -142,6 +144,10 @@ public:
 
     /// A placeholder <div> for a Vega-Lite figure.
     void plot(json spec);
+    /// The same for a figure whose points get "u1"/"u2" from a UMAP the page computes first
+    /// (umap-js) from `umap` = {"seed", "n_neighbors", "min_dist", "input": rows}; each point's
+    /// "row" indexes `input`.
+    void umap_plot(json spec, json umap);
     void text(const std::string& s);  ///< escaped
     void raw(const std::string& s);
     void cell(const std::string& s);  ///< <td>escaped</td>
@@ -154,6 +160,49 @@ void lesion_section(Page& page, const ReportData& d, double alpha);
 void subgroup_section(Page& page, const ReportData& d, double alpha);
 void shortcut_section(Page& page, const ReportData& d, double alpha);
 void metadata_section(Page& page, const ReportData& d);
+
+// ---------------------------------------------------------------------------------------------
+// Embedding maps (embedding_map.cpp)
+// ---------------------------------------------------------------------------------------------
+
+/// At most this many images of a store are mapped (a seeded sample beyond it).
+inline constexpr std::size_t kMapSampleMax = 2000;
+
+/// The first k principal components of n rows of d values (row-major).
+struct Pca {
+    std::size_t n = 0, d = 0;
+    std::size_t k = 0;               ///< min(k asked, d, n − 1)
+    std::vector<double> components;  ///< k × d, unit length; the largest |entry| is positive
+    std::vector<double> scores;      ///< n × k: the centred rows projected on the components
+    std::vector<double> variance;    ///< k eigenvalues of the covariance (divisor n − 1)
+    std::vector<double> explained;   ///< their share of the total variance
+};
+/// PCA by the eigenvectors (LAPACK dsyevd) of the covariance, or of the Gram matrix when d > n.
+/// Throws InputError for fewer than two rows.
+Pca pca(const std::vector<float>& values, std::size_t n, std::size_t d, std::size_t k);
+
+/// A seeded sample of at most `max` of the indices 0..n−1, in increasing order (all of them when
+/// n <= max); the same on every platform (splitmix64, partial Fisher-Yates).
+std::vector<std::size_t> sample_rows(std::size_t n, std::size_t max, std::uint64_t seed);
+
+/// UMAP settings of the page (umap-js): neighbours, minimum distance, PCA components in.
+inline constexpr std::size_t kUmapNeighbours = 15;
+inline constexpr double kUmapMinDist = 0.1;
+inline constexpr std::size_t kUmapComponents = 50;
+
+/// One encoder's map, `projection` "pca" (x pc1, y pc2) or "umap" (x u1, y u2): points
+/// {"image", "row", "pc1", "pc2", "by", "value"} (one per image and colour variable), filtered
+/// by a select input over `colour_options` (the "by" values).
+json embedding_map_spec(const std::string& encoder, const std::string& projection, json values,
+                        const json& colour_options);
+
+/// Whether the database records an embedding store of an encoder with runs.
+bool has_embedding_map(const ReportData& d);
+/// Per recorded store: the PCA map of a sample (seeded by the recorded seed) of at most
+/// kMapSampleMax of its mean-pooled (else cls) embeddings, and with `umap` the UMAP map of their
+/// first kUmapComponents principal components, coloured by each label and attribute of the
+/// recorded manifest; a store or manifest that cannot be read gets one line saying so.
+void embedding_map_section(Page& page, const ReportData& d, bool umap);
 
 /// The Markdown report below its title: leaderboards, subgroups, analysis tables, runs.
 std::string markdown_sections(const ReportData& d);

@@ -21,6 +21,13 @@ void Page::plot(json spec) {
     body += "<div class=\"plot\" id=\"" + id + "\"></div>\n";
 }
 
+void Page::umap_plot(json spec, json umap) {
+    const std::string id = "plot-" + std::to_string(plots.size() + 1);
+    plots.push_back({{"id", id}, {"spec", std::move(spec)}, {"umap", std::move(umap)}});
+    body += "<div class=\"plot umap\" id=\"" + id +
+            "\"><p class=\"note\">computing the UMAP in the page…</p></div>\n";
+}
+
 void Page::text(const std::string& s) {
     body += html_escape(s);
 }

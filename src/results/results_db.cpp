@@ -19,8 +19,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Schema version 1. Documented in results.hpp and docs/results_db.md: change all three together
-// and add a migration below.
+// Schema version 1 (version 2 adds `stores`, below). Documented in results.hpp and
+// docs/results_db.md: change all three together and add a migration below.
 constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after a killed run is removed
@@ -80,9 +80,20 @@ CREATE TABLE analysis (
 CREATE INDEX analysis_name ON analysis(analysis, run);
 )sql";
 
+// Version 2: the embedding store each encoder's runs used (the report's embedding maps).
+constexpr const char* kSchemaV2 = R"sql(
+CREATE TABLE stores (
+    encoder TEXT PRIMARY KEY,
+    store_dir TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    recorded TEXT NOT NULL
+);
+)sql";
+
 // migrations[v] upgrades a database at version v to v + 1 (v = 0: empty file).
-const std::vector<const char*> kMigrations = {kSchemaV1};
-static_assert(kResultsSchemaVersion == 1, "add a migration for the new schema version");
+const std::vector<const char*> kMigrations = {kSchemaV1, kSchemaV2};
+static_assert(kResultsSchemaVersion == 2, "add a migration for the new schema version");
 
 RunStatus parse_status(const std::string& text) {
     if (text == "completed") {
@@ -321,9 +332,9 @@ ResultsDb ResultsDb::open_existing(const fs::path& path) {
     const int version = impl->user_version();
     RADPROBE_CHECK(version != 0, "results database ", path.string(),
                    ": not a radprobe results database (no schema version)");
-    RADPROBE_CHECK(version == kResultsSchemaVersion, "results database ", path.string(),
-                   ": schema version ", version, ", this radprobe reads version ",
-                   kResultsSchemaVersion, " (open it once for writing to migrate)");
+    RADPROBE_CHECK(version <= kResultsSchemaVersion, "results database ", path.string(),
+                   ": schema version ", version, " was written by a newer radprobe (this one ",
+                   "reads up to ", kResultsSchemaVersion, ")");
     impl->version = version;
     return ResultsDb(std::move(impl));
 }
@@ -469,6 +480,40 @@ void ResultsDb::record_analysis(std::span<const AnalysisRow> rows) {
 
 void ResultsDb::add_note(std::int64_t run, const std::string& note) {
     impl_->add_note(run, note);
+}
+
+void ResultsDb::record_store(const StoreRecord& store) {
+    RADPROBE_CHECK(impl_->version >= 2, "results database ", impl_->path.string(),
+                   ": schema version ", impl_->version, " has no stores table");
+    sql::Transaction tx(impl_->db);
+    auto& s = impl_->stmt(
+        "INSERT OR REPLACE INTO stores (encoder, store_dir, manifest, seed, recorded) VALUES "
+        "(?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))");
+    s.bind(1, store.encoder);
+    s.bind(2, fs::absolute(store.store_dir).lexically_normal().string());
+    s.bind(3, fs::absolute(store.manifest).lexically_normal().string());
+    s.bind(4, store.seed);
+    s.run();
+    tx.commit();
+}
+
+std::vector<StoreRecord> ResultsDb::stores() {
+    std::vector<StoreRecord> out;
+    if (impl_->version < 2) {
+        return out;
+    }
+    auto& s = impl_->stmt(
+        "SELECT encoder, store_dir, manifest, seed, recorded FROM stores ORDER BY encoder");
+    while (s.step()) {
+        StoreRecord r;
+        r.encoder = s.text(0);
+        r.store_dir = s.text(1);
+        r.manifest = s.text(2);
+        r.seed = s.int64(3);
+        r.recorded = s.text(4);
+        out.push_back(std::move(r));
+    }
+    return out;
 }
 
 void ResultsDb::finish_run(std::int64_t run, RunStatus status) {

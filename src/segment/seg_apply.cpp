@@ -4,11 +4,11 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "radprobe/adapt/training.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
 #include "radprobe/core/parallel.hpp"
 #include "seg_internal.hpp"
-#include "radprobe/adapt/training.hpp"
 
 namespace radprobe::segment {
 
@@ -91,20 +91,19 @@ SegmentResult apply_segment(const SegmentApplyOptions& o) {
         }
         RADPROBE_CHECK(!rows.empty(), o.manifest.string(), ": no images");
         SampleSet set = load_samples(manifest, rows, o.mask, spec, threads);
-        RADPROBE_CHECK(
-            set.samples[0].geometry.out_height == out_h && set.samples[0].geometry.out_width == out_w,
-            o.manifest.string(), ": these images give a model input of ",
-            set.samples[0].geometry.out_height, "×", set.samples[0].geometry.out_width,
-            ", the decoder was trained on ", out_h, "×", out_w);
+        RADPROBE_CHECK(set.samples[0].geometry.out_height == out_h &&
+                           set.samples[0].geometry.out_width == out_w,
+                       o.manifest.string(), ": these images give a model input of ",
+                       set.samples[0].geometry.out_height, "×", set.samples[0].geometry.out_width,
+                       ", the decoder was trained on ", out_h, "×", out_w);
         SegRunner runner{spec, net, encoder.get(), layers, config, device};
         const auto probs = runner.predict(set, o.batch);
         eval::SegmentationOptions seg;
         seg.both_empty = eval::parse_both_empty(both);
         seg.one_empty = eval::parse_one_empty(one);
         std::vector<eval::SegmentationScores> scores;
-        std::vector<eval::Mask> predicted;
-        result.test = score_samples(set.samples, probs, seg, &scores, &predicted);
-        write_outputs(o.out, set.samples, result.test, predicted);
+        result.test = score_samples(set.samples, probs, seg, &scores, &o.out);
+        write_outputs(o.out, set.samples, result.test);
         result.n_test = set.samples.size();
         summarise_into(result, set.samples, scores, o.seed, o.n_boot, o.level);
     } catch (const json::exception& e) {

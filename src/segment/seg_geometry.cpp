@@ -30,4 +30,31 @@ eval::Mask to_eval_mask(const dataset::Mask& mask) {
     return m;
 }
 
+PackedMask pack_mask(const dataset::Mask& mask) {
+    PackedMask p;
+    p.rows = mask.rows;
+    p.cols = mask.cols;
+    for (const std::uint8_t v : mask.data) {
+        if (p.values.empty() || p.values.back() != v) {
+            p.values.push_back(v);
+            p.lengths.push_back(0);
+        }
+        ++p.lengths.back();
+        p.foreground += v != 0;
+    }
+    return p;
+}
+
+eval::Mask unpack_to_eval(const PackedMask& mask) {
+    eval::Mask m;
+    m.height = static_cast<std::size_t>(mask.rows);
+    m.width = static_cast<std::size_t>(mask.cols);
+    m.pixels.reserve(m.height * m.width);
+    for (std::size_t r = 0; r < mask.values.size(); ++r) {
+        m.pixels.insert(m.pixels.end(), mask.lengths[r], mask.values[r]);
+    }
+    RADPROBE_ASSERT(m.pixels.size() == m.height * m.width);
+    return m;
+}
+
 }  // namespace radprobe::segment

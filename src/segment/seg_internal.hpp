@@ -16,8 +16,8 @@
 #include "radprobe/dataset/manifest.hpp"
 #include "radprobe/encoders/encoder.hpp"
 #include "radprobe/encoders/model_dir.hpp"
-#include "radprobe/preprocess/preprocess.hpp"
 #include "radprobe/eval/metrics.hpp"
+#include "radprobe/preprocess/preprocess.hpp"
 #include "radprobe/segment/segment.hpp"
 #include "seg_geometry.hpp"
 #include "seg_models.hpp"
@@ -48,7 +48,7 @@ struct Sample {
     dataset::Split split = dataset::Split::kNone;
     preprocess::Geometry geometry;
     bool has_truth = false;
-    dataset::Mask truth;        ///< original grid
+    PackedMask truth;           ///< original grid, run-length encoded
     std::vector<float> target;  ///< out_height × out_width area fractions
     std::vector<float> pixels;  ///< out_height × out_width grey in [0,1] (keep_pixels)
 };
@@ -96,13 +96,14 @@ struct SegRunner {
     std::vector<std::vector<float>> predict(const SampleSet& set, int batch);
 };
 
-/// Scores each sample's probabilities on its original grid (threshold 0.5). `scores` and
-/// `predictions` (original-grid masks) are filled when given.
+/// Scores each sample's probabilities on its original grid (threshold 0.5); `scores` is filled
+/// when given. With `out`, each predicted original-grid mask is written as it is scored (never
+/// all held at once) to OUT/masks/<row>_<stem>.png and its path set in the result.
 std::vector<SegImageResult> score_samples(const std::vector<Sample>& samples,
                                           const std::vector<std::vector<float>>& probabilities,
                                           const eval::SegmentationOptions& seg,
                                           std::vector<eval::SegmentationScores>* scores,
-                                          std::vector<eval::Mask>* predictions);
+                                          const std::filesystem::path* out);
 
 /// Mean of the defined Dice values (NaN when none). With positives_only, over the images whose
 /// truth is non-empty.
@@ -120,9 +121,9 @@ void summarise_into(SegmentResult& result, const std::vector<Sample>& samples,
                     const std::vector<eval::SegmentationScores>& scores, std::uint64_t seed,
                     std::size_t n_boot, double level);
 
-/// OUT/masks/<row>_<stem>.png and OUT/predictions.csv; sets results[i].mask_path.
+/// OUT/predictions.csv (the masks were written by score_samples).
 void write_outputs(const std::filesystem::path& out, const std::vector<Sample>& samples,
-                   std::vector<SegImageResult>& results, const std::vector<eval::Mask>& masks);
+                   const std::vector<SegImageResult>& results);
 
 /// {"dice": {"mean", "ci": [lo, hi], "defined"}, "iou": ..., "hd95": ...} (null when undefined).
 nlohmann::ordered_json metrics_block(const SegmentResult& result);

@@ -159,8 +159,8 @@ SampleSet load_samples(const dataset::Manifest& manifest, const std::vector<std:
                                             static_cast<int>(s.geometry.cols));
                 if (m) {
                     s.has_truth = true;
-                    s.truth = std::move(*m);
-                    s.target = preprocess::mask_to_input(s.truth, s.geometry);
+                    s.target = preprocess::mask_to_input(*m, s.geometry);
+                    s.truth = pack_mask(*m);
                 }
             }
         }
@@ -208,29 +208,43 @@ std::vector<torch::Tensor> grids_from_output(const encoders::EncoderOutput& out,
     return grids;
 }
 
+namespace {
+
+// OUT-relative path of a sample's predicted mask.
+std::string prediction_mask_path(const Sample& s) {
+    char prefix[16];
+    std::snprintf(prefix, sizeof prefix, "%05zu_", s.row);
+    return "masks/" + std::string(prefix) + safe_stem(s.id) + ".png";
+}
+
+void write_prediction_mask(const fs::path& out, const std::string& rel, const eval::Mask& pred) {
+    dataset::Mask m(static_cast<int>(pred.height), static_cast<int>(pred.width));
+    m.data.assign(pred.pixels.begin(), pred.pixels.end());
+    dataset::write_mask_png(out / rel, m);
+}
+
+}  // namespace
+
 std::vector<SegImageResult> score_samples(const std::vector<Sample>& samples,
                                           const std::vector<std::vector<float>>& probabilities,
                                           const eval::SegmentationOptions& seg,
                                           std::vector<eval::SegmentationScores>* scores,
-                                          std::vector<eval::Mask>* predictions) {
-    std::vector<SegImageResult> out(samples.size());
+                                          const fs::path* out) {
+    std::vector<SegImageResult> results(samples.size());
     if (scores) {
         scores->assign(samples.size(), {});
-    }
-    if (predictions) {
-        predictions->assign(samples.size(), {});
     }
     parallel_for(samples.size(), 0, [&](std::size_t begin, std::size_t end) {
         for (std::size_t i = begin; i < end; ++i) {
             const Sample& s = samples[i];
             const auto orig = preprocess::input_to_original(probabilities[i].data(), s.geometry);
-            auto pred = threshold_mask(orig, s.geometry.rows, s.geometry.cols);
-            SegImageResult& r = out[i];
+            const auto pred = threshold_mask(orig, s.geometry.rows, s.geometry.cols);
+            SegImageResult& r = results[i];
             r.image = s.id;
             r.patient_id = s.patient;
             r.prediction_empty = pred.empty_foreground();
             if (s.has_truth) {
-                const auto sc = eval::segmentation_scores(pred, to_eval_mask(s.truth), seg);
+                const auto sc = eval::segmentation_scores(pred, unpack_to_eval(s.truth), seg);
                 r.truth_empty = sc.truth_empty;
                 r.dice = sc.dice;
                 r.iou = sc.iou;
@@ -239,12 +253,13 @@ std::vector<SegImageResult> score_samples(const std::vector<Sample>& samples,
                     (*scores)[i] = sc;
                 }
             }
-            if (predictions) {
-                (*predictions)[i] = std::move(pred);
+            if (out) {
+                r.mask_path = prediction_mask_path(s);
+                write_prediction_mask(*out, r.mask_path, pred);
             }
         }
     });
-    return out;
+    return results;
 }
 
 double mean_dice(const std::vector<SegImageResult>& results, bool positives_only) {
@@ -302,7 +317,7 @@ void summarise_into(SegmentResult& result, const std::vector<Sample>& samples,
         }
         scored.push_back(scores[i]);
         patients.push_back(samples[i].patient);
-        if (samples[i].truth.count() == 0) {
+        if (samples[i].truth.foreground == 0) {
             ++result.test_empty_truth;
         } else {
             positive_dice.push_back(scores[i].dice);
@@ -334,7 +349,7 @@ void summarise_into(SegmentResult& result, const std::vector<Sample>& samples,
 }
 
 void write_outputs(const fs::path& out, const std::vector<Sample>& samples,
-                   std::vector<SegImageResult>& results, const std::vector<eval::Mask>& masks) {
+                   const std::vector<SegImageResult>& results) {
     std::string csv = "image,patient_id,truth_empty,prediction_empty,dice,iou,hd95,mask\n";
     auto num = [](const std::optional<double>& v) {
         if (!v) {
@@ -345,17 +360,11 @@ void write_outputs(const fs::path& out, const std::vector<Sample>& samples,
         return std::string(buf);
     };
     for (std::size_t i = 0; i < samples.size(); ++i) {
-        char prefix[16];
-        std::snprintf(prefix, sizeof prefix, "%05zu_", samples[i].row);
-        const std::string rel = "masks/" + std::string(prefix) + safe_stem(samples[i].id) + ".png";
-        dataset::Mask m(static_cast<int>(masks[i].height), static_cast<int>(masks[i].width));
-        m.data.assign(masks[i].pixels.begin(), masks[i].pixels.end());
-        dataset::write_mask_png(out / rel, m);
-        results[i].mask_path = rel;
         const auto& r = results[i];
-        csv += csv_line(
-                   {r.image, r.patient_id, samples[i].has_truth ? (r.truth_empty ? "1" : "0") : "",
-                    r.prediction_empty ? "1" : "0", num(r.dice), num(r.iou), num(r.hd95), rel}) +
+        csv += csv_line({r.image, r.patient_id,
+                         samples[i].has_truth ? (r.truth_empty ? "1" : "0") : "",
+                         r.prediction_empty ? "1" : "0", num(r.dice), num(r.iou), num(r.hd95),
+                         r.mask_path}) +
                "\n";
     }
     write_file_atomic(out / "predictions.csv", csv);
@@ -953,15 +962,15 @@ SegmentResult run_segment(const SegmentOptions& o) {
     // Test.
     const auto test_probs = runner.predict(data[2], o.batch);
     std::vector<eval::SegmentationScores> scores;
-    std::vector<eval::Mask> predicted;
-    result.test = score_samples(data[2].samples, test_probs, plan.seg_opts, &scores, &predicted);
+    const fs::path* mask_out = o.out ? &*o.out : nullptr;
+    result.test = score_samples(data[2].samples, test_probs, plan.seg_opts, &scores, mask_out);
     summarise_into(result, data[2].samples, scores, o.seed, o.n_boot, o.level);
     result.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     if (o.out) {
         save_model(*o.out, seg_model_meta(o, src, nw), plan, src, nw, result);
-        write_outputs(*o.out, data[2].samples, result.test, predicted);
+        write_outputs(*o.out, data[2].samples, result.test);
     }
     result.metrics_json = metrics_json(o, plan, src, result, threads);
     if (o.out) {

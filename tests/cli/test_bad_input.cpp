@@ -109,7 +109,10 @@ TEST_F(BadInput, ImagingAndDataset) {
          "decode " + q(missing()) + " --out OUT",
          1,
          {"no_such_file", "not found"}},
-        {"decode corrupt", "decode " + q(root() / "bad.png") + " --out OUT", 1, {"bad.png"}},
+        {"decode corrupt",
+         "decode " + q(root() / "bad.png") + " --out OUT",
+         1,
+         {"bad.png", "not a PNG, JPEG, TIFF or DICOM file (no known signature)"}},
         {"decode bad stage",
          "decode " + q(root() / "bad.png") + " --out OUT --stage nope",
          2,
@@ -178,7 +181,10 @@ TEST_F(BadInput, Statistics) {
 TEST_F(BadInput, Encoders) {
     const std::string mo = q(model());
     const std::vector<Case> cases = {
-        {"models missing", "models " + q(root() / "no_model"), 1, {"no_model", "not found"}},
+        {"models missing",
+         "models " + q(root() / "no_model"),
+         1,
+         {"model directory", "no_model", "not found"}},
         {"models corrupt config", "models " + q(root() / "badmodel"), 1, {"config.json"}},
         {"preprocess missing image",
          "preprocess --model " + mo + " " + q(missing()) + " --out OUT",
@@ -187,7 +193,7 @@ TEST_F(BadInput, Encoders) {
         {"preprocess corrupt image",
          "preprocess --model " + mo + " " + q(root() / "bad.png") + " --out OUT",
          1,
-         {"bad.png"}},
+         {"bad.png", "no known signature"}},
         {"preprocess missing model",
          "preprocess --model " + q(root() / "no_model") + " " + q(root() / "bad.png") +
              " --out OUT",
@@ -205,7 +211,7 @@ TEST_F(BadInput, Encoders) {
          "tokens --model " + q(root() / "no_model") + " --pixel-values " + q(root() / "px.npy") +
              " --out OUT",
          1,
-         {"no_model"}},
+         {"model directory", "no_model", "not found"}},
         {"extract missing manifest",
          "extract --model " + mo + " --manifest " + q(missing()) + " --out OUT",
          1,
@@ -214,7 +220,7 @@ TEST_F(BadInput, Encoders) {
          "extract --model " + q(root() / "no_model") + " --manifest " + q(manifest()) +
              " --out OUT",
          1,
-         {"no_model"}},
+         {"model directory", "no_model", "not found"}},
         {"extract corrupt manifest",
          "extract --model " + mo + " --manifest " + q(root() / "bad.csv") + " --out OUT",
          1,

@@ -27,6 +27,37 @@ TEST(Npy, RoundTripFloat32KeepsShapeAndValues) {
     EXPECT_EQ(std::memcmp(a.as<float>(), v.data(), v.size() * 4), 0);
 }
 
+// Selected rows only (the report's embedding map reads 2,000 rows of a large store): in the
+// order asked, repeats allowed, the file's row count returned; bad rows and truncated files are
+// one-line errors naming the file.
+TEST(Npy, ReadsSelectedRowsWithoutTheRest) {
+    TempDir tmp;
+    std::vector<float> v(5 * 3);
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        v[i] = static_cast<float>(i) * 0.5f;
+    }
+    write_npy_f32(tmp / "a.npy", {5, 3}, v.data());
+    std::int64_t total = 0;
+    const NpyArray rows = read_npy_rows(tmp / "a.npy", {4, 0, 4}, &total);
+    EXPECT_EQ(total, 5);
+    EXPECT_EQ(rows.shape, (std::vector<std::int64_t>{3, 3}));
+    const float* r = rows.as<float>();
+    EXPECT_EQ(std::vector<float>(r, r + 9),
+              (std::vector<float>{6.0f, 6.5f, 7.0f, 0.0f, 0.5f, 1.0f, 6.0f, 6.5f, 7.0f}));
+    EXPECT_EQ(read_npy_rows(tmp / "a.npy", {}).shape, (std::vector<std::int64_t>{0, 3}));
+    try {
+        read_npy_rows(tmp / "a.npy", {5});
+        ADD_FAILURE() << "row 5 of 5 read";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("a.npy: row 5 of 5"), std::string::npos) << e.what();
+    }
+    const std::string bytes = read_file_text(tmp / "a.npy");
+    write_file_atomic(tmp / "cut.npy", bytes.substr(0, bytes.size() - 4));
+    EXPECT_THROW(read_npy_rows(tmp / "cut.npy", {0}), InputError);
+    write_file_atomic(tmp / "junk.npy", "not numpy at all");
+    EXPECT_THROW(read_npy_rows(tmp / "junk.npy", {0}), InputError);
+}
+
 TEST(Npy, HeaderIsAlignedTo64BytesAsNumpyRequires) {
     NpyArray a;
     a.shape = {5};

@@ -146,7 +146,7 @@ TEST(DatasetPublicNih, BadInputNamesFileLineAndColumnAndWritesNothing) {
     r = run_cli("manifest --from " + q(dir / "Data_Entry_2017.csv") + " --format padchest --out " +
                 q(dir / "m.csv"));
     EXPECT_EQ(r.exit_code, 2);
-    EXPECT_NE(r.err.find("expected nih, chexpert, siim or chestx-det10"), std::string::npos)
+    EXPECT_NE(r.err.find("expected nih, chexpert, siim, chestx-det10 or jsrt"), std::string::npos)
         << r.err;
 }
 

@@ -170,8 +170,16 @@ TEST(Issue21DoneE2e, PhantomScenarioRunsToCompletionWithEveryRunMeaningful) {
         if (run.spec.task == "heart") {
             seg_runs.push_back(&run);
         }
+        // The cardiomegaly roi pools over the heart masks (half resolution): its runs say so.
+        if (run.spec.task == "cardiomegaly" && run.spec.pooling == "roi") {
+            EXPECT_TRUE(contains(run.spec.notes,
+                                 "roi masks at another resolution than their "
+                                 "image were resampled (nearest)"))
+                << run.spec.adaptation << ": " << run.spec.notes;
+        }
     }
     EXPECT_TRUE(nodule_roi) << r.out;
+    EXPECT_TRUE(contains(r.out, "note: 400 roi masks at another resolution")) << r.out;
 
     // The segmentation runs note the resampled masks.
     ASSERT_EQ(seg_runs.size(), 2u) << r.out;

@@ -5,6 +5,7 @@
 // that fails is recorded and the grid continues with exit status 1.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -101,6 +102,32 @@ std::map<std::string, RunNumbers> numbers_of(const fs::path& db_path) {
         out[r.spec.config_hash] = n;
     }
     return out;
+}
+
+// Two studies on one database at once: the second refuses before touching anything, naming the
+// database and the process that holds it; once that one is done the study runs.
+TEST(RunE2e, ASecondRunOnTheSameDatabaseRefusesWhileTheFirstHoldsIt) {
+    TempDir tmp;
+    const fs::path manifest = make_phantoms(tmp / "phantoms");
+    const fs::path out = tmp / "out";
+    const fs::path cfg = tmp / "a.yaml";
+    write_file_atomic(cfg, config_text(manifest, out, "a.sqlite", "[cardiomegaly]", false));
+    {
+        // This test process stands for the first run: it holds the database's lock.
+        auto first = FileLock::try_lock(fs::path((out / "a.sqlite").string() + ".lock"));
+        ASSERT_TRUE(first.has_value());
+        const CliResult second = run_cli("run " + q(cfg) + " --threads 2");
+        EXPECT_EQ(second.exit_code, 1) << second.out;
+        EXPECT_TRUE(contains(second.err, (out / "a.sqlite").string() +
+                                             ": another radprobe run or demo is writing it (pid " +
+                                             std::to_string(::getpid()) + ")"))
+            << second.err;
+        EXPECT_FALSE(fs::exists(out / "a.sqlite"));
+        EXPECT_FALSE(fs::exists(out / "embeddings"));
+    }
+    const CliResult after = run_cli("run " + q(cfg) + " --threads 2");
+    EXPECT_EQ(after.exit_code, 0) << after.err << after.out;
+    EXPECT_EQ(numbers_of(out / "a.sqlite").size(), 8u);
 }
 
 TEST(RunE2e, RunsRerunsAndResumesAfterAKill) {

@@ -10,7 +10,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
@@ -74,6 +77,35 @@ std::map<std::string, ShortcutAlarm> alarms_by_task(const fs::path& db_path) {
     return test::alarms_by_task(db);
 }
 
+// The report's figure titled `title`: how well its PC1 separates the points coloured by `by`
+// (AUROC by Mann-Whitney, taken in whichever direction is above 0.5).
+double pc1_separation(const std::string& html, const std::string& title, const std::string& by) {
+    const std::string open = "<script type=\"application/json\" id=\"radprobe-plots\">";
+    const auto start = html.find(open) + open.size();
+    const auto plots =
+        nlohmann::json::parse(html.substr(start, html.find("</script>", start) - start));
+    std::vector<double> pos, neg;
+    for (const auto& p : plots) {
+        if (p.at("spec").value("title", "") != title) {
+            continue;
+        }
+        for (const auto& v : p.at("spec").at("data").at("values")) {
+            if (v.at("by") == by) {
+                (v.at("value") == "positive" ? pos : neg).push_back(v.at("pc1").get<double>());
+            }
+        }
+    }
+    EXPECT_FALSE(pos.empty() || neg.empty()) << title << " " << by;
+    double wins = 0.0;
+    for (const double a : pos) {
+        for (const double b : neg) {
+            wins += a > b ? 1.0 : a == b ? 0.5 : 0.0;
+        }
+    }
+    const double pairs = static_cast<double>(std::max<std::size_t>(1, pos.size() * neg.size()));
+    return std::max(wins / pairs, 1.0 - wins / pairs);
+}
+
 TEST(ShortcutAlarmE2e, RaisedOnTheLabelWhosePositivesDifferInAcquisition) {
     TempDir tmp;
     const Outcome o =
@@ -87,6 +119,15 @@ TEST(ShortcutAlarmE2e, RaisedOnTheLabelWhosePositivesDifferInAcquisition) {
 
     const auto alarms = alarms_by_task(o.db);
     ASSERT_EQ(alarms.size(), 2u) << o.run_out;
+    {  // The run records the store its probes read (the report's embedding map).
+        ResultsDb db = ResultsDb::open_existing(o.db);
+        const auto stores = db.stores();
+        ASSERT_EQ(stores.size(), 1u);
+        EXPECT_EQ(stores[0].encoder, "random-vit");
+        EXPECT_TRUE(fs::exists(stores[0].store_dir / "COMPLETE")) << stores[0].store_dir;
+        EXPECT_EQ(stores[0].manifest, fs::absolute(tmp / "phantoms" / "manifest.csv"));
+        EXPECT_EQ(stores[0].seed, 1);
+    }
     const ShortcutAlarm& nodule = alarms.at("nodule");
     const ShortcutAlarm& cardio = alarms.at("cardiomegaly");
     EXPECT_TRUE(nodule.alarm);
@@ -123,6 +164,19 @@ TEST(ShortcutAlarmE2e, RaisedOnTheLabelWhosePositivesDifferInAcquisition) {
         EXPECT_TRUE(contains(html,
                              "Shortcut check: the random-feature control is significantly "
                              "worse"));
+        // The embedding maps of the store the run recorded: the shift shows on the PCA map
+        // (PC1 separates the nodule label, not cardiomegaly; measured 0.836 and 0.522).
+        EXPECT_TRUE(contains(html,
+                             "The mean-pooled embeddings (48 dimensions) of 400 of 400 "
+                             "images. PCA: PC1 explains "));
+        const double nodule_pc1 = pc1_separation(html, "PCA — random-vit", "label: nodule");
+        const double cardio_pc1 = pc1_separation(html, "PCA — random-vit", "label: cardiomegaly");
+        std::printf(
+            "[measured] PCA map, PC1 AUROC (either direction): nodule %.3f, "
+            "cardiomegaly %.3f\n",
+            nodule_pc1, cardio_pc1);
+        EXPECT_GT(nodule_pc1, 0.75);
+        EXPECT_LT(cardio_pc1, 0.65);
     } else {
         // Only the documented case: the Vega files are not installed.
         EXPECT_THROW(radprobe::report::find_vega_dir(), radprobe::InputError) << o.run_out;

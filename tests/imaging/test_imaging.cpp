@@ -300,9 +300,25 @@ TEST(Inputs, NonImagesGiveOneLineErrors) {
     fake_dicm += "DICM";
     fake_dicm += std::string(40, '\x01');
     write_file_atomic(tmp / "fake.dcm", fake_dicm);
+    // Bytes with no image signature are named for what they are not, whatever the file name.
+    std::string noise;
+    std::uint32_t state = 12345;
+    for (int i = 0; i < 100; ++i) {
+        state = state * 1664525u + 1013904223u;
+        noise += static_cast<char>(state >> 24);
+    }
+    noise[0] = 'Z';  // not the start of any signature, nor of a DICOM data set
+    write_file_atomic(tmp / "bad.png", noise);
+    // A data set without the Part-10 preamble starts with a low group: tried as DICOM.
+    std::string raw_dicom("\x08\x00\x05\x00CS\x0a\x00ISO_IR 100", 18);
+    raw_dicom += std::string(20, '\x07');
+    write_file_atomic(tmp / "raw.dcm", raw_dicom);
+    const std::string unknown = "not a PNG, JPEG, TIFF or DICOM file (no known signature)";
     expect_one_line_error_naming(tmp / "empty.dcm", "empty file");
-    expect_one_line_error_naming(tmp / "text.png");
-    expect_one_line_error_naming(tmp / "notes.txt");
+    expect_one_line_error_naming(tmp / "text.png", unknown);
+    expect_one_line_error_naming(tmp / "notes.txt", unknown);
+    expect_one_line_error_naming(tmp / "bad.png", unknown);
+    expect_one_line_error_naming(tmp / "raw.dcm", "DICOM");
     expect_one_line_error_naming(tmp / "fake.png");
     expect_one_line_error_naming(tmp / "fake.dcm");
     expect_one_line_error_naming(tmp / "missing.dcm", "not found");

@@ -118,9 +118,11 @@ TEST(ResultsDb, CreatesDocumentedSchemaInWalMode) {
     EXPECT_EQ(columns(raw, "analysis"),
               (std::vector<std::string>{"analysis", "run", "row_key", "row_key2", "column_name",
                                         "value", "ci_lo", "ci_hi", "p", "p_adjusted"}));
+    EXPECT_EQ(columns(raw, "stores"),
+              (std::vector<std::string>{"encoder", "store_dir", "manifest", "seed", "recorded"}));
     // The documentation lists the same columns.
     const std::string doc = radprobe::read_file_text(source_dir() / "docs" / "results_db.md");
-    for (const char* table : {"runs", "metrics", "predictions", "analysis"}) {
+    for (const char* table : {"runs", "metrics", "predictions", "analysis", "stores"}) {
         for (const auto& c : columns(raw, table)) {
             EXPECT_NE(doc.find("`" + c + "`"), std::string::npos) << table << "." << c;
         }
@@ -128,6 +130,47 @@ TEST(ResultsDb, CreatesDocumentedSchemaInWalMode) {
     // Reopening an up-to-date database changes nothing.
     ResultsDb again = ResultsDb::open(path);
     EXPECT_EQ(again.schema_version(), kResultsSchemaVersion);
+}
+
+// Version 2 added `stores`: a version-1 file reads (no stores) and is migrated when opened for
+// writing; a store recorded twice keeps the latest.
+TEST(ResultsDb, StoresTableMigratesFromVersion1AndKeepsTheLatestPerEncoder) {
+    TempDir tmp;
+    const auto path = tmp / "r.sqlite";
+    { ResultsDb::open(path); }
+    {
+        RawDb raw(path);
+        raw.exec("DROP TABLE stores");
+        raw.exec("PRAGMA user_version = 1");
+    }
+    {
+        ResultsDb v1 = ResultsDb::open_existing(path);
+        EXPECT_EQ(v1.schema_version(), 1);
+        EXPECT_TRUE(v1.stores().empty());
+        StoreRecord rec;
+        rec.encoder = "vit";
+        EXPECT_THROW(v1.record_store(rec), InputError);
+    }
+    ResultsDb db = ResultsDb::open(path);
+    EXPECT_EQ(db.schema_version(), 2);
+    StoreRecord rec;
+    rec.encoder = "vit";
+    rec.store_dir = tmp / "store" / "vit-1";
+    rec.manifest = tmp / "m.csv";
+    rec.seed = 5;
+    db.record_store(rec);
+    rec.store_dir = tmp / "store" / "vit-2";
+    db.record_store(rec);
+    rec.encoder = "cnn";
+    db.record_store(rec);
+    const auto stores = db.stores();
+    ASSERT_EQ(stores.size(), 2u);
+    EXPECT_EQ(stores[0].encoder, "cnn");
+    EXPECT_EQ(stores[1].encoder, "vit");
+    EXPECT_EQ(stores[1].store_dir, std::filesystem::absolute(tmp / "store" / "vit-2"));
+    EXPECT_EQ(stores[1].manifest, std::filesystem::absolute(tmp / "m.csv"));
+    EXPECT_EQ(stores[1].seed, 5);
+    EXPECT_FALSE(stores[1].recorded.empty());
 }
 
 TEST(ResultsDb, RoundTripsRunsMetricsPredictionsAnalysisWithNulls) {

@@ -115,12 +115,35 @@ TEST(SegLoss, EmptyMaskCostsNothingWhenPredictedEmptyAndIsPenalisedOtherwise) {
                 1.0 - 1.0 / 17.0, 1e-6);
 }
 
+// Truth masks are held run-length encoded: pixel for pixel the same mask comes back, with its
+// foreground count, and an organ-like 2048² mask takes a few kilobytes.
+TEST(SegMetrics, PackedTruthMasksRoundTripAndStaySmall) {
+    dataset::Mask m(7, 5);
+    const std::uint8_t values[] = {0, 1, 1, 255, 0, 0, 3};
+    for (std::size_t i = 0; i < m.data.size(); ++i) {
+        m.data[i] = values[(i * i) % 7];
+    }
+    const PackedMask p = pack_mask(m);
+    const eval::Mask back = unpack_to_eval(p);
+    EXPECT_EQ(back.height, 7u);
+    EXPECT_EQ(back.width, 5u);
+    EXPECT_EQ(back.pixels, m.data);
+    EXPECT_EQ(p.foreground, m.count());
+    const PackedMask empty = pack_mask(dataset::Mask(3, 3));
+    EXPECT_EQ(empty.foreground, 0u);
+    EXPECT_EQ(unpack_to_eval(empty).pixels, std::vector<std::uint8_t>(9, 0));
+    const PackedMask organ = pack_mask(rectangle(2048, 2048, 600, 400, 1500, 1100));
+    EXPECT_EQ(organ.foreground, 900u * 700u);
+    EXPECT_LT(organ.lengths.size() * 5, 20000u);  // 2·700 + 1 runs of 5 bytes
+    EXPECT_EQ(unpack_to_eval(organ).pixels, rectangle(2048, 2048, 600, 400, 1500, 1100).data);
+}
+
 TEST(SegMetrics, EmptyTruthConventionIsApplied) {
     Sample s;
     s.id = "a";
     s.patient = "p";
     s.has_truth = true;
-    s.truth = dataset::Mask(8, 8);
+    s.truth = pack_mask(dataset::Mask(8, 8));
     s.geometry = preprocess::square_geometry(8, 8, 8, 8);
     const std::vector<float> zeros(64, 0.0f);
     std::vector<float> spot(64, 0.0f);
@@ -149,7 +172,7 @@ TEST(SegMetrics, DiceOverPositiveImagesOnlyLeavesTheEmptyMaskConventionOut) {
         s.id = id;
         s.patient = "p" + id;
         s.has_truth = has_truth;
-        s.truth = square ? rectangle(8, 8, 2, 2, 6, 6) : dataset::Mask(8, 8);
+        s.truth = pack_mask(square ? rectangle(8, 8, 2, 2, 6, 6) : dataset::Mask(8, 8));
         s.geometry = preprocess::square_geometry(8, 8, 8, 8);
         return s;
     };

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +41,30 @@ private:
     std::filesystem::path temp_;
     bool committed_ = false;
 };
+
+/// An exclusive advisory lock (flock) on a lock file, held while the object lives: one process
+/// at a time per lock file; released by the kernel when the process dies, however it dies.
+class FileLock {
+public:
+    /// Takes the lock on `lock_path` (created, holding the pid of its holder) without waiting;
+    /// nullopt when another process holds it (`holder` then gets the pid it wrote, if any).
+    static std::optional<FileLock> try_lock(const std::filesystem::path& lock_path,
+                                            std::string* holder = nullptr);
+    FileLock(FileLock&& other) noexcept;
+    FileLock& operator=(FileLock&&) = delete;
+    FileLock(const FileLock&) = delete;
+    FileLock& operator=(const FileLock&) = delete;
+    ~FileLock();
+
+private:
+    explicit FileLock(int fd) : fd_(fd) {}
+    int fd_ = -1;
+};
+
+/// Creates the output folder `dir` (and its parents) and checks that a file can be written in
+/// it, before any work starts; throws InputError "WHAT DIR: cannot create it (reason)" or
+/// "WHAT DIR: not writable (reason)" (e.g. a read-only file system, no permission, a full disk).
+void ensure_writable_dir(const std::filesystem::path& dir, const std::string& what);
 
 /// A temporary name next to `path`, unique to this process and call.
 std::filesystem::path temp_name_for(const std::filesystem::path& path);

@@ -36,6 +36,12 @@ struct NpyArray {
 /// Parses a .npy file; throws InputError naming the file and the reason on any malformation.
 NpyArray read_npy(const std::filesystem::path& path);
 NpyArray parse_npy(const std::uint8_t* bytes, std::size_t size, const std::string& name);
+/// Only the rows `rows` (indices along the first axis, in the order given) of a .npy file,
+/// without reading the rest: shape {rows.size(), shape[1], ...}. Throws InputError naming the
+/// file for a malformed file or a row out of range. `total_rows`, when given, gets the file's
+/// number of rows.
+NpyArray read_npy_rows(const std::filesystem::path& path, const std::vector<std::int64_t>& rows,
+                       std::int64_t* total_rows = nullptr);
 
 /// Serialises to .npy bytes (format 1.0 when the header fits, else 2.0).
 std::string serialize_npy(const NpyArray& array);

@@ -31,6 +31,17 @@
 ///    0/1 labels (none listed → all 0) and boxes.csv. The set gives no patient ids (its images
 ///    are renamed NIH images): each image is its own patient, so a split of it cannot be
 ///    guaranteed leak-free. Images under TABLE_DIR/<stem>_data (train_data, test_data).
+///  - `jsrt` (JSRT with the SCR masks): `CLNDAT_EN.txt` (nodule cases: file name, subtlety,
+///    size mm, age, sex, x, y, malignant|benign, location, diagnosis) and `CNNDAT_EN.txt` beside
+///    it (non-nodule cases: file name, age, sex), tab- or space-separated, "?" = unknown: labels
+///    nodule (JPCLN 1, JPCNN 0) and malignant (empty for non-nodule cases), attributes
+///    subtlety, size_mm, sex, age; patient_id = the image id (one radiograph per patient);
+///    boxes.csv: a square of side size mm / 0.175 centred on (x, y), clamped to the image. The
+///    headerless 12-bit .IMG files (found under the image root) become 16-bit PNGs, inverted so
+///    that bone is bright, and the SCR GIF masks (found under `masks` in folders heart, left
+///    lung, right lung, left clavicle, right clavicle) 8-bit 0/255 PNGs at their own 1024x1024
+///    (mask_heart, mask_lung_left, mask_lung_right, mask_clavicle_left, mask_clavicle_right and
+///    their union mask_lungs), all under `png_dir`; files already converted are skipped.
 
 #include <filesystem>
 #include <optional>
@@ -39,9 +50,9 @@
 
 namespace radprobe::dataset {
 
-enum class PublicSet { kNih, kChexpert, kSiim, kChestXDet10 };
+enum class PublicSet { kNih, kChexpert, kSiim, kChestXDet10, kJsrt };
 
-/// "nih" | "chexpert" | "siim" | "chestx-det10"; throws UsageError listing them otherwise.
+/// "nih" | "chexpert" | "siim" | "chestx-det10" | "jsrt"; throws UsageError listing them otherwise.
 PublicSet parse_public_set(const std::string& name);
 
 /// What a CheXpert uncertain label (-1) becomes: unknown (empty), 0 or 1.
@@ -56,7 +67,7 @@ struct PublicSetOptions {
     /// Directory the set's image names are relative to. Default: nih → TABLE_DIR/images;
     /// chexpert → the parent of TABLE_DIR when the paths start with TABLE_DIR's name (as in
     /// CheXpert-v1.0-small/train.csv), else TABLE_DIR; siim → TABLE_DIR/dicom-images-train if it
-    /// exists, else TABLE_DIR.
+    /// exists, else TABLE_DIR; jsrt → TABLE_DIR when .IMG files lie under it, else its parent.
     std::filesystem::path image_root;
     // nih
     /// BBox_List_2017.csv; default: that name beside the table when it exists.
@@ -71,6 +82,9 @@ struct PublicSetOptions {
     std::filesystem::path metadata;
     /// MIMIC-CXR-JPG: mimic-cxr-2.0.0-split.csv (default: beside the table when present).
     std::filesystem::path split_table;
+    // jsrt
+    std::filesystem::path masks;    ///< SCR masks root, searched recursively (optional)
+    std::filesystem::path png_dir;  ///< converted PNGs; default: OUT_DIR/jsrt_png
 };
 
 struct PublicSetResult {
@@ -82,6 +96,10 @@ struct PublicSetResult {
     std::size_t skipped = 0;     ///< rows left out (filter, or no image file for siim)
     std::string skipped_reason;  ///< why (empty when none)
     std::vector<std::string> label_names;
+    // jsrt
+    std::size_t converted = 0;            ///< files converted to PNG by this run
+    std::size_t up_to_date = 0;           ///< files already converted (skipped)
+    std::filesystem::path converted_dir;  ///< where the PNGs are
 };
 
 /// Builds the manifest of a public set. Throws UsageError for options that do not apply to the

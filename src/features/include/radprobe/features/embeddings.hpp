@@ -179,6 +179,10 @@ struct ExtractResult {
     /// What loading the encoder stripped and set aside (encoders::LoadReport::note(); empty
     /// when the checkpoint is exactly the backbone or the store was cached).
     std::string load_note;
+    /// Masks of the roi region that were at another resolution than their image and were
+    /// resampled (nearest) to it, counted over the images this run encoded (empty when none);
+    /// kept in store.json ("mask_note"), so a cached store says it again.
+    std::string mask_note;
 };
 
 /// The store key: a hash of the weights, the preprocessing (processor config + overrides), the

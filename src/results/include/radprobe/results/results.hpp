@@ -63,7 +63,7 @@
 namespace radprobe::results {
 
 /// Schema version this build writes (stored in `PRAGMA user_version`).
-inline constexpr int kResultsSchemaVersion = 1;
+inline constexpr int kResultsSchemaVersion = 2;
 
 /// What identifies and describes one run (one cell of a benchmark grid).
 struct RunSpec {
@@ -91,6 +91,16 @@ struct RunRecord {
     std::string created;   ///< ISO 8601 UTC
     std::string finished;  ///< empty while running
     RunStatus status = RunStatus::kRunning;
+};
+
+/// The embedding store an encoder's runs read (table `stores`, one row per encoder: the latest
+/// recorded). The report maps these embeddings.
+struct StoreRecord {
+    std::string encoder;
+    std::filesystem::path store_dir;  ///< absolute
+    std::filesystem::path manifest;   ///< absolute: the manifest the runs used
+    std::int64_t seed = 0;            ///< the study's first seed (the map's sample)
+    std::string recorded;             ///< ISO 8601 UTC
 };
 
 /// One metric of a run, optionally for a subgroup.
@@ -150,7 +160,8 @@ public:
     /// Throws InputError naming the file when it is not a radprobe results database or was
     /// written by a newer radprobe.
     static ResultsDb open(const std::filesystem::path& path);
-    /// Opens an existing database without creating or migrating it (read queries only).
+    /// Opens an existing database without creating or migrating it (read queries only). An
+    /// older schema is read as it is: tables it lacks read as empty.
     static ResultsDb open_existing(const std::filesystem::path& path);
 
     ResultsDb(ResultsDb&&) noexcept;
@@ -183,6 +194,9 @@ public:
     /// (for tables recomputed over the whole database, such as `comparisons`).
     void replace_analysis(const std::string& analysis, std::span<const AnalysisRow> rows);
 
+    /// Records (replaces) the store `store.encoder`'s runs read.
+    void record_store(const StoreRecord& store);
+
     /// Queries. Runs come ordered by task, then id.
     std::vector<RunRecord> runs(const RunFilter& filter = {});
     std::vector<Metric> metrics(std::int64_t run);
@@ -192,6 +206,8 @@ public:
     /// Completed runs matching the filter with their whole-test-set metrics (runs of analyses,
     /// adaptation "analysis:<name>", are not leaderboard rows).
     std::vector<LeaderboardRow> leaderboard(const RunFilter& filter = {});
+    /// Every recorded store, by encoder name (none in a version-1 database).
+    std::vector<StoreRecord> stores();
 
 private:
     struct Impl;
