@@ -51,7 +51,7 @@ output:
 YAML
 }
 
-peak() {  # peak LABEL COMMAND... → "LABEL seconds peak_MB"
+peak() {  # peak LABEL COMMAND... → "LABEL wall peak_MiB"
     local label="$1"
     shift
     local log="$WORK/time-$label.log"
@@ -62,7 +62,7 @@ peak() {  # peak LABEL COMMAND... → "LABEL seconds peak_MB"
     local kb secs
     kb="$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log")"
     secs="$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$log")"
-    echo "$label $secs $((kb / 1024))"
+    echo "$label $secs $((kb / 1024))"  # peak in MiB
 }
 
 results=()
@@ -82,14 +82,14 @@ for size in 1 10; do
         --out "$WORK/unet-$images")")
 done
 
-printf '%-16s %10s %12s\n' step wall "peak RSS MB"
+printf '%-16s %10s %13s\n' step wall "peak RSS MiB"
 for r in "${results[@]}"; do
     read -r label secs mb <<<"$r"
-    printf '%-16s %10s %12s\n' "$label" "$secs" "$mb"
+    printf '%-16s %10s %13s\n' "$label" "$secs" "$mb"
 done
 for cmd in run segment unet; do
     a="$(printf '%s\n' "${results[@]}" | awk -v k="$cmd-$N" '$1 == k {print $3}')"
     b="$(printf '%s\n' "${results[@]}" | awk -v k="$cmd-$((N * 10))" '$1 == k {print $3}')"
     awk -v c="$cmd" -v a="$a" -v b="$b" -v n="$N" \
-        'BEGIN {printf "%s: %d images %d MB, %d images %d MB, ratio %.2f\n", c, n, a, 10 * n, b, b / a}'
+        'BEGIN {printf "%s: %d images %d MiB, %d images %d MiB, ratio %.2f\n", c, n, a, 10 * n, b, b / a}'
 done
