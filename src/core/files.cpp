@@ -120,8 +120,7 @@ std::optional<FileLock> FileLock::try_lock(const fs::path& lock_path, std::strin
         fs::create_directories(lock_path.parent_path(), ec);
     }
     const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    RADPROBE_CHECK(fd >= 0, lock_path.string(),
-                   ": cannot create the lock file: ", std::strerror(errno));
+    RADPROBE_CHECK(fd >= 0, lock_path.string(), ": cannot create the lock file: ", errno_text());
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
         const int err = errno;
         if (holder) {
@@ -162,7 +161,7 @@ void ensure_writable_dir(const fs::path& dir, const std::string& what) {
     RADPROBE_CHECK(fs::is_directory(d, ec), what, " ", d.string(), ": not a directory");
     const fs::path probe = temp_name_for(d / ".radprobe-write-check");
     const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    RADPROBE_CHECK(fd >= 0, what, " ", d.string(), ": not writable (", std::strerror(errno), ")");
+    RADPROBE_CHECK(fd >= 0, what, " ", d.string(), ": not writable (", errno_text(), ")");
     // One byte written and synced: a full disk is found here too, not half-way through the work.
     const bool wrote = ::write(fd, "x", 1) == 1 && ::fsync(fd) == 0;
     const int err = errno;

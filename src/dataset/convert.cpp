@@ -8,18 +8,14 @@
 
 #include "radprobe/core/error.hpp"
 #include "radprobe/dataset/manifest.hpp"
+#include "text.hpp"
 
 namespace radprobe::dataset {
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string lower(std::string s) {
-    for (char& c : s) {
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    }
-    return s;
-}
+using detail::lower;
 
 std::string trim(const std::string& s) {
     const auto b = s.find_first_not_of(" \t");

@@ -43,7 +43,6 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
-#include <charconv>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -56,6 +55,7 @@
 #include "radprobe/core/parallel.hpp"
 #include "radprobe/core/progress.hpp"
 #include "radprobe/dataset/manifest.hpp"
+#include "text.hpp"
 
 namespace radprobe::dataset::detail {
 namespace fs = std::filesystem;
@@ -79,32 +79,12 @@ const std::array<Organ, 5> kOrgans = {{{"heart", "heart"},
                                        {"leftclavicle", "clavicle_left"},
                                        {"rightclavicle", "clavicle_right"}}};
 
-std::string lower(std::string s) {
-    for (auto& c : s) {
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    }
-    return s;
-}
-
-std::string upper(std::string s) {
-    for (auto& c : s) {
-        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    }
-    return s;
-}
-
 std::string trim(const std::string& s) {
     const auto b = s.find_first_not_of(" \t\r\n");
     if (b == std::string::npos) {
         return "";
     }
     return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
-}
-
-std::string format_number(double v) {
-    char buf[64];
-    const auto r = std::to_chars(buf, buf + sizeof buf, v);
-    return std::string(buf, r.ptr);
 }
 
 // ----------------------------------------------------------------------------------------------

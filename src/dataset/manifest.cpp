@@ -483,6 +483,16 @@ void Manifest::log_resampled(const std::string& example) const {
     }
 }
 
+std::string Manifest::Resampled::note(const std::string& what) const {
+    if (count == 0) {
+        return "";
+    }
+    return str_cat(count, " ", what,
+                   " at another resolution than their image were resampled (nearest) to the "
+                   "image grid (e.g. ",
+                   example, ")");
+}
+
 Manifest::Resampled Manifest::resampled_masks() const {
     if (!resampled_) {
         return {};

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <cmath>
 #include <map>
 #include <set>
@@ -16,6 +15,7 @@
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
 #include "radprobe/dataset/manifest.hpp"
+#include "text.hpp"
 
 namespace radprobe::dataset {
 namespace fs = std::filesystem;
@@ -127,11 +127,22 @@ private:
     fs::path out_dir_;
 };
 
-std::string format_number(double v) {
-    char buf[64];
-    const auto r = std::to_chars(buf, buf + sizeof buf, v);
-    return std::string(buf, r.ptr);
+// The manifest's leading columns: image, patient_id, split (when the set has one) and one column
+// per label, whose names also go to res.label_names.
+std::vector<std::string> leading_columns(bool with_split, const std::vector<std::string>& labels,
+                                         PublicSetResult& res) {
+    std::vector<std::string> header = {"image", "patient_id"};
+    if (with_split) {
+        header.push_back("split");
+    }
+    for (const auto& l : labels) {
+        header.push_back(finding_column_name(l));
+        res.label_names.push_back(finding_column_name(l));
+    }
+    return header;
 }
+
+using detail::format_number;
 
 std::set<std::string> read_name_list(const fs::path& path) {
     std::set<std::string> out;
@@ -271,14 +282,7 @@ PublicSetResult build_nih(const PublicSetOptions& o) {
     }
 
     PublicSetResult res;
-    std::vector<std::string> header = {"image", "patient_id"};
-    if (with_split) {
-        header.push_back("split");
-    }
-    for (const auto& f : kNihFindings) {
-        header.push_back(finding_column_name(f));
-        res.label_names.push_back(finding_column_name(f));
-    }
+    std::vector<std::string> header = leading_columns(with_split, kNihFindings, res);
     for (const auto& [col, name] : {std::pair{sc, "sex"}, {ac, "age"}, {vc, "view"}}) {
         if (col) {
             header.push_back(name);
@@ -406,11 +410,7 @@ PublicSetResult build_chexpert(const PublicSetOptions& o) {
         {find_column(t, "AP/PA"), "ap_pa"}};
 
     PublicSetResult res;
-    std::vector<std::string> header = {"image", "patient_id"};
-    for (const auto& l : kChexpertLabels) {
-        header.push_back(finding_column_name(l));
-        res.label_names.push_back(finding_column_name(l));
-    }
+    std::vector<std::string> header = leading_columns(false, kChexpertLabels, res);
     header.push_back("study_id");
     for (const auto& [col, name] : attrs) {
         if (col) {
@@ -500,14 +500,7 @@ PublicSetResult build_mimic(const PublicSetOptions& o, const CsvTable& labels) {
     const ImageIds ids(o.image_root.empty() ? o.table.parent_path() : o.image_root, o.out);
 
     PublicSetResult res;
-    std::vector<std::string> header = {"image", "patient_id"};
-    if (with_split) {
-        header.push_back("split");
-    }
-    for (const auto& l : kChexpertLabels) {
-        header.push_back(finding_column_name(l));
-        res.label_names.push_back(finding_column_name(l));
-    }
+    std::vector<std::string> header = leading_columns(with_split, kChexpertLabels, res);
     header.push_back("study_id");
     if (vc) {
         header.push_back("view");
@@ -587,11 +580,7 @@ PublicSetResult build_det10(const PublicSetOptions& o) {
     }
     const ImageIds ids(root, o.out);
     PublicSetResult res;
-    std::vector<std::string> header = {"image", "patient_id"};
-    for (const auto& f : kDet10Findings) {
-        header.push_back(finding_column_name(f));
-        res.label_names.push_back(finding_column_name(f));
-    }
+    std::vector<std::string> header = leading_columns(false, kDet10Findings, res);
     res.csv = csv_line(header) + "\n";
     res.boxes_csv = "image,label,x0,y0,x1,y1\n";
     std::set<std::string> seen;

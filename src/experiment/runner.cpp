@@ -103,7 +103,7 @@ void GridRunner::extract(std::size_t i) {
         eo.progress = options_.progress;
         const auto r = features::extract(eo);
         RADPROBE_CHECK(r.complete, "extraction of ", e.name, " did not complete");
-        grid_.extracted(enc, r.store_dir, roi);
+        grid_.extracted(enc, r.store_dir, roi, r.mask_note);
         if (roi.empty()) {  // the report maps the main store's embeddings
             results::StoreRecord rec;
             rec.encoder = e.name;
@@ -216,7 +216,6 @@ RunnerSummary run_experiment(const ExperimentConfig& c, const RunnerOptions& opt
                    "study another output.db");
     ensure_writable_dir(c.output.store, "embedding store folder");
     results::ResultsDb db = results::ResultsDb::open(c.output.db);
-    fs::create_directories(c.output.store);
 
     const detail::Built b = [&] {
         detail::ScratchDir scratch;

@@ -12,7 +12,6 @@
 #include "model_folders.hpp"
 #include "radprobe/adapt/adapt.hpp"
 #include "radprobe/core/error.hpp"
-#include "radprobe/core/files.hpp"
 #include "radprobe/probes/probes.hpp"
 #include "radprobe/segment/segment.hpp"
 
@@ -100,16 +99,9 @@ std::string record_label(RunStep& s, const probes::LabelResult& result) {
 // Adaptations
 // ---------------------------------------------------------------------------------------------
 
-// A store whose roi masks were resampled (store.json "mask_note") says so in the run's notes.
+// A store whose roi masks were resampled says so in the notes of the runs that read it.
 void note_store_masks(RunStep& s, const fs::path& store) {
-    std::string note;
-    try {
-        note = nlohmann::json::parse(read_file_text(store / "store.json"))
-                   .value("mask_note", std::string());
-    } catch (const std::exception&) {
-        return;  // no readable store.json: nothing recorded to repeat
-    }
-    if (!note.empty()) {
+    if (const std::string note = s.grid.store_note(store); !note.empty()) {
         s.grid.db.add_note(s.run, note);
     }
 }

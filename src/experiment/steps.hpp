@@ -39,9 +39,16 @@ public:
     /// The store a run of `pooling` on `task` reads (its task's roi source for `roi`).
     const std::filesystem::path& store_for(std::size_t enc, const std::string& pooling,
                                            const std::string& task) const;
-    void extracted(std::size_t enc, const std::filesystem::path& store,
-                   const std::string& roi = "") {
+    /// Records an extraction's store and what it noted about its inputs (extract's mask_note).
+    void extracted(std::size_t enc, const std::filesystem::path& store, const std::string& roi,
+                   const std::string& note) {
         (roi.empty() ? stores_[enc] : roi_stores_[{enc, roi}]) = store;
+        store_notes_[store] = note;
+    }
+    /// What the extraction of `store` noted ("" when nothing).
+    std::string store_note(const std::filesystem::path& store) const {
+        const auto it = store_notes_.find(store);
+        return it == store_notes_.end() ? std::string() : it->second;
     }
     void extraction_failed(std::size_t enc, const std::string& error, const std::string& roi = "") {
         (roi.empty() ? extract_errors_[enc] : roi_errors_[{enc, roi}]) = error;
@@ -59,6 +66,7 @@ private:
     std::vector<std::string> extract_errors_;
     std::map<std::pair<std::size_t, std::string>, std::filesystem::path> roi_stores_;
     std::map<std::pair<std::size_t, std::string>, std::string> roi_errors_;
+    std::map<std::filesystem::path, std::string> store_notes_;
     std::optional<dataset::Manifest> manifest_;
 };
 

@@ -656,14 +656,10 @@ namespace {
 // The roi masks resampled to their image's grid, said once and kept in store.json.
 void note_resampled_masks(const dataset::Manifest& manifest, const fs::path& dir,
                           ExtractResult& result) {
-    const auto resampled = manifest.resampled_masks();
-    if (resampled.count == 0) {
+    result.mask_note = manifest.resampled_masks().note("roi masks");
+    if (result.mask_note.empty()) {
         return;
     }
-    result.mask_note = str_cat(resampled.count,
-                               " roi masks at another resolution than their image were resampled "
-                               "(nearest) to the image grid (e.g. ",
-                               resampled.example, ")");
     auto meta = nlohmann::json::parse(read_file_text(dir / "store.json"));
     meta["mask_note"] = result.mask_note;
     write_file_atomic(dir / "store.json", meta.dump(2) + "\n");

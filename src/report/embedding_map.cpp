@@ -21,6 +21,7 @@
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
 #include "radprobe/core/npy.hpp"
+#include "radprobe/core/random.hpp"
 #include "radprobe/dataset/manifest.hpp"
 #include "report_internal.hpp"
 
@@ -34,16 +35,10 @@ std::vector<std::size_t> sample_rows(std::size_t n, std::size_t max, std::uint64
     if (n <= max) {
         return idx;
     }
-    // Partial Fisher-Yates with splitmix64 (the same draw on every platform), then manifest order.
-    std::uint64_t state = seed;
-    auto next = [&state]() {
-        std::uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-        return z ^ (z >> 31);
-    };
+    // Partial Fisher-Yates with radprobe's platform-independent generator, then manifest order.
+    Rng rng(seed);
     for (std::size_t i = 0; i < max; ++i) {
-        const std::size_t j = i + static_cast<std::size_t>(next() % (n - i));
+        const std::size_t j = i + static_cast<std::size_t>(rng.below(n - i));
         std::swap(idx[i], idx[j]);
     }
     idx.resize(max);

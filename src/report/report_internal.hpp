@@ -182,7 +182,7 @@ struct Pca {
 Pca pca(const std::vector<float>& values, std::size_t n, std::size_t d, std::size_t k);
 
 /// A seeded sample of at most `max` of the indices 0..n−1, in increasing order (all of them when
-/// n <= max); the same on every platform (splitmix64, partial Fisher-Yates).
+/// n <= max); the same on every platform (radprobe::Rng, partial Fisher-Yates).
 std::vector<std::size_t> sample_rows(std::size_t n, std::size_t max, std::uint64_t seed);
 
 /// UMAP settings of the page (umap-js): neighbours, minimum distance, PCA components in.

@@ -22,14 +22,6 @@ eval::Mask threshold_mask(const std::vector<float>& probabilities, int rows, int
     return m;
 }
 
-eval::Mask to_eval_mask(const dataset::Mask& mask) {
-    eval::Mask m;
-    m.height = static_cast<std::size_t>(mask.rows);
-    m.width = static_cast<std::size_t>(mask.cols);
-    m.pixels.assign(mask.data.begin(), mask.data.end());
-    return m;
-}
-
 PackedMask pack_mask(const dataset::Mask& mask) {
     PackedMask p;
     p.rows = mask.rows;

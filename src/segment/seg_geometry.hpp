@@ -14,9 +14,6 @@ namespace radprobe::segment {
 eval::Mask threshold_mask(const std::vector<float>& probabilities, int rows, int cols,
                           double threshold = 0.5);
 
-/// dataset::Mask → eval::Mask.
-eval::Mask to_eval_mask(const dataset::Mask& mask);
-
 /// A mask held run-length encoded (row-major runs of equal values): a 2048² organ mask is a few
 /// kilobytes instead of 4 MB, so a segmentation run holds every image's truth at the original
 /// grid without growing with the image size.

@@ -937,12 +937,7 @@ SegmentResult run_segment(const SegmentOptions& o) {
     InputSource src = resolve_input(o, plan, threads, result);
     result.layers = src.layer_idx;
     auto data = load_split_samples(manifest, o, src.spec, threads);
-    if (const auto resampled = manifest.resampled_masks(); resampled.count > 0) {
-        result.mask_note = str_cat(resampled.count,
-                                   " masks at another resolution than their image were resampled "
-                                   "(nearest) to the image grid (e.g. ",
-                                   resampled.example, ")");
-    }
+    result.mask_note = manifest.resampled_masks().note("masks");
     result.n_train = data[0].samples.size();
     result.n_val = data[1].samples.size();
     result.n_test = data[2].samples.size();

@@ -72,7 +72,7 @@ TEST(Geometry, MaskAreaIsConservedAndMapsBackToTheSamePlaceThroughResizeAndCrop)
                 1.0f, 1e-6);
     // Perfect input-grid prediction → back on the original grid: the same rectangle.
     const auto back = threshold_mask(preprocess::input_to_original(target.data(), g), R, C);
-    const auto sc = eval::segmentation_scores(back, to_eval_mask(truth));
+    const auto sc = eval::segmentation_scores(back, unpack_to_eval(pack_mask(truth)));
     EXPECT_GE(*sc.dice, 0.98);
     EXPECT_NEAR(centroid(back.pixels, C, true), centroid(truth.data, C, true), 0.5);
     EXPECT_NEAR(centroid(back.pixels, C, false), centroid(truth.data, C, false), 0.5);
@@ -88,7 +88,7 @@ TEST(Geometry, MaskAreaIsConservedAndMapsBackToTheSamePlaceThroughResizeAndCrop)
     const auto rg = preprocess::square_geometry(R, C, 64, 64);
     const auto rt = preprocess::mask_to_input(truth, rg);
     const auto rb = threshold_mask(preprocess::input_to_original(rt.data(), rg), R, C);
-    EXPECT_GE(*eval::segmentation_scores(rb, to_eval_mask(truth)).dice, 0.95);
+    EXPECT_GE(*eval::segmentation_scores(rb, unpack_to_eval(pack_mask(truth))).dice, 0.95);
     EXPECT_NEAR(centroid(rb.pixels, C, true), centroid(truth.data, C, true), 0.6);
 }
 

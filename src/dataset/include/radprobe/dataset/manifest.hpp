@@ -245,6 +245,9 @@ public:
     struct Resampled {
         std::size_t count = 0;
         std::string example;
+        /// "N WHAT at another resolution than their image were resampled (nearest) to the image
+        /// grid (e.g. EXAMPLE)"; empty when none was.
+        std::string note(const std::string& what) const;
     };
     Resampled resampled_masks() const;
 
