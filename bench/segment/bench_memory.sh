@@ -8,12 +8,12 @@
 # peak RSS from /usr/bin/time -v. Prints a table and the ratio 10N / N per command.
 #
 # Usage: bench/segment/bench_memory.sh [N=250] [WORK=/tmp/radprobe-bench-memory]
-# Needs build/radprobe and about 1.6 GB of disk for N = 250. Takes about an hour on 2 cores.
+# Needs build/radprobe (or RADPROBE=path) and about 1.6 GB of disk for N = 250. Takes about an hour on 2 cores.
 set -euo pipefail
 N="${1:-250}"
 WORK="${2:-/tmp/radprobe-bench-memory}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-RP="$ROOT/build/radprobe"
+RP="${RADPROBE:-$ROOT/build/radprobe}"  # RADPROBE=a copy lets a build run meanwhile
 MODEL="$ROOT/tests/data/encoders/dinov2"
 mkdir -p "$WORK"
 if [ ! -f "$WORK/phantoms/manifest.csv" ]; then

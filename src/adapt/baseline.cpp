@@ -100,32 +100,26 @@ struct ResNetImpl : nn::Module {
 };
 TORCH_MODULE(ResNet);
 
-using Images = LabelledImages;  // x: N×1×S×S
+using Images = LabelledImages;  // planes: 1×S×S, centred
 
 Images load_split(const dataset::Manifest& m, const std::vector<std::int8_t>& labels,
                   dataset::Split split, int size, int threads, const char* name) {
     const auto rows = labelled_rows(m, labels, split, name);
     Images out;
-    out.x = torch::empty({static_cast<long>(rows.size()), 1, size, size});
-    float* dst = out.x.data_ptr<float>();
-    const std::size_t plane = static_cast<std::size_t>(size) * size;
-    const auto images =
-        preprocess::load_pixels(m, rows, preprocess::InputSpec::square(size), threads);
-    for (std::size_t k = 0; k < rows.size(); ++k) {
-        std::memcpy(dst + k * plane, images[k].pixels.data(), plane * sizeof(float));
-    }
-    set_labels(out, m, labels, rows);
     // Per-image standardisation is unnecessary: display images are in [0, 1]; centre them.
-    out.x.sub_(0.5).mul_(4.0);
+    load_planes(out, m, rows, preprocess::InputSpec::square(size), threads, -0.5, 4.0,
+                "a square resize gives one size");
+    set_labels(out, m, labels, rows);
     return out;
 }
 
-std::vector<double> predict(ResNet& model, const torch::Tensor& x, int batch) {
+std::vector<double> predict(ResNet& model, const Images& images, int batch) {
     torch::NoGradGuard guard;
     model->eval();
     std::vector<double> scores;
-    for (long b = 0; b < x.size(0); b += batch) {
-        const auto logits = model->forward(x.slice(0, b, std::min<long>(x.size(0), b + batch)));
+    for (long b = 0; b < images.size(); b += batch) {
+        const auto logits =
+            model->forward(images.range(b, std::min<long>(images.size(), b + batch)));
         const auto c = logits.contiguous();
         scores.insert(scores.end(), c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
     }
@@ -178,7 +172,7 @@ training::TrainerOptions trainer_options(const BaselineOptions& o, long n) {
 // One shuffled pass over train.
 void train_epoch(const BaselineOptions& o, const Images& train, const torch::Tensor& y_train,
                  ResNet& model, training::Trainer& trainer, Rng& rng) {
-    const long n = train.x.size(0);
+    const long n = train.size();
     model->train();
     std::vector<long> order(static_cast<std::size_t>(n));
     for (long i = 0; i < n; ++i) {
@@ -192,8 +186,9 @@ void train_epoch(const BaselineOptions& o, const Images& train, const torch::Ten
         if (e - b < 2) {
             continue;  // BatchNorm needs two samples
         }
-        const auto idx = torch::tensor(std::vector<long>(order.begin() + b, order.begin() + e));
-        auto xb = train.x.index_select(0, idx);
+        const std::vector<long> rows(order.begin() + b, order.begin() + e);
+        const auto idx = torch::tensor(rows);
+        auto xb = train.batch(rows);
         // Light augmentation: a random horizontal shift of up to 1/16 of the width keeps the
         // anatomy's orientation (no flips).
         const long shift =
@@ -223,7 +218,7 @@ void fit(const BaselineOptions& o, const Splits& data, ResNet& model, training::
     }
     for (int epoch = 0; epoch < o.epochs; ++epoch) {
         train_epoch(o, data.train, y_train, model, trainer, rng);
-        const double auc = eval::auroc(data.val.y, predict(model, data.val.x, o.batch));
+        const double auc = eval::auroc(data.val.y, predict(model, data.val, o.batch));
         result.val_curve.push_back(auc);
         result.epochs_run = epoch + 1;
         if (progress) {
@@ -285,12 +280,12 @@ BaselineResult run_baseline(const BaselineOptions& o) {
 
     ResNet model(o.width, o.blocks);
     training::Trainer trainer({training::ParamGroup{model->parameters(), 1.0, o.weight_decay}},
-                              trainer_options(o, train.x.size(0)));
+                              trainer_options(o, train.size()));
     BaselineResult result;
     result.label = o.label;
     fit(o, data, model, trainer, result);
     result.test = evaluate_scores(o.label, test.ids, test.patients, test.y,
-                                  predict(model, test.x, o.batch), o.seed, o.n_boot, 0.95);
+                                  predict(model, test, o.batch), o.seed, o.n_boot, 0.95);
     result.test.n_train = train.y.size();
     result.test.n_val = val.y.size();
     result.test.chosen = result.best_epoch;

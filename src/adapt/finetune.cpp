@@ -56,7 +56,7 @@ constexpr const char* kOptimizerFile = "optimizer.pt";
 // Data: decoded, preprocessed to the model's input size, kept as the grey plane in [0, 1].
 // ---------------------------------------------------------------------------------------------
 
-using SplitData = LabelledImages;  // x: N×1×H×W, [0, 1]
+using SplitData = LabelledImages;  // planes: 1×H×W, [0, 1]
 
 // The grey plane preprocess_grey_u8(channels = 1) returns is rescaled by the processor; this
 // is the factor from [0, 1] to that plane (1 for the usual rescale_factor 1/255).
@@ -68,29 +68,13 @@ SplitData load_split(const dataset::Manifest& m, const std::vector<std::int8_t>&
                      dataset::Split split, const preprocess::PreprocessConfig& pc, int threads,
                      const char* name) {
     const auto rows = labelled_rows(m, labels, split, name);
-    // The rescaled grey plane (1 channel): augmentation works on [0,1] images, the model's
-    // normalisation comes after it.
-    const auto images =
-        preprocess::load_pixels(m, rows, preprocess::InputSpec::processor_input(pc, 1), threads);
-    const auto h = images[0].geometry.out_height, w = images[0].geometry.out_width;
-    for (std::size_t k = 0; k < rows.size(); ++k) {
-        const auto& g = images[k].geometry;
-        RADPROBE_CHECK(g.out_height == h && g.out_width == w, m.record(rows[k]).image_path.string(),
-                       ": preprocessed to ", g.out_height, "x", g.out_width, " but the first ",
-                       name, " image to ", h, "x", w,
-                       "; fine-tuning needs one input size (a model with a centre crop, or "
-                       "--size with square images)");
-    }
+    // The rescaled grey plane (1 channel) mapped back to [0, 1]: augmentation works on [0,1]
+    // images, the model's normalisation comes after it.
     SplitData out;
-    out.x = torch::empty({static_cast<long>(rows.size()), 1, h, w});
-    const double inv = 1.0 / plane_scale(pc);
-    float* dst = out.x.data_ptr<float>();
-    for (std::size_t k = 0; k < rows.size(); ++k) {
-        const auto& plane = images[k].pixels;
-        for (std::size_t i = 0; i < plane.size(); ++i) {
-            dst[k * plane.size() + i] = static_cast<float>(plane[i] * inv);
-        }
-    }
+    load_planes(out, m, rows, preprocess::InputSpec::processor_input(pc, 1), threads, 0.0,
+                1.0 / plane_scale(pc),
+                "fine-tuning needs one input size (a model with a centre crop, or --size with "
+                "square images)");
     set_labels(out, m, labels, rows);
     return out;
 }
@@ -217,9 +201,9 @@ std::vector<double> predict(Model& model, const SplitData& data,
     torch::NoGradGuard guard;
     model.set_train(false);
     std::vector<double> scores;
-    const long n = data.x.size(0);
+    const long n = data.size();
     for (long b = 0; b < n; b += batch) {
-        const auto x = data.x.slice(0, b, std::min<long>(n, b + batch)).to(device);
+        const auto x = data.range(b, std::min<long>(n, b + batch)).to(device);
         training::AutocastGuard autocast(device);
         const auto logits = model.logits(to_pixel_values(x, pc, model.encoder->input_channels()))
                                 .cpu()
@@ -576,7 +560,7 @@ struct EpochLoop {
 
     // One shuffled pass over train; the mean loss of the steps taken.
     double train_epoch(int epoch) {
-        const long n = data.train.x.size(0);
+        const long n = data.train.size();
         const bool scaled = device.is_cuda();  // float16 autocast needs loss scaling
         Rng rng = Rng::derive(o.seed, static_cast<std::uint64_t>(epoch));
         training::seed_torch(rng.next_u64());
@@ -592,8 +576,9 @@ struct EpochLoop {
         long batches = 0;
         for (long b = 0; b < n; b += o.batch) {
             const long e = std::min(n, b + o.batch);
-            const auto idx = torch::tensor(std::vector<long>(order.begin() + b, order.begin() + e));
-            const auto x01 = augment_batch(data.train.x.index_select(0, idx), {}, aug, rng).images;
+            const std::vector<long> rows(order.begin() + b, order.begin() + e);
+            const auto idx = torch::tensor(rows);
+            const auto x01 = augment_batch(data.train.batch(rows), {}, aug, rng).images;
             const auto px =
                 to_pixel_values(x01.to(device), data.pc, model.encoder->input_channels());
             const auto yb = y_train.index_select(0, idx).to(device);
@@ -725,7 +710,7 @@ std::string metrics_json(const FinetuneOptions& o, const Model& model, const Dat
     j["warmup_epochs"] = o.warmup_epochs;
     j["clip_norm"] = o.clip_norm;
     j["patience"] = o.patience;
-    j["input_size"] = {data.train.x.size(2), data.train.x.size(3)};
+    j["input_size"] = {data.train.height, data.train.width};
     j["augment"] = aug.describe();
     j["device"] = o.device;
     j["ran_on"] = model.encoder->device().str();  // where the weights were, not what was asked
@@ -781,7 +766,7 @@ FinetuneResult run_finetune(const FinetuneOptions& o) {
 
     // The shared Trainer: AdamW over the layer-wise groups, warm-up + cosine schedule, global
     // gradient clipping. On resume its AdamW state and step counter come from the checkpoint.
-    training::Trainer trainer(groups.groups, trainer_options(o, data.train.x.size(0)));
+    training::Trainer trainer(groups.groups, trainer_options(o, data.train.size()));
     if (resuming) {
         torch::serialize::InputArchive archive;
         archive.load_from((o.out / "checkpoint" / kOptimizerFile).string(), device);

@@ -39,4 +39,43 @@ void set_labels(LabelledImages& out, const dataset::Manifest& m,
     }
 }
 
+torch::Tensor LabelledImages::batch(const std::vector<long>& idx) const {
+    auto x = torch::empty({static_cast<long>(idx.size()), 1, height, width});
+    for (std::size_t k = 0; k < idx.size(); ++k) {
+        planes->read(static_cast<std::size_t>(idx[k]), x[static_cast<long>(k)].data_ptr<float>());
+    }
+    return x;
+}
+
+torch::Tensor LabelledImages::range(long begin, long end) const {
+    std::vector<long> idx;
+    for (long i = begin; i < end; ++i) {
+        idx.push_back(i);
+    }
+    return batch(idx);
+}
+
+void load_planes(LabelledImages& out, const dataset::Manifest& m,
+                 const std::vector<std::size_t>& rows, const preprocess::InputSpec& spec,
+                 int threads, double shift, double scale, const std::string& why) {
+    preprocess::for_each_input(
+        m, rows, spec, threads, [&](std::size_t k, preprocess::InputImage& image) {
+            const auto& g = image.geometry;
+            if (k == 0) {  // runs before every other image
+                out.height = g.out_height;
+                out.width = g.out_width;
+                out.planes = std::make_shared<ScratchRecords>(
+                    static_cast<std::size_t>(out.height * out.width));
+            }
+            RADPROBE_CHECK(g.out_height == out.height && g.out_width == out.width,
+                           m.record(rows[k]).image_path.string(), ": preprocessed to ",
+                           g.out_height, "x", g.out_width, " but the first image to ", out.height,
+                           "x", out.width, "; ", why);
+            for (float& v : image.pixels) {
+                v = static_cast<float>((static_cast<double>(v) + shift) * scale);
+            }
+            out.planes->write(k, image.pixels.data());
+        });
+}
+
 }  // namespace radprobe::adapt

@@ -170,4 +170,61 @@ void ensure_writable_dir(const fs::path& dir, const std::string& what) {
     RADPROBE_CHECK(wrote, what, " ", d.string(), ": not writable (", std::strerror(err), ")");
 }
 
+ScratchRecords::ScratchRecords(std::size_t floats_per_record, fs::path dir)
+    : floats_(floats_per_record), dir_(std::move(dir)) {
+    if (dir_.empty()) {
+        std::error_code ec;
+        dir_ = fs::temp_directory_path(ec);
+        if (ec) {
+            dir_ = "/tmp";
+        }
+    }
+    std::string name = (dir_ / "radprobe-scratch-XXXXXX").string();
+    fd_ = ::mkstemp(name.data());
+    RADPROBE_CHECK(fd_ >= 0, "scratch folder ", dir_.string(), ": cannot create a temporary file (",
+                   errno_text(), "; set TMPDIR)");
+    ::unlink(name.c_str());  // the open descriptor keeps it; nothing is left behind
+}
+
+ScratchRecords::~ScratchRecords() {
+    if (fd_ >= 0) {
+        ::close(fd_);
+    }
+}
+
+void ScratchRecords::write(std::size_t index, const float* values) {
+    const std::size_t bytes = floats_ * sizeof(float);
+    const auto* p = reinterpret_cast<const char*>(values);
+    auto offset = static_cast<off_t>(index * bytes);
+    for (std::size_t done = 0; done < bytes;) {
+        const auto n = ::pwrite(fd_, p + done, bytes - done, offset + static_cast<off_t>(done));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        RADPROBE_CHECK(n > 0, "scratch file in ", dir_.string(), ": write failed (",
+                       n < 0 ? errno_text() : std::string("no progress"), "; set TMPDIR)");
+        done += static_cast<std::size_t>(n);
+    }
+}
+
+void ScratchRecords::read(std::size_t index, float* values) const {
+    const std::size_t bytes = floats_ * sizeof(float);
+    auto* p = reinterpret_cast<char*>(values);
+    auto offset = static_cast<off_t>(index * bytes);
+    std::size_t done = 0;
+    while (done < bytes) {
+        const auto n = ::pread(fd_, p + done, bytes - done, offset + static_cast<off_t>(done));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        RADPROBE_CHECK(n >= 0, "scratch file in ", dir_.string(), ": read failed (", errno_text(),
+                       ")");
+        if (n == 0) {
+            break;  // past the end: never written
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    std::memset(p + done, 0, bytes - done);
+}
+
 }  // namespace radprobe

@@ -1,9 +1,13 @@
 #include "radprobe/core/npy.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <limits>
 
 #include "radprobe/core/error.hpp"
@@ -284,44 +288,70 @@ NpyArray parse_npy(const std::uint8_t* bytes, std::size_t size, const std::strin
     return array;
 }
 
-NpyArray read_npy_rows(const std::filesystem::path& path, const std::vector<std::int64_t>& rows,
-                       std::int64_t* total_rows) {
-    const std::string name = path.string();
-    std::ifstream in(path, std::ios::binary);
-    RADPROBE_CHECK(in.good(), name, ": cannot open");
-    std::error_code ec;
-    const auto file_size = static_cast<std::uint64_t>(std::filesystem::file_size(path, ec));
-    RADPROBE_CHECK(!ec, name, ": cannot read its size: ", ec.message());
+NpyRowReader::NpyRowReader(const std::filesystem::path& path) : name_(path.string()) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    RADPROBE_CHECK(fd_ >= 0, name_, ": cannot open: ", std::strerror(errno));
+    struct stat st {};
+    RADPROBE_CHECK(::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode), name_, ": not a regular file");
+    const auto file_size = static_cast<std::uint64_t>(st.st_size);
     std::uint8_t prefix[12] = {};
-    in.read(reinterpret_cast<char*>(prefix), sizeof prefix);
-    const NpyPrefix p = parse_prefix(prefix, static_cast<std::size_t>(in.gcount()), name);
-    RADPROBE_CHECK(p.header_offset + p.header_len <= file_size, name, ": .npy header length ",
+    const auto got = ::pread(fd_, prefix, sizeof prefix, 0);
+    const NpyPrefix p = parse_prefix(prefix, got > 0 ? static_cast<std::size_t>(got) : 0, name_);
+    RADPROBE_CHECK(p.header_offset + p.header_len <= file_size, name_, ": .npy header length ",
                    p.header_len, " runs past the end of the file");
     std::string header(p.header_len, '\0');
-    in.seekg(static_cast<std::streamoff>(p.header_offset));
-    in.read(header.data(), static_cast<std::streamsize>(p.header_len));
-    NpyArray array;
-    const std::uint64_t nbytes = parse_header(header, name, array);
-    const std::uint64_t offset = p.header_offset + p.header_len;
-    RADPROBE_CHECK(nbytes == file_size - offset && !array.shape.empty(), name, ": data size ",
-                   file_size - offset, " bytes does not match the shape (", nbytes,
+    RADPROBE_CHECK(::pread(fd_, header.data(), p.header_len, static_cast<off_t>(p.header_offset)) ==
+                       static_cast<ssize_t>(p.header_len),
+                   name_, ": cannot read the .npy header");
+    const std::uint64_t nbytes = parse_header(header, name_, header_);
+    offset_ = p.header_offset + p.header_len;
+    RADPROBE_CHECK(nbytes == file_size - offset_ && !header_.shape.empty(), name_, ": data size ",
+                   file_size - offset_, " bytes does not match the shape (", nbytes,
                    " bytes expected)");
-    const std::int64_t n = array.shape[0];
-    if (total_rows) {
-        *total_rows = n;
+    const std::int64_t n = header_.shape[0];
+    row_bytes_ = n > 0 ? static_cast<std::size_t>(nbytes / static_cast<std::uint64_t>(n)) : 0;
+}
+
+NpyRowReader::~NpyRowReader() {
+    if (fd_ >= 0) {
+        ::close(fd_);
     }
-    const std::uint64_t row_bytes = n > 0 ? nbytes / static_cast<std::uint64_t>(n) : 0;
+}
+
+void NpyRowReader::read(std::int64_t row, void* out) const {
+    read_part(row, 0, row_bytes_, out);
+}
+
+void NpyRowReader::read_part(std::int64_t row, std::size_t offset, std::size_t bytes,
+                             void* out) const {
+    RADPROBE_CHECK(row >= 0 && row < rows(), name_, ": row ", row, " of ", rows(), " requested");
+    RADPROBE_ASSERT(offset <= row_bytes_ && bytes <= row_bytes_ - offset);
+    auto* dst = static_cast<char*>(out);
+    const std::uint64_t at = offset_ + static_cast<std::uint64_t>(row) * row_bytes_ + offset;
+    std::size_t done = 0;
+    while (done < bytes) {
+        const auto n = ::pread(fd_, dst + done, bytes - done, static_cast<off_t>(at + done));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        RADPROBE_CHECK(n > 0, name_, ": truncated while reading row ", row);
+        done += static_cast<std::size_t>(n);
+    }
+}
+
+NpyArray read_npy_rows(const std::filesystem::path& path, const std::vector<std::int64_t>& rows,
+                       std::int64_t* total_rows) {
+    const NpyRowReader reader(path);
+    if (total_rows) {
+        *total_rows = reader.rows();
+    }
+    NpyArray array;
+    array.dtype = reader.dtype();
+    array.shape = reader.shape();
     array.shape[0] = static_cast<std::int64_t>(rows.size());
-    array.data.resize(rows.size() * row_bytes);
+    array.data.resize(rows.size() * reader.row_bytes());
     for (std::size_t k = 0; k < rows.size(); ++k) {
-        RADPROBE_CHECK(rows[k] >= 0 && rows[k] < n, name, ": row ", rows[k], " of ", n,
-                       " requested");
-        in.seekg(
-            static_cast<std::streamoff>(offset + static_cast<std::uint64_t>(rows[k]) * row_bytes));
-        in.read(reinterpret_cast<char*>(array.data.data() + k * row_bytes),
-                static_cast<std::streamsize>(row_bytes));
-        RADPROBE_CHECK(static_cast<std::uint64_t>(in.gcount()) == row_bytes, name,
-                       ": truncated while reading row ", rows[k]);
+        reader.read(rows[k], array.data.data() + k * reader.row_bytes());
     }
     return array;
 }
@@ -331,23 +361,24 @@ NpyArray read_npy(const std::filesystem::path& path) {
     return parse_npy(bytes.data(), bytes.size(), path.string());
 }
 
-std::string serialize_npy(const NpyArray& array) {
-    RADPROBE_ASSERT(array.data.size() ==
-                    static_cast<std::size_t>(array.numel()) * dtype_size(array.dtype));
+namespace {
+
+// The .npy prefix + header of an array of this dtype and shape (format 1.0 when it fits, else
+// 2.0), padded so that the data start at a multiple of 64.
+std::string npy_header(DType dtype, const std::vector<std::int64_t>& dims) {
     std::string shape = "(";
-    for (std::size_t i = 0; i < array.shape.size(); ++i) {
-        shape += std::to_string(array.shape[i]);
-        if (array.shape.size() == 1 || i + 1 < array.shape.size()) {
+    for (std::size_t i = 0; i < dims.size(); ++i) {
+        shape += std::to_string(dims[i]);
+        if (dims.size() == 1 || i + 1 < dims.size()) {
             shape += ",";
         }
-        if (i + 1 < array.shape.size()) {
+        if (i + 1 < dims.size()) {
             shape += " ";
         }
     }
     shape += ")";
-    std::string header = "{'descr': '" + dtype_descr(array.dtype) +
-                         "', 'fortran_order': False, 'shape': " + shape + ", }";
-    // Pad so that magic + len + header + '\n' is a multiple of 64.
+    std::string header =
+        "{'descr': '" + dtype_descr(dtype) + "', 'fortran_order': False, 'shape': " + shape + ", }";
     const bool v2 = header.size() + 11 > 65535;
     const std::size_t prefix = v2 ? 12 : 10;
     std::size_t total = prefix + header.size() + 1;
@@ -363,9 +394,78 @@ std::string serialize_npy(const NpyArray& array) {
         out += static_cast<char>((len >> 16) & 0xff);
         out += static_cast<char>((len >> 24) & 0xff);
     }
-    out += header;
+    return out + header;
+}
+
+}  // namespace
+
+std::string serialize_npy(const NpyArray& array) {
+    RADPROBE_ASSERT(array.data.size() ==
+                    static_cast<std::size_t>(array.numel()) * dtype_size(array.dtype));
+    std::string out = npy_header(array.dtype, array.shape);
     out.append(reinterpret_cast<const char*>(array.data.data()), array.data.size());
     return out;
+}
+
+NpyRowWriter::NpyRowWriter(const std::filesystem::path& path, DType dtype,
+                           const std::vector<std::int64_t>& shape)
+    : path_(path), temp_(temp_name_for(path)) {
+    RADPROBE_ASSERT(!shape.empty() && shape[0] >= 0);
+    rows_ = shape[0];
+    row_bytes_ = dtype_size(dtype);
+    for (std::size_t i = 1; i < shape.size(); ++i) {
+        row_bytes_ *= static_cast<std::size_t>(shape[i]);
+    }
+    if (path.has_parent_path()) {
+        std::error_code ec;
+        std::filesystem::create_directories(path.parent_path(), ec);
+    }
+    fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    RADPROBE_CHECK(fd_ >= 0, path_.string(), ": cannot create: ", std::strerror(errno));
+    const std::string header = npy_header(dtype, shape);
+    write_all(header.data(), header.size());
+}
+
+NpyRowWriter::~NpyRowWriter() {
+    if (fd_ >= 0) {
+        ::close(fd_);
+    }
+    if (!committed_) {
+        std::error_code ec;
+        std::filesystem::remove(temp_, ec);
+    }
+}
+
+void NpyRowWriter::write_all(const void* data, std::size_t bytes) {
+    const auto* p = static_cast<const char*>(data);
+    for (std::size_t done = 0; done < bytes;) {
+        const auto n = ::write(fd_, p + done, bytes - done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        RADPROBE_CHECK(n > 0, path_.string(),
+                       ": write failed: ", n < 0 ? std::strerror(errno) : "no progress");
+        done += static_cast<std::size_t>(n);
+    }
+}
+
+void NpyRowWriter::append(const void* rows, std::int64_t n) {
+    RADPROBE_ASSERT(n >= 0 && written_ + n <= rows_);
+    write_all(rows, static_cast<std::size_t>(n) * row_bytes_);
+    written_ += n;
+}
+
+void NpyRowWriter::commit() {
+    RADPROBE_ASSERT(written_ == rows_);
+    RADPROBE_CHECK(::fsync(fd_) == 0, path_.string(), ": write failed: ", std::strerror(errno));
+    const int fd = fd_;
+    fd_ = -1;
+    RADPROBE_CHECK(::close(fd) == 0, path_.string(), ": close failed: ", std::strerror(errno));
+    std::error_code ec;
+    std::filesystem::rename(temp_, path_, ec);
+    RADPROBE_CHECK(!ec, path_.string(),
+                   ": cannot rename temporary file into place: ", ec.message());
+    committed_ = true;
 }
 
 void write_npy(const std::filesystem::path& path, const NpyArray& array) {

@@ -598,26 +598,29 @@ struct Encoding {
         write_file_atomic(dir / "COMPLETE", key + "\n");
     }
 
+    // Streams the shards' rows of one pooling into POOL.npy (never the whole store in memory:
+    // a patch-grid row of a ViT-B at 518 px is 4 MB).
     void merge_pooling(Pooling pooling, std::int64_t num_shards,
                        const std::vector<std::uint8_t>& ok_rows) const {
         const std::int64_t width = row_width(pooling);
-        std::vector<float> all;
-        std::int64_t n_ok = 0;
+        const auto n_ok =
+            static_cast<std::int64_t>(std::count(ok_rows.begin(), ok_rows.end(), std::uint8_t{1}));
+        NpyRowWriter out(dir / (pool_file(pooling) + ".npy"), DType::kFloat32, {n_ok, width});
         std::size_t row = 0;
         for (std::int64_t k = 0; k < num_shards; ++k) {
             const NpyArray a =
                 read_npy(dir / "shards" / (shard_name(k) + "_" + pool_file(pooling) + ".npy"));
-            RADPROBE_CHECK(a.shape.size() == 2 && a.shape[1] == width, dir.string(), ": shard ", k,
+            RADPROBE_CHECK(a.dtype == DType::kFloat32 && a.shape.size() == 2 && a.shape[1] == width,
+                           dir.string(), ": shard ", k,
                            " has the wrong shape (store corrupt; delete it)");
             const float* v = a.as<float>();
             for (std::int64_t r = 0; r < a.shape[0]; ++r, ++row) {
                 if (ok_rows.at(row)) {
-                    all.insert(all.end(), v + r * width, v + (r + 1) * width);
-                    ++n_ok;
+                    out.append(v + r * width, 1);
                 }
             }
         }
-        write_npy_f32(dir / (pool_file(pooling) + ".npy"), {n_ok, width}, all.data());
+        out.commit();
     }
 };
 

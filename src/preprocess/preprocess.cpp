@@ -460,20 +460,27 @@ std::vector<float> to_input(const imaging::Image& image, const InputSpec& spec) 
     return to_input(image.pixels.data(), image.rows, image.cols, spec);
 }
 
-std::vector<InputImage> load_pixels(const dataset::Manifest& manifest,
-                                    const std::vector<std::size_t>& rows, const InputSpec& spec,
-                                    int threads, bool with_pixels) {
-    std::vector<InputImage> out(rows.size());
-    parallel_for(rows.size(), threads, [&](std::size_t begin, std::size_t end) {
+void for_each_input(const dataset::Manifest& manifest, const std::vector<std::size_t>& rows,
+                    const InputSpec& spec, int threads,
+                    const std::function<void(std::size_t, InputImage&)>& fn, bool with_pixels) {
+    auto one = [&](std::size_t k) {
+        const imaging::Image img = imaging::decode(manifest.record(rows[k]).image_path);
+        InputImage input;
+        input.geometry = input_geometry(spec, img.rows, img.cols);
+        if (with_pixels) {
+            input.pixels = to_input(img, spec);
+        }
+        fn(k, input);
+    };
+    if (rows.empty()) {
+        return;
+    }
+    one(0);
+    parallel_for(rows.size() - 1, threads, [&](std::size_t begin, std::size_t end) {
         for (std::size_t k = begin; k < end; ++k) {
-            const imaging::Image img = imaging::decode(manifest.record(rows[k]).image_path);
-            out[k].geometry = input_geometry(spec, img.rows, img.cols);
-            if (with_pixels) {
-                out[k].pixels = to_input(img, spec);
-            }
+            one(k + 1);
         }
     });
-    return out;
 }
 
 }  // namespace radprobe::preprocess

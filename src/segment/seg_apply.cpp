@@ -97,12 +97,11 @@ SegmentResult apply_segment(const SegmentApplyOptions& o) {
                        set.samples[0].geometry.out_height, "×", set.samples[0].geometry.out_width,
                        ", the decoder was trained on ", out_h, "×", out_w);
         SegRunner runner{spec, net, encoder.get(), layers, config, device};
-        const auto probs = runner.predict(set, o.batch);
         eval::SegmentationOptions seg;
         seg.both_empty = eval::parse_both_empty(both);
         seg.one_empty = eval::parse_one_empty(one);
         std::vector<eval::SegmentationScores> scores;
-        result.test = score_samples(set.samples, probs, seg, &scores, &o.out);
+        result.test = predict_and_score(runner, set, o.batch, seg, &scores, &o.out);
         write_outputs(o.out, set.samples, result.test);
         result.n_test = set.samples.size();
         summarise_into(result, set.samples, scores, o.seed, o.n_boot, o.level);

@@ -8,11 +8,14 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "radprobe/core/files.hpp"
+#include "radprobe/core/npy.hpp"
 #include "radprobe/dataset/manifest.hpp"
 #include "radprobe/encoders/encoder.hpp"
 #include "radprobe/encoders/model_dir.hpp"
@@ -48,19 +51,38 @@ struct Sample {
     dataset::Split split = dataset::Split::kNone;
     preprocess::Geometry geometry;
     bool has_truth = false;
-    PackedMask truth;           ///< original grid, run-length encoded
-    std::vector<float> target;  ///< out_height × out_width area fractions
-    std::vector<float> pixels;  ///< out_height × out_width grey in [0,1] (keep_pixels)
+    PackedMask truth;  ///< original grid, run-length encoded
 };
 
+/// A frozen encoder's patch grids, read batch by batch from its extraction store's patches.npy
+/// (a row of a ViT-B at 518 px is 4 MB per layer: never the whole store in memory).
+struct CachedGrids {
+    std::shared_ptr<const NpyRowReader> store;  ///< STORE/patches.npy
+    std::vector<std::int64_t> store_row;        ///< per sample of the set
+    std::vector<std::int64_t> layers;           ///< the selected layers' positions in a row
+    std::int64_t grid_h = 0, grid_w = 0, dim = 0;
+
+    /// One N×D×gh×gw tensor per selected layer, for the samples `idx`.
+    std::vector<torch::Tensor> batch(const std::vector<std::int64_t>& idx) const;
+};
+
+/// The samples of one split, with what the network eats held outside the process's memory: the
+/// model-input planes in scratch files (one record of out_height × out_width floats per sample),
+/// patch grids in the store. Memory stays flat whatever the number of images.
 struct SampleSet {
     std::vector<Sample> samples;
-    torch::Tensor grids;  ///< cached: N × layers × D × gh × gw (undefined for live input)
+    std::shared_ptr<ScratchRecords> pixels;    ///< grey in [0,1] (keep_pixels), else null
+    std::shared_ptr<ScratchRecords> targets;   ///< area fractions (zeros without truth), or null
+    std::shared_ptr<const CachedGrids> grids;  ///< cached input, or null for live input
+
+    /// N×1×H×W planes of the samples `idx` from `pixels` or `targets`.
+    torch::Tensor planes(const ScratchRecords& records, const std::vector<std::int64_t>& idx) const;
 };
 
-/// Decodes the rows' images, computes their geometry, loads `mask` (when non-empty and
-/// recorded) and its input-grid target. Throws InputError when images give different model
-/// input sizes.
+/// Decodes the rows' images (in chunks, so that only a chunk of full-size images is held),
+/// computes their geometry, writes their model-input pixels (keep_pixels) and, with `mask`
+/// recorded, the input-grid target to scratch files, and keeps the truth run-length encoded.
+/// Throws InputError when images give different model input sizes.
 SampleSet load_samples(const dataset::Manifest& manifest, const std::vector<std::size_t>& rows,
                        const std::string& mask, const InputSpec& spec, int threads);
 
@@ -84,7 +106,7 @@ struct SegRunner {
     torch::Device device = torch::kCPU;
 
     void set_train(bool train);
-    /// N×1×H×W [0,1] model-input pixels of the samples `idx`.
+    /// N×1×H×W [0,1] model-input pixels of the samples `idx`, on the device.
     torch::Tensor pixels(const SampleSet& set, const std::vector<std::int64_t>& idx) const;
     /// Cached grids of the samples `idx`, one N×D×gh×gw tensor per layer, on the device.
     std::vector<torch::Tensor> cached_inputs(const SampleSet& set,
@@ -92,18 +114,26 @@ struct SegRunner {
     /// Pixels → network inputs (differentiable through the encoder unless a NoGradGuard is
     /// active).
     std::vector<torch::Tensor> live_inputs(const torch::Tensor& x01);
-    /// Probabilities (out_h × out_w per sample) in eval mode.
-    std::vector<std::vector<float>> predict(const SampleSet& set, int batch);
+    /// Eval mode, no gradients: the probabilities of the set batch by batch, each handed to
+    /// `on_batch(first, probs)` (probs: n × out_h × out_w on the CPU, contiguous, for the samples
+    /// first .. first + n − 1) and dropped, so they are never all held.
+    void predict(const SampleSet& set, int batch,
+                 const std::function<void(std::size_t, const torch::Tensor&)>& on_batch);
 };
 
-/// Scores each sample's probabilities on its original grid (threshold 0.5); `scores` is filled
-/// when given. With `out`, each predicted original-grid mask is written as it is scored (never
-/// all held at once) to OUT/masks/<row>_<stem>.png and its path set in the result.
-std::vector<SegImageResult> score_samples(const std::vector<Sample>& samples,
-                                          const std::vector<std::vector<float>>& probabilities,
-                                          const eval::SegmentationOptions& seg,
-                                          std::vector<eval::SegmentationScores>* scores,
-                                          const std::filesystem::path* out);
+/// Predicts the set batch by batch and scores each sample as its batch completes (threshold
+/// 0.5, on its original grid): score_samples without holding every probability map.
+std::vector<SegImageResult> predict_and_score(SegRunner& runner, const SampleSet& set, int batch,
+                                              const eval::SegmentationOptions& seg,
+                                              std::vector<eval::SegmentationScores>* scores,
+                                              const std::filesystem::path* out);
+
+/// Scores one sample's probabilities (out_h × out_w) on its original grid (threshold 0.5) into
+/// `result` (and `scores` when given). With `out`, the predicted original-grid mask is written
+/// to OUT/masks/<row>_<stem>.png and its path set in the result.
+void score_sample(const Sample& sample, const float* probabilities,
+                  const eval::SegmentationOptions& seg, SegImageResult& result,
+                  eval::SegmentationScores* scores, const std::filesystem::path* out);
 
 /// Mean of the defined Dice values (NaN when none). With positives_only, over the images whose
 /// truth is non-empty.
@@ -121,7 +151,7 @@ void summarise_into(SegmentResult& result, const std::vector<Sample>& samples,
                     const std::vector<eval::SegmentationScores>& scores, std::uint64_t seed,
                     std::size_t n_boot, double level);
 
-/// OUT/predictions.csv (the masks were written by score_samples).
+/// OUT/predictions.csv (the masks were written as they were scored).
 void write_outputs(const std::filesystem::path& out, const std::vector<Sample>& samples,
                    const std::vector<SegImageResult>& results);
 

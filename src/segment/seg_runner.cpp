@@ -13,24 +13,51 @@ void SegRunner::set_train(bool train) {
     }
 }
 
-torch::Tensor SegRunner::pixels(const SampleSet& set, const std::vector<std::int64_t>& idx) const {
-    const auto& g = set.samples.at(static_cast<std::size_t>(idx.at(0))).geometry;
+torch::Tensor SampleSet::planes(const ScratchRecords& records,
+                                const std::vector<std::int64_t>& idx) const {
+    const auto& g = samples.at(static_cast<std::size_t>(idx.at(0))).geometry;
+    RADPROBE_ASSERT(static_cast<std::int64_t>(records.record_floats()) ==
+                    g.out_height * g.out_width);
     auto x = torch::empty({static_cast<std::int64_t>(idx.size()), 1, g.out_height, g.out_width});
     for (std::size_t k = 0; k < idx.size(); ++k) {
-        const auto& p = set.samples[static_cast<std::size_t>(idx[k])].pixels;
-        RADPROBE_ASSERT(static_cast<std::int64_t>(p.size()) == g.out_height * g.out_width);
-        std::memcpy(x[static_cast<std::int64_t>(k)].data_ptr<float>(), p.data(),
-                    p.size() * sizeof(float));
+        records.read(static_cast<std::size_t>(idx[k]),
+                     x[static_cast<std::int64_t>(k)].data_ptr<float>());
     }
-    return x.to(device);
+    return x;
+}
+
+std::vector<torch::Tensor> CachedGrids::batch(const std::vector<std::int64_t>& idx) const {
+    const std::int64_t G = grid_h * grid_w, n = static_cast<std::int64_t>(idx.size());
+    const auto nl = static_cast<std::int64_t>(layers.size());
+    auto x = torch::empty({n, nl, grid_h, grid_w, dim});
+    const std::size_t layer_bytes = static_cast<std::size_t>(G * dim) * sizeof(float);
+    for (std::int64_t k = 0; k < n; ++k) {
+        const auto row = store_row.at(static_cast<std::size_t>(idx[static_cast<std::size_t>(k)]));
+        for (std::int64_t l = 0; l < nl; ++l) {
+            store->read_part(
+                row, static_cast<std::size_t>(layers[static_cast<std::size_t>(l)]) * layer_bytes,
+                layer_bytes, x[k][l].data_ptr<float>());
+        }
+    }
+    // N×nl×gh×gw×D → per layer N×D×gh×gw
+    x = x.permute({0, 1, 4, 2, 3}).contiguous();
+    std::vector<torch::Tensor> out;
+    for (std::int64_t l = 0; l < nl; ++l) {
+        out.push_back(x.select(1, l));
+    }
+    return out;
+}
+
+torch::Tensor SegRunner::pixels(const SampleSet& set, const std::vector<std::int64_t>& idx) const {
+    RADPROBE_ASSERT(set.pixels != nullptr);
+    return set.planes(*set.pixels, idx).to(device);
 }
 
 std::vector<torch::Tensor> SegRunner::cached_inputs(const SampleSet& set,
                                                     const std::vector<std::int64_t>& idx) const {
-    const auto sel = set.grids.index_select(0, torch::tensor(idx, torch::kLong)).to(device);
-    std::vector<torch::Tensor> out;
-    for (std::int64_t l = 0; l < sel.size(1); ++l) {
-        out.push_back(sel.select(1, l));
+    auto out = set.grids->batch(idx);
+    for (auto& t : out) {
+        t = t.to(device);
     }
     return out;
 }
@@ -54,28 +81,23 @@ std::vector<torch::Tensor> SegRunner::live_inputs(const torch::Tensor& x01) {
     return grids_from_output(out, layers, L, config.num_register_tokens, config.has_cls_token);
 }
 
-std::vector<std::vector<float>> SegRunner::predict(const SampleSet& set, int batch) {
+void SegRunner::predict(const SampleSet& set, int batch,
+                        const std::function<void(std::size_t, const torch::Tensor&)>& on_batch) {
     set_train(false);
     torch::NoGradGuard guard;
-    std::vector<std::vector<float>> out;
     const auto n = static_cast<std::int64_t>(set.samples.size());
     for (std::int64_t b = 0; b < n; b += batch) {
         std::vector<std::int64_t> idx;
         for (std::int64_t i = b; i < std::min(n, b + batch); ++i) {
             idx.push_back(i);
         }
-        const auto inputs =
-            set.grids.defined() ? cached_inputs(set, idx) : live_inputs(pixels(set, idx));
+        const auto inputs = set.grids ? cached_inputs(set, idx) : live_inputs(pixels(set, idx));
         const auto p = torch::sigmoid(net->forward_logits(inputs))
                            .to(torch::kCPU, torch::kFloat32)
+                           .squeeze(1)
                            .contiguous();
-        const std::int64_t plane = p.size(2) * p.size(3);
-        for (std::int64_t k = 0; k < p.size(0); ++k) {
-            const float* v = p.data_ptr<float>() + k * plane;
-            out.emplace_back(v, v + plane);
-        }
+        on_batch(static_cast<std::size_t>(b), p);
     }
-    return out;
 }
 
 void save_seg_net(torch::nn::Module& net, const std::filesystem::path& path) {

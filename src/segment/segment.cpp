@@ -143,35 +143,46 @@ SampleSet load_samples(const dataset::Manifest& manifest, const std::vector<std:
     SampleSet set;
     set.samples.resize(rows.size());
     const auto mask_idx = mask.empty() ? std::nullopt : manifest.mask_index(mask);
-    auto images = preprocess::load_pixels(manifest, rows, spec.input, threads, spec.keep_pixels);
-    parallel_for(rows.size(), threads, [&](std::size_t begin, std::size_t end) {
-        for (std::size_t k = begin; k < end; ++k) {
+    preprocess::Geometry first;  // of rows[0]: every image must give its input size
+    preprocess::for_each_input(
+        manifest, rows, spec.input, threads,
+        [&](std::size_t k, preprocess::InputImage& image) {
             Sample& s = set.samples[k];
             s.row = rows[k];
             const auto& rec = manifest.record(rows[k]);
             s.id = rec.id;
             s.patient = rec.patient_id;
             s.split = rec.split;
-            s.geometry = images[k].geometry;
-            s.pixels = std::move(images[k].pixels);  // empty unless spec.keep_pixels
+            s.geometry = image.geometry;
+            if (k == 0) {  // runs before every other image
+                first = image.geometry;
+                const auto plane = static_cast<std::size_t>(first.out_height * first.out_width);
+                if (spec.keep_pixels) {
+                    set.pixels = std::make_shared<ScratchRecords>(plane);
+                }
+                if (mask_idx) {
+                    set.targets = std::make_shared<ScratchRecords>(plane);
+                }
+            }
+            RADPROBE_CHECK(s.geometry.out_height == first.out_height &&
+                               s.geometry.out_width == first.out_width,
+                           manifest.path().string(), ": image ", s.id,
+                           " gives another model input size than the first image; segmentation "
+                           "needs one fixed input size (a centre crop or a fixed resize)");
+            if (set.pixels) {
+                set.pixels->write(k, image.pixels.data());
+            }
             if (mask_idx) {
                 auto m = manifest.load_mask(rows[k], mask, static_cast<int>(s.geometry.rows),
                                             static_cast<int>(s.geometry.cols));
                 if (m) {
                     s.has_truth = true;
-                    s.target = preprocess::mask_to_input(*m, s.geometry);
+                    set.targets->write(k, preprocess::mask_to_input(*m, s.geometry).data());
                     s.truth = pack_mask(*m);
                 }
             }
-        }
-    });
-    for (const auto& s : set.samples) {
-        RADPROBE_CHECK(s.geometry.out_height == set.samples[0].geometry.out_height &&
-                           s.geometry.out_width == set.samples[0].geometry.out_width,
-                       manifest.path().string(), ": image ", s.id,
-                       " gives another model input size than the first image; segmentation "
-                       "needs one fixed input size (a centre crop or a fixed resize)");
-    }
+        },
+        spec.keep_pixels);
     return set;
 }
 
@@ -225,39 +236,47 @@ void write_prediction_mask(const fs::path& out, const std::string& rel, const ev
 
 }  // namespace
 
-std::vector<SegImageResult> score_samples(const std::vector<Sample>& samples,
-                                          const std::vector<std::vector<float>>& probabilities,
-                                          const eval::SegmentationOptions& seg,
-                                          std::vector<eval::SegmentationScores>* scores,
-                                          const fs::path* out) {
-    std::vector<SegImageResult> results(samples.size());
-    if (scores) {
-        scores->assign(samples.size(), {});
-    }
-    parallel_for(samples.size(), 0, [&](std::size_t begin, std::size_t end) {
-        for (std::size_t i = begin; i < end; ++i) {
-            const Sample& s = samples[i];
-            const auto orig = preprocess::input_to_original(probabilities[i].data(), s.geometry);
-            const auto pred = threshold_mask(orig, s.geometry.rows, s.geometry.cols);
-            SegImageResult& r = results[i];
-            r.image = s.id;
-            r.patient_id = s.patient;
-            r.prediction_empty = pred.empty_foreground();
-            if (s.has_truth) {
-                const auto sc = eval::segmentation_scores(pred, unpack_to_eval(s.truth), seg);
-                r.truth_empty = sc.truth_empty;
-                r.dice = sc.dice;
-                r.iou = sc.iou;
-                r.hd95 = sc.hd95;
-                if (scores) {
-                    (*scores)[i] = sc;
-                }
-            }
-            if (out) {
-                r.mask_path = prediction_mask_path(s);
-                write_prediction_mask(*out, r.mask_path, pred);
-            }
+void score_sample(const Sample& s, const float* probabilities, const eval::SegmentationOptions& seg,
+                  SegImageResult& r, eval::SegmentationScores* scores, const fs::path* out) {
+    const auto orig = preprocess::input_to_original(probabilities, s.geometry);
+    const auto pred = threshold_mask(orig, s.geometry.rows, s.geometry.cols);
+    r.image = s.id;
+    r.patient_id = s.patient;
+    r.prediction_empty = pred.empty_foreground();
+    if (s.has_truth) {
+        const auto sc = eval::segmentation_scores(pred, unpack_to_eval(s.truth), seg);
+        r.truth_empty = sc.truth_empty;
+        r.dice = sc.dice;
+        r.iou = sc.iou;
+        r.hd95 = sc.hd95;
+        if (scores) {
+            *scores = sc;
         }
+    }
+    if (out) {
+        r.mask_path = prediction_mask_path(s);
+        write_prediction_mask(*out, r.mask_path, pred);
+    }
+}
+
+std::vector<SegImageResult> predict_and_score(SegRunner& runner, const SampleSet& set, int batch,
+                                              const eval::SegmentationOptions& seg,
+                                              std::vector<eval::SegmentationScores>* scores,
+                                              const fs::path* out) {
+    std::vector<SegImageResult> results(set.samples.size());
+    if (scores) {
+        scores->assign(set.samples.size(), {});
+    }
+    runner.predict(set, batch, [&](std::size_t first, const torch::Tensor& probs) {
+        const std::int64_t plane = probs.size(1) * probs.size(2);
+        parallel_for(static_cast<std::size_t>(probs.size(0)), 0, [&](std::size_t b, std::size_t e) {
+            for (std::size_t k = b; k < e; ++k) {
+                const std::size_t i = first + k;
+                score_sample(set.samples[i],
+                             probs.data_ptr<float>() + static_cast<std::int64_t>(k) * plane, seg,
+                             results[i], scores ? &(*scores)[i] : nullptr, out);
+            }
+        });
     });
     return results;
 }
@@ -572,7 +591,7 @@ std::array<SampleSet, 3> load_split_samples(const dataset::Manifest& manifest,
     return data;
 }
 
-// Cached grids: each sample's selected layers, N×(nl·D)×gh×gw views built per batch.
+// Cached grids: each sample's row in the store's patches.npy, read per batch.
 void load_cached_grids(std::array<SampleSet, 3>& data, const InputSource& src) {
     const auto& grid_info = src.grid_info;
     const auto& store_dir = src.store_dir;
@@ -580,11 +599,24 @@ void load_cached_grids(std::array<SampleSet, 3>& data, const InputSource& src) {
                    store_dir.string(), ": the store's input size ", grid_info.input_height, "×",
                    grid_info.input_width, " differs from this preprocessing (", src.out_h, "×",
                    src.out_w, ")");
-    const auto table = features::read_embeddings(store_dir, "patches");
-    std::map<std::string, std::size_t> row_of;
-    for (std::size_t i = 0; i < table.image_ids.size(); ++i) {
-        row_of[table.image_ids[i]] = i;
+    // The store's rows: index.csv's successful images, in order (as patches.npy holds them).
+    const auto index = CsvTable::read(store_dir / "index.csv");
+    std::map<std::string, std::int64_t> row_of;
+    {
+        const auto ok = index.column("ok"), image = index.column("image");
+        std::int64_t r = 0;
+        for (const auto& rec : index.rows()) {
+            if (rec[ok] == "1") {
+                row_of[rec[image]] = r++;
+            }
+        }
     }
+    auto store = std::make_shared<const NpyRowReader>(store_dir / "patches.npy");
+    RADPROBE_CHECK(store->dtype() == DType::kFloat32 && store->shape().size() == 2 &&
+                       store->rows() == static_cast<std::int64_t>(row_of.size()) &&
+                       store->shape()[1] == grid_info.row_width(),
+                   store_dir.string(),
+                   ": patches.npy does not match index.csv and patch_grid.json");
     std::string held;  // the store's layers, for the message
     for (int l : grid_info.layers) {
         if (!held.empty()) {
@@ -592,36 +624,27 @@ void load_cached_grids(std::array<SampleSet, 3>& data, const InputSource& src) {
         }
         held += std::to_string(l);
     }
-    std::vector<std::size_t> which;
+    CachedGrids base;
+    base.store = store;
+    base.grid_h = grid_info.grid_h;
+    base.grid_w = grid_info.grid_w;
+    base.dim = grid_info.dim;
     for (int idx : src.layer_idx) {
         const auto it = std::find(grid_info.layers.begin(), grid_info.layers.end(), idx);
         RADPROBE_CHECK(it != grid_info.layers.end(), store_dir.string(),
                        ": the store has no layer ", idx, " (it holds ", held,
                        "); extract with --layers");
-        which.push_back(static_cast<std::size_t>(it - grid_info.layers.begin()));
+        base.layers.push_back(it - grid_info.layers.begin());
     }
-    const std::int64_t G = grid_info.grid_h * grid_info.grid_w, D = grid_info.dim;
     for (auto& set : data) {
-        const auto n = static_cast<std::int64_t>(set.samples.size());
-        set.grids = torch::empty(
-            {n, static_cast<std::int64_t>(which.size()), grid_info.grid_h, grid_info.grid_w, D});
-        float* dst = set.grids.data_ptr<float>();
-        for (std::int64_t i = 0; i < n; ++i) {
-            const auto& s = set.samples[static_cast<std::size_t>(i)];
+        auto grids = std::make_shared<CachedGrids>(base);
+        for (const auto& s : set.samples) {
             const auto it = row_of.find(s.id);
             RADPROBE_CHECK(it != row_of.end(), store_dir.string(), ": image ", s.id,
                            " has no row (failed extraction, or another manifest)");
-            const float* src_row = table.values.data() + it->second * table.dim;
-            for (std::size_t l = 0; l < which.size(); ++l) {
-                std::memcpy(dst + (i * static_cast<std::int64_t>(which.size()) +
-                                   static_cast<std::int64_t>(l)) *
-                                      G * D,
-                            src_row + static_cast<std::int64_t>(which[l]) * G * D,
-                            static_cast<std::size_t>(G * D) * sizeof(float));
-            }
+            grids->store_row.push_back(it->second);
         }
-        // N×nl×gh×gw×D → N×nl×D×gh×gw
-        set.grids = set.grids.permute({0, 1, 4, 2, 3}).contiguous();
+        set.grids = std::move(grids);
     }
 }
 
@@ -704,16 +727,6 @@ struct EpochLoop {
     SegRunner& runner;
     training::Trainer& trainer;
 
-    torch::Tensor targets_of(const SampleSet& set, const std::vector<std::int64_t>& idx) const {
-        auto t = torch::empty({static_cast<std::int64_t>(idx.size()), 1, src.out_h, src.out_w});
-        for (std::size_t k = 0; k < idx.size(); ++k) {
-            const auto& v = set.samples[static_cast<std::size_t>(idx[k])].target;
-            std::memcpy(t[static_cast<std::int64_t>(k)].data_ptr<float>(), v.data(),
-                        v.size() * sizeof(float));
-        }
-        return t;
-    }
-
     void train_epoch(const SampleSet& train, Rng& rng) {
         const auto n_train = static_cast<long>(train.samples.size());
         runner.set_train(true);
@@ -730,7 +743,7 @@ struct EpochLoop {
             if (idx.size() < 2 && n_train >= 2) {
                 continue;  // BatchNorm statistics need two samples
             }
-            auto targets = targets_of(train, idx);
+            auto targets = train.planes(*train.targets, idx);
             std::vector<torch::Tensor> inputs;
             if (plan.cached) {
                 inputs = runner.cached_inputs(train, idx);
@@ -754,9 +767,8 @@ struct EpochLoop {
     }
 
     double val_dice(const SampleSet& val) {
-        const auto val_probs = runner.predict(val, o.batch);
         const auto val_results =
-            score_samples(val.samples, val_probs, plan.seg_opts, nullptr, nullptr);
+            predict_and_score(runner, val, o.batch, plan.seg_opts, nullptr, nullptr);
         // Early stopping watches the Dice over val images with a non-empty mask when there are
         // any: under the empty-mask convention an empty prediction scores 1 on every empty
         // image, so for a rare finding the all-images Dice prefers epochs that predict nothing
@@ -955,10 +967,9 @@ SegmentResult run_segment(const SegmentOptions& o) {
     EpochLoop{o, plan, src, runner, trainer}.run(data, result);
 
     // Test.
-    const auto test_probs = runner.predict(data[2], o.batch);
     std::vector<eval::SegmentationScores> scores;
     const fs::path* mask_out = o.out ? &*o.out : nullptr;
-    result.test = score_samples(data[2].samples, test_probs, plan.seg_opts, &scores, mask_out);
+    result.test = predict_and_score(runner, data[2], o.batch, plan.seg_opts, &scores, mask_out);
     summarise_into(result, data[2].samples, scores, o.seed, o.n_boot, o.level);
     result.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

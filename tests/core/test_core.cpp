@@ -58,6 +58,70 @@ TEST(Npy, ReadsSelectedRowsWithoutTheRest) {
     EXPECT_THROW(read_npy_rows(tmp / "junk.npy", {0}), InputError);
 }
 
+// The streaming writer gives the same bytes as the whole-array writer (so a merged store is the
+// same file as before), appears only at commit(), and leaves nothing when dropped; the row reader
+// reads parts of rows.
+TEST(Npy, RowWriterEqualsWholeArrayWriterAndRowReaderReadsParts) {
+    TempDir tmp;
+    std::vector<float> v(4 * 6);
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        v[i] = static_cast<float>(i) - 3.5f;
+    }
+    write_npy_f32(tmp / "whole.npy", {4, 6}, v.data());
+    {
+        NpyRowWriter w(tmp / "rows.npy", DType::kFloat32, {4, 6});
+        w.append(v.data(), 1);
+        w.append(v.data() + 6, 3);
+        EXPECT_FALSE(std::filesystem::exists(tmp / "rows.npy"));
+        w.commit();
+    }
+    EXPECT_EQ(read_file_text(tmp / "rows.npy"), read_file_text(tmp / "whole.npy"));
+    {
+        NpyRowWriter dropped(tmp / "dropped.npy", DType::kFloat32, {4, 6});
+        dropped.append(v.data(), 2);
+    }
+    EXPECT_FALSE(std::filesystem::exists(tmp / "dropped.npy"));
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(tmp.path()), {}), 2);
+
+    const NpyRowReader r(tmp / "rows.npy");
+    EXPECT_EQ(r.rows(), 4);
+    EXPECT_EQ(r.row_bytes(), 24u);
+    float part[2] = {};
+    r.read_part(2, 3 * sizeof(float), sizeof part, part);
+    EXPECT_EQ(part[0], v[2 * 6 + 3]);
+    EXPECT_EQ(part[1], v[2 * 6 + 4]);
+    EXPECT_THROW(r.read(4, part), InputError);
+}
+
+// Scratch records: read back what was written, from many threads, zeros where nothing was
+// written; the file is unlinked at once (nothing in the folder, even while it is in use).
+TEST(Files, ScratchRecordsReadBackWhatWasWrittenAndLeaveNoFile) {
+    TempDir tmp;
+    ScratchRecords rec(1000, tmp.path());
+    EXPECT_TRUE(std::filesystem::is_empty(tmp.path()));
+    auto fill = [](std::size_t i) {
+        std::vector<float> v(1000, static_cast<float>(i) + 0.25f);
+        v[999] = -static_cast<float>(i);
+        return v;
+    };
+    parallel_for(64, 4, [&](std::size_t b, std::size_t e) {
+        for (std::size_t i = b; i < e; ++i) {
+            rec.write(i, fill(i).data());
+        }
+    });
+    rec.write(80, fill(80).data());
+    std::vector<float> got(1000);
+    for (std::size_t i : {0, 1, 31, 32, 63, 80}) {
+        rec.read(i, got.data());
+        EXPECT_EQ(got, fill(i)) << i;
+    }
+    for (std::size_t i : {70, 500}) {  // a hole, past the end: zeros
+        rec.read(i, got.data());
+        EXPECT_EQ(got, std::vector<float>(1000, 0.0f)) << i;
+    }
+    EXPECT_THROW(ScratchRecords(4, tmp / "missing-folder"), InputError);
+}
+
 TEST(Npy, HeaderIsAlignedTo64BytesAsNumpyRequires) {
     NpyArray a;
     a.shape = {5};

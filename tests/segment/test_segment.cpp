@@ -25,6 +25,22 @@ namespace {
 namespace fs = std::filesystem;
 using test::TempDir;
 
+// score_sample over each sample with its probabilities.
+std::vector<SegImageResult> score_samples(const std::vector<Sample>& samples,
+                                          const std::vector<std::vector<float>>& probabilities,
+                                          const eval::SegmentationOptions& seg,
+                                          std::vector<eval::SegmentationScores>* scores) {
+    std::vector<SegImageResult> results(samples.size());
+    if (scores) {
+        scores->assign(samples.size(), {});
+    }
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+        score_sample(samples[i], probabilities[i].data(), seg, results[i],
+                     scores ? &(*scores)[i] : nullptr, nullptr);
+    }
+    return results;
+}
+
 dataset::Mask rectangle(int rows, int cols, int x0, int y0, int x1, int y1) {
     dataset::Mask m(rows, cols);
     for (int r = y0; r < y1; ++r) {
@@ -149,7 +165,7 @@ TEST(SegMetrics, EmptyTruthConventionIsApplied) {
     std::vector<float> spot(64, 0.0f);
     spot[9] = 1.0f;
     eval::SegmentationOptions perfect;
-    const auto r = score_samples({s, s}, {zeros, spot}, perfect, nullptr, nullptr);
+    const auto r = score_samples({s, s}, {zeros, spot}, perfect, nullptr);
     EXPECT_TRUE(r[0].truth_empty);
     EXPECT_TRUE(r[0].prediction_empty);
     EXPECT_DOUBLE_EQ(*r[0].dice, 1.0);  // both empty, "perfect"
@@ -157,7 +173,7 @@ TEST(SegMetrics, EmptyTruthConventionIsApplied) {
     EXPECT_FALSE(r[1].hd95.has_value());
     eval::SegmentationOptions exclude;
     exclude.both_empty = eval::BothEmpty::kExclude;
-    const auto x = score_samples({s}, {zeros}, exclude, nullptr, nullptr);
+    const auto x = score_samples({s}, {zeros}, exclude, nullptr);
     EXPECT_FALSE(x[0].dice.has_value());
     EXPECT_TRUE(std::isnan(mean_dice(x)));
 }
@@ -188,7 +204,7 @@ TEST(SegMetrics, DiceOverPositiveImagesOnlyLeavesTheEmptyMaskConventionOut) {
     }
     std::vector<eval::SegmentationScores> scores;
     const auto per_image = score_samples(samples, {zeros, zeros, half, zeros, half},
-                                         eval::SegmentationOptions{}, &scores, nullptr);
+                                         eval::SegmentationOptions{}, &scores);
     ASSERT_NEAR(*per_image[2].dice, 2.0 / 3.0, 1e-12);
     SegmentResult r;
     summarise_into(r, samples, scores, 7, 200, 0.95);

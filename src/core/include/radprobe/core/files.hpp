@@ -61,6 +61,32 @@ private:
     int fd_ = -1;
 };
 
+/// Fixed-size records of floats in a temporary file, for data a step reads batch by batch but
+/// must not hold all at once (the model-input planes of a segmentation run: 1 MB per image at
+/// 518 px). Written once, read back by index from any thread (pwrite/pread). The file lives in
+/// `dir` (default: $TMPDIR, else /tmp) and is unlinked as soon as it is created, so it goes with
+/// the object or with the process, however it ends; its pages stay in the kernel's page cache,
+/// not in the process's resident memory.
+class ScratchRecords {
+public:
+    explicit ScratchRecords(std::size_t floats_per_record, std::filesystem::path dir = {});
+    ~ScratchRecords();
+    ScratchRecords(const ScratchRecords&) = delete;
+    ScratchRecords& operator=(const ScratchRecords&) = delete;
+
+    std::size_t record_floats() const { return floats_; }
+    /// Record `index` := values[0, record_floats()); throws InputError naming the folder and the
+    /// reason when the write fails (a full disk).
+    void write(std::size_t index, const float* values);
+    /// values[0, record_floats()) := record `index` (a record never written reads as zeros).
+    void read(std::size_t index, float* values) const;
+
+private:
+    std::size_t floats_;
+    std::filesystem::path dir_;
+    int fd_ = -1;
+};
+
 /// Creates the output folder `dir` (and its parents) and checks that a file can be written in
 /// it, before any work starts; throws InputError "WHAT DIR: cannot create it (reason)" or
 /// "WHAT DIR: not writable (reason)" (e.g. a read-only file system, no permission, a full disk).

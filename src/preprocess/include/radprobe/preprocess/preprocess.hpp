@@ -24,6 +24,7 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -153,12 +154,16 @@ struct InputImage {
     std::vector<float> pixels;  ///< C×H×W
 };
 
-/// Decodes each of the manifest `rows` (in that order) and maps it through `spec`, on up to
-/// `threads` threads. With `with_pixels` false only the geometry is computed (a step that reads
-/// cached features needs where the pixels land, not the pixels). An image that cannot be
-/// decoded throws its InputError.
-std::vector<InputImage> load_pixels(const dataset::Manifest& manifest,
-                                    const std::vector<std::size_t>& rows, const InputSpec& spec,
-                                    int threads, bool with_pixels = true);
+/// Decodes each of the manifest `rows` and maps it through `spec`, calling fn(k, image) for
+/// rows[k] on up to `threads` threads; fn(0, ...) returns before any other call starts (a caller
+/// can size its storage from the first image). Only one full-size image per thread is alive at a
+/// time, so callers that keep what they need (a plane at the model's input size, in memory or a
+/// scratch file) stay flat in memory whatever the number of rows. With `with_pixels` false only
+/// the geometry is computed (a step that reads cached features needs where the pixels land, not
+/// the pixels). An image that cannot be decoded throws its InputError.
+void for_each_input(const dataset::Manifest& manifest, const std::vector<std::size_t>& rows,
+                    const InputSpec& spec, int threads,
+                    const std::function<void(std::size_t, InputImage&)>& fn,
+                    bool with_pixels = true);
 
 }  // namespace radprobe::preprocess
