@@ -173,11 +173,11 @@ void ensure_writable_dir(const fs::path& dir, const std::string& what) {
 ScratchRecords::ScratchRecords(std::size_t floats_per_record, fs::path dir)
     : floats_(floats_per_record), dir_(std::move(dir)) {
     if (dir_.empty()) {
-        std::error_code ec;
-        dir_ = fs::temp_directory_path(ec);
-        if (ec) {
-            dir_ = "/tmp";
-        }
+        // $TMPDIR, else /var/tmp: disk-backed by convention, where /tmp may be a tmpfs (RAM).
+        const char* env = std::getenv("TMPDIR");
+        dir_ = env != nullptr && *env != '\0'           ? fs::path(env)
+               : ::access("/var/tmp", W_OK | X_OK) == 0 ? fs::path("/var/tmp")
+                                                        : fs::path("/tmp");
     }
     std::string name = (dir_ / "radprobe-scratch-XXXXXX").string();
     fd_ = ::mkstemp(name.data());

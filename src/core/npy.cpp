@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <limits>
 
@@ -255,7 +256,10 @@ std::uint64_t parse_header(const std::string& header, const std::string& name, N
             ++j;
         }
         RADPROBE_CHECK(j > i, name, ": malformed shape ", shape);
-        const long long d = std::stoll(shape.substr(i, j - i));
+        std::int64_t d = 0;
+        const auto parsed = std::from_chars(shape.data() + i, shape.data() + j, d);
+        RADPROBE_CHECK(parsed.ec == std::errc(), name, ": shape dimension ",
+                       shape.substr(i, std::min<std::size_t>(j - i, 24)), " is out of range");
         array.shape.push_back(d);
         i = j;
     }

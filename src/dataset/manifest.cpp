@@ -319,9 +319,11 @@ Manifest Manifest::load(const fs::path& path, const ManifestOptions& options) {
 void Manifest::load_boxes(const ManifestOptions& options) {
     if (options.boxes) {
         boxes_path_ = *options.boxes;
-        RADPROBE_CHECK(fs::is_regular_file(boxes_path_), boxes_path_.string(),
-                       ": boxes file not found");
-    } else if (fs::is_regular_file(dir_ / "boxes.csv")) {
+        std::error_code ec;  // a name the OS refuses is an InputError too, not a filesystem_error
+        RADPROBE_CHECK(fs::is_regular_file(boxes_path_, ec), boxes_path_.string(), ": ",
+                       ec && ec != std::errc::no_such_file_or_directory ? ec.message()
+                                                                        : "boxes file not found");
+    } else if (std::error_code ec; fs::is_regular_file(dir_ / "boxes.csv", ec)) {
         boxes_path_ = dir_ / "boxes.csv";
     }
     if (boxes_path_.empty()) {

@@ -45,8 +45,12 @@ encoders::ModelConfig read_model_folder(const Reader& r, const YAML::Node& e,
                                         const std::string& path, EncoderConfig& enc,
                                         bool& has_processor) {
     enc.path = r.resolve(r.get_string(e["path"], path + ".path"));
-    if (!fs::is_directory(enc.path)) {
-        r.fail(e["path"], path + ".path", enc.path.string() + ": not a directory");
+    std::error_code ec;
+    if (!fs::is_directory(enc.path, ec)) {
+        r.fail(e["path"], path + ".path",
+               enc.path.string() + ": " +
+                   (ec && ec != std::errc::no_such_file_or_directory ? ec.message()
+                                                                     : "not a directory"));
     }
     if (e["checkpoint_key"].IsDefined()) {
         enc.checkpoint_key = r.get_string(e["checkpoint_key"], path + ".checkpoint_key");
@@ -71,7 +75,7 @@ encoders::ModelConfig read_model_folder(const Reader& r, const YAML::Node& e,
     } catch (const Error& err) {
         r.fail(e["path"], path + ".path", err.what());
     }
-    has_processor = fs::exists(enc.path / "preprocessor_config.json") ||
+    has_processor = fs::exists(enc.path / "preprocessor_config.json", ec) ||
                     detail::has_derived_preprocessor(enc.path);
     return model;
 }

@@ -460,13 +460,22 @@ void read_data(const Reader& r, const YAML::Node& root, ExperimentConfig& c) {
         r.fail(data, "data.manifest", "missing required key: the manifest CSV");
     }
     c.data.manifest = r.resolve(r.get_string(data["manifest"], "data.manifest"));
-    if (!fs::is_regular_file(c.data.manifest)) {
-        r.fail(data["manifest"], "data.manifest", c.data.manifest.string() + ": no such file");
+    // The error_code overloads: a path the OS refuses (a name too long, a loop of links) is a
+    // config error, not a std::filesystem_error (found by fuzz/config).
+    std::error_code ec;
+    if (!fs::is_regular_file(c.data.manifest, ec)) {
+        r.fail(
+            data["manifest"], "data.manifest",
+            c.data.manifest.string() + ": " +
+                (ec && ec != std::errc::no_such_file_or_directory ? ec.message() : "no such file"));
     }
     if (data["boxes"].IsDefined()) {
         c.data.boxes = r.resolve(r.get_string(data["boxes"], "data.boxes"));
-        if (!fs::is_regular_file(*c.data.boxes)) {
-            r.fail(data["boxes"], "data.boxes", c.data.boxes->string() + ": no such file");
+        if (!fs::is_regular_file(*c.data.boxes, ec)) {
+            r.fail(data["boxes"], "data.boxes",
+                   c.data.boxes->string() + ": " +
+                       (ec && ec != std::errc::no_such_file_or_directory ? ec.message()
+                                                                         : "no such file"));
         }
     }
     if (data["roi"].IsDefined()) {

@@ -2,6 +2,7 @@
 // sequence item and pixel-data fragment must lie inside the file. Debian's GDCM is built with
 // assertions and aborts the process on some truncated files, so truncation is caught here.
 
+#include <cstdio>
 #include <cstring>
 
 #include "dicom_structure.hpp"
@@ -32,6 +33,90 @@ struct Walker {
         std::snprintf(tag, sizeof tag, "(%04X,%04X)", g, e);
         throw InputError(str_cat(name, ": truncated or corrupt DICOM: element ", tag, " at byte ",
                                  off, " runs past the end of the file (", size, " bytes)"));
+    }
+
+    // The VRs of PS3.5 6.2.
+    static bool known_vr(const char* vr) {
+        static const char* kAll[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD",
+                                     "IS", "LO", "LT", "OB", "OD", "OF", "OL", "OV", "OW",
+                                     "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC",
+                                     "UI", "UL", "UN", "UR", "US", "UT", "UV"};
+        for (const char* v : kAll) {
+            if (std::memcmp(vr, v, 2) == 0) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    // The VR an element must have where GDCM reads it through a typed gdcm::Attribute (pixel
+    // module, VOI and modality LUTs, geometry, overlays, curves): GDCM asserts that the file's
+    // VR is compatible and aborts otherwise (found by fuzz/dicom: Bits Allocated as DS).
+    // Returns nullptr for other elements; "US|SS" allows either.
+    static const char* required_vr(std::uint16_t g, std::uint16_t e) {
+        struct Known {
+            std::uint16_t group, element;
+            const char* vr;
+        };
+        static const Known kKnown[] = {
+            {0x0018, 0x0050, "DS"},    {0x0018, 0x0088, "DS"},    {0x0018, 0x1063, "DS"},
+            {0x0018, 0x602C, "FD"},    {0x0018, 0x602E, "FD"},    {0x0020, 0x0030, "DS"},
+            {0x0020, 0x0032, "DS"},    {0x0020, 0x0035, "DS"},    {0x0020, 0x0037, "DS"},
+            {0x0028, 0x0002, "US"},    {0x0028, 0x0004, "CS"},    {0x0028, 0x0005, "US"},
+            {0x0028, 0x0006, "US"},    {0x0028, 0x0008, "IS"},    {0x0028, 0x0009, "AT"},
+            {0x0028, 0x0010, "US"},    {0x0028, 0x0011, "US"},    {0x0028, 0x0012, "US"},
+            {0x0028, 0x0030, "DS"},    {0x0028, 0x0100, "US"},    {0x0028, 0x0101, "US"},
+            {0x0028, 0x0102, "US"},    {0x0028, 0x0103, "US"},    {0x0028, 0x1050, "DS"},
+            {0x0028, 0x1051, "DS"},    {0x0028, 0x1052, "DS"},    {0x0028, 0x1053, "DS"},
+            {0x0028, 0x1054, "LO"},    {0x0028, 0x1101, "US|SS"}, {0x0028, 0x1102, "US|SS"},
+            {0x0028, 0x1103, "US|SS"}, {0x0028, 0x2110, "CS"},    {0x0028, 0x3002, "US|SS"},
+            {0x0040, 0x9224, "FD"},    {0x0040, 0x9225, "FD"},    {0x0048, 0x0006, "UL"},
+            {0x0048, 0x0007, "UL"},    {0x3004, 0x000C, "DS"},    {0x3004, 0x000E, "DS"},
+            {0x5000, 0x0005, "US"},    {0x5000, 0x0010, "US"},    {0x5000, 0x0103, "US"},
+            {0x5000, 0x0110, "US"},    {0x5000, 0x0112, "US"},    {0x5000, 0x0114, "US"},
+            {0x6000, 0x0010, "US"},    {0x6000, 0x0011, "US"},    {0x6000, 0x0015, "IS"},
+            {0x6000, 0x0050, "SS"},    {0x6000, 0x0051, "US"},    {0x6000, 0x0100, "US"},
+            {0x6000, 0x0102, "US"},    {0x6000, 0x0200, "US"},
+        };
+        // Curves (50xx) and overlays (60xx) repeat in the even groups of their range.
+        const bool repeating = (g & 0xFF01) == 0x5000 || (g & 0xFF01) == 0x6000;
+        const std::uint16_t group = repeating ? static_cast<std::uint16_t>(g & 0xFF00) : g;
+        for (const auto& k : kKnown) {
+            if (k.group == group && k.element == e) {
+                return k.vr;
+            }
+        }
+        return nullptr;
+    }
+
+    // Throws unless `vr` is UN or the VR GDCM requires for (g,e), if any.
+    void check_vr(std::uint16_t g, std::uint16_t e, const char* vr, std::size_t off) const {
+        const char* want = required_vr(g, e);
+        if (!want || std::memcmp(vr, "UN", 2) == 0 || std::memcmp(vr, want, 2) == 0 ||
+            (want[2] == '|' && std::memcmp(vr, want + 3, 2) == 0)) {
+            return;
+        }
+        char tag[16];
+        std::snprintf(tag, sizeof tag, "(%04X,%04X)", g, e);
+        throw InputError(str_cat(name, ": corrupt DICOM: element ", tag, " at byte ", off,
+                                 " has VR ", std::string(vr, 2), " where ", want, " is required"));
+    }
+
+    // Recognition Code (0008,0010), retired: GDCM reads a file that has one as ACR-NEMA and
+    // aborts on an assertion unless it is one of the four codes it knows (found by fuzz/image).
+    void check_recognition_code(std::size_t off, std::uint32_t len) const {
+        const std::string code(reinterpret_cast<const char*>(data + off), len);
+        if (code.empty() || code == "ACR-NEMA 1.0" || code == "ACR-NEMA 2.0" ||
+            std::strcmp(code.c_str(), "ACRNEMA_LIBIDO_1.0") == 0 ||
+            std::strcmp(code.c_str(), "ACRNEMA_LIBIDO_1.1") == 0) {
+            return;
+        }
+        std::string shown;
+        for (const char c : code.substr(0, 32)) {
+            shown += (c >= 0x20 && c < 0x7F) ? c : '?';
+        }
+        throw InputError(str_cat(name, ": unsupported DICOM: Recognition Code (0008,0010) '", shown,
+                                 "' is not ACR-NEMA 1.0 or 2.0"));
     }
 
     static bool long_form_vr(const char* vr) {
@@ -70,6 +155,15 @@ struct Walker {
                 sequence_like = len == kUndefined;
             } else if (explicit_vr) {
                 const char* vr = reinterpret_cast<const char*>(data + off + 4);
+                // GDCM guesses at elements without a valid VR and aborts on an assertion for
+                // some of them (found by fuzz/image, a raw data set).
+                if (!known_vr(vr)) {
+                    char tag[16];
+                    std::snprintf(tag, sizeof tag, "(%04X,%04X)", g, e);
+                    throw InputError(str_cat(name, ": corrupt DICOM: element ", tag, " at byte ",
+                                             off, " has no valid VR in an explicit VR data set"));
+                }
+                check_vr(g, e, vr, off);
                 if (long_form_vr(vr)) {
                     if (off + 12 > size) {
                         truncated(g, e, off);
@@ -102,6 +196,16 @@ struct Walker {
             }
             if (off + len > size) {
                 truncated(g, e, off - header);
+            }
+            if (g == 0x0008 && e == 0x0010 && depth == 0) {
+                check_recognition_code(off, len);
+            }
+            // GDCM aborts on an assertion for any other Samples per Pixel (found by fuzz/dicom).
+            if (g == 0x0028 && e == 0x0002 && len > 0) {
+                const std::uint16_t spp = len == 2 ? u16(off, big) : 0;
+                RADPROBE_CHECK(spp == 1 || spp == 3 || spp == 4, name,
+                               ": unsupported DICOM: Samples per Pixel (0028,0002) is ", spp,
+                               " (value length ", len, "), not 1, 3 or 4");
             }
             off += len;
         }
@@ -160,6 +264,63 @@ struct Walker {
     }
 };
 
+// The file meta group (0002,xxxx) at `off`, read the way GDCM reads it: explicit VR little
+// endian when its first element has a valid VR, else implicit VR (old non-conformant writers);
+// an explicit group ends at the first element of another group or without a valid VR. GDCM
+// aborts on an assertion (Debian builds keep them) when the group runs to the end of the file,
+// an element has an undefined length or a value past the end, or an explicit element is a
+// sequence (found by fuzz/dicom), so each of these is an InputError here. Returns the offset of
+// the data set; `ts` gets (0002,0010) when present.
+std::size_t check_meta_group(const Walker& w, std::size_t off, std::string& ts) {
+    const bool explicit_meta =
+        off + 6 <= w.size && Walker::known_vr(reinterpret_cast<const char*>(w.data + off + 4));
+    while (true) {
+        if (off + 4 > w.size) {
+            throw InputError(str_cat(w.name,
+                                     ": truncated or corrupt DICOM: the file meta group runs "
+                                     "to the end of the file (no data set after byte ",
+                                     off, ")"));
+        }
+        if (w.u16(off, false) != 0x0002) {
+            return off;
+        }
+        const std::uint16_t e = w.u16(off + 2, false);
+        std::size_t header = 8;
+        std::uint32_t len = 0;
+        if (off + 8 > w.size) {
+            w.truncated(0x0002, e, off);
+        }
+        if (explicit_meta) {
+            const char* vr = reinterpret_cast<const char*>(w.data + off + 4);
+            if (!Walker::known_vr(vr)) {
+                return off;  // GDCM ends the group here and reads on as the data set
+            }
+            RADPROBE_CHECK(std::memcmp(vr, "SQ", 2) != 0, w.name,
+                           ": corrupt DICOM: a sequence in the file meta group at byte ", off);
+            len = w.u16(off + 6, false);
+            if (Walker::long_form_vr(vr)) {
+                if (off + 12 > w.size) {
+                    w.truncated(0x0002, e, off);
+                }
+                header = 12;
+                len = w.u32(off + 8, false);
+            }
+        } else {
+            len = w.u32(off + 4, false);
+        }
+        if (len == kUndefined || off + header + len > w.size) {
+            w.truncated(0x0002, e, off);
+        }
+        if (e == 0x0010) {
+            ts.assign(reinterpret_cast<const char*>(w.data + off + header), len);
+            while (!ts.empty() && (ts.back() == '\0' || ts.back() == ' ')) {
+                ts.pop_back();
+            }
+        }
+        off += header + len;
+    }
+}
+
 }  // namespace
 
 void check_dicom_structure(const std::uint8_t* data, std::size_t size, const std::string& name) {
@@ -167,31 +328,9 @@ void check_dicom_structure(const std::uint8_t* data, std::size_t size, const std
     std::size_t off = 0;
     std::string ts = "1.2.840.10008.1.2";  // implicit VR little endian without a meta header
     if (size >= 132 && std::memcmp(data + 128, "DICM", 4) == 0) {
-        off = 132;
-        // File meta group: explicit VR little endian.
-        while (off + 8 <= size && w.u16(off, false) == 0x0002) {
-            const std::uint16_t e = w.u16(off + 2, false);
-            const char* vr = reinterpret_cast<const char*>(data + off + 4);
-            std::size_t header = 8;
-            std::uint32_t len = w.u16(off + 6, false);
-            if (Walker::long_form_vr(vr)) {
-                if (off + 12 > size) {
-                    w.truncated(0x0002, e, off);
-                }
-                header = 12;
-                len = w.u32(off + 8, false);
-            }
-            if (len == kUndefined || off + header + len > size) {
-                w.truncated(0x0002, e, off);
-            }
-            if (e == 0x0010) {
-                ts.assign(reinterpret_cast<const char*>(data + off + header), len);
-                while (!ts.empty() && (ts.back() == '\0' || ts.back() == ' ')) {
-                    ts.pop_back();
-                }
-            }
-            off += header + len;
-        }
+        off = check_meta_group(w, 132, ts);
+    } else if (size >= 4 && w.u16(0, false) == 0x0002) {
+        off = check_meta_group(w, 0, ts);  // a file meta group without the Part-10 preamble
     } else if (size >= 6) {
         // No Part-10 header: explicit VR if bytes 4-5 look like a VR.
         const bool upper = data[4] >= 'A' && data[4] <= 'Z' && data[5] >= 'A' && data[5] <= 'Z';

@@ -27,6 +27,12 @@ cv::Mat read_raster(const fs::path& path, const std::string& format) {
                    " (corrupt or truncated file)");
     RADPROBE_CHECK(m.channels() == 1 || m.channels() == 3 || m.channels() == 4, path.string(),
                    ": ", m.channels(), " channels not supported");
+    // A float TIFF may hold NaN or infinity, which no stage can map to a value (found by
+    // fuzz/image: NaN display values).
+    if (m.depth() == CV_32F || m.depth() == CV_64F) {
+        RADPROBE_CHECK(cv::checkRange(m), path.string(), ": ", format,
+                       " holds non-finite pixel values (NaN or infinity)");
+    }
     return m;
 }
 

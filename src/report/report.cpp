@@ -338,9 +338,12 @@ std::string render_report_html(ResultsDb& db, const ReportOptions& options) {
     if (has_umap) {
         html += "<script>\n" + inline_script(vega / kUmapFile) + "\n</script>\n";
     }
-    html += "<script type=\"application/json\" id=\"radprobe-plots\">" +
-            json_for_script(page.plots.dump()) + "</script>\n<script>" + kRender +
-            "</script>\n</body>\n</html>\n";
+    // Text from the database that is not UTF-8 (a foreign or damaged file) is drawn with U+FFFD
+    // rather than failing the report (found by fuzz/report_sqlite).
+    const std::string plots =
+        page.plots.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    html += "<script type=\"application/json\" id=\"radprobe-plots\">" + json_for_script(plots) +
+            "</script>\n<script>" + kRender + "</script>\n</body>\n</html>\n";
     return html;
 }
 

@@ -242,7 +242,8 @@ std::string leaderboard_json(const std::vector<LeaderboardRow>& rows) {
         j["metrics"] = std::move(m);
         out.push_back(std::move(j));
     }
-    return out.dump(2) + "\n";
+    // Text that is not UTF-8 (a foreign or damaged database) becomes U+FFFD instead of an error.
+    return out.dump(2, ' ', false, ordered_json::error_handler_t::replace) + "\n";
 }
 
 // Machine-readable: separate value / ci_lo / ci_hi columns per metric.

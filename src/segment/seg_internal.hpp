@@ -81,10 +81,12 @@ struct SampleSet {
 
 /// Decodes the rows' images (in chunks, so that only a chunk of full-size images is held),
 /// computes their geometry, writes their model-input pixels (keep_pixels) and, with `mask`
-/// recorded, the input-grid target to scratch files, and keeps the truth run-length encoded.
+/// recorded, the input-grid target to scratch files, and keeps the truth run-length encoded
+/// unless `keep_truth` is false (the train split is never scored: its targets are all it needs).
 /// Throws InputError when images give different model input sizes.
 SampleSet load_samples(const dataset::Manifest& manifest, const std::vector<std::size_t>& rows,
-                       const std::string& mask, const InputSpec& spec, int threads);
+                       const std::string& mask, const InputSpec& spec, int threads,
+                       bool keep_truth = true);
 
 /// [0,1] grey N×1×H×W → network input (U-Net: centred; encoder: 3 channels, rescaled and
 /// normalised as the model's processor does).
@@ -122,7 +124,7 @@ struct SegRunner {
 };
 
 /// Predicts the set batch by batch and scores each sample as its batch completes (threshold
-/// 0.5, on its original grid): score_samples without holding every probability map.
+/// 0.5, on its original grid, score_sample) without holding every probability map.
 std::vector<SegImageResult> predict_and_score(SegRunner& runner, const SampleSet& set, int batch,
                                               const eval::SegmentationOptions& seg,
                                               std::vector<eval::SegmentationScores>* scores,

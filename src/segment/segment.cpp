@@ -139,7 +139,8 @@ preprocess::InputSpec encoder_input(preprocess::PreprocessConfig processor, std:
 }
 
 SampleSet load_samples(const dataset::Manifest& manifest, const std::vector<std::size_t>& rows,
-                       const std::string& mask, const InputSpec& spec, int threads) {
+                       const std::string& mask, const InputSpec& spec, int threads,
+                       bool keep_truth) {
     SampleSet set;
     set.samples.resize(rows.size());
     const auto mask_idx = mask.empty() ? std::nullopt : manifest.mask_index(mask);
@@ -178,7 +179,9 @@ SampleSet load_samples(const dataset::Manifest& manifest, const std::vector<std:
                 if (m) {
                     s.has_truth = true;
                     set.targets->write(k, preprocess::mask_to_input(*m, s.geometry).data());
-                    s.truth = pack_mask(*m);
+                    if (keep_truth) {
+                        s.truth = pack_mask(*m);
+                    }
                 }
             }
         },
@@ -586,7 +589,7 @@ std::array<SampleSet, 3> load_split_samples(const dataset::Manifest& manifest,
     std::array<SampleSet, 3> data;
     for (int s = 0; s < 3; ++s) {
         data[static_cast<std::size_t>(s)] =
-            load_samples(manifest, split_rows[s], o.mask, spec, threads);
+            load_samples(manifest, split_rows[s], o.mask, spec, threads, /*keep_truth=*/s != 0);
     }
     return data;
 }
@@ -959,6 +962,10 @@ SegmentResult run_segment(const SegmentOptions& o) {
         load_cached_grids(data, src);
     }
 
+    // Seeded again here: an extraction above (absent when the store is cached) draws from
+    // torch's generator, and the decoder's initial weights must not depend on whether it ran
+    // (a killed run resumed over its cached store gave another decoder).
+    training::seed_torch(o.seed);
     Network nw = build_network(o, plan, src, device);
     SegRunner runner{src.spec, nw.net, nw.encoder.get(), src.layer_idx, src.config, device};
     auto groups = param_groups(nw, plan.unfreeze, o);

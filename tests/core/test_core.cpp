@@ -139,8 +139,14 @@ TEST(Npy, MalformedFilesGiveOneLineErrors) {
     a.shape = {4};
     a.data.resize(16);
     std::string good = serialize_npy(a);
-    const std::string cases[] = {"", "hello world", good.substr(0, 12),
-                                 good.substr(0, good.size() - 1), good + "x"};
+    // A dimension beyond int64 (found by fuzz/npy: it escaped as std::out_of_range "stoll").
+    std::string huge = good;
+    huge.replace(huge.find("(4,)"), 4, "(99999999999999999999,)");
+    const std::size_t huge_len = huge.find('\n') + 1 - 10;
+    huge[8] = static_cast<char>(huge_len & 0xff);
+    huge[9] = static_cast<char>(huge_len >> 8);
+    const std::string cases[] = {
+        "", "hello world", good.substr(0, 12), good.substr(0, good.size() - 1), good + "x", huge};
     for (const auto& bytes : cases) {
         write_file_atomic(tmp / "bad.npy", bytes);
         try {

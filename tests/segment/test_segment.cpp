@@ -349,10 +349,12 @@ TEST(Segment, MultiscaleDecoderOnARandomVitOverfitsAHandfulOfPhantoms) {
     o.manifest = overfit_manifest(tmp, 4, 64);
     o.mask = "heart";
     o.channels = 32;
-    o.epochs = 80;
+    // 160 epochs: at 80 the decoder's Dice depended on its initial weights (decoder seeds 1-4
+    // gave 0.932, 0.964, 0.908, 0.936); at 160 all four reach 0.975-0.992 (measured 2026-12-07).
+    o.epochs = 160;
     o.batch = 4;
     o.lr = 3e-3;
-    o.patience = 80;
+    o.patience = 160;
     o.seed = 1;
     o.threads = 2;
     o.n_boot = 50;

@@ -100,6 +100,22 @@ TEST_F(SegmentCli, LinearAndMultiscaleDecodersOnAFrozenEncoderAndApply) {
         // The patch grids were extracted once into a store under OUT/embeddings.
         EXPECT_TRUE(fs::exists(out / "embeddings"));
     }
+    // Run again over the store the first run extracted (as a resume after a kill does): the same
+    // decoder and the same masks (the decoder's initial weights once depended on whether the
+    // extraction ran).
+    auto first = nlohmann::json::parse(read_file_text(*tmp_ / "linear" / "metrics.json"));
+    const auto first_masks = read_file_text(*tmp_ / "linear" / "predictions.csv");
+    const auto again =
+        run_cli("segment --decoder linear --model " + q(model) + " --manifest " + q(manifest()) +
+                " --mask pneumothorax --resize 64 --epochs 2 --n-boot 50 "
+                "--threads 2 --out " +
+                q(*tmp_ / "linear"));
+    ASSERT_EQ(again.exit_code, 0) << again.err;
+    auto second = nlohmann::json::parse(again.out);
+    first.erase("seconds");
+    second.erase("seconds");
+    EXPECT_EQ(second, first);
+    EXPECT_EQ(read_file_text(*tmp_ / "linear" / "predictions.csv"), first_masks);
     const auto applied = *tmp_ / "applied";
     const auto a = run_cli("segment --apply " + q(*tmp_ / "multiscale" / "model") + " --manifest " +
                            q(manifest()) + " --threads 2 --out " + q(applied));

@@ -64,7 +64,8 @@ private:
 /// Fixed-size records of floats in a temporary file, for data a step reads batch by batch but
 /// must not hold all at once (the model-input planes of a segmentation run: 1 MB per image at
 /// 518 px). Written once, read back by index from any thread (pwrite/pread). The file lives in
-/// `dir` (default: $TMPDIR, else /tmp) and is unlinked as soon as it is created, so it goes with
+/// `dir` (default: $TMPDIR, else /var/tmp, which is disk-backed where /tmp may be a tmpfs, else
+/// /tmp) and is unlinked as soon as it is created, so it goes with
 /// the object or with the process, however it ends; its pages stay in the kernel's page cache,
 /// not in the process's resident memory.
 class ScratchRecords {

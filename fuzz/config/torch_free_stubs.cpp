@@ -1,0 +1,94 @@
+// What the config reader links from LibTorch translation units, for the clang fuzz build, which
+// compiles none (the CMake replay driver links the real ones):
+//  - reproduced: adapt::parse_head_kind (src/adapt/trained_heads.cpp) and
+//    experiment::available_adaptations / available_analyses (src/experiment/runner.cpp, built
+//    with analysis): keep in step;
+//  - accepted without checking: adapt::parse_lr_grid (src/adapt/training_loop.cpp), so
+//    `lr_grid` values are validated only in the replay;
+//  - unreachable from parse_experiment_config: the encoder builders (architectures.cpp's table
+//    holds their addresses) and features::read_embeddings (src/features/extract.cpp, used by
+//    the probes), which abort if ever called, so that the fuzzer would report it.
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include "../../src/encoders/architectures.hpp"
+#include "radprobe/adapt/adapt.hpp"
+#include "radprobe/core/error.hpp"
+#include "radprobe/experiment/experiment.hpp"
+#include "radprobe/features/embeddings.hpp"
+
+namespace radprobe::adapt {
+
+HeadKind parse_head_kind(const std::string& text) {
+    if (text == "attention") {
+        return HeadKind::kAttention;
+    }
+    if (text == "mlp") {
+        return HeadKind::kMlp;
+    }
+    throw UsageError(str_cat("--head '", text, "': expected attention or mlp"));
+}
+
+std::vector<double> parse_lr_grid(const std::string& text) {
+    return {1e-3};
+}
+
+}  // namespace radprobe::adapt
+
+namespace radprobe::experiment {
+
+std::vector<std::string> available_adaptations() {
+    return known_adaptations();
+}
+
+std::vector<std::string> available_analyses() {
+    return known_analyses();
+}
+
+}  // namespace radprobe::experiment
+
+namespace {
+
+[[noreturn]] void unreachable(const char* what) {
+    std::fprintf(stderr, "fuzz: %s called: its LibTorch translation unit is not linked here\n",
+                 what);
+    std::abort();
+}
+
+}  // namespace
+
+namespace radprobe::features {
+
+EmbeddingTable read_embeddings(const std::filesystem::path&, const std::string&) {
+    unreachable("features::read_embeddings");
+}
+
+}  // namespace radprobe::features
+
+namespace radprobe::encoders::detail {
+
+std::unique_ptr<LoadableEncoder> make_dinov2(const ModelConfig&) {
+    unreachable("make_dinov2");
+}
+std::unique_ptr<LoadableEncoder> make_vit(const ModelConfig&) {
+    unreachable("make_vit");
+}
+std::unique_ptr<LoadableEncoder> make_clip(const ModelConfig&) {
+    unreachable("make_clip");
+}
+std::unique_ptr<LoadableEncoder> make_dinov3(const ModelConfig&) {
+    unreachable("make_dinov3");
+}
+std::unique_ptr<LoadableEncoder> make_resnet(const ModelConfig&) {
+    unreachable("make_resnet");
+}
+std::unique_ptr<LoadableEncoder> make_swin(const ModelConfig&) {
+    unreachable("make_swin");
+}
+std::unique_ptr<LoadableEncoder> make_open_clip(const ModelConfig&) {
+    unreachable("make_open_clip");
+}
+
+}  // namespace radprobe::encoders::detail
