@@ -263,11 +263,15 @@ std::uint64_t parse_header(const std::string& header, const std::string& name, N
         array.shape.push_back(d);
         i = j;
     }
-    std::uint64_t numel = 1;
+    // The product of the non-zero dimensions must fit in int64 too: numel() and every row size
+    // computed from the shape multiply in int64 (found by fuzz/npy: (2e18, 6, 0) has 0 elements
+    // but overflowed there).
+    std::uint64_t numel = 1, nonzero = 1;
+    constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
     for (auto d : array.shape) {
-        RADPROBE_CHECK(d >= 0 && (d == 0 || numel <= std::numeric_limits<std::uint64_t>::max() /
-                                                         static_cast<std::uint64_t>(d)),
-                       name, ": shape overflows");
+        RADPROBE_CHECK(d >= 0 && (d == 0 || nonzero <= kMax / static_cast<std::uint64_t>(d)), name,
+                       ": shape overflows");
+        nonzero *= d == 0 ? 1 : static_cast<std::uint64_t>(d);
         numel *= static_cast<std::uint64_t>(d);
     }
     const std::uint64_t size = dtype_size(array.dtype);

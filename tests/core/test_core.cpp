@@ -139,14 +139,23 @@ TEST(Npy, MalformedFilesGiveOneLineErrors) {
     a.shape = {4};
     a.data.resize(16);
     std::string good = serialize_npy(a);
-    // A dimension beyond int64 (found by fuzz/npy: it escaped as std::out_of_range "stoll").
-    std::string huge = good;
-    huge.replace(huge.find("(4,)"), 4, "(99999999999999999999,)");
-    const std::size_t huge_len = huge.find('\n') + 1 - 10;
-    huge[8] = static_cast<char>(huge_len & 0xff);
-    huge[9] = static_cast<char>(huge_len >> 8);
+    // A header whose shape text is replaced (the header length fixed up).
+    auto with_shape = [](std::string bytes, const std::string& from, const std::string& to) {
+        bytes.replace(bytes.find(from), from.size(), to);
+        const std::size_t len = bytes.find('\n') + 1 - 10;
+        bytes[8] = static_cast<char>(len & 0xff);
+        bytes[9] = static_cast<char>(len >> 8);
+        return bytes;
+    };
+    NpyArray none;
+    none.shape = {0};
+    // Found by fuzz/npy: a dimension beyond int64 escaped as std::out_of_range ("stoll"); zero
+    // elements whose other dimensions multiply beyond int64 overflowed numel().
+    const std::string huge = with_shape(good, "(4,)", "(99999999999999999999,)");
+    const std::string wide = with_shape(serialize_npy(none), "(0,)", "(2003764205206898757, 6, 0)");
     const std::string cases[] = {
-        "", "hello world", good.substr(0, 12), good.substr(0, good.size() - 1), good + "x", huge};
+        "",   "hello world", good.substr(0, 12), good.substr(0, good.size() - 1), good + "x",
+        huge, wide};
     for (const auto& bytes : cases) {
         write_file_atomic(tmp / "bad.npy", bytes);
         try {
