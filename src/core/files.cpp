@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "fd_io.hpp"
 #include "radprobe/core/error.hpp"
 
 namespace radprobe {
@@ -194,37 +195,19 @@ ScratchRecords::~ScratchRecords() {
 
 void ScratchRecords::write(std::size_t index, const float* values) {
     const std::size_t bytes = floats_ * sizeof(float);
-    const auto* p = reinterpret_cast<const char*>(values);
-    auto offset = static_cast<off_t>(index * bytes);
-    for (std::size_t done = 0; done < bytes;) {
-        const auto n = ::pwrite(fd_, p + done, bytes - done, offset + static_cast<off_t>(done));
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        RADPROBE_CHECK(n > 0, "scratch file in ", dir_.string(), ": write failed (",
-                       n < 0 ? errno_text() : std::string("no progress"), "; set TMPDIR)");
-        done += static_cast<std::size_t>(n);
-    }
+    const std::string why =
+        detail::write_fully(fd_, values, bytes, static_cast<off_t>(index * bytes));
+    RADPROBE_CHECK(why.empty(), "scratch file in ", dir_.string(), ": write failed (", why,
+                   "; set TMPDIR)");
 }
 
 void ScratchRecords::read(std::size_t index, float* values) const {
     const std::size_t bytes = floats_ * sizeof(float);
-    auto* p = reinterpret_cast<char*>(values);
-    auto offset = static_cast<off_t>(index * bytes);
-    std::size_t done = 0;
-    while (done < bytes) {
-        const auto n = ::pread(fd_, p + done, bytes - done, offset + static_cast<off_t>(done));
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        RADPROBE_CHECK(n >= 0, "scratch file in ", dir_.string(), ": read failed (", errno_text(),
-                       ")");
-        if (n == 0) {
-            break;  // past the end: never written
-        }
-        done += static_cast<std::size_t>(n);
-    }
-    std::memset(p + done, 0, bytes - done);
+    const auto got = detail::read_fully(fd_, values, bytes, static_cast<off_t>(index * bytes));
+    RADPROBE_CHECK(got >= 0, "scratch file in ", dir_.string(), ": read failed (", errno_text(),
+                   ")");
+    // Past the end of the file: never written.
+    std::memset(reinterpret_cast<char*>(values) + got, 0, bytes - static_cast<std::size_t>(got));
 }
 
 }  // namespace radprobe

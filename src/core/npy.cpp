@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 
+#include "fd_io.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
 
@@ -334,17 +335,10 @@ void NpyRowReader::read_part(std::int64_t row, std::size_t offset, std::size_t b
                              void* out) const {
     RADPROBE_CHECK(row >= 0 && row < rows(), name_, ": row ", row, " of ", rows(), " requested");
     RADPROBE_ASSERT(offset <= row_bytes_ && bytes <= row_bytes_ - offset);
-    auto* dst = static_cast<char*>(out);
     const std::uint64_t at = offset_ + static_cast<std::uint64_t>(row) * row_bytes_ + offset;
-    std::size_t done = 0;
-    while (done < bytes) {
-        const auto n = ::pread(fd_, dst + done, bytes - done, static_cast<off_t>(at + done));
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        RADPROBE_CHECK(n > 0, name_, ": truncated while reading row ", row);
-        done += static_cast<std::size_t>(n);
-    }
+    RADPROBE_CHECK(
+        detail::read_fully(fd_, out, bytes, static_cast<off_t>(at)) == static_cast<ssize_t>(bytes),
+        name_, ": truncated while reading row ", row);
 }
 
 NpyArray read_npy_rows(const std::filesystem::path& path, const std::vector<std::int64_t>& rows,
@@ -445,16 +439,8 @@ NpyRowWriter::~NpyRowWriter() {
 }
 
 void NpyRowWriter::write_all(const void* data, std::size_t bytes) {
-    const auto* p = static_cast<const char*>(data);
-    for (std::size_t done = 0; done < bytes;) {
-        const auto n = ::write(fd_, p + done, bytes - done);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        RADPROBE_CHECK(n > 0, path_.string(),
-                       ": write failed: ", n < 0 ? std::strerror(errno) : "no progress");
-        done += static_cast<std::size_t>(n);
-    }
+    const std::string why = detail::write_fully(fd_, data, bytes, -1);
+    RADPROBE_CHECK(why.empty(), path_.string(), ": write failed: ", why);
 }
 
 void NpyRowWriter::append(const void* rows, std::int64_t n) {
