@@ -1,10 +1,7 @@
 // What the config reader links from LibTorch translation units, for the clang fuzz build, which
 // compiles none (the CMake replay driver links the real ones):
-//  - reproduced: adapt::parse_head_kind (src/adapt/trained_heads.cpp) and
-//    experiment::available_adaptations / available_analyses (src/experiment/runner.cpp, built
-//    with analysis): keep in step;
-//  - accepted without checking: adapt::parse_lr_grid (src/adapt/training_loop.cpp), so
-//    `lr_grid` values are validated only in the replay;
+//  - reproduced: experiment::available_adaptations / available_analyses
+//    (src/experiment/runner.cpp, built with analysis): keep in step;
 //  - unreachable from parse_experiment_config: the encoder builders (architectures.cpp's table
 //    holds their addresses) and features::read_embeddings (src/features/extract.cpp, used by
 //    the probes), which abort if ever called, so that the fuzzer would report it.
@@ -14,28 +11,9 @@
 #include <memory>
 
 #include "../../src/encoders/architectures.hpp"
-#include "radprobe/adapt/adapt.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/experiment/experiment.hpp"
 #include "radprobe/features/embeddings.hpp"
-
-namespace radprobe::adapt {
-
-HeadKind parse_head_kind(const std::string& text) {
-    if (text == "attention") {
-        return HeadKind::kAttention;
-    }
-    if (text == "mlp") {
-        return HeadKind::kMlp;
-    }
-    throw UsageError(str_cat("--head '", text, "': expected attention or mlp"));
-}
-
-std::vector<double> parse_lr_grid(const std::string& text) {
-    return {1e-3};
-}
-
-}  // namespace radprobe::adapt
 
 namespace radprobe::experiment {
 

@@ -32,20 +32,6 @@ using probes::split_label_rows;
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
 
-HeadKind parse_head_kind(const std::string& text) {
-    if (text == "attention") {
-        return HeadKind::kAttention;
-    }
-    if (text == "mlp") {
-        return HeadKind::kMlp;
-    }
-    throw UsageError(str_cat("--head '", text, "': expected attention or mlp"));
-}
-
-std::vector<double> parse_lr_grid(const std::string& text) {
-    return training::parse_lr_grid(text, "--lr-grid");
-}
-
 const char* head_kind_name(HeadKind kind) {
     return kind == HeadKind::kAttention ? "attention" : "mlp";
 }

@@ -42,60 +42,6 @@ void seed_torch(std::uint64_t seed) {
     }
 }
 
-namespace {
-
-double parse_positive(const std::string& item, const std::string& text, const std::string& option) {
-    const auto v = parse_double(item);
-    RADPROBE_USAGE_CHECK(v && std::isfinite(*v) && *v > 0, option, " '", text, "': '", item,
-                         "' is not a positive number");
-    return *v;
-}
-
-}  // namespace
-
-std::vector<double> parse_lr_grid(const std::string& text, const std::string& option) {
-    std::vector<double> grid;
-    if (text.find(':') != std::string::npos) {
-        std::vector<std::string> parts;
-        std::size_t start = 0;
-        while (true) {
-            const auto colon = text.find(':', start);
-            parts.push_back(text.substr(start, colon - start));
-            if (colon == std::string::npos) {
-                break;
-            }
-            start = colon + 1;
-        }
-        RADPROBE_USAGE_CHECK(parts.size() == 3, option, " '", text,
-                             "': expected lo:hi:n (e.g. 1e-5:1e-3:5)");
-        const double lo = parse_positive(parts[0], text, option);
-        const double hi = parse_positive(parts[1], text, option);
-        const auto n = parse_double(parts[2]);
-        RADPROBE_USAGE_CHECK(n && *n >= 1 && *n <= 1000 && std::floor(*n) == *n, option, " '", text,
-                             "': n = '", parts[2], "' is not an integer in [1, 1000]");
-        RADPROBE_USAGE_CHECK(lo <= hi, option, " '", text, "': lo must not exceed hi");
-        const int count = static_cast<int>(*n);
-        if (count == 1) {
-            grid.push_back(lo);
-        } else {
-            const double a = std::log10(lo), b = std::log10(hi);
-            for (int i = 0; i < count; ++i) {
-                grid.push_back(i == count - 1 ? hi : std::pow(10.0, a + (b - a) * i / (count - 1)));
-            }
-            grid.front() = lo;
-        }
-    } else {
-        const auto items = dataset::split_list(text);
-        RADPROBE_USAGE_CHECK(!items.empty(), option, ": empty learning-rate grid");
-        for (const auto& item : items) {
-            grid.push_back(parse_positive(item, text, option));
-        }
-    }
-    std::sort(grid.begin(), grid.end());
-    grid.erase(std::unique(grid.begin(), grid.end()), grid.end());
-    return grid;
-}
-
 double CosineSchedule::factor(long step) const {
     RADPROBE_ASSERT(total_steps >= 1 && warmup_steps >= 0);
     if (step < warmup_steps) {

@@ -59,18 +59,10 @@ void write_file_atomic(const fs::path& path, std::string_view bytes) {
     const int fd = ::open(out.temp_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     // Errors name the file the caller asked for; its temporary is removed by `out`.
     RADPROBE_CHECK(fd >= 0, path.string(), ": cannot create: ", errno_text());
-    std::size_t written = 0;
-    while (written < bytes.size()) {
-        const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            const std::string why = errno_text();
-            ::close(fd);
-            throw InputError(str_cat(path.string(), ": write failed: ", why));
-        }
-        written += static_cast<std::size_t>(n);
+    const std::string write_error = detail::write_fully(fd, bytes.data(), bytes.size(), -1);
+    if (!write_error.empty()) {
+        ::close(fd);
+        throw InputError(str_cat(path.string(), ": write failed: ", write_error));
     }
     // Some file systems report a full disk only when the data reach it.
     const bool synced = ::fsync(fd) == 0;

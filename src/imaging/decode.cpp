@@ -62,7 +62,9 @@ std::string sniff_format(const fs::path& path) {
     if (n >= 3 && head[0] == 0xFF && head[1] == 0xD8 && head[2] == 0xFF) {
         return "jpeg";
     }
-    if (n >= 4 && ((std::memcmp(head, "II*\0", 4) == 0) || std::memcmp(head, "MM\0*", 4) == 0)) {
+    // Classic TIFF (42 = '*') and BigTIFF (43 = '+'), either byte order.
+    if (n >= 4 && (std::memcmp(head, "II*\0", 4) == 0 || std::memcmp(head, "MM\0*", 4) == 0 ||
+                   std::memcmp(head, "II+\0", 4) == 0 || std::memcmp(head, "MM\0+", 4) == 0)) {
         return "tiff";
     }
     RADPROBE_CHECK(raw_dicom_start(head, n), path.string(),

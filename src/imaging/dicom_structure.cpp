@@ -132,7 +132,10 @@ struct Walker {
 
     // Walks elements from `off` until `end` (or an item delimiter when `end` is undefined).
     // Returns the offset after the last element (after the delimiter, if one ended the walk).
-    std::size_t walk(std::size_t off, std::size_t end, bool explicit_vr, bool big, int depth) {
+    // `summed`: inside a sequence or item of defined length, whose length GDCM recomputes
+    // (Item::GetLength) and asserts even.
+    std::size_t walk(std::size_t off, std::size_t end, bool explicit_vr, bool big, int depth,
+                     bool summed = false) {
         RADPROBE_CHECK(depth < 64, name, ": DICOM sequences nested too deeply");
         while (off < end) {
             if (off + 8 > size) {
@@ -187,15 +190,21 @@ struct Walker {
                 if (g == 0x7FE0 && e == 0x0010) {
                     off = walk_fragments(off, big);
                 } else if (g == 0xFFFE) {
-                    off = walk(off, SIZE_MAX, explicit_vr, big, depth + 1);  // undefined item
+                    off = walk(off, SIZE_MAX, explicit_vr, big, depth + 1, summed);  // item
                 } else {
                     off = walk_items(off, implicit_inside ? false : explicit_vr,
-                                     implicit_inside ? false : big, depth + 1, g, e);
+                                     implicit_inside ? false : big, depth + 1, g, e, summed);
                 }
                 continue;
             }
             if (off + len > size) {
                 truncated(g, e, off - header);
+            }
+            check_even_in_item(g, e, len, off - header, summed);
+            if (defined_sequence(g, off, len, explicit_vr, big, header)) {
+                walk_defined_items(off, off + len, explicit_vr, big, depth + 1);
+                off += len;
+                continue;
             }
             if (g == 0x0008 && e == 0x0010 && depth == 0) {
                 check_recognition_code(off, len);
@@ -215,9 +224,59 @@ struct Walker {
         return off;
     }
 
+    // GDCM asserts that a defined-length item's data set has an even length (found by
+    // fuzz/dicom: an odd value length inside a defined-length sequence aborted the process);
+    // PS3.5 7.1.1 requires even value lengths everywhere.
+    void check_even_in_item(std::uint16_t g, std::uint16_t e, std::uint32_t len, std::size_t at,
+                            bool summed) const {
+        if (summed && len % 2 == 1) {
+            char tag[16];
+            std::snprintf(tag, sizeof tag, "(%04X,%04X)", g, e);
+            throw InputError(str_cat(name, ": corrupt DICOM: element ", tag, " at byte ", at,
+                                     " inside a sequence item has an odd value length (", len,
+                                     ")"));
+        }
+    }
+
+    // A sequence of defined length: explicit VR SQ, or an implicit VR value other than pixel
+    // data that starts with an item tag (GDCM reads those as sequences too).
+    bool defined_sequence(std::uint16_t g, std::size_t off, std::uint32_t len, bool explicit_vr,
+                          bool big, std::size_t header) const {
+        if (explicit_vr) {
+            return header == 12 && std::memcmp(data + off - 8, "SQ", 2) == 0;
+        }
+        return g != 0x7FE0 && len >= 8 && u16(off, big) == 0xFFFE && u16(off + 2, big) == 0xE000;
+    }
+
+    // Items of a defined-length sequence, from `off` to `end`.
+    void walk_defined_items(std::size_t off, std::size_t end, bool explicit_vr, bool big,
+                            int depth) {
+        RADPROBE_CHECK(depth < 64, name, ": DICOM sequences nested too deeply");
+        while (off + 8 <= end) {
+            const std::uint16_t g = u16(off, big), e = u16(off + 2, big);
+            const std::uint32_t len = u32(off + 4, big);
+            RADPROBE_CHECK(g == 0xFFFE && e == 0xE000, name,
+                           ": corrupt DICOM: expected a sequence item at byte ", off);
+            off = walk_item(off + 8, len, explicit_vr, big, depth + 1, true);
+        }
+    }
+
+    // One item's data set at `off`, after its tag and length: up to its delimiter, or `len`
+    // bytes (summed: GDCM recomputes a defined length).
+    std::size_t walk_item(std::size_t off, std::uint32_t len, bool explicit_vr, bool big,
+                          int depth, bool summed) {
+        if (len == kUndefined) {
+            return walk(off, SIZE_MAX, explicit_vr, big, depth, summed);
+        }
+        if (off + len > size) {
+            truncated(0xFFFE, 0xE000, off - 8);
+        }
+        return walk(off, off + len, explicit_vr, big, depth, true);
+    }
+
     // Items of an undefined-length sequence, up to the sequence delimiter.
     std::size_t walk_items(std::size_t off, bool explicit_vr, bool big, int depth,
-                           std::uint16_t sg, std::uint16_t se) {
+                           std::uint16_t sg, std::uint16_t se, bool summed) {
         while (true) {
             if (off + 8 > size) {
                 truncated(sg, se, off);
@@ -230,14 +289,7 @@ struct Walker {
             }
             RADPROBE_CHECK(g == 0xFFFE && e == 0xE000, name,
                            ": corrupt DICOM: expected a sequence item at byte ", off - 8);
-            if (len == kUndefined) {
-                off = walk(off, SIZE_MAX, explicit_vr, big, depth + 1);
-            } else {
-                if (off + len > size) {
-                    truncated(g, e, off - 8);
-                }
-                off = walk(off, off + len, explicit_vr, big, depth + 1);
-            }
+            off = walk_item(off, len, explicit_vr, big, depth + 1, summed);
         }
     }
 

@@ -9,6 +9,7 @@
 #include "decoders.hpp"
 #include "quiet_stderr.hpp"
 #include "radprobe/core/error.hpp"
+#include "tiff_header.hpp"
 
 namespace radprobe::imaging::detail {
 namespace fs = std::filesystem;
@@ -16,6 +17,9 @@ namespace fs = std::filesystem;
 namespace {
 
 cv::Mat read_raster(const fs::path& path, const std::string& format) {
+    if (format == "tiff") {
+        check_tiff_decode_size(path);
+    }
     cv::Mat m;
     try {
         QuietStderr quiet;

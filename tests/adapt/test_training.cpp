@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "radprobe/core/error.hpp"
+#include "radprobe/adapt/adapt.hpp"
 #include "radprobe/adapt/training.hpp"
 
 namespace radprobe::adapt::training {

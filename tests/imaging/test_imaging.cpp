@@ -9,10 +9,12 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <vector>
 
 #include "md5.hpp"
 #include "radprobe/core/error.hpp"
@@ -265,6 +267,34 @@ TEST(Dicom, KnownUndecodableFilesGiveClearErrors) {
     }
 }
 
+// Explicit VR little endian, no preamble: Referenced Image Sequence (0008,1111) of defined
+// length holding one defined-length item with Referenced SOP Instance UID of `uid`.
+std::string sequence_with_one_uid(const std::string& uid) {
+    const auto u16 = [](std::uint32_t v) { return std::string{char(v & 0xFF), char(v >> 8)}; };
+    const auto u32 = [&](std::uint32_t v) { return u16(v & 0xFFFF) + u16(v >> 16); };
+    const std::string element = u16(0x0008) + u16(0x1155) + "UI" + u16(uid.size()) + uid;
+    const std::string item = u16(0xFFFE) + u16(0xE000) + u32(element.size()) + element;
+    return u16(0x0008) + u16(0x1111) + "SQ" + u16(0) + u32(item.size()) + item;
+}
+
+TEST(Dicom, OddValueLengthInsideADefinedLengthItemIsRefused) {
+    // GDCM recomputes a defined-length item's length and aborts the process on an assertion
+    // when it is odd (found by fuzz/dicom: pixel data of odd length inside such an item).
+    TempDir tmp;
+    write_file_atomic(tmp / "odd.dcm", sequence_with_one_uid("1.2"));
+    expect_one_line_error_naming(tmp / "odd.dcm",
+                                 "element (0008,1155) at byte 20 inside a sequence item has an "
+                                 "odd value length (3)");
+    // The even-length form passes the check; GDCM then refuses it (no pixel data).
+    write_file_atomic(tmp / "even.dcm", sequence_with_one_uid(std::string("1.2\0", 4)));
+    try {
+        decode(tmp / "even.dcm");
+        ADD_FAILURE() << "decoded a data set without pixel data";
+    } catch (const InputError& e) {
+        EXPECT_EQ(std::string(e.what()).find("odd value length"), std::string::npos) << e.what();
+    }
+}
+
 TEST(Dicom, TruncationsOfEveryGoodFileAreErrorsNotImages) {
     TempDir tmp;
     int files = 0;
@@ -369,6 +399,113 @@ TEST(Raster, GreyRgbRgba16BitJpegTiffToDisplay) {
     DecodeOptions stored;
     stored.stage = Stage::kStored;
     EXPECT_FLOAT_EQ(decode(tmp / "g16.png", stored).at(4, 6), 4 * 10000 + 6 * 77);
+}
+
+namespace {
+
+/// A TIFF holding only a first directory of SHORT/LONG tags (value inline), classic or BigTIFF.
+/// `data` follows the directory, at tiff_data_offset(big, tags.size()).
+std::string tiff_directory(bool little, bool big,
+                           const std::vector<std::array<std::uint64_t, 3>>& tags,
+                           const std::vector<std::uint16_t>& data = {}) {
+    std::string out;
+    const auto put = [&](std::uint64_t v, int bytes) {
+        for (int i = 0; i < bytes; ++i) {
+            const int shift = 8 * (little ? i : bytes - 1 - i);
+            out += static_cast<char>((v >> shift) & 0xFF);
+        }
+    };
+    out += little ? "II" : "MM";
+    put(big ? 43 : 42, 2);
+    if (big) {
+        put(8, 2);
+        put(0, 2);
+        put(16, 8);
+    } else {
+        put(8, 4);
+    }
+    put(tags.size(), big ? 8 : 2);
+    for (const auto& [tag, type, value] : tags) {  // type 3 SHORT, 4 LONG; count 1
+        put(tag, 2);
+        put(type, 2);
+        put(1, big ? 8 : 4);
+        const int size = type == 3 ? 2 : 4;
+        put(value, size);
+        put(0, (big ? 8 : 4) - size);
+    }
+    put(0, big ? 8 : 4);  // no next directory
+    for (const std::uint16_t v : data) {
+        put(v, 2);
+    }
+    out += std::string(64, '\0');
+    return out;
+}
+
+std::uint64_t tiff_data_offset(bool big, std::size_t tags) {
+    return big ? 16 + 8 + tags * 20 + 8 : 8 + 2 + tags * 12 + 4;
+}
+
+}  // namespace
+
+TEST(Raster, TiffWhoseDecodeBufferIsHugeIsRefusedBeforeDecoding) {
+    TempDir tmp;
+    // fuzz/image's finding: 65,034 x 12 pixels of 1 bit, but RowsPerStrip 12,090; OpenCV sized
+    // its RGBA strip buffer from that (> 2 GB) before reading a pixel.
+    write_file_atomic(tmp / "strip.tif", tiff_directory(true, false,
+                                                        {{256, 3, 65034},
+                                                         {257, 3, 12},
+                                                         {258, 3, 1},
+                                                         {259, 3, 3},
+                                                         {262, 3, 1},
+                                                         {277, 3, 1},
+                                                         {278, 3, 12090}}));
+    expect_one_line_error_naming(tmp / "strip.tif",
+                                 "TIFF strip of 65034 x 12090 pixels needs more than 1024 MiB");
+    write_file_atomic(tmp / "tile.tif", tiff_directory(false, false,
+                                                       {{256, 4, 4096},
+                                                        {257, 4, 4096},
+                                                        {258, 3, 16},
+                                                        {277, 3, 1},
+                                                        {322, 4, 40000},
+                                                        {323, 4, 40000}}));
+    expect_one_line_error_naming(tmp / "tile.tif", "TIFF tile of 40000 x 40000 pixels");
+    write_file_atomic(tmp / "big.tif",
+                      tiff_directory(false, true, {{256, 4, 20000}, {257, 4, 20000}}));
+    expect_one_line_error_naming(tmp / "big.tif",
+                                 "TIFF of 20000 x 20000 pixels is larger than radprobe decodes");
+    // Within the limits, the check passes a file on to OpenCV, which reports the missing pixels.
+    write_file_atomic(
+        tmp / "small.tif",
+        tiff_directory(true, false, {{256, 3, 64}, {257, 3, 64}, {278, 4, 0xFFFFFFFF}}));
+    expect_one_line_error_naming(tmp / "small.tif", "cannot decode tiff");
+    // BigTIFF in both byte orders: 3 x 4 pixels of 16 bits in one uncompressed strip.
+    const std::vector<std::uint16_t> pixels = {0, 1, 2, 300, 4000, 50000, 6, 7, 8, 9, 10, 65535};
+    for (const bool little : {true, false}) {
+        const fs::path file = tmp / (little ? "big_ii.tif" : "big_mm.tif");
+        write_file_atomic(file, tiff_directory(little, true,
+                                               {{256, 3, 4},
+                                                {257, 3, 3},
+                                                {258, 3, 16},
+                                                {259, 3, 1},
+                                                {262, 3, 1},
+                                                {273, 4, tiff_data_offset(true, 9)},
+                                                {277, 3, 1},
+                                                {278, 3, 3},
+                                                {279, 4, 24}},
+                                               pixels));
+        DecodeOptions stored;
+        stored.stage = Stage::kStored;
+        const Image img = decode(file, stored);
+        ASSERT_EQ(img.rows, 3) << file;
+        ASSERT_EQ(img.cols, 4) << file;
+        for (std::size_t i = 0; i < pixels.size(); ++i) {
+            EXPECT_EQ(img.pixels[i], pixels[i]) << file << " pixel " << i;
+        }
+    }
+    // A TIFF written by OpenCV, one strip per image (RowsPerStrip = height), still decodes.
+    cv::Mat grey16(300, 200, CV_16UC1, cv::Scalar(1234));
+    cv::imwrite((tmp / "ok.tif").string(), grey16);
+    EXPECT_EQ(decode(tmp / "ok.tif").rows, 300);
 }
 
 TEST(Raster, PalettePngBecomesLuminance) {

@@ -67,9 +67,10 @@ BaselineResult run_baseline(const BaselineOptions& options);
 // ---------------------------------------------------------------------------------------------
 
 enum class HeadKind { kAttention, kMlp };
-/// A learning-rate grid: "lo:hi:n" (n values log-spaced, inclusive) or a comma list; sorted,
-/// unique, all > 0. Throws UsageError naming --lr-grid otherwise.
-std::vector<double> parse_lr_grid(const std::string& text);
+/// A learning-rate grid: "lo:hi:n" → n values log-spaced from lo to hi inclusive (n = 1 → lo,
+/// lo ≤ hi); "a,b,c" or a single value → those values. Values must be finite and > 0; the
+/// result is sorted ascending without duplicates. Throws UsageError naming `option` otherwise.
+std::vector<double> parse_lr_grid(const std::string& text, const std::string& option = "--lr-grid");
 /// "attention" | "mlp"; throws UsageError otherwise.
 HeadKind parse_head_kind(const std::string& text);
 const char* head_kind_name(HeadKind kind);

@@ -7,7 +7,6 @@
 /// The training loop (namespace training):
 ///   - parse_device: "cpu" | "cuda" | "cuda:N", with a clear error when CUDA is unavailable;
 ///   - seed_torch: deterministic torch RNG seeding from our seed;
-///   - parse_lr_grid: a log-spaced learning-rate grid "lo:hi:n", or a comma list;
 ///   - CosineSchedule: linear warm-up then cosine decay, over optimiser steps;
 ///   - Trainer: AdamW over parameter groups with an LR multiplier each (layer-wise decay),
 ///     stepping the schedule, clipping the global gradient norm;
@@ -43,11 +42,6 @@ torch::Device parse_device(const std::string& text);
 
 /// torch::manual_seed (CPU and, when available, every CUDA device) from `seed`.
 void seed_torch(std::uint64_t seed);
-
-/// Learning-rate grid. "lo:hi:n" → n values log-spaced from lo to hi inclusive (n = 1 → lo,
-/// lo ≤ hi); "a,b,c" or a single value → those values. Values must be finite and > 0; the
-/// result is sorted ascending without duplicates. Throws UsageError naming `option` otherwise.
-std::vector<double> parse_lr_grid(const std::string& text, const std::string& option = "--lr-grid");
 
 /// Linear warm-up from peak/warmup_steps to the peak over `warmup_steps`, then cosine decay from
 /// the peak to min_factor·peak at `total_steps`. factor(step) is the multiplier of the peak LR
