@@ -263,6 +263,7 @@ private:
         out.grid_h = gh;
         out.grid_w = gw;
         BlockStack stack(config_, vm.post_layernorm->weight, vm.post_layernorm->bias);
+        stack.workspace = &block_workspace_;
         if (vm.attn_pool) {  // CoCa has no token-level final norm
             stack.norm = [](const at::Tensor& t) { return t; };
         }

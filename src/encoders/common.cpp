@@ -168,8 +168,9 @@ c10::ScalarType scalar_type(ComputeDType dtype) {
     }
 }
 
-/// `b` with every weight in `type` (views stay views when they already are).
-PreLnBlock in_dtype(PreLnBlock b, c10::ScalarType type) {
+}  // namespace
+
+PreLnBlock block_in_dtype(PreLnBlock b, c10::ScalarType type) {
     for (at::Tensor* t : {&b.ln1_w, &b.ln1_b, &b.q_w,   &b.q_b,    &b.k_w,    &b.k_b,   &b.v_w,
                           &b.v_b,   &b.o_w,   &b.o_b,   &b.ls1,    &b.ln2_w,  &b.ln2_b, &b.fc1_w,
                           &b.fc1_b, &b.fc2_w, &b.fc2_b, &b.gate_w, &b.gate_b, &b.ls2}) {
@@ -179,8 +180,6 @@ PreLnBlock in_dtype(PreLnBlock b, c10::ScalarType type) {
     }
     return b;
 }
-
-}  // namespace
 
 at::Tensor run_blocks(at::Tensor x, const BlockStack& stack, const ModelConfig& config,
                       const ForwardOptions& options, EncoderOutput& out) {
@@ -196,11 +195,15 @@ at::Tensor run_blocks(at::Tensor x, const BlockStack& stack, const ModelConfig& 
     RADPROBE_USAGE_CHECK(type != torch::kHalf || !x.device().is_cpu(),
                          "--dtype fp16 needs a CUDA device: this LibTorch's CPU kernels have no "
                          "fp16 matrix products, norms or softmax (on CPU use bf16 or fp32)");
+    if (type == torch::kFloat32 && c10::InferenceMode::is_enabled()) {
+        // Inference in float32: buffers reused across layers and calls, tiled attention.
+        return run_blocks_in_workspace(x.to(type).contiguous(), stack, config, want, options, out);
+    }
     x = x.to(type);
     for (std::int64_t i = 0; i < stack.num_layers; ++i) {
         // Weights held in another dtype (a bf16 checkpoint computed in fp32, or the reverse) are
         // converted one block at a time: at most one block's copy exists.
-        x = pre_ln_block(x, in_dtype(stack.block(i), type), stack.heads, config, stack.rotate);
+        x = pre_ln_block(x, block_in_dtype(stack.block(i), type), stack.heads, config, stack.rotate);
         keep(i + 1);
     }
     return x.to(torch::kFloat32);

@@ -4,8 +4,8 @@
 // The module tree mirrors the HF key tree (embeddings.*, encoder.layer.N.*,
 // layernorm.*) so that checkpoint keys map 1:1. The forward pass does not call
 // the modules one by one: it runs over preallocated activation buffers (fused
-// QKV GEMM, out= variants, attention tiled over query rows so the score tile
-// stays in cache), because on these machines allocation churn and page faults,
+// QKV GEMM, out= variants, the shared tiled_attention of block_workspace.cpp so
+// the score tile stays in cache), because on these machines allocation churn and page faults,
 // not arithmetic, dominate a naive forward (DESIGN.md, "Performance facts").
 
 #include <ATen/Parallel.h>
@@ -201,13 +201,9 @@ struct LayerWeights {
 /// Activation buffers for one (batch, tokens) shape, reused across calls.
 struct Workspace {
     std::int64_t n = -1, t = -1;
-    at::Tensor x, h, qkv, ctx, tmp, mlp, mlp_act, ln_mean, ln_rstd, scores, probs;
+    at::Tensor x, h, qkv, ctx, tmp, mlp, mlp_act, ln_mean, ln_rstd;
+    AttentionScratch attention;
 };
-
-// Query rows per attention tile: a 128 × T score tile of a 518-px image (T =
-// 1370) is 0.7 MB, which stays in L2 while it is scaled, soft-maxed and
-// multiplied by V.
-constexpr std::int64_t kAttentionTile = 128;
 
 class Dinov2Runner final : public LoadableEncoder {
 public:
@@ -461,9 +457,6 @@ private:
         }
         ws_.ln_mean = torch::empty({m, 1}, f);
         ws_.ln_rstd = torch::empty({m, 1}, f);
-        const std::int64_t tile = std::min(kAttentionTile, t);
-        ws_.scores = torch::empty({tile, t}, f);
-        ws_.probs = torch::empty({tile, t}, f);
         return ws_;
     }
 
@@ -559,24 +552,13 @@ private:
         const std::int64_t heads = options_.num_heads();
         const std::int64_t hd = d / heads;
         const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-        const std::int64_t tile = ws.scores.size(0);
         for (std::int64_t b = 0; b < n; ++b) {
             const auto qkv = ws.qkv.narrow(0, b * t, t);
-            auto ctx = ws.ctx.narrow(0, b * t, t);
+            const auto ctx = ws.ctx.narrow(0, b * t, t);
             for (std::int64_t h = 0; h < heads; ++h) {
-                const auto q = qkv.narrow(1, h * hd, hd);
-                const auto k_t = qkv.narrow(1, d + h * hd, hd).t();
-                const auto v = qkv.narrow(1, 2 * d + h * hd, hd);
-                for (std::int64_t r0 = 0; r0 < t; r0 += tile) {
-                    const std::int64_t rows = std::min(tile, t - r0);
-                    auto s = ws.scores.narrow(0, 0, rows);
-                    auto pr = ws.probs.narrow(0, 0, rows);
-                    at::addmm_out(s, s, q.narrow(0, r0, rows), k_t, /*beta=*/0.0,
-                                  /*alpha=*/scale);
-                    at::_softmax_out(pr, s, 1, false);
-                    auto o = ctx.narrow(0, r0, rows).narrow(1, h * hd, hd);
-                    at::mm_out(o, pr, v);
-                }
+                tiled_attention(qkv.narrow(1, h * hd, hd), qkv.narrow(1, d + h * hd, hd),
+                                qkv.narrow(1, 2 * d + h * hd, hd), scale,
+                                ctx.narrow(1, h * hd, hd), ws.attention);
             }
         }
     }

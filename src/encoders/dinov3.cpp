@@ -178,6 +178,7 @@ private:
         const std::int64_t prefix = 1 + r;
         const std::int64_t g = gh * gw;
         BlockStack stack(config_, norm->weight, norm->bias);
+        stack.workspace = &block_workspace_;
         stack.rotate = [&](const at::Tensor& t) {
             const auto tp = t.narrow(2, prefix, g);
             const auto rotated = (tp * cos + rotate_half(tp) * sin).to(t.scalar_type());

@@ -18,6 +18,28 @@
 
 namespace radprobe::encoders::detail {
 
+/// Query rows and key columns per tile of tiled_attention().
+struct AttentionTiles {
+    std::int64_t query_rows = 128;
+    /// 0: as many keys as keep a query_rows × key_cols float32 score tile within 1 MiB.
+    std::int64_t key_cols = 0;
+};
+
+/// The score and row-statistic buffers of tiled_attention(), grown on demand and reused.
+struct AttentionScratch {
+    at::Tensor scores, probs, row_max, row_new_max, row_sum, tile_sum, correction;
+};
+
+/// The activation buffers of the inference block stack for one (N·T, D) shape (row-major
+/// (N·T)×D; N images of T tokens), reused across layers and calls.
+struct BlockWorkspace {
+    std::int64_t rows = -1, width = -1, hidden = -1;
+    bool gated = false;
+    at::Tensor x, h, q, k, v, ctx, tmp, up, gate, ln_mean, ln_rstd;
+    AttentionScratch attention;
+    AttentionTiles tiles;
+};
+
 /// What an architecture builder returns (architectures.hpp maps model_type to the builders).
 /// The returned encoder has random (uninitialised) weights until load_state()
 /// is called.
@@ -53,6 +75,8 @@ protected:
     /// tensors).
     virtual EncoderOutput run(const at::Tensor& pixel_values, const ForwardOptions& options,
                               bool train) = 0;
+    /// The inference pass's block buffers (BlockStack::workspace).
+    BlockWorkspace block_workspace_;
 };
 
 // --- Helpers shared by the architecture translation units (common.cpp). ---
@@ -107,6 +131,23 @@ struct PreLnBlock {
     std::string act;
 };
 
+/// `b` with every weight in `type` (views stay views when they already are).
+PreLnBlock block_in_dtype(PreLnBlock b, c10::ScalarType type);
+
+/// One head of softmax attention, out = softmax(scale · q kᵀ) v, for q T_q×hd and k, v T_k×hd
+/// (2-D views with any row stride; out likewise, written in place). Tiled over query rows; when
+/// the keys exceed one key tile, an online softmax over key tiles (the FlashAttention
+/// recurrence: a running row maximum and sum rescale what earlier tiles accumulated). No
+/// T_q × T_k buffer exists.
+void tiled_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
+                     at::Tensor out, AttentionScratch& scratch, const AttentionTiles& tiles = {});
+
+/// pre_ln_block() on the tokens in ws.x (N·T × D), in place, through the workspace's buffers
+/// (float32, inference).
+void pre_ln_block_in_place(BlockWorkspace& ws, const PreLnBlock& block, std::int64_t n,
+                           std::int64_t heads, const ModelConfig& config,
+                           const std::function<at::Tensor(const at::Tensor&)>& rotate = {});
+
 /// A block from its modules (fc1/fc2: the MLP's first and second linear; no gate, no scales).
 PreLnBlock make_pre_ln_block(const torch::nn::LayerNorm& ln1, const torch::nn::Linear& q,
                              const torch::nn::Linear& k, const torch::nn::Linear& v,
@@ -155,6 +196,8 @@ struct BlockStack {
     std::function<PreLnBlock(std::int64_t i)> block;
     std::function<at::Tensor(const at::Tensor&)> norm;
     std::function<at::Tensor(const at::Tensor&)> rotate;
+    /// Buffers the float32 inference pass reuses across calls (null: one per call).
+    BlockWorkspace* workspace = nullptr;
 };
 
 /// Runs the blocks on the embedded tokens `x` (N×T×D: prefix tokens, then patches), storing the
@@ -162,6 +205,13 @@ struct BlockStack {
 /// tokens after the last block (before the final norm).
 at::Tensor run_blocks(at::Tensor x, const BlockStack& stack, const ModelConfig& config,
                       const ForwardOptions& options, EncoderOutput& out);
+
+/// run_blocks() under inference mode in float32: the blocks run in place in the stack's
+/// workspace (pre_ln_block_in_place); `want` = wanted_states(options, num_layers + 1), state 0
+/// already kept by the caller.
+at::Tensor run_blocks_in_workspace(const at::Tensor& x, const BlockStack& stack,
+                                   const ModelConfig& config, const std::vector<bool>& want,
+                                   const ForwardOptions& options, EncoderOutput& out);
 
 /// Splits N×T×D into N×heads×T×hd.
 at::Tensor split_heads(const at::Tensor& x, std::int64_t heads);

@@ -152,6 +152,7 @@ private:
         out.grid_h = gh;
         out.grid_w = gw;
         BlockStack stack(config_, trunk.norm->weight, trunk.norm->bias);
+        stack.workspace = &block_workspace_;
         stack.block = [&](std::int64_t i) {
             return block_view(*trunk.blocks[static_cast<std::size_t>(i)]->as<BlockImpl>());
         };

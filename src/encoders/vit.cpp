@@ -166,6 +166,7 @@ private:
         out.grid_w = gw;
         auto& ln = model_->layernorm;
         BlockStack stack(config_, ln->weight, ln->bias);
+        stack.workspace = &block_workspace_;
         stack.block = [&](std::int64_t i) {
             const auto& l =
                 *model_->encoder->layer[static_cast<std::size_t>(i)]->as<VitLayerImpl>();

@@ -143,7 +143,11 @@ struct Walker {
             }
             const std::uint16_t g = u16(off, big), e = u16(off + 2, big);
             if (g == 0xFFFE && (e == 0xE00D || e == 0xE0DD)) {
-                return off + 8;  // item / sequence delimiter
+                if (end == SIZE_MAX) {
+                    return off + 8;  // ends the undefined-length item / sequence
+                }
+                off = stray_delimiter(g, e, off, big);
+                continue;
             }
             std::uint32_t len;
             std::size_t header;
@@ -222,6 +226,21 @@ struct Walker {
                        ": truncated or corrupt DICOM: a sequence item has no delimiter before "
                        "the end of the file");
         return off;
+    }
+
+    // A delimiter where none can end anything (the top level, a defined-length item): GDCM
+    // reads it as an element and allocates its value length (found by fuzz/dicom: 3 GB for a
+    // 61-byte file); PS3.5 7.5 requires the length 0, so only an empty one is passed over.
+    std::size_t stray_delimiter(std::uint16_t g, std::uint16_t e, std::size_t off, bool big) const {
+        const std::uint32_t len = u32(off + 4, big);
+        if (len != 0) {
+            char tag[16];
+            std::snprintf(tag, sizeof tag, "(%04X,%04X)", g, e);
+            throw InputError(str_cat(name, ": corrupt DICOM: delimiter ", tag, " at byte ", off,
+                                     " outside an undefined-length item or sequence has length ",
+                                     len, " (must be 0)"));
+        }
+        return off + 8;
     }
 
     // GDCM asserts that a defined-length item's data set has an even length (found by

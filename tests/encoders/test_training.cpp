@@ -18,8 +18,8 @@ namespace fs = std::filesystem;
 using namespace parity;  // NOLINT: load, max_abs, kParity, map_to_tokens
 using test::TempDir;
 
-/// forward_train vs forward: the same arithmetic up to summation order (DINOv2's fast path
-/// fuses QKV and tiles the attention).
+/// forward_train vs forward: the same arithmetic up to summation order (forward runs the
+/// workspace pass with tiled attention, DINOv2's with fused QKV; forward_train the plain one).
 constexpr double kTrainVsInference = 1e-5;
 
 class TrainingApi : public ::testing::TestWithParam<std::string> {

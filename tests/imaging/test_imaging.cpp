@@ -295,6 +295,29 @@ TEST(Dicom, OddValueLengthInsideADefinedLengthItemIsRefused) {
     }
 }
 
+TEST(Dicom, ADelimiterWithALengthOutsideAnUndefinedLengthItemIsRefused) {
+    // GDCM reads a delimiter at the top level as an element and allocates its value length
+    // (found by fuzz/dicom: 3 GB asked for by a 61-byte implicit VR data set).
+    const auto u16 = [](std::uint32_t v) { return std::string{char(v & 0xFF), char(v >> 8)}; };
+    const auto u32 = [&](std::uint32_t v) { return u16(v & 0xFFFF) + u16(v >> 16); };
+    const std::string group_length = u16(0x0008) + u16(0x0000) + u32(4) + u32(0);
+    TempDir tmp;
+    for (const std::uint32_t e : {0xE00Du, 0xE0DDu}) {
+        const std::string delimiter = u16(0xFFFE) + u16(e) + u32(0xB8B8B800u);
+        write_file_atomic(tmp / "stray.dcm", group_length + delimiter + std::string(40, '\xB8'));
+        char tag[16];
+        std::snprintf(tag, sizeof tag, "(FFFE,%04X)", e);
+        expect_one_line_error_naming(tmp / "stray.dcm",
+                                     std::string("delimiter ") + tag +
+                                         " at byte 12 outside an undefined-length item or "
+                                         "sequence has length 3099113472 (must be 0)");
+    }
+    // The fuzzer's own input, kept in fuzz/dicom/regressions, gives the same line.
+    expect_one_line_error_naming(
+        fs::path(RADPROBE_SOURCE_DIR) / "fuzz/dicom/regressions/gdcm_oom_stray_delimiter.dcm",
+        "outside an undefined-length item or sequence has length");
+}
+
 TEST(Dicom, TruncationsOfEveryGoodFileAreErrorsNotImages) {
     TempDir tmp;
     int files = 0;

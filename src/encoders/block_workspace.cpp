@@ -1,0 +1,243 @@
+// The inference path of the pre-LN block stack every ViT-like family shares: activation buffers
+// kept per (batch, tokens) shape and reused across layers and calls (a fresh buffer costs more
+// to fault in than the arithmetic it holds on these machines, DESIGN.md), and attention tiled
+// over query rows with an online softmax over key tiles, so no T×T score buffer exists.
+// Same arithmetic as pre_ln_block (common.cpp), which the training pass keeps.
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "internal.hpp"
+#include "radprobe/core/error.hpp"
+
+namespace radprobe::encoders::detail {
+
+namespace {
+
+// A score tile of at most this many bytes stays in the 2 MiB L2 of a core while it is scaled,
+// exponentiated and multiplied by V (128 query rows × 2,048 keys).
+constexpr std::int64_t kScoreTileBytes = std::int64_t{1} << 20;
+
+std::int64_t key_tile(const AttentionTiles& tiles, std::int64_t rows, std::int64_t keys) {
+    const std::int64_t fit = std::max<std::int64_t>(1, kScoreTileBytes / (4 * rows));
+    return std::min(keys, tiles.key_cols > 0 ? tiles.key_cols : fit);
+}
+
+/// `buffer` with at least `rows` × `cols` elements, as a rows × cols view.
+at::Tensor scratch(at::Tensor& buffer, std::int64_t rows, std::int64_t cols,
+                   const at::Tensor& like) {
+    if (!buffer.defined() || buffer.numel() < rows * cols || buffer.device() != like.device() ||
+        buffer.scalar_type() != like.scalar_type()) {
+        buffer = at::empty({rows * cols}, like.options());
+    }
+    return buffer.narrow(0, 0, rows * cols).view({rows, cols});
+}
+
+/// Online softmax over key tiles for one query tile: `o` = softmax(scale · q kᵀ) v, with the
+/// running row maximum m and row sum l of the FlashAttention recurrence.
+void attend_in_key_tiles(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         double scale, at::Tensor& o, AttentionScratch& s, std::int64_t cols) {
+    const std::int64_t rows = q.size(0), keys = k.size(0);
+    auto m = scratch(s.row_max, rows, 1, q);
+    auto m_new = scratch(s.row_new_max, rows, 1, q);
+    auto l = scratch(s.row_sum, rows, 1, q);
+    auto l_tile = scratch(s.tile_sum, rows, 1, q);
+    auto corr = scratch(s.correction, rows, 1, q);
+    for (std::int64_t j0 = 0; j0 < keys; j0 += cols) {
+        const std::int64_t c = std::min(cols, keys - j0);
+        auto p = scratch(s.scores, rows, c, q);
+        at::addmm_out(p, p, q, k.narrow(0, j0, c).t(), /*beta=*/0.0, /*alpha=*/scale);
+        const auto vj = v.narrow(0, j0, c);
+        if (j0 == 0) {
+            at::amax_out(m, p, {1}, true);
+            p.sub_(m).exp_();
+            at::sum_out(l, p, {1}, true);
+            at::mm_out(o, p, vj);
+            continue;
+        }
+        at::amax_out(m_new, p, {1}, true);
+        at::maximum_out(m_new, m_new, m);
+        at::sub_out(corr, m, m_new).exp_();  // rescales what the earlier tiles summed
+        p.sub_(m_new).exp_();
+        at::sum_out(l_tile, p, {1}, true);
+        l.mul_(corr).add_(l_tile);
+        o.mul_(corr).addmm_(p, vj);
+        m.copy_(m_new);
+    }
+    o.div_(l);
+}
+
+}  // namespace
+
+void tiled_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
+                     at::Tensor out, AttentionScratch& s, const AttentionTiles& tiles) {
+    const std::int64_t tq = q.size(0), keys = k.size(0);
+    const std::int64_t tile = std::min(tq, std::max<std::int64_t>(1, tiles.query_rows));
+    const std::int64_t cols = key_tile(tiles, tile, keys);
+    for (std::int64_t r0 = 0; r0 < tq; r0 += tile) {
+        const std::int64_t rows = std::min(tile, tq - r0);
+        const auto qr = q.narrow(0, r0, rows);
+        auto o = out.narrow(0, r0, rows);
+        if (cols < keys) {
+            attend_in_key_tiles(qr, k, v, scale, o, s, cols);
+            continue;
+        }
+        // One key tile: the plain softmax of the whole row, as eager attention computes it.
+        auto sc = scratch(s.scores, rows, keys, q);
+        auto pr = scratch(s.probs, rows, keys, q);
+        at::addmm_out(sc, sc, qr, k.t(), /*beta=*/0.0, /*alpha=*/scale);
+        at::_softmax_out(pr, sc, 1, false);
+        at::mm_out(o, pr, v);
+    }
+}
+
+namespace {
+
+void reserve(BlockWorkspace& ws, std::int64_t m, std::int64_t d, const PreLnBlock& b,
+             const at::Tensor& like) {
+    const std::int64_t hidden = b.fc1_w.size(0);
+    const bool gated = b.gate_w.defined();
+    if (ws.rows == m && ws.width == d && ws.hidden == hidden && ws.gated == gated &&
+        ws.x.device() == like.device()) {
+        return;
+    }
+    const auto f = like.options().dtype(torch::kFloat32);
+    ws = BlockWorkspace{};
+    ws.rows = m;
+    ws.width = d;
+    ws.hidden = hidden;
+    ws.gated = gated;
+    for (at::Tensor* t : {&ws.x, &ws.h, &ws.q, &ws.k, &ws.v, &ws.ctx, &ws.tmp}) {
+        *t = at::empty({m, d}, f);
+    }
+    ws.up = at::empty({m, hidden}, f);
+    if (gated) {
+        ws.gate = at::empty({m, hidden}, f);
+    }
+    ws.ln_mean = at::empty({m, 1}, f);
+    ws.ln_rstd = at::empty({m, 1}, f);
+}
+
+/// out = in · wᵀ + b (b may be undefined).
+void linear_out(at::Tensor& out, const at::Tensor& in, const at::Tensor& w, const at::Tensor& b) {
+    if (b.defined()) {
+        at::addmm_out(out, b, in, w.t());
+    } else {
+        at::mm_out(out, in, w.t());
+    }
+}
+
+void activation_(at::Tensor& x, const std::string& name, const ModelConfig& config) {
+    if (name == "gelu") {
+        at::gelu_(x);
+    } else if (name == "gelu_new" || name == "gelu_pytorch_tanh") {
+        at::gelu_(x, "tanh");
+    } else if (name == "relu") {
+        at::relu_(x);
+    } else if (name == "silu" || name == "swish") {
+        at::silu_(x);
+    } else if (name == "quick_gelu") {
+        x.mul_(at::sigmoid(x * 1.702));
+    } else {
+        check_activation(name, config);
+    }
+}
+
+void layer_norm_out(BlockWorkspace& ws, const at::Tensor& w, const at::Tensor& b, double eps) {
+    at::native_layer_norm_out(ws.h, ws.ln_mean, ws.ln_rstd, ws.x, {ws.width}, w, b, eps);
+}
+
+/// x += scale · y (scale undefined: 1).
+void add_scaled(at::Tensor& x, const at::Tensor& y, const at::Tensor& scale) {
+    if (scale.defined()) {
+        x.addcmul_(y, scale);
+    } else {
+        x.add_(y);
+    }
+}
+
+/// q and k through `rotate` (N×heads×T×hd views of the workspace), in place.
+void rotate_in_place(BlockWorkspace& ws, std::int64_t n, std::int64_t heads,
+                     const std::function<at::Tensor(const at::Tensor&)>& rotate) {
+    const std::int64_t t = ws.rows / n, hd = ws.width / heads;
+    for (at::Tensor* qk : {&ws.q, &ws.k}) {
+        auto view = qk->view({n, t, heads, hd}).transpose(1, 2);
+        view.copy_(rotate(view));
+    }
+}
+
+void attention_out(BlockWorkspace& ws, std::int64_t n, std::int64_t heads) {
+    const std::int64_t t = ws.rows / n, hd = ws.width / heads;
+    const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+    for (std::int64_t b = 0; b < n; ++b) {
+        for (std::int64_t h = 0; h < heads; ++h) {
+            auto head = [&](const at::Tensor& x) {
+                return x.narrow(0, b * t, t).narrow(1, h * hd, hd);
+            };
+            tiled_attention(head(ws.q), head(ws.k), head(ws.v), scale, head(ws.ctx), ws.attention,
+                            ws.tiles);
+        }
+    }
+}
+
+void mlp_out(BlockWorkspace& ws, const PreLnBlock& b, const ModelConfig& config) {
+    const auto& act = b.act.empty() ? config.hidden_act : b.act;
+    linear_out(ws.up, ws.h, b.fc1_w, b.fc1_b);
+    at::Tensor* hidden = &ws.up;
+    if (b.gate_w.defined()) {
+        linear_out(ws.gate, ws.h, b.gate_w, b.gate_b);
+        activation_(ws.gate, act, config);
+        ws.gate.mul_(ws.up);
+        hidden = &ws.gate;
+    } else {
+        activation_(ws.up, act, config);
+    }
+    linear_out(ws.tmp, *hidden, b.fc2_w, b.fc2_b);
+}
+
+}  // namespace
+
+void pre_ln_block_in_place(BlockWorkspace& ws, const PreLnBlock& b, std::int64_t n,
+                           std::int64_t heads, const ModelConfig& config,
+                           const std::function<at::Tensor(const at::Tensor&)>& rotate) {
+    const double eps = config.layer_norm_eps;
+    layer_norm_out(ws, b.ln1_w, b.ln1_b, eps);
+    linear_out(ws.q, ws.h, b.q_w, b.q_b);
+    linear_out(ws.k, ws.h, b.k_w, b.k_b);
+    linear_out(ws.v, ws.h, b.v_w, b.v_b);
+    if (rotate) {
+        rotate_in_place(ws, n, heads, rotate);
+    }
+    attention_out(ws, n, heads);
+    linear_out(ws.tmp, ws.ctx, b.o_w, b.o_b);
+    add_scaled(ws.x, ws.tmp, b.ls1);
+    layer_norm_out(ws, b.ln2_w, b.ln2_b, eps);
+    mlp_out(ws, b, config);
+    add_scaled(ws.x, ws.tmp, b.ls2);
+}
+
+at::Tensor run_blocks_in_workspace(const at::Tensor& x, const BlockStack& stack,
+                                   const ModelConfig& config, const std::vector<bool>& want,
+                                   const ForwardOptions& options, EncoderOutput& out) {
+    BlockWorkspace local;
+    BlockWorkspace& ws = stack.workspace ? *stack.workspace : local;
+    const std::int64_t n = x.size(0), t = x.size(1), d = x.size(2);
+    for (std::int64_t i = 0; i < stack.num_layers; ++i) {
+        const auto b = block_in_dtype(stack.block(i), torch::kFloat32);
+        if (i == 0) {
+            reserve(ws, n * t, d, b, x);
+            ws.x.copy_(x.reshape({n * t, d}));
+        }
+        pre_ln_block_in_place(ws, b, n, stack.heads, config, stack.rotate);
+        if (want[static_cast<std::size_t>(i + 1)]) {
+            const auto state = ws.x.view({n, t, d});
+            out.layers[static_cast<int>(i + 1)] =
+                options.normalize_layers ? stack.norm(state) : state.clone();
+        }
+    }
+    return stack.num_layers == 0 ? x : ws.x.view({n, t, d}).clone();
+}
+
+}  // namespace radprobe::encoders::detail
