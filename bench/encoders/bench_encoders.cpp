@@ -1,13 +1,18 @@
-// bench_encoders: a ViT-B/14-sized DINOv2 (768 wide, 12 layers, 12 heads, random weights written
-// as a HF directory by this program) timed at 224 and 518 px. Reported next to two references
-// measured in the same run: the machine's fp32 GEMM peak (a 2048³ at::mm into a preallocated
-// output) and PyTorch eager running the same architecture (bench/encoders/vit_eager.py,
-// /usr/bin/python3, same thread count).
+// bench_encoders: ViT-B/14-sized encoders (768 wide, 12 layers, 12 heads, random weights written
+// as HF directories by this program) timed at 224 and 518 px, batch 1 and 4: the DINOv2 layout
+// (its own fused fast path) and the HF ViT layout (the block workspace every other ViT-like
+// family shares). Reported next to two references measured in the same run: the machine's fp32
+// GEMM peak (a 2048³ at::mm into a preallocated output) and PyTorch eager running the same
+// architecture (bench/encoders/vit_eager.py, /usr/bin/python3, same thread count, same
+// environment). bench/encoders/bench_encoders.sh runs it in the default and the tuned
+// environment.
 //
-//   bench_encoders [--threads T] [--iters K] [--no-eager]
+//   bench_encoders [--threads T] [--iters K] [--no-eager] [--family dinov2|vit]...
+//                  [--size PX]... [--batch N]...
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -82,6 +87,42 @@ void write_vit_b14(const fs::path& dir) {
     write_file_atomic(dir / "model.safetensors", encoders::serialize_safetensors(ts));
 }
 
+/// The same weights in the HF ViT layout (ViTModel without pooler: no LayerScale, no mask
+/// token; fc1/fc2 as intermediate/output).
+void write_vit_layout(const fs::path& from, const fs::path& dir) {
+    fs::create_directories(dir);
+    write_file_atomic(dir / "config.json",
+                      R"({"model_type": "vit", "hidden_size": 768, "num_hidden_layers": 12,
+                          "num_attention_heads": 12, "patch_size": 14, "image_size": 518,
+                          "intermediate_size": 3072, "layer_norm_eps": 1e-6,
+                          "hidden_act": "gelu", "qkv_bias": true,
+                          "architectures": ["ViTForImageClassification"]})");
+    const auto st = encoders::SafetensorsFile::open(from / "model.safetensors");
+    std::vector<encoders::StTensorData> ts;
+    auto renamed = [](std::string k) {
+        for (const auto& [a, b] :
+             {std::pair<std::string, std::string>{".norm1.", ".layernorm_before."},
+              {".norm2.", ".layernorm_after."},
+              {".mlp.fc1.", ".intermediate.dense."},
+              {".mlp.fc2.", ".output.dense."}}) {
+            const auto at = k.find(a);
+            if (at != std::string::npos) {
+                k.replace(at, a.size(), b);
+            }
+        }
+        return k;
+    };
+    for (const auto& info : st.tensors()) {
+        if (info.name.find("layer_scale") != std::string::npos ||
+            info.name == "embeddings.mask_token") {
+            continue;
+        }
+        const auto bytes = st.bytes(info);
+        ts.push_back({renamed(info.name), info.dtype, info.shape, {bytes.begin(), bytes.end()}});
+    }
+    write_file_atomic(dir / "model.safetensors", encoders::serialize_safetensors(ts));
+}
+
 double gemm_peak_gflops() {
     const std::int64_t n = 2048;
     const auto a = at::randn({n, n});
@@ -97,11 +138,12 @@ double gemm_peak_gflops() {
     return 2.0 * n * n * n / best / 1e9;
 }
 
-double eager_seconds_per_image(int threads, int size, int batch, int iters) {
+double eager_seconds_per_image(int threads, int size, int batch, int iters, bool layerscale) {
     const std::string cmd = "/usr/bin/python3 '" + std::string(RADPROBE_SOURCE_DIR) +
                             "/bench/encoders/vit_eager.py' --threads " + std::to_string(threads) +
                             " --size " + std::to_string(size) + " --batch " +
-                            std::to_string(batch) + " --iters " + std::to_string(iters);
+                            std::to_string(batch) + " --iters " + std::to_string(iters) +
+                            (layerscale ? "" : " --no-layerscale");
     FILE* p = popen(cmd.c_str(), "r");
     if (p == nullptr) {
         return -1;
@@ -118,48 +160,100 @@ double eager_seconds_per_image(int threads, int size, int batch, int iters) {
     return pos == std::string::npos ? -1 : std::atof(out.c_str() + pos + 1);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+struct Options {
     int threads = 0;
     int iters = 2;
     bool eager = true;
+    std::vector<std::string> families;
+    std::vector<int> sizes, batches;
+};
+
+Options parse(int argc, char** argv) {
+    Options o;
     for (int i = 1; i < argc; ++i) {
-        if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) {
-            threads = std::atoi(argv[++i]);
-        } else if (!std::strcmp(argv[i], "--iters") && i + 1 < argc) {
-            iters = std::atoi(argv[++i]);
+        const bool value = i + 1 < argc;
+        if (!std::strcmp(argv[i], "--threads") && value) {
+            o.threads = std::atoi(argv[++i]);
+        } else if (!std::strcmp(argv[i], "--iters") && value) {
+            o.iters = std::max(1, std::atoi(argv[++i]));
         } else if (!std::strcmp(argv[i], "--no-eager")) {
-            eager = false;
+            o.eager = false;
+        } else if (!std::strcmp(argv[i], "--family") && value) {
+            o.families.emplace_back(argv[++i]);
+        } else if (!std::strcmp(argv[i], "--size") && value) {
+            o.sizes.push_back(std::atoi(argv[++i]));
+        } else if (!std::strcmp(argv[i], "--batch") && value) {
+            o.batches.push_back(std::atoi(argv[++i]));
         } else {
-            std::fprintf(stderr, "usage: bench_encoders [--threads T] [--iters K] [--no-eager]\n");
-            return 2;
+            std::fprintf(stderr,
+                         "usage: bench_encoders [--threads T] [--iters K] [--no-eager] "
+                         "[--family dinov2|vit]... [--size PX]... [--batch N]...\n");
+            std::exit(2);
         }
     }
-    threads = encoders::set_threads(threads);
-    const fs::path dir = fs::temp_directory_path() / "radprobe-bench-vitb14";
-    if (!fs::exists(dir / "model.safetensors")) {
-        write_vit_b14(dir);
+    if (o.families.empty()) {
+        o.families = {"dinov2", "vit"};
     }
-    auto encoder = encoders::load_encoder(dir);
+    if (o.sizes.empty()) {
+        o.sizes = {224, 518};
+    }
+    if (o.batches.empty()) {
+        o.batches = {1, 4};
+    }
+    return o;
+}
+
+/// Seconds per image of `iters` forwards of a batch after one warm-up forward (workspace and
+/// interpolated positions).
+double seconds_per_image(encoders::Encoder& encoder, int size, int batch, int iters) {
+    const auto x = at::randn({batch, 3, size, size});
+    encoder.forward(x);
+    const auto t0 = Clock::now();
+    for (int i = 0; i < iters; ++i) {
+        encoder.forward(x);
+    }
+    return seconds_since(t0) / (iters * batch);
+}
+
+const char* env_or(const char* name, const char* fallback) {
+    const char* v = std::getenv(name);
+    return v != nullptr ? v : fallback;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const Options o = parse(argc, argv);
+    const int threads = encoders::set_threads(o.threads);
+    const fs::path dinov2 = fs::temp_directory_path() / "radprobe-bench-vitb14";
+    const fs::path vit = fs::temp_directory_path() / "radprobe-bench-vitb14-vit";
+    if (!fs::exists(dinov2 / "model.safetensors")) {
+        write_vit_b14(dinov2);
+    }
+    if (!fs::exists(vit / "model.safetensors")) {
+        write_vit_layout(dinov2, vit);
+    }
     const double peak = gemm_peak_gflops();
-    std::printf("threads %d; fp32 GEMM peak (2048^3 at::mm, preallocated output): %.1f GFLOP/s\n",
-                threads, peak);
-    std::printf("%-6s %-6s %-12s %-10s %-9s %-14s %-9s\n", "size", "batch", "s/image", "GFLOP/s",
-                "%peak", "eager s/image", "speedup");
-    for (const auto& [size, batch] : {std::pair{224, 4}, std::pair{518, 1}}) {
-        const auto x = at::randn({batch, 3, size, size});
-        encoder->forward(x);  // warm-up: workspace and interpolated positions
-        const auto t0 = Clock::now();
-        for (int i = 0; i < iters; ++i) {
-            encoder->forward(x);
+    std::printf("threads %d; OMP_WAIT_POLICY=%s GLIBC_TUNABLES=%s\n", threads,
+                env_or("OMP_WAIT_POLICY", "(unset)"), env_or("GLIBC_TUNABLES", "(unset)"));
+    std::printf("fp32 GEMM peak (2048^3 at::mm, preallocated output): %.1f GFLOP/s\n", peak);
+    std::printf("%-7s %-6s %-6s %-10s %-9s %-7s %-14s %-8s\n", "family", "size", "batch", "s/image",
+                "GFLOP/s", "%peak", "eager s/image", "speedup");
+    for (const auto& family : o.families) {
+        auto encoder = encoders::load_encoder(family == "vit" ? vit : dinov2);
+        for (int size : o.sizes) {
+            for (int batch : o.batches) {
+                const double spi = seconds_per_image(*encoder, size, batch, o.iters);
+                const double gflops = encoder->flops_per_image(size, size) / spi / 1e9;
+                const double ref = o.eager ? eager_seconds_per_image(threads, size, batch, o.iters,
+                                                                     family == "dinov2")
+                                           : -1;
+                std::printf("%-7s %-6d %-6d %-10.3f %-9.1f %-7.1f %-14.3f %-8.2f\n", family.c_str(),
+                            size, batch, spi, gflops, 100.0 * gflops / peak, ref,
+                            ref > 0 ? ref / spi : 0.0);
+                std::fflush(stdout);
+            }
         }
-        const double spi = seconds_since(t0) / (iters * batch);
-        const double gflops = encoder->flops_per_image(size, size) / spi / 1e9;
-        const double ref = eager ? eager_seconds_per_image(threads, size, batch, iters) : -1;
-        std::printf("%-6d %-6d %-12.3f %-10.1f %-9.1f %-14.3f %-9.2f\n", size, batch, spi, gflops,
-                    100.0 * gflops / peak, ref, ref > 0 ? ref / spi : 0.0);
-        std::fflush(stdout);
     }
     return 0;
 }

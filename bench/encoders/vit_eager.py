@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch eager reference for bench_encoders: the same ViT-B/14 (DINOv2 layout: pre-LN blocks,
-separate q/k/v, LayerScale, exact GELU, final LayerNorm) in plain torch, random weights, timed at
-the given size, batch and thread count. Prints one JSON line: {"seconds_per_image": ...}."""
+separate q/k/v, LayerScale, exact GELU, final LayerNorm; with --no-layerscale the HF ViT layout)
+in plain torch, random weights, timed at the given size, batch and thread count. Prints one JSON line: {"seconds_per_image": ...}."""
 import argparse
 import json
 import time
@@ -12,9 +12,10 @@ import torch.nn.functional as F
 
 
 class Block(nn.Module):
-    def __init__(self, d, heads):
+    def __init__(self, d, heads, layerscale):
         super().__init__()
         self.heads = heads
+        self.layerscale = layerscale
         self.norm1 = nn.LayerNorm(d, eps=1e-6)
         self.query, self.key, self.value = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
         self.dense = nn.Linear(d, d)
@@ -30,16 +31,18 @@ class Block(nn.Module):
         q, k, v = (f(y).view(n, t, self.heads, hd).transpose(1, 2) for f in (self.query, self.key, self.value))
         a = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * hd ** -0.5, dim=-1)
         y = torch.matmul(a, v).transpose(1, 2).reshape(n, t, d)
-        x = x + self.dense(y) * self.ls1
-        return x + self.fc2(F.gelu(self.fc1(self.norm2(x)))) * self.ls2
+        a = self.dense(y)
+        x = x + (a * self.ls1 if self.layerscale else a)
+        m = self.fc2(F.gelu(self.fc1(self.norm2(x))))
+        return x + (m * self.ls2 if self.layerscale else m)
 
 
 class ViT(nn.Module):
-    def __init__(self, d=768, layers=12, heads=12, patch=14):
+    def __init__(self, d=768, layers=12, heads=12, patch=14, layerscale=True):
         super().__init__()
         self.patch = nn.Conv2d(3, d, patch, stride=patch)
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
-        self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(d, heads, layerscale) for _ in range(layers))
         self.norm = nn.LayerNorm(d, eps=1e-6)
 
     def forward(self, x):
@@ -56,10 +59,11 @@ def main():
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--iters", type=int, default=2)
+    ap.add_argument("--no-layerscale", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = ViT().eval()
+    model = ViT(layerscale=not a.no_layerscale).eval()
     x = torch.randn(a.batch, 3, a.size, a.size)
     with torch.no_grad():
         model(x)  # warm-up

@@ -2,8 +2,13 @@
 // kept per (batch, tokens) shape and reused across layers and calls (a fresh buffer costs more
 // to fault in than the arithmetic it holds on these machines, DESIGN.md), and attention tiled
 // over query rows with an online softmax over key tiles, so no T×T score buffer exists.
+// On the CPU one thread pool does all the work: LibTorch's (OpenMP) threads each take a slice of
+// the rows (norms, projections, MLP) or of the heads (attention) and call a single-threaded BLAS
+// on it. OpenBLAS's own threads would otherwise alternate with OpenMP's, which spin between
+// parallel regions in the default environment and take the cores from it.
 // Same arithmetic as pre_ln_block (common.cpp), which the training pass keeps.
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -11,6 +16,7 @@
 
 #include "internal.hpp"
 #include "radprobe/core/error.hpp"
+#include "radprobe/core/linalg.hpp"
 
 namespace radprobe::encoders::detail {
 
@@ -145,8 +151,30 @@ void activation_(at::Tensor& x, const std::string& name, const ModelConfig& conf
     }
 }
 
-void layer_norm_out(BlockWorkspace& ws, const at::Tensor& w, const at::Tensor& b, double eps) {
-    at::native_layer_norm_out(ws.h, ws.ln_mean, ws.ln_rstd, ws.x, {ws.width}, w, b, eps);
+/// The workspace's row-wise buffers restricted to rows [r0, r1) (one thread's share).
+struct RowSlice {
+    at::Tensor x, h, q, k, v, ctx, tmp, up, gate, ln_mean, ln_rstd;
+};
+
+RowSlice rows_of(const BlockWorkspace& ws, std::int64_t r0, std::int64_t r1) {
+    auto cut = [&](const at::Tensor& t) { return t.defined() ? t.narrow(0, r0, r1 - r0) : t; };
+    return {cut(ws.x),   cut(ws.h),  cut(ws.q),    cut(ws.k),       cut(ws.v),      cut(ws.ctx),
+            cut(ws.tmp), cut(ws.up), cut(ws.gate), cut(ws.ln_mean), cut(ws.ln_rstd)};
+}
+
+/// Calls fn(slice) once per thread of LibTorch's pool on contiguous shares of the rows.
+template <typename Fn>
+void for_row_slices(const BlockWorkspace& ws, Fn&& fn) {
+    const std::int64_t threads = std::max(1, at::get_num_threads());
+    const std::int64_t share = (ws.rows + threads - 1) / threads;
+    at::parallel_for(0, ws.rows, share, [&](std::int64_t r0, std::int64_t r1) {
+        auto slice = rows_of(ws, r0, r1);
+        fn(slice);
+    });
+}
+
+void layer_norm_out(RowSlice& r, const at::Tensor& w, const at::Tensor& b, double eps) {
+    at::native_layer_norm_out(r.h, r.ln_mean, r.ln_rstd, r.x, {r.x.size(1)}, w, b, eps);
 }
 
 /// x += scale · y (scale undefined: 1).
@@ -168,33 +196,37 @@ void rotate_in_place(BlockWorkspace& ws, std::int64_t n, std::int64_t heads,
     }
 }
 
+/// Attention of every (image, head), spread over the threads, each with its own scratch.
 void attention_out(BlockWorkspace& ws, std::int64_t n, std::int64_t heads) {
     const std::int64_t t = ws.rows / n, hd = ws.width / heads;
     const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-    for (std::int64_t b = 0; b < n; ++b) {
-        for (std::int64_t h = 0; h < heads; ++h) {
+    ws.attention.resize(static_cast<std::size_t>(std::max(1, at::get_num_threads())));
+    at::parallel_for(0, n * heads, 1, [&](std::int64_t u0, std::int64_t u1) {
+        auto& scratch = ws.attention[static_cast<std::size_t>(at::get_thread_num())];
+        for (std::int64_t u = u0; u < u1; ++u) {
+            const std::int64_t b = u / heads, h = u % heads;
             auto head = [&](const at::Tensor& x) {
                 return x.narrow(0, b * t, t).narrow(1, h * hd, hd);
             };
-            tiled_attention(head(ws.q), head(ws.k), head(ws.v), scale, head(ws.ctx), ws.attention,
+            tiled_attention(head(ws.q), head(ws.k), head(ws.v), scale, head(ws.ctx), scratch,
                             ws.tiles);
         }
-    }
+    });
 }
 
-void mlp_out(BlockWorkspace& ws, const PreLnBlock& b, const ModelConfig& config) {
+void mlp_out(RowSlice& r, const PreLnBlock& b, const ModelConfig& config) {
     const auto& act = b.act.empty() ? config.hidden_act : b.act;
-    linear_out(ws.up, ws.h, b.fc1_w, b.fc1_b);
-    at::Tensor* hidden = &ws.up;
+    linear_out(r.up, r.h, b.fc1_w, b.fc1_b);
+    at::Tensor* hidden = &r.up;
     if (b.gate_w.defined()) {
-        linear_out(ws.gate, ws.h, b.gate_w, b.gate_b);
-        activation_(ws.gate, act, config);
-        ws.gate.mul_(ws.up);
-        hidden = &ws.gate;
+        linear_out(r.gate, r.h, b.gate_w, b.gate_b);
+        activation_(r.gate, act, config);
+        r.gate.mul_(r.up);
+        hidden = &r.gate;
     } else {
-        activation_(ws.up, act, config);
+        activation_(r.up, act, config);
     }
-    linear_out(ws.tmp, *hidden, b.fc2_w, b.fc2_b);
+    linear_out(r.tmp, *hidden, b.fc2_w, b.fc2_b);
 }
 
 }  // namespace
@@ -203,19 +235,25 @@ void pre_ln_block_in_place(BlockWorkspace& ws, const PreLnBlock& b, std::int64_t
                            std::int64_t heads, const ModelConfig& config,
                            const std::function<at::Tensor(const at::Tensor&)>& rotate) {
     const double eps = config.layer_norm_eps;
-    layer_norm_out(ws, b.ln1_w, b.ln1_b, eps);
-    linear_out(ws.q, ws.h, b.q_w, b.q_b);
-    linear_out(ws.k, ws.h, b.k_w, b.k_b);
-    linear_out(ws.v, ws.h, b.v_w, b.v_b);
+    // One BLAS thread per LibTorch thread: the parallelism is over rows and heads here.
+    const linalg::OneBlasThread one_blas_thread;
+    for_row_slices(ws, [&](RowSlice& r) {
+        layer_norm_out(r, b.ln1_w, b.ln1_b, eps);
+        linear_out(r.q, r.h, b.q_w, b.q_b);
+        linear_out(r.k, r.h, b.k_w, b.k_b);
+        linear_out(r.v, r.h, b.v_w, b.v_b);
+    });
     if (rotate) {
         rotate_in_place(ws, n, heads, rotate);
     }
     attention_out(ws, n, heads);
-    linear_out(ws.tmp, ws.ctx, b.o_w, b.o_b);
-    add_scaled(ws.x, ws.tmp, b.ls1);
-    layer_norm_out(ws, b.ln2_w, b.ln2_b, eps);
-    mlp_out(ws, b, config);
-    add_scaled(ws.x, ws.tmp, b.ls2);
+    for_row_slices(ws, [&](RowSlice& r) {
+        linear_out(r.tmp, r.ctx, b.o_w, b.o_b);
+        add_scaled(r.x, r.tmp, b.ls1);
+        layer_norm_out(r, b.ln2_w, b.ln2_b, eps);
+        mlp_out(r, b, config);
+        add_scaled(r.x, r.tmp, b.ls2);
+    });
 }
 
 at::Tensor run_blocks_in_workspace(const at::Tensor& x, const BlockStack& stack,

@@ -195,15 +195,17 @@ at::Tensor run_blocks(at::Tensor x, const BlockStack& stack, const ModelConfig& 
     RADPROBE_USAGE_CHECK(type != torch::kHalf || !x.device().is_cpu(),
                          "--dtype fp16 needs a CUDA device: this LibTorch's CPU kernels have no "
                          "fp16 matrix products, norms or softmax (on CPU use bf16 or fp32)");
-    if (type == torch::kFloat32 && c10::InferenceMode::is_enabled()) {
-        // Inference in float32: buffers reused across layers and calls, tiled attention.
+    if (type == torch::kFloat32 && c10::InferenceMode::is_enabled() && x.device().is_cpu()) {
+        // Inference in float32 on the CPU: buffers reused across layers and calls, tiled
+        // attention, one thread pool (block_workspace.cpp).
         return run_blocks_in_workspace(x.to(type).contiguous(), stack, config, want, options, out);
     }
     x = x.to(type);
     for (std::int64_t i = 0; i < stack.num_layers; ++i) {
         // Weights held in another dtype (a bf16 checkpoint computed in fp32, or the reverse) are
         // converted one block at a time: at most one block's copy exists.
-        x = pre_ln_block(x, block_in_dtype(stack.block(i), type), stack.heads, config, stack.rotate);
+        const auto block = block_in_dtype(stack.block(i), type);
+        x = pre_ln_block(x, block, stack.heads, config, stack.rotate);
         keep(i + 1);
     }
     return x.to(torch::kFloat32);

@@ -2,13 +2,10 @@
 // Dinov2WithRegistersModel).
 //
 // The module tree mirrors the HF key tree (embeddings.*, encoder.layer.N.*,
-// layernorm.*) so that checkpoint keys map 1:1. The forward pass does not call
-// the modules one by one: it runs over preallocated activation buffers (fused
-// QKV GEMM, out= variants, the shared tiled_attention of block_workspace.cpp so
-// the score tile stays in cache), because on these machines allocation churn and page faults,
-// not arithmetic, dominate a naive forward (DESIGN.md, "Performance facts").
+// layernorm.*) so that checkpoint keys map 1:1. The forward pass is the block
+// stack every ViT-like family shares (run_blocks: the workspace pass with tiled
+// attention under inference, block_workspace.cpp).
 
-#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -188,84 +185,23 @@ struct Dinov2ModelImpl : nn::Module {
 };
 TORCH_MODULE(Dinov2Model);
 
-/// Per-layer tensors the fast path uses (views of the module's parameters, plus
-/// the fused QKV).
-struct LayerWeights {
-    at::Tensor ln1_w, ln1_b, ln2_w, ln2_b;
-    at::Tensor qkv_w, qkv_b;  // [3D, D], [3D] (zeros when qkv_bias is false)
-    at::Tensor out_w, out_b;
-    at::Tensor ls1, ls2;
-    at::Tensor in_w, in_b, out2_w, out2_b;  // fc1/fc2 or weights_in/weights_out
-};
-
-/// Activation buffers for one (batch, tokens) shape, reused across calls.
-struct Workspace {
-    std::int64_t n = -1, t = -1;
-    at::Tensor x, h, qkv, ctx, tmp, mlp, mlp_act, ln_mean, ln_rstd;
-    AttentionScratch attention;
-};
-
-class Dinov2Runner final : public LoadableEncoder {
+class Dinov2Runner final : public FunctionalEncoder {
 public:
     explicit Dinov2Runner(const ModelConfig& config)
-        : LoadableEncoder(config), options_(config), model_(options_) {
+        : FunctionalEncoder(config), options_(config), model_(options_) {
         model_->eval();
     }
 
     torch::nn::Module& module() override { return *model_; }
 
     void prepare() override {
-        c10::InferenceMode guard;
-        layers_.clear();
-        pos_cache_.clear();
-        ws_ = Workspace{};
-        const auto d = options_.hidden_size();
-        held_half_ =
-            model_->encoder->layer->size() > 0 &&
-            model_->encoder->layer[0]->as<Dinov2LayerImpl>()->norm1->weight.scalar_type() !=
-                torch::kFloat32;
-        for (const auto& item : *model_->encoder->layer) {
-            if (functional_only()) {
-                break;  // no fused float32 copies of half weights
-            }
-            auto& l = *item->as<Dinov2LayerImpl>();
-            LayerWeights w;
-            w.ln1_w = l.norm1->weight;
-            w.ln1_b = l.norm1->bias;
-            w.ln2_w = l.norm2->weight;
-            w.ln2_b = l.norm2->bias;
-            auto& sa = *l.attention->attention;
-            w.qkv_w =
-                torch::cat({sa.query->weight, sa.key->weight, sa.value->weight}, 0).contiguous();
-            w.qkv_b = options_.qkv_bias()
-                          ? torch::cat({sa.query->bias, sa.key->bias, sa.value->bias}, 0)
-                          : torch::zeros({3 * d}, sa.query->weight.options());
-            w.out_w = l.attention->output->dense->weight;
-            w.out_b = l.attention->output->dense->bias;
-            w.ls1 = l.layer_scale1->lambda1;
-            w.ls2 = l.layer_scale2->lambda1;
-            if (options_.use_swiglu_ffn()) {
-                w.in_w = l.swiglu->weights_in->weight;
-                w.in_b = l.swiglu->weights_in->bias;
-                w.out2_w = l.swiglu->weights_out->weight;
-                w.out2_b = l.swiglu->weights_out->bias;
-            } else {
-                w.in_w = l.mlp->fc1->weight;
-                w.in_b = l.mlp->fc1->bias;
-                w.out2_w = l.mlp->fc2->weight;
-                w.out2_b = l.mlp->fc2->bias;
-            }
-            layers_.push_back(std::move(w));
-        }
-        weights_version_ = weights_version();
-        const auto act = config_.hidden_act;
+        const auto& act = config_.hidden_act;
         RADPROBE_CHECK(options_.use_swiglu_ffn() || act == "gelu" || act == "gelu_new" ||
                            act == "gelu_pytorch_tanh" || act == "relu" || act == "silu" ||
                            act == "swish" || act == "quick_gelu",
                        "file ", (config_.dir / "config.json").string(), ": hidden_act \"", act,
                        "\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, quick_gelu, "
-                       "relu, "
-                       "silu)");
+                       "relu, silu)");
     }
 
     std::int64_t input_channels() const override {
@@ -287,82 +223,12 @@ public:
     void fold_grayscale(const std::array<double, 3>& mean,
                         const std::array<double, 3>& std) override {
         auto& proj = model_->embeddings->patch_embeddings->projection;
-        RADPROBE_CHECK(proj->weight.size(1) == 3, "fold_grayscale: the patch embedding has ",
-                       proj->weight.size(1), " input channels, expected 3 (already folded?)");
-        torch::NoGradGuard no_grad;
-        const auto w = proj->weight.to(torch::kFloat64);
-        const auto b = proj->bias.to(torch::kFloat64);
-        auto folded = torch::zeros_like(w.narrow(1, 0, 1));
-        auto shift = torch::zeros_like(b);
-        for (int c = 0; c < 3; ++c) {
-            const auto wc = w.narrow(1, c, 1);
-            folded += wc / std[c];
-            shift += wc.sum({1, 2, 3}) * (mean[c] / std[c]);
-        }
-        proj->weight.set_data(folded.to(torch::kFloat32).contiguous());
-        proj->bias.set_data((b - shift).to(torch::kFloat32));
+        fold_patch_embedding(proj->weight, proj->bias, mean, std);
     }
 
-    EncoderOutput forward(const at::Tensor& pixel_values, const ForwardOptions& opts) override {
-        c10::InferenceMode guard;
-        if (functional_only()) {
-            return forward_train(pixel_values, opts);
-        }
-        if (weights_version() != weights_version_) {
-            prepare();  // the weights were changed in place (training): re-fuse them
-        }
-        const std::int64_t p = options_.patch_size();
-        RADPROBE_CHECK(pixel_values.dim() == 4, "pixel_values must be N×C×H×W, got ",
-                       pixel_values.dim(), " dimensions");
-        RADPROBE_CHECK(pixel_values.size(1) == input_channels(), "pixel_values have ",
-                       pixel_values.size(1), " channels, the model expects ", input_channels());
-        RADPROBE_CHECK(pixel_values.size(2) >= p && pixel_values.size(3) >= p, "pixel_values of ",
-                       pixel_values.size(2), "x", pixel_values.size(3), " are smaller than one ", p,
-                       "x", p, " patch");
-        RADPROBE_CHECK(pixel_values.size(0) >= 1, "pixel_values hold no image");
-        const std::int64_t n = pixel_values.size(0);
-        const std::int64_t gh = pixel_values.size(2) / p;
-        const std::int64_t gw = pixel_values.size(3) / p;
-        const std::int64_t r = options_.num_register_tokens();
-        const std::int64_t t = 1 + r + gh * gw;
-        const std::int64_t d = options_.hidden_size();
-        const std::int64_t num_layers = options_.num_layers();
-
-        std::vector<bool> want(num_layers + 1, opts.all_layers);
-        for (int index : opts.layers) {
-            const std::int64_t i = index < 0 ? num_layers + 1 + index : index;
-            RADPROBE_USAGE_CHECK(i >= 0 && i <= num_layers, "layer ", index,
-                                 " is out of range: the model has hidden states 0..", num_layers,
-                                 " (or -1..-", num_layers + 1, ")");
-            want[i] = true;
-        }
-
-        Workspace& ws = workspace(n, t);
-        embed(to_input(pixel_values), gh, gw, ws);
-
-        EncoderOutput out;
-        out.grid_h = gh;
-        out.grid_w = gw;
-        auto keep = [&](std::int64_t i) {
-            if (!want[i]) {
-                return;
-            }
-            auto state = ws.x.view({n, t, d});
-            out.layers[static_cast<int>(i)] =
-                opts.normalize_layers ? final_norm(state) : state.clone();
-        };
-        keep(0);
-        for (std::int64_t i = 0; i < num_layers; ++i) {
-            run_layer(layers_[i], ws, n, t);
-            keep(i + 1);
-        }
-        out.last_hidden_state = final_norm(ws.x.view({n, t, d}));
-        out.tokens = split_tokens(out.last_hidden_state, r, gh, gw);
-        return out;
-    }
-
-    EncoderOutput forward_train(const at::Tensor& pixel_values,
-                                const ForwardOptions& opts) override {
+private:
+    EncoderOutput run(const at::Tensor& pixel_values, const ForwardOptions& opts,
+                      bool /*train*/) override {
         const std::int64_t p = options_.patch_size();
         check_pixels(pixel_values, input_channels(), p);
         const auto [n, gh, gw] = patch_grid(pixel_values, p);
@@ -370,8 +236,9 @@ public:
         const std::int64_t d = options_.hidden_size();
         auto& emb = *model_->embeddings;
         const auto& proj = emb.patch_embeddings->projection;
+        // The strided convolution drops the remainder rows/columns, as HF's does.
         const auto patches = embed_patches(to_input(pixel_values), proj->weight, proj->bias, p);
-        const auto pos = compute_positions(gh, gw);
+        const auto pos = positions(gh, gw);
         std::vector<at::Tensor> parts{(emb.cls_token + pos.narrow(1, 0, 1)).expand({n, 1, d})};
         if (r > 0) {
             parts.push_back(emb.register_tokens.expand({n, r, d}));
@@ -387,12 +254,13 @@ public:
         stack.heads = options_.num_heads();
         stack.norm = [&](const at::Tensor& s) { return final_norm(s); };
         stack.block = [&](std::int64_t i) { return block_view(i); };
+        stack.workspace = &block_workspace_;
         out.last_hidden_state = final_norm(run_blocks(x, stack, config_, opts, out));
         out.tokens = split_tokens(out.last_hidden_state, r, gh, gw);
         return out;
     }
 
-    /// Block i as tensors (views of the module's parameters) for the functional pass.
+    /// Block i as tensors (views of the module's parameters).
     PreLnBlock block_view(std::int64_t i) {
         const auto& l = *model_->encoder->layer[static_cast<std::size_t>(i)]->as<Dinov2LayerImpl>();
         const auto& sa = *l.attention->attention;
@@ -416,114 +284,28 @@ public:
         return b;
     }
 
-private:
-    /// The fast path runs float32 weights in float32 over float32 buffers; half-precision
-    /// weights or another compute dtype take the functional pass (run_blocks converts one block
-    /// at a time).
-    bool functional_only() const {
-        return config_.compute_dtype != ComputeDType::kFloat32 || held_half_;
-    }
-
-    /// Sum of the parameters' version counters: changes whenever a weight is
-    /// updated in place (an optimizer step), so forward() knows its fused copies
-    /// are stale.
-    std::int64_t weights_version() const {
-        std::int64_t v = 0;
-        for (const auto& p : model_->parameters()) {
-            v += p._version();
-        }
-        return v;
-    }
-
-    Workspace& workspace(std::int64_t n, std::int64_t t) {
-        if (ws_.n == n && ws_.t == t) {
-            return ws_;
-        }
-        ws_ = Workspace{};
-        const std::int64_t m = n * t;
-        const std::int64_t d = options_.hidden_size();
-        const std::int64_t hf = options_.mlp_hidden();
-        const auto f = torch::TensorOptions().dtype(torch::kFloat32).device(device());
-        ws_.n = n;
-        ws_.t = t;
-        ws_.x = torch::empty({m, d}, f);
-        ws_.h = torch::empty({m, d}, f);
-        ws_.qkv = torch::empty({m, 3 * d}, f);
-        ws_.ctx = torch::empty({m, d}, f);
-        ws_.tmp = torch::empty({m, d}, f);
-        ws_.mlp = torch::empty({m, options_.use_swiglu_ffn() ? 2 * hf : hf}, f);
-        if (options_.use_swiglu_ffn()) {
-            ws_.mlp_act = torch::empty({m, hf}, f);
-        }
-        ws_.ln_mean = torch::empty({m, 1}, f);
-        ws_.ln_rstd = torch::empty({m, 1}, f);
-        return ws_;
-    }
-
-    /// Position embeddings for a gh × gw grid: [1, 1 + gh·gw, D], resized as HF
-    /// does.
-    const at::Tensor& positions(std::int64_t gh, std::int64_t gw) {
-        const auto key = std::make_pair(gh, gw);
-        auto it = pos_cache_.find(key);
-        if (it != pos_cache_.end()) {
-            return it->second;
-        }
-        return pos_cache_.emplace(key, compute_positions(gh, gw).contiguous()).first->second;
-    }
-
-    at::Tensor compute_positions(std::int64_t gh, std::int64_t gw) const {
+    /// Position embeddings for a gh × gw grid: [1, 1 + gh·gw, D], resized as HF does.
+    at::Tensor positions(std::int64_t gh, std::int64_t gw) const {
         const auto& pos = model_->embeddings->position_embeddings;
         const std::int64_t g0 = options_.native_grid();
         const std::int64_t d = options_.hidden_size();
-        at::Tensor result;
         if (gh == g0 && gw == g0) {
-            result = pos;
-        } else {
-            // HF (transformers >= 4.45): bicubic, align_corners=False, explicit
-            // output size, in float32; Dinov2WithRegisters resizes with
-            // antialias=True (which only differs from plain bicubic when a side
-            // shrinks).
-            namespace F = torch::nn::functional;
-            const auto grid =
-                pos.narrow(1, 1, g0 * g0).reshape({1, g0, g0, d}).permute({0, 3, 1, 2});
-            const auto resized =
-                F::interpolate(grid.to(torch::kFloat32),
-                               F::InterpolateFuncOptions()
-                                   .size(std::vector<std::int64_t>{gh, gw})
-                                   .mode(torch::kBicubic)
-                                   .align_corners(false)
-                                   .antialias(config_.model_type == "dinov2_with_registers"));
-            result = torch::cat(
-                {pos.narrow(1, 0, 1), resized.permute({0, 2, 3, 1}).reshape({1, gh * gw, d})}, 1);
+            return pos;
         }
-        return result;
-    }
-
-    void embed(const at::Tensor& pixels, std::int64_t gh, std::int64_t gw, Workspace& ws) {
-        auto& emb = *model_->embeddings;
-        const auto& proj = emb.patch_embeddings->projection;
-        const std::int64_t n = ws.n;
-        const std::int64_t t = ws.t;
-        const std::int64_t d = options_.hidden_size();
-        const std::int64_t r = options_.num_register_tokens();
-        const std::int64_t p = options_.patch_size();
-        // The strided convolution drops the remainder rows/columns, as HF's does.
-        const auto patches =
-            at::conv2d(pixels, proj->weight, proj->bias, {p, p}).flatten(2).transpose(1, 2);
-        const auto& pos = positions(gh, gw);
-        auto x = ws.x.view({n, t, d});
-        x.narrow(1, 0, 1).copy_((emb.cls_token + pos.narrow(1, 0, 1)).expand({n, 1, d}));
-        if (r > 0) {
-            x.narrow(1, 1, r).copy_(emb.register_tokens.expand({n, r, d}));
-        }
-        auto patch_tokens = x.narrow(1, 1 + r, gh * gw);
-        at::add_out(patch_tokens, patches, pos.narrow(1, 1, gh * gw));
-    }
-
-    void layer_norm(const at::Tensor& in, const at::Tensor& w, const at::Tensor& b, at::Tensor& out,
-                    Workspace& ws) {
-        at::native_layer_norm_out(out, ws.ln_mean, ws.ln_rstd, in, {options_.hidden_size()}, w, b,
-                                  options_.layer_norm_eps());
+        // HF (transformers >= 4.45): bicubic, align_corners=False, explicit output size, in
+        // float32; Dinov2WithRegisters resizes with antialias=True (which only differs from
+        // plain bicubic when a side shrinks).
+        namespace F = torch::nn::functional;
+        const auto grid = pos.narrow(1, 1, g0 * g0).reshape({1, g0, g0, d}).permute({0, 3, 1, 2});
+        const auto resized =
+            F::interpolate(grid.to(torch::kFloat32),
+                           F::InterpolateFuncOptions()
+                               .size(std::vector<std::int64_t>{gh, gw})
+                               .mode(torch::kBicubic)
+                               .align_corners(false)
+                               .antialias(config_.model_type == "dinov2_with_registers"));
+        return torch::cat(
+            {pos.narrow(1, 0, 1), resized.permute({0, 2, 3, 1}).reshape({1, gh * gw, d})}, 1);
     }
 
     at::Tensor final_norm(const at::Tensor& state) {
@@ -532,64 +314,8 @@ private:
                               options_.layer_norm_eps());
     }
 
-    void activation(at::Tensor& x) {
-        const auto& act = config_.hidden_act;
-        if (act == "gelu") {
-            at::gelu_(x);
-        } else if (act == "gelu_new" || act == "gelu_pytorch_tanh") {
-            at::gelu_(x, "tanh");
-        } else if (act == "relu") {
-            at::relu_(x);
-        } else if (act == "silu" || act == "swish") {
-            at::silu_(x);
-        } else {  // quick_gelu: x * sigmoid(1.702 x)
-            x.mul_(at::sigmoid(x * 1.702));
-        }
-    }
-
-    void attention(Workspace& ws, std::int64_t n, std::int64_t t) {
-        const std::int64_t d = options_.hidden_size();
-        const std::int64_t heads = options_.num_heads();
-        const std::int64_t hd = d / heads;
-        const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-        for (std::int64_t b = 0; b < n; ++b) {
-            const auto qkv = ws.qkv.narrow(0, b * t, t);
-            const auto ctx = ws.ctx.narrow(0, b * t, t);
-            for (std::int64_t h = 0; h < heads; ++h) {
-                tiled_attention(qkv.narrow(1, h * hd, hd), qkv.narrow(1, d + h * hd, hd),
-                                qkv.narrow(1, 2 * d + h * hd, hd), scale,
-                                ctx.narrow(1, h * hd, hd), ws.attention);
-            }
-        }
-    }
-
-    void run_layer(const LayerWeights& w, Workspace& ws, std::int64_t n, std::int64_t t) {
-        layer_norm(ws.x, w.ln1_w, w.ln1_b, ws.h, ws);
-        at::addmm_out(ws.qkv, w.qkv_b, ws.h, w.qkv_w.t());
-        attention(ws, n, t);
-        at::addmm_out(ws.tmp, w.out_b, ws.ctx, w.out_w.t());
-        ws.x.addcmul_(ws.tmp, w.ls1);
-        layer_norm(ws.x, w.ln2_w, w.ln2_b, ws.h, ws);
-        at::addmm_out(ws.mlp, w.in_b, ws.h, w.in_w.t());
-        if (options_.use_swiglu_ffn()) {
-            const std::int64_t hf = options_.mlp_hidden();
-            at::silu_out(ws.mlp_act, ws.mlp.narrow(1, 0, hf));
-            ws.mlp_act.mul_(ws.mlp.narrow(1, hf, hf));
-            at::addmm_out(ws.tmp, w.out2_b, ws.mlp_act, w.out2_w.t());
-        } else {
-            activation(ws.mlp);
-            at::addmm_out(ws.tmp, w.out2_b, ws.mlp, w.out2_w.t());
-        }
-        ws.x.addcmul_(ws.tmp, w.ls2);
-    }
-
     Dinov2Options options_;
     Dinov2Model model_;
-    std::vector<LayerWeights> layers_;
-    std::map<std::pair<std::int64_t, std::int64_t>, at::Tensor> pos_cache_;
-    bool held_half_ = false;  ///< the block weights are bf16/fp16 (set by prepare())
-    Workspace ws_;
-    std::int64_t weights_version_ = -1;
 };
 
 }  // namespace

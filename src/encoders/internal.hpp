@@ -36,7 +36,7 @@ struct BlockWorkspace {
     std::int64_t rows = -1, width = -1, hidden = -1;
     bool gated = false;
     at::Tensor x, h, q, k, v, ctx, tmp, up, gate, ln_mean, ln_rstd;
-    AttentionScratch attention;
+    std::vector<AttentionScratch> attention;  ///< one per thread
     AttentionTiles tiles;
 };
 
@@ -143,7 +143,8 @@ void tiled_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
                      at::Tensor out, AttentionScratch& scratch, const AttentionTiles& tiles = {});
 
 /// pre_ln_block() on the tokens in ws.x (N·T × D), in place, through the workspace's buffers
-/// (float32, inference).
+/// (float32, inference, CPU): LibTorch's threads share the rows (norms, projections, MLP) and
+/// the (image, head) pairs (attention), each calling BLAS on one thread.
 void pre_ln_block_in_place(BlockWorkspace& ws, const PreLnBlock& block, std::int64_t n,
                            std::int64_t heads, const ModelConfig& config,
                            const std::function<at::Tensor(const at::Tensor&)>& rotate = {});
@@ -206,9 +207,9 @@ struct BlockStack {
 at::Tensor run_blocks(at::Tensor x, const BlockStack& stack, const ModelConfig& config,
                       const ForwardOptions& options, EncoderOutput& out);
 
-/// run_blocks() under inference mode in float32: the blocks run in place in the stack's
-/// workspace (pre_ln_block_in_place); `want` = wanted_states(options, num_layers + 1), state 0
-/// already kept by the caller.
+/// run_blocks() under inference mode in float32 on the CPU: the blocks run in place in the
+/// stack's workspace (pre_ln_block_in_place); `want` = wanted_states(options, num_layers + 1),
+/// state 0 already kept by the caller.
 at::Tensor run_blocks_in_workspace(const at::Tensor& x, const BlockStack& stack,
                                    const ModelConfig& config, const std::vector<bool>& want,
                                    const ForwardOptions& options, EncoderOutput& out);
