@@ -137,11 +137,15 @@ struct Walker {
     std::size_t walk(std::size_t off, std::size_t end, bool explicit_vr, bool big, int depth,
                      bool summed = false) {
         RADPROBE_CHECK(depth < 64, name, ": DICOM sequences nested too deeply");
+        std::size_t at = off;
+        std::uint16_t g = 0, e = 0;
         while (off < end) {
             if (off + 8 > size) {
                 truncated(0, 0, off);
             }
-            const std::uint16_t g = u16(off, big), e = u16(off + 2, big);
+            at = off;
+            g = u16(off, big);
+            e = u16(off + 2, big);
             if (g == 0xFFFE && (e == 0xE00D || e == 0xE0DD)) {
                 if (end == SIZE_MAX) {
                     return off + 8;  // ends the undefined-length item / sequence
@@ -222,6 +226,12 @@ struct Walker {
             }
             off += len;
         }
+        if (off > end) {  // GDCM "changes the length" of the item and asserts on it
+            char tag[16];
+            std::snprintf(tag, sizeof tag, "(%04X,%04X)", g, e);
+            throw InputError(str_cat(name, ": corrupt DICOM: element ", tag, " at byte ", at,
+                                     " runs past the end of its sequence item (byte ", end, ")"));
+        }
         RADPROBE_CHECK(end != SIZE_MAX, name,
                        ": truncated or corrupt DICOM: a sequence item has no delimiter before "
                        "the end of the file");
@@ -271,12 +281,23 @@ struct Walker {
     void walk_defined_items(std::size_t off, std::size_t end, bool explicit_vr, bool big,
                             int depth) {
         RADPROBE_CHECK(depth < 64, name, ": DICOM sequences nested too deeply");
-        while (off + 8 <= end) {
+        // Items must tile the sequence exactly: GDCM otherwise recomputes the sequence's
+        // length and aborts on an assertion (found by fuzz/dicom).
+        while (off < end) {
+            const std::size_t item = off;
+            RADPROBE_CHECK(off + 8 <= end, name, ": corrupt DICOM: a sequence ending at byte ",
+                           end, " ends inside the item header at byte ", off);
             const std::uint16_t g = u16(off, big), e = u16(off + 2, big);
             const std::uint32_t len = u32(off + 4, big);
             RADPROBE_CHECK(g == 0xFFFE && e == 0xE000, name,
                            ": corrupt DICOM: expected a sequence item at byte ", off);
-            off = walk_item(off + 8, len, explicit_vr, big, depth + 1, true);
+            if (len != kUndefined && len > end - off - 8) {
+                off = end + 1;
+            } else {
+                off = walk_item(off + 8, len, explicit_vr, big, depth + 1, true);
+            }
+            RADPROBE_CHECK(off <= end, name, ": corrupt DICOM: the sequence item at byte ", item,
+                           " runs past the end of its sequence (byte ", end, ")");
         }
     }
 

@@ -295,6 +295,50 @@ TEST(Dicom, OddValueLengthInsideADefinedLengthItemIsRefused) {
     }
 }
 
+TEST(Dicom, ItemsThatDoNotTileTheirSequenceAreRefused) {
+    // GDCM recomputes ("changes") a sequence's length when its items or their elements run past
+    // it, then aborts on an assertion (found by fuzz/dicom: an item of 251 bytes in a sequence
+    // of 62, whose last element ran past the item).
+    const auto u16 = [](std::uint32_t v) { return std::string{char(v & 0xFF), char(v >> 8)}; };
+    const auto u32 = [&](std::uint32_t v) { return u16(v & 0xFFFF) + u16(v >> 16); };
+    const std::string uid = u16(0x0008) + u16(0x1155) + "UI" + u16(4) + std::string("1.2\0", 4);
+    auto sequence = [&](std::uint32_t seq_len, std::uint32_t item_len, const std::string& body) {
+        return u16(0x0008) + u16(0x1111) + "SQ" + u16(0) + u32(seq_len) + u16(0xFFFE) +
+               u16(0xE000) + u32(item_len) + body;
+    };
+    TempDir tmp;
+    struct Case {
+        std::string bytes, fragment;
+    };
+    const std::vector<Case> cases = {
+        // the item claims more than its sequence holds
+        {sequence(20, 40, uid + std::string(40, '\0')),
+         "the sequence item at byte 12 runs past the end of its sequence (byte 32)"},
+        // the item's element runs past the item
+        {sequence(8 + 10, 10, uid),
+         "element (0008,1155) at byte 20 runs past the end of its sequence item (byte 30)"},
+        // bytes after the last item that cannot hold another item header
+        {sequence(8 + 12 + 4, 12, uid + std::string(4, '\0')),
+         "a sequence ending at byte 36 ends inside the item header at byte 32"},
+    };
+    for (const auto& c : cases) {
+        SCOPED_TRACE(c.fragment);
+        write_file_atomic(tmp / "bad.dcm", c.bytes);
+        expect_one_line_error_naming(tmp / "bad.dcm", c.fragment);
+    }
+    // The tiled form passes the check (GDCM then refuses it: no pixel data).
+    write_file_atomic(tmp / "good.dcm", sequence(8 + 12, 12, uid));
+    try {
+        decode(tmp / "good.dcm");
+        ADD_FAILURE() << "decoded a data set without pixel data";
+    } catch (const InputError& e) {
+        EXPECT_EQ(std::string(e.what()).find("runs past"), std::string::npos) << e.what();
+    }
+    expect_one_line_error_naming(
+        fs::path(RADPROBE_SOURCE_DIR) / "fuzz/dicom/regressions/gdcm_assert_item_past_sequence.dcm",
+        "runs past the end of its sequence");
+}
+
 TEST(Dicom, ADelimiterWithALengthOutsideAnUndefinedLengthItemIsRefused) {
     // GDCM reads a delimiter at the top level as an element and allocates its value length
     // (found by fuzz/dicom: 3 GB asked for by a 61-byte implicit VR data set).
