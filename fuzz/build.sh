@@ -21,7 +21,7 @@ incs=""
 for d in "$root"/src/*/include; do incs="$incs -I$d"; done
 incs="$incs -isystem /usr/include/gdcm-3.0 -isystem /usr/include/opencv4"
 
-imaging="imaging/decode.cpp imaging/dicom_decoder.cpp imaging/dicom_structure.cpp imaging/raster_decoder.cpp imaging/tiff_header.cpp"
+imaging="imaging/decode.cpp imaging/dicom_decoder.cpp imaging/dicom_structure.cpp imaging/raster_decoder.cpp imaging/raster_header.cpp imaging/j2k_header.cpp"
 core="core/files.cpp core/csv.cpp core/progress.cpp core/parallel.cpp core/options.cpp core/npy.cpp core/linalg.cpp"
 dataset="dataset/manifest.cpp dataset/masks.cpp dataset/validate.cpp dataset/split.cpp"
 gdcm_cv="-lgdcmMSFF -lgdcmDSED -lgdcmCommon -lopencv_imgcodecs -lopencv_imgproc -lopencv_core"

@@ -21,6 +21,7 @@
 
 #include "decoders.hpp"
 #include "dicom_structure.hpp"
+#include "j2k_header.hpp"
 #include "quiet_stderr.hpp"
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/error.hpp"
@@ -277,6 +278,44 @@ struct ParsedDicom {
 };
 
 // Reads and checks the header; GDCM's reader is kept for pixel decoding.
+// The header's own value of a US element (0 when absent): GDCM's pixel format may already
+// have been adjusted to what a compressed stream declares.
+int header_us(const gdcm::DataSet& ds, gdcm::Tag tag) {
+    const gdcm::ByteValue* bv = byte_value(ds, tag);
+    return bv != nullptr && bv->GetLength() >= 2 && bv->GetPointer() != nullptr
+               ? read_u16(bv->GetPointer(), false)
+               : 0;
+}
+
+// A fragment that starts a JPEG 2000 stream must declare the image the header describes: GDCM
+// copies the decoded image into a buffer sized from the header without comparing
+// (j2k_header.cpp). JPEG 2000 transfer syntaxes are little endian.
+void check_j2k_fragment(const gdcm::ByteValue& bv, unsigned int index, const gdcm::DataSet& ds,
+                        const std::string& name) {
+    const auto g = read_j2k_geometry(reinterpret_cast<const std::uint8_t*>(bv.GetPointer()),
+                                     bv.GetLength());
+    if (!g) {
+        return;
+    }
+    const int rows = header_us(ds, gdcm::Tag(0x0028, 0x0010));
+    const int cols = header_us(ds, gdcm::Tag(0x0028, 0x0011));
+    const int samples = header_us(ds, gdcm::Tag(0x0028, 0x0002));
+    const int bits = header_us(ds, gdcm::Tag(0x0028, 0x0100));
+    bool fits = g->width == static_cast<std::uint32_t>(cols) &&
+                g->height == static_cast<std::uint32_t>(rows) &&
+                g->components.size() == static_cast<std::size_t>(samples);
+    int precision = 0;
+    for (const auto& c : g->components) {
+        const int bytes = c.precision <= 8 ? 1 : c.precision <= 16 ? 2 : 4;
+        fits = fits && c.width <= g->width && c.height <= g->height && 8 * bytes <= bits;
+        precision = std::max(precision, c.precision);
+    }
+    RADPROBE_CHECK(fits, name, ": JPEG 2000 stream in Pixel Data fragment ", index, " declares ",
+                   g->width, "x", g->height, " pixels, ", g->components.size(),
+                   " component(s) of up to ", precision, " bits; the DICOM header says ", cols,
+                   "x", rows, ", ", samples, " sample(s) of ", bits, " bits allocated");
+}
+
 void read_header(const fs::path& path, ParsedDicom& parsed) {
     silence_gdcm();
     const std::string name = path.string();
@@ -371,6 +410,7 @@ void read_header(const fs::path& path, ParsedDicom& parsed) {
             const std::uint32_t declared = frag.GetVL();
             RADPROBE_CHECK(bv != nullptr && bv->GetLength() == declared, name,
                            ": encapsulated Pixel Data fragment ", i, " is cut short");
+            check_j2k_fragment(*bv, i, ds, name);
         }
     }
 }

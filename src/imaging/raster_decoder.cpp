@@ -9,7 +9,7 @@
 #include "decoders.hpp"
 #include "quiet_stderr.hpp"
 #include "radprobe/core/error.hpp"
-#include "tiff_header.hpp"
+#include "raster_header.hpp"
 
 namespace radprobe::imaging::detail {
 namespace fs = std::filesystem;
@@ -17,9 +17,7 @@ namespace fs = std::filesystem;
 namespace {
 
 cv::Mat read_raster(const fs::path& path, const std::string& format) {
-    if (format == "tiff") {
-        check_tiff_decode_size(path);
-    }
+    check_raster_decode_size(path, format);
     cv::Mat m;
     try {
         QuietStderr quiet;
@@ -50,10 +48,7 @@ double type_max(int depth) {
     }
 }
 
-}  // namespace
-
-ImageInfo raster_probe(const fs::path& path, const std::string& format) {
-    const cv::Mat m = read_raster(path, format);
+ImageInfo info_of(const cv::Mat& m, const std::string& format) {
     ImageInfo info;
     info.format = format;
     info.rows = m.rows;
@@ -65,26 +60,32 @@ ImageInfo raster_probe(const fs::path& path, const std::string& format) {
     return info;
 }
 
+}  // namespace
+
+ImageInfo raster_probe(const fs::path& path, const std::string& format) {
+    return info_of(read_raster(path, format), format);
+}
+
 Image raster_decode(const fs::path& path, const std::string& format,
                     const DecodeOptions& options) {
     RADPROBE_CHECK(options.frame == 0, path.string(), ": --frame ", options.frame,
                    " out of range (", format, " files have one frame)");
     const cv::Mat raw = read_raster(path, format);
-    cv::Mat m;
-    raw.convertTo(m, CV_64F);
     Image out;
-    out.rows = m.rows;
-    out.cols = m.cols;
-    out.info = raster_probe(path, format);
-    out.pixels.resize(static_cast<std::size_t>(m.rows) * m.cols);
-    const int ch = m.channels();
-    for (int r = 0; r < m.rows; ++r) {
-        const double* row = m.ptr<double>(r);
-        for (int c = 0; c < m.cols; ++c) {
+    out.rows = raw.rows;
+    out.cols = raw.cols;
+    out.info = info_of(raw, format);
+    out.pixels.resize(static_cast<std::size_t>(raw.rows) * raw.cols);
+    const int ch = raw.channels();
+    cv::Mat m;  // one row in double: the image is never held twice
+    for (int r = 0; r < raw.rows; ++r) {
+        raw.row(r).convertTo(m, CV_64F);
+        const double* row = m.ptr<double>(0);
+        for (int c = 0; c < raw.cols; ++c) {
             const double* px = row + static_cast<std::ptrdiff_t>(c) * ch;
             // OpenCV order is B, G, R(, A).
             const double y = ch == 1 ? px[0] : luminance(px[2], px[1], px[0]);
-            out.pixels[static_cast<std::size_t>(r) * m.cols + c] = static_cast<float>(y);
+            out.pixels[static_cast<std::size_t>(r) * raw.cols + c] = static_cast<float>(y);
         }
     }
     if (options.stage == Stage::kDisplay) {

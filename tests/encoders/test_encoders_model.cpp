@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "parity.hpp"
 #include "radprobe/core/error.hpp"
@@ -304,6 +306,78 @@ TEST(Cli, ModelsListsArchitecturesAndDescribesADirectory) {
                                "swin, vit, vit_mae)"),
               std::string::npos)
         << unknown.err;
+}
+
+TEST(Cli, ModelsCalibratesThroughputPerBatchAndPicksTheBest) {
+    const auto r = test::run_cli("models '" + fixture("dinov2").string() +
+                                 "' --calibrate --size 56 --size 112 --batch 1 --batch 3 "
+                                 "--seconds 0.05 --threads 1");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("calibration (1 threads, 0.05 s per batch size"), std::string::npos)
+        << r.out;
+    for (const char* size : {"  56 px, ", "  112 px, "}) {
+        const auto at = r.out.find(size);
+        ASSERT_NE(at, std::string::npos) << r.out;
+        const auto line = r.out.substr(at, r.out.find('\n', at) - at);
+        EXPECT_NE(line.find(" batch 1 "), std::string::npos) << line;
+        EXPECT_NE(line.find("best: --batch "), std::string::npos) << line;
+    }
+    // The native size when none is given; a listing cannot be calibrated.
+    const auto native = test::run_cli("models '" + fixture("dinov2").string() +
+                                      "' --calibrate --batch 1 --seconds 0.01");
+    ASSERT_EQ(native.exit_code, 0) << native.err;
+    EXPECT_NE(native.out.find("  56 px, "), std::string::npos) << native.out;
+    EXPECT_EQ(test::run_cli("models --calibrate").exit_code, 2);
+}
+
+/// An encoder whose forward takes batch² ms: images/s halve with each doubling of the batch.
+class QuadraticEncoder final : public Encoder {
+public:
+    QuadraticEncoder() : Encoder(ModelConfig{}) {}
+    torch::nn::Module& module() override { return module_; }
+    EncoderOutput forward_train(const at::Tensor& x, const ForwardOptions& o) override {
+        return forward(x, o);
+    }
+    void to(const c10::Device&) override {}
+    std::int64_t input_channels() const override { return 3; }
+    EncoderOutput forward(const at::Tensor& x, const ForwardOptions&) override {
+        std::this_thread::sleep_for(std::chrono::milliseconds(x.size(0) * x.size(0)));
+        return {};
+    }
+    void fold_grayscale(const std::array<double, 3>&, const std::array<double, 3>&) override {}
+    std::int64_t num_parameters() const override { return 0; }
+    double flops_per_image(std::int64_t, std::int64_t) const override { return 1e9; }
+
+private:
+    torch::nn::Module module_;
+};
+
+TEST(Calibrate, StopsAtTheFirstBatchMoreThanTenPercentSlowerThanTheBest) {
+    QuadraticEncoder encoder;
+    const auto rows = calibrate(encoder, 8, {1, 2, 4, 8}, 0.03);
+    ASSERT_EQ(rows.size(), 2u) << "batch 2 runs at half the images/s of batch 1";
+    EXPECT_EQ(rows[0].batch, 1);
+    EXPECT_EQ(rows[1].batch, 2);
+    EXPECT_GT(rows[0].images_per_second, 1.5 * rows[1].images_per_second);
+    EXPECT_NEAR(rows[0].gflops_per_second, rows[0].images_per_second, 1e-9);  // 1 GFLOP/image
+}
+
+TEST(Calibrate, StopsWhenALargerBatchIsSlowerAndReportsGflops) {
+    auto encoder = load_encoder(fixture("dinov2"));
+    const auto rows = calibrate(*encoder, 56, {1, 2}, 0.02);
+    ASSERT_GE(rows.size(), 1u);
+    for (const auto& t : rows) {
+        EXPECT_EQ(t.size, 56);
+        EXPECT_GE(t.forwards, 1);
+        EXPECT_GT(t.images_per_second, 0);
+        EXPECT_NEAR(t.gflops_per_second,
+                    encoder->flops_per_image(56, 56) * t.images_per_second / 1e9,
+                    1e-9 * t.gflops_per_second);
+    }
+    if (rows.size() == 2) {  // the sweep went on: batch 2 was not 10% slower than batch 1
+        EXPECT_GE(rows[1].images_per_second, 0.9 * rows[0].images_per_second);
+    }
+    EXPECT_THROW(calibrate(*encoder, 56, {0}, 0.01), UsageError);
 }
 
 }  // namespace

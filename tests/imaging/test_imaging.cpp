@@ -20,6 +20,7 @@
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
 #include "radprobe/core/npy.hpp"
+#include "../../src/imaging/j2k_header.hpp"
 #include "radprobe/imaging/decode.hpp"
 #include "test_support.hpp"
 
@@ -293,6 +294,83 @@ TEST(Dicom, OddValueLengthInsideADefinedLengthItemIsRefused) {
     } catch (const InputError& e) {
         EXPECT_EQ(std::string(e.what()).find("odd value length"), std::string::npos) << e.what();
     }
+}
+
+TEST(Dicom, AJpeg2000StreamThatDisagreesWithTheHeaderIsRefusedBeforeGdcmDecodesIt) {
+    // GDCM 3.0.21 copies the decoded image into a buffer sized from Rows × Columns × Bits
+    // Allocated without comparing (found by fuzz/dicom: a heap overflow inside GDCM).
+    const fs::path good = kDicomDir / "pydicom-data" / "emri_small_jpeg_2k_lossless.dcm";
+    const auto bytes = read_file_bytes(good);
+    const std::string soc_siz = "\xFF\x4F\xFF\x51";
+    const auto at = static_cast<std::size_t>(
+        std::search(bytes.begin(), bytes.end(), soc_siz.begin(), soc_siz.end(),
+                    [](auto a, char b) { return a == static_cast<std::uint8_t>(b); }) -
+        bytes.begin());
+    ASSERT_LT(at, bytes.size());
+    TempDir tmp;
+    auto with = [&](std::size_t offset, std::uint8_t value) {
+        auto b = bytes;
+        b[at + offset] = value;
+        write_file_atomic(tmp / "bad.dcm", std::string(b.begin(), b.end()));
+        return tmp / "bad.dcm";
+    };
+    expect_one_line_error_naming(with(11, 65),  // Xsiz 64 → 65
+                                 "JPEG 2000 stream in Pixel Data fragment 0 declares 65x64 "
+                                 "pixels, 1 component(s) of up to 16 bits; the DICOM header says "
+                                 "64x64, 1 sample(s) of 16 bits allocated");
+    expect_one_line_error_naming(with(42, 0x10), "component(s) of up to 17 bits");  // Ssiz
+    EXPECT_EQ(decode(good).rows, 64);  // the unmodified file still decodes
+    expect_one_line_error_naming(
+        fs::path(RADPROBE_SOURCE_DIR) / "fuzz/dicom/regressions/gdcm_j2k_heap_overflow.dcm",
+        "JPEG 2000 stream in Pixel Data fragment");
+
+    // The same codestream inside a JP2 file (signature, file type and codestream boxes).
+    const std::uint8_t* cs = bytes.data() + at;
+    const std::size_t n = bytes.size() - at;
+    const auto g = detail::read_j2k_geometry(cs, n);
+    ASSERT_TRUE(g.has_value());
+    EXPECT_EQ(g->width, 64u);
+    ASSERT_EQ(g->components.size(), 1u);
+    EXPECT_EQ(g->components[0].precision, 16);
+    const auto be32 = [](std::uint32_t v) {
+        return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+    };
+    std::string jp2 = be32(12) + "jP  " + "\x0D\x0A\x87\x0A" + be32(20) + "ftypjp2 " + be32(0) +
+                      "jp2 " + be32(static_cast<std::uint32_t>(8 + n)) + "jp2c" +
+                      std::string(reinterpret_cast<const char*>(cs), n);
+    const auto boxed =
+        detail::read_j2k_geometry(reinterpret_cast<const std::uint8_t*>(jp2.data()), jp2.size());
+    ASSERT_TRUE(boxed.has_value());
+    EXPECT_EQ(boxed->height, 64u);
+    EXPECT_FALSE(detail::read_j2k_geometry(bytes.data(), 64).has_value());  // not a stream
+}
+
+TEST(Raster, PngJpegAndTiffHeadersDeclaringHugeImagesAreRefusedBeforeDecoding) {
+    // OpenCV allocates what a header declares (found by fuzz/image: a 626-byte TIFF of 65,034 x
+    // 3,072 pixels, 200 million, decoded into 1.6 GB of doubles).
+    const auto be32 = [](std::uint32_t v) {
+        return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+    };
+    TempDir tmp;
+    const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + be32(13) + "IHDR" +
+                            be32(20000) + be32(7000) + std::string("\x08\0\0\0\0", 5) + be32(0);
+    write_file_atomic(tmp / "huge.png", png);
+    expect_one_line_error_naming(tmp / "huge.png",
+                                 "PNG of 20000 x 7000 pixels is larger than radprobe decodes (at "
+                                 "most 134217728 pixels)");
+    // SOI, an APP0 segment to skip, then a baseline frame header: height 9000, width 16000.
+    const std::string app0 = std::string("\xFF\xE0\x00\x10JFIF\0\x01\x01\0\0\x01\0\x01\0\0", 18);
+    const std::string sof = std::string("\xFF\xC0\x00\x0B\x08\x23\x28\x3E\x80\x01\x01\x11\x00", 13);
+    write_file_atomic(tmp / "huge.jpg", std::string("\xFF\xD8", 2) + app0 + sof);
+    expect_one_line_error_naming(tmp / "huge.jpg", "JPEG of 16000 x 9000 pixels is larger");
+    expect_one_line_error_naming(
+        fs::path(RADPROBE_SOURCE_DIR) / "fuzz/image/regressions/opencv_tiff_200_megapixels.tif",
+        "TIFF of 65034 x 3072 pixels is larger than radprobe decodes");
+    // Headers within the limit go on to OpenCV, which reports what is missing.
+    write_file_atomic(tmp / "small.jpg",
+                      std::string("\xFF\xD8", 2) + app0 +
+                          std::string("\xFF\xC0\x00\x0B\x08\x00\x10\x00\x10\x01\x01\x11\x00", 13));
+    expect_one_line_error_naming(tmp / "small.jpg", "cannot decode jpeg");
 }
 
 TEST(Dicom, ItemsThatDoNotTileTheirSequenceAreRefused) {

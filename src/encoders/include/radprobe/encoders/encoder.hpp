@@ -208,6 +208,22 @@ int set_threads(int threads);
 std::string describe_model_dir(const std::filesystem::path& model_dir,
                                const LoadOptions& options = {});
 
+/// Forward throughput of an encoder at one input size and batch size.
+struct Throughput {
+    int size = 0;   ///< input side, px (square input)
+    int batch = 0;  ///< images per forward pass
+    int forwards = 0;                ///< timed forward passes (after one warm-up)
+    double images_per_second = 0;
+    double gflops_per_second = 0;  ///< flops_per_image × images/s
+};
+
+/// A short calibration on this machine: for each batch size, one warm-up forward (buffers,
+/// interpolated positions), then forwards of random input until `seconds` have passed (at
+/// least one). Batch sizes are tried in the order given; a batch whose throughput falls more
+/// than 10% below the best so far ends the sweep (larger batches only cost memory after that).
+std::vector<Throughput> calibrate(Encoder& encoder, int size, const std::vector<int>& batches,
+                                  double seconds);
+
 /// .npy <-> tensor (float32 only; the tensor is copied, contiguous).
 at::Tensor tensor_from_npy(const NpyArray& array);
 NpyArray npy_from_tensor(const at::Tensor& tensor);

@@ -1,11 +1,13 @@
-// OpenCV's TIFF reader allocates one strip's (or tile's) decode buffer from the header before it
-// reads a pixel, with the strip height taken from RowsPerStrip even where that exceeds the
-// image, and 4 bytes per pixel on its RGBA path: a 626-byte file asked for more than 2 GB
-// (found by fuzz/image). This reads ImageWidth, ImageLength, BitsPerSample, SamplesPerPixel,
-// RowsPerStrip and TileWidth/TileLength from the first directory (classic TIFF and BigTIFF) and
-// refuses such files first.
+// OpenCV allocates the image a header declares before it reads a pixel (a tiny compressed file
+// can declare a billion pixels: fuzz/image found 200 million from 626 bytes), so the declared
+// size is checked first: PNG's IHDR, a JPEG's frame header (SOFn), a TIFF's first directory.
+// OpenCV's TIFF reader also allocates one strip's (or tile's) decode buffer from the header, with
+// the strip height taken from RowsPerStrip even where that exceeds the image, and 4 bytes per pixel
+// on its RGBA path: a 626-byte file asked for more than 2 GB (found by fuzz/image). This reads
+// ImageWidth, ImageLength, BitsPerSample, SamplesPerPixel, RowsPerStrip and TileWidth/TileLength
+// from the first directory (classic TIFF and BigTIFF) and refuses such files first.
 
-#include "tiff_header.hpp"
+#include "raster_header.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -140,9 +142,65 @@ std::map<std::uint16_t, std::uint64_t> first_directory(TiffBytes& file) {
     return tags;
 }
 
-}  // namespace
+void check_pixels(const fs::path& path, const char* format, std::uint64_t width,
+                  std::uint64_t height) {
+    RADPROBE_CHECK(height == 0 || width <= kMaxRasterPixels / height, path.string(), ": ", format,
+                   " of ", width, " x ", height,
+                   " pixels is larger than radprobe decodes (at most ", kMaxRasterPixels,
+                   " pixels)");
+}
 
-void check_tiff_decode_size(const fs::path& path) {
+/// The first bytes of a file (fewer when it is shorter).
+std::vector<std::uint8_t> head(const fs::path& path, std::size_t n) {
+    std::ifstream in(path, std::ios::binary);
+    std::vector<std::uint8_t> b(n);
+    in.read(reinterpret_cast<char*>(b.data()), static_cast<std::streamsize>(n));
+    b.resize(static_cast<std::size_t>(std::max<std::streamsize>(0, in.gcount())));
+    return b;
+}
+
+std::uint32_t be(const std::uint8_t* p, int bytes) {
+    std::uint32_t v = 0;
+    for (int i = 0; i < bytes; ++i) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+// PNG: the IHDR chunk follows the 8-byte signature (width, height: 4 bytes each, big endian).
+void check_png(const fs::path& path) {
+    const auto b = head(path, 24);
+    if (b.size() == 24 && std::equal(b.begin() + 12, b.begin() + 16, "IHDR")) {
+        check_pixels(path, "PNG", be(&b[16], 4), be(&b[20], 4));
+    }
+}
+
+// JPEG: marker segments from SOI up to the first frame header SOFn (n = 0..15 but 4, 8, 12:
+// DHT, JPG, DAC), whose payload holds precision, height, width.
+void check_jpeg(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::uint8_t m[9];
+    if (!in.read(reinterpret_cast<char*>(m), 2) || m[0] != 0xFF || m[1] != 0xD8) {
+        return;
+    }
+    while (in.read(reinterpret_cast<char*>(m), 4) && m[0] == 0xFF) {
+        const std::uint8_t marker = m[1];
+        const std::uint32_t len = be(&m[2], 2);
+        const bool sof =
+            marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+        if (sof) {
+            if (in.read(reinterpret_cast<char*>(m + 4), 5)) {
+                check_pixels(path, "JPEG", be(&m[7], 2), be(&m[5], 2));
+            }
+            return;
+        }
+        if (len < 2 || !in.seekg(len - 2, std::ios::cur)) {
+            return;
+        }
+    }
+}
+
+void check_tiff(const fs::path& path) {
     TiffBytes file(path);
     const auto tags = first_directory(file);
     const auto get = [&](std::uint16_t tag, std::uint64_t fallback) {
@@ -154,9 +212,7 @@ void check_tiff_decode_size(const fs::path& path) {
     if (width == 0 || height == 0) {
         return;  // no size: the decoder reports it
     }
-    RADPROBE_CHECK(width <= kMaxTiffPixels / height, path.string(), ": TIFF of ", width, " x ",
-                   height, " pixels is larger than radprobe decodes (at most ", kMaxTiffPixels,
-                   " pixels)");
+    check_pixels(path, "TIFF", width, height);
     const bool tiled = tags.count(kTileWidth) && tags.count(kTileLength);
     const std::uint64_t rows = get(kRowsPerStrip, 0);
     const std::uint64_t strip_w = tiled ? get(kTileWidth, 0) : width;
@@ -172,6 +228,18 @@ void check_tiff_decode_size(const fs::path& path) {
                    tiled ? "tile" : "strip", " of ", strip_w, " x ", strip_h,
                    " pixels needs more than ", kMaxTiffStripBytes >> 20, " MiB to decode (image ",
                    width, " x ", height, ")");
+}
+
+}  // namespace
+
+void check_raster_decode_size(const fs::path& path, const std::string& format) {
+    if (format == "tiff") {
+        check_tiff(path);
+    } else if (format == "png") {
+        check_png(path);
+    } else if (format == "jpeg") {
+        check_jpeg(path);
+    }
 }
 
 }  // namespace radprobe::imaging::detail

@@ -1,0 +1,54 @@
+// A short throughput calibration of an encoder on this machine (radprobe models --calibrate).
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "radprobe/core/error.hpp"
+#include "radprobe/encoders/encoder.hpp"
+
+namespace radprobe::encoders {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Throughput time_batch(Encoder& encoder, int size, int batch, double seconds) {
+    const auto x = torch::rand({batch, encoder.input_channels(), size, size});
+    encoder.forward(x);  // warm-up
+    Throughput t;
+    t.size = size;
+    t.batch = batch;
+    const auto t0 = Clock::now();
+    double elapsed = 0;
+    do {
+        encoder.forward(x);
+        ++t.forwards;
+        elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+    } while (elapsed < seconds);
+    t.images_per_second = t.forwards * batch / elapsed;
+    t.gflops_per_second = encoder.flops_per_image(size, size) * t.images_per_second / 1e9;
+    return t;
+}
+
+}  // namespace
+
+std::vector<Throughput> calibrate(Encoder& encoder, int size, const std::vector<int>& batches,
+                                  double seconds) {
+    RADPROBE_USAGE_CHECK(size > 0, "calibration size must be positive, got ", size);
+    std::vector<Throughput> out;
+    double best = 0;
+    for (int batch : batches) {
+        RADPROBE_USAGE_CHECK(batch > 0, "calibration batch sizes must be positive, got ", batch);
+        out.push_back(time_batch(encoder, size, batch, seconds));
+        const double rate = out.back().images_per_second;
+        if (rate < 0.9 * best) {
+            break;
+        }
+        best = std::max(best, rate);
+    }
+    return out;
+}
+
+}  // namespace radprobe::encoders
