@@ -137,7 +137,9 @@ std::map<std::uint16_t, std::uint64_t> first_directory(TiffBytes& file) {
         for (std::uint64_t k = 0; k < (tag == kBitsPerSample ? count : 1); ++k) {
             v = std::max(v, file.uint(value + k * size, size));
         }
-        tags[tag] = v;
+        // A tag given twice: libtiff keeps the first, the largest is the safe bound (found by
+        // fuzz/image: a second ImageWidth of 1 hid a 65,034-pixel strip).
+        tags[tag] = std::max(tags[tag], v);
     }
     return tags;
 }

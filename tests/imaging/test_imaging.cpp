@@ -606,6 +606,21 @@ TEST(Raster, TiffWhoseDecodeBufferIsHugeIsRefusedBeforeDecoding) {
                                                          {278, 3, 12090}}));
     expect_one_line_error_naming(tmp / "strip.tif",
                                  "TIFF strip of 65034 x 12090 pixels needs more than 1024 MiB");
+    // The same with a second ImageWidth of 1 after the first (libtiff keeps the first).
+    write_file_atomic(tmp / "twice.tif", tiff_directory(true, false,
+                                                        {{256, 3, 65034},
+                                                         {257, 3, 12},
+                                                         {258, 3, 1},
+                                                         {259, 3, 3},
+                                                         {262, 3, 1},
+                                                         {277, 3, 1},
+                                                         {278, 3, 12090},
+                                                         {256, 3, 1}}));
+    expect_one_line_error_naming(tmp / "twice.tif",
+                                 "TIFF strip of 65034 x 12090 pixels needs more than 1024 MiB");
+    expect_one_line_error_naming(fs::path(RADPROBE_SOURCE_DIR) /
+                                     "fuzz/image/regressions/opencv_tiff_duplicate_image_width.tif",
+                                 "TIFF strip of 65034 x 12090 pixels");
     write_file_atomic(tmp / "tile.tif", tiff_directory(false, false,
                                                        {{256, 4, 4096},
                                                         {257, 4, 4096},
