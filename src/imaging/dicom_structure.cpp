@@ -182,6 +182,9 @@ struct Walker {
                     len = u32(off + 8, big);
                     header = 12;
                     sequence_like = len == kUndefined;
+                    if (sequence_like) {
+                        check_undefined_length_vr(g, e, vr, off);
+                    }
                     // An undefined-length UN holds an implicit VR little endian sequence.
                     implicit_inside = std::memcmp(vr, "UN", 2) == 0;
                 } else {
@@ -236,6 +239,23 @@ struct Walker {
                        ": truncated or corrupt DICOM: a sequence item has no delimiter before "
                        "the end of the file");
         return off;
+    }
+
+    // GDCM asserts that an undefined length belongs to a sequence (SQ, or UN holding one) or to
+    // encapsulated Pixel Data of VR OB, OW or UN (found by fuzz/dicom: Pixel Data of VR OF).
+    void check_undefined_length_vr(std::uint16_t g, std::uint16_t e, const char* vr,
+                                   std::size_t off) const {
+        const bool pixels = g == 0x7FE0 && e == 0x0010;
+        const auto is = [&](const char* v) { return std::memcmp(vr, v, 2) == 0; };
+        if (is("UN") || (pixels ? is("OB") || is("OW") : is("SQ"))) {
+            return;
+        }
+        char tag[16];
+        std::snprintf(tag, sizeof tag, "(%04X,%04X)", g, e);
+        throw InputError(str_cat(name, ": corrupt DICOM: element ", tag, " at byte ", off,
+                                 " has an undefined length with VR ", std::string(vr, 2),
+                                 pixels ? " (encapsulated Pixel Data is OB, OW or UN)"
+                                        : " (only SQ and UN may)"));
     }
 
     // A delimiter where none can end anything (the top level, a defined-length item): GDCM

@@ -373,6 +373,36 @@ TEST(Raster, PngJpegAndTiffHeadersDeclaringHugeImagesAreRefusedBeforeDecoding) {
     expect_one_line_error_naming(tmp / "small.jpg", "cannot decode jpeg");
 }
 
+TEST(Dicom, AnUndefinedLengthOutsideSequencesAndEncapsulatedPixelDataIsRefused) {
+    // GDCM asserts on it (found by fuzz/dicom: encapsulated Pixel Data with VR OF).
+    const fs::path good = kDicomDir / "pydicom-data" / "emri_small_jpeg_2k_lossless.dcm";
+    auto bytes = read_file_bytes(good);
+    const std::string tag = std::string("\xE0\x7F\x10\x00", 4);
+    const auto at = std::search(bytes.begin(), bytes.end(), tag.begin(), tag.end(),
+                                [](auto a, char b) { return a == static_cast<std::uint8_t>(b); });
+    ASSERT_NE(at, bytes.end());
+    const auto offset = at - bytes.begin();
+    TempDir tmp;
+    at[4] = 'O';
+    at[5] = 'F';
+    write_file_atomic(tmp / "of.dcm", std::string(bytes.begin(), bytes.end()));
+    expect_one_line_error_naming(tmp / "of.dcm",
+                                 "element (7FE0,0010) at byte " + std::to_string(offset) +
+                                     " has an undefined length with VR OF (encapsulated Pixel "
+                                     "Data is OB, OW or UN)");
+    // An undefined-length UT elsewhere: "only SQ and UN may".
+    const auto u16 = [](std::uint32_t v) { return std::string{char(v & 0xFF), char(v >> 8)}; };
+    write_file_atomic(tmp / "ut.dcm", u16(0x0008) + u16(0x0030) + "UT" + u16(0) + u16(0xFFFF) +
+                                          u16(0xFFFF) + std::string(16, '\0'));
+    expect_one_line_error_naming(tmp / "ut.dcm",
+                                 "element (0008,0030) at byte 0 has an undefined length with VR UT "
+                                 "(only SQ and UN may)");
+    expect_one_line_error_naming(fs::path(RADPROBE_SOURCE_DIR) /
+                                     "fuzz/dicom/regressions/"
+                                     "gdcm_assert_undefined_length_pixel_data_of.dcm",
+                                 "has an undefined length with VR OF");
+}
+
 TEST(Dicom, ItemsThatDoNotTileTheirSequenceAreRefused) {
     // GDCM recomputes ("changes") a sequence's length when its items or their elements run past
     // it, then aborts on an assertion (found by fuzz/dicom: an item of 251 bytes in a sequence
