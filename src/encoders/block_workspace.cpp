@@ -168,6 +168,7 @@ void for_row_slices(const BlockWorkspace& ws, Fn&& fn) {
     const std::int64_t threads = std::max(1, at::get_num_threads());
     const std::int64_t share = (ws.rows + threads - 1) / threads;
     at::parallel_for(0, ws.rows, share, [&](std::int64_t r0, std::int64_t r1) {
+        const c10::InferenceMode inference;  // thread-local: the pool's threads lack it
         auto slice = rows_of(ws, r0, r1);
         fn(slice);
     });
@@ -202,6 +203,7 @@ void attention_out(BlockWorkspace& ws, std::int64_t n, std::int64_t heads) {
     const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
     ws.attention.resize(static_cast<std::size_t>(std::max(1, at::get_num_threads())));
     at::parallel_for(0, n * heads, 1, [&](std::int64_t u0, std::int64_t u1) {
+        const c10::InferenceMode inference;
         auto& scratch = ws.attention[static_cast<std::size_t>(at::get_thread_num())];
         for (std::int64_t u = u0; u < u1; ++u) {
             const std::int64_t b = u / heads, h = u % heads;

@@ -16,11 +16,11 @@
 #include <map>
 #include <vector>
 
+#include "../../src/imaging/j2k_header.hpp"
 #include "md5.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
 #include "radprobe/core/npy.hpp"
-#include "../../src/imaging/j2k_header.hpp"
 #include "radprobe/imaging/decode.hpp"
 #include "test_support.hpp"
 
@@ -352,8 +352,8 @@ TEST(Raster, PngJpegAndTiffHeadersDeclaringHugeImagesAreRefusedBeforeDecoding) {
         return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
     };
     TempDir tmp;
-    const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + be32(13) + "IHDR" +
-                            be32(20000) + be32(7000) + std::string("\x08\0\0\0\0", 5) + be32(0);
+    const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + be32(13) + "IHDR" + be32(20000) +
+                            be32(7000) + std::string("\x08\0\0\0\0", 5) + be32(0);
     write_file_atomic(tmp / "huge.png", png);
     expect_one_line_error_naming(tmp / "huge.png",
                                  "PNG of 20000 x 7000 pixels is larger than radprobe decodes (at "
