@@ -72,8 +72,10 @@ int report_error(const char* command, const std::exception& e) {
 }  // namespace
 
 // LibTorch's OpenMP threads spin while OpenBLAS works, and fresh activation buffers fault in
-// page by page; on the machines radprobe was measured on this costs 3-4x in a ViT forward
-// (DESIGN.md, "Performance facts"). Both are process settings that the OpenMP runtime and glibc
+// page by page (DESIGN.md, "Performance facts"). The encoder inference pass no longer depends
+// on it (one thread pool, reused buffers: bench/encoders/bench_encoders.sh measures both
+// environments alike), but training still interleaves OpenMP element-wise kernels with
+// OpenBLAS-threaded GEMMs (a fine-tuning test: 125 s in the default environment, 8 s here). Both are process settings that the OpenMP runtime and glibc
 // read before main() runs, so radprobe sets them and re-executes itself once, unless the user
 // chose values of their own (or set RADPROBE_NO_REEXEC=1).
 // Only subcommands that run LibTorch models pay for the second start-up (~1 s of library
