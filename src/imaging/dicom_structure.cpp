@@ -18,6 +18,8 @@ struct Walker {
     std::size_t size;
     const std::string& name;
     bool big_endian = false;
+    bool rle = false;  ///< RLE Lossless transfer syntax: its frame headers are checked
+    std::uint16_t samples = 0, bits_allocated = 0;  ///< from the top-level data set
 
     std::uint16_t u16(std::size_t off, bool big) const {
         return big ? static_cast<std::uint16_t>((data[off] << 8) | data[off + 1])
@@ -199,7 +201,7 @@ struct Walker {
             off += header;
             if (sequence_like) {
                 if (g == 0x7FE0 && e == 0x0010) {
-                    off = walk_fragments(off, big);
+                    off = walk_fragments(off, big, rle && depth == 0);
                 } else if (g == 0xFFFE) {
                     off = walk(off, SIZE_MAX, explicit_vr, big, depth + 1, summed);  // item
                 } else {
@@ -226,6 +228,10 @@ struct Walker {
                 RADPROBE_CHECK(spp == 1 || spp == 3 || spp == 4, name,
                                ": unsupported DICOM: Samples per Pixel (0028,0002) is ", spp,
                                " (value length ", len, "), not 1, 3 or 4");
+                samples = depth == 0 ? spp : samples;
+            }
+            if (g == 0x0028 && e == 0x0100 && len == 2 && depth == 0) {
+                bits_allocated = u16(off, big);
             }
             off += len;
         }
@@ -354,8 +360,8 @@ struct Walker {
     }
 
     // Encapsulated pixel data: offset table item, fragments, sequence delimiter.
-    std::size_t walk_fragments(std::size_t off, bool big) {
-        while (true) {
+    std::size_t walk_fragments(std::size_t off, bool big, bool rle_frames) {
+        for (long index = -1;; ++index) {  // item -1: the Basic Offset Table
             if (off + 8 > size) {
                 truncated(0x7FE0, 0x0010, off);
             }
@@ -371,7 +377,34 @@ struct Walker {
             if (off + len > size) {
                 truncated(0x7FE0, 0x0010, off - 8);
             }
+            if (rle_frames && index >= 0) {
+                check_rle_frame(off, len, index);
+            }
             off += len;
+        }
+    }
+
+    // An RLE frame's 64-byte header (PS3.5 G.3.1). GDCM decodes RLE while it reads the file and
+    // reads Offset[i] for every segment the header counts (found by fuzz/dicom: a SEGV for
+    // 805,699,624 segments); the count must be what Samples per Pixel and Bits Allocated need,
+    // the offsets must start at 64 and increase inside the frame.
+    void check_rle_frame(std::size_t off, std::uint32_t len, long index) const {
+        RADPROBE_CHECK(len >= 64, name, ": RLE frame in Pixel Data fragment ", index,
+                       " is shorter than its 64-byte header");
+        const std::uint32_t want = std::uint32_t{samples} * (bits_allocated / 8u);
+        const std::uint32_t segments = u32(off, false);
+        RADPROBE_CHECK(segments >= 1 && segments <= 15 && (want == 0 || segments == want), name,
+                       ": RLE frame in Pixel Data fragment ", index, " has ", segments,
+                       " segments; the header's ", samples, " sample(s) of ", bits_allocated,
+                       " bits need ", want);
+        std::uint32_t previous = 0;
+        for (std::uint32_t k = 0; k < segments; ++k) {
+            const std::uint32_t start = u32(off + 4 + 4 * k, false);
+            RADPROBE_CHECK((k == 0 ? start == 64 : start > previous) && start < len, name,
+                           ": RLE frame in Pixel Data fragment ", index, ": segment ", k,
+                           " starts at byte ", start, " (the ", len,
+                           "-byte frame's segments start at 64 and increase)");
+            previous = start;
         }
     }
 };
@@ -455,6 +488,7 @@ void check_dicom_structure(const std::uint8_t* data, std::size_t size, const std
     }
     const bool explicit_vr = ts != "1.2.840.10008.1.2";
     const bool big = ts == "1.2.840.10008.1.2.2";
+    w.rle = ts == "1.2.840.10008.1.2.5";
     w.walk(off, size, explicit_vr, big, 0);
 }
 

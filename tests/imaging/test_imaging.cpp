@@ -373,6 +373,36 @@ TEST(Raster, PngJpegAndTiffHeadersDeclaringHugeImagesAreRefusedBeforeDecoding) {
     expect_one_line_error_naming(tmp / "small.jpg", "cannot decode jpeg");
 }
 
+TEST(Dicom, AnRleFrameHeaderThatDisagreesWithTheImageIsRefusedBeforeGdcmReadsIt) {
+    // GDCM reads Offset[i] for every segment the header counts (found by fuzz/dicom: a SEGV for
+    // 805,699,624 segments). emri_small_RLE: 10 frames of 64x64, 1 sample of 16 bits.
+    const fs::path good = kDicomDir / "pydicom-data" / "emri_small_RLE.dcm";
+    const auto bytes = read_file_bytes(good);
+    // The first frame's header: segment count 2, offsets 64 and more (after the offset table).
+    const std::string header = std::string("\x02\0\0\0\x40\0\0\0", 8);
+    const auto at = static_cast<std::size_t>(
+        std::search(bytes.begin(), bytes.end(), header.begin(), header.end(),
+                    [](auto a, char b) { return a == static_cast<std::uint8_t>(b); }) -
+        bytes.begin());
+    ASSERT_LT(at, bytes.size());
+    TempDir tmp;
+    auto with = [&](std::size_t offset, std::uint8_t value) {
+        auto b = bytes;
+        b[at + offset] = value;
+        write_file_atomic(tmp / "bad.dcm", std::string(b.begin(), b.end()));
+        return tmp / "bad.dcm";
+    };
+    expect_one_line_error_naming(with(3, 0x30),  // 805,306,370 segments
+                                 "RLE frame in Pixel Data fragment 0 has 805306370 segments; the "
+                                 "header's 1 sample(s) of 16 bits need 2");
+    expect_one_line_error_naming(with(4, 0x41), "segment 0 starts at byte 65");
+    expect_one_line_error_naming(with(9, 0x00), "segment 1 starts at byte 30 (the ");
+    EXPECT_EQ(decode(good).rows, 64);
+    expect_one_line_error_naming(
+        fs::path(RADPROBE_SOURCE_DIR) / "fuzz/dicom/regressions/gdcm_rle_segment_count_segv.dcm",
+        "segments; the header's 1 sample(s) of 16 bits need 2");
+}
+
 TEST(Dicom, AnUndefinedLengthOutsideSequencesAndEncapsulatedPixelDataIsRefused) {
     // GDCM asserts on it (found by fuzz/dicom: encapsulated Pixel Data with VR OF).
     const fs::path good = kDicomDir / "pydicom-data" / "emri_small_jpeg_2k_lossless.dcm";
