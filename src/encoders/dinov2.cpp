@@ -195,13 +195,9 @@ public:
     torch::nn::Module& module() override { return *model_; }
 
     void prepare() override {
-        const auto& act = config_.hidden_act;
-        RADPROBE_CHECK(options_.use_swiglu_ffn() || act == "gelu" || act == "gelu_new" ||
-                           act == "gelu_pytorch_tanh" || act == "relu" || act == "silu" ||
-                           act == "swish" || act == "quick_gelu",
-                       "file ", (config_.dir / "config.json").string(), ": hidden_act \"", act,
-                       "\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, quick_gelu, "
-                       "relu, silu)");
+        if (!options_.use_swiglu_ffn()) {  // SwiGLU's activation is fixed (silu)
+            check_activation(config_.hidden_act, config_);
+        }
     }
 
     std::int64_t input_channels() const override {

@@ -30,11 +30,17 @@ struct Walker {
         return big ? (a << 16) | b : a | (b << 16);
     }
 
-    [[noreturn]] void truncated(std::uint16_t g, std::uint16_t e, std::size_t off) const {
+    // "(GGGG,EEEE)", as error messages name an element.
+    static std::string tag_text(std::uint16_t g, std::uint16_t e) {
         char tag[16];
         std::snprintf(tag, sizeof tag, "(%04X,%04X)", g, e);
-        throw InputError(str_cat(name, ": truncated or corrupt DICOM: element ", tag, " at byte ",
-                                 off, " runs past the end of the file (", size, " bytes)"));
+        return tag;
+    }
+
+    [[noreturn]] void truncated(std::uint16_t g, std::uint16_t e, std::size_t off) const {
+        throw InputError(str_cat(name, ": truncated or corrupt DICOM: element ", tag_text(g, e),
+                                 " at byte ", off, " runs past the end of the file (", size,
+                                 " bytes)"));
     }
 
     // The VRs of PS3.5 6.2.
@@ -98,10 +104,9 @@ struct Walker {
             (want[2] == '|' && std::memcmp(vr, want + 3, 2) == 0)) {
             return;
         }
-        char tag[16];
-        std::snprintf(tag, sizeof tag, "(%04X,%04X)", g, e);
-        throw InputError(str_cat(name, ": corrupt DICOM: element ", tag, " at byte ", off,
-                                 " has VR ", std::string(vr, 2), " where ", want, " is required"));
+        throw InputError(str_cat(name, ": corrupt DICOM: element ", tag_text(g, e), " at byte ",
+                                 off, " has VR ", std::string(vr, 2), " where ", want,
+                                 " is required"));
     }
 
     // Recognition Code (0008,0010), retired: GDCM reads a file that has one as ACR-NEMA and
@@ -161,7 +166,8 @@ struct Walker {
             bool implicit_inside = false;
             RADPROBE_CHECK(!(g == 0xFFFE && depth == 0), name,
                            ": corrupt DICOM: a sequence item tag (FFFE,E000) outside any "
-                           "sequence at byte ", off);
+                           "sequence at byte ",
+                           off);
             if (g == 0xFFFE) {
                 len = u32(off + 4, big);
                 header = 8;
@@ -171,10 +177,9 @@ struct Walker {
                 // GDCM guesses at elements without a valid VR and aborts on an assertion for
                 // some of them (found by fuzz/image, a raw data set).
                 if (!known_vr(vr)) {
-                    char tag[16];
-                    std::snprintf(tag, sizeof tag, "(%04X,%04X)", g, e);
-                    throw InputError(str_cat(name, ": corrupt DICOM: element ", tag, " at byte ",
-                                             off, " has no valid VR in an explicit VR data set"));
+                    throw InputError(str_cat(name, ": corrupt DICOM: element ", tag_text(g, e),
+                                             " at byte ", off,
+                                             " has no valid VR in an explicit VR data set"));
                 }
                 check_vr(g, e, vr, off);
                 if (long_form_vr(vr)) {
@@ -236,10 +241,9 @@ struct Walker {
             off += len;
         }
         if (off > end) {  // GDCM "changes the length" of the item and asserts on it
-            char tag[16];
-            std::snprintf(tag, sizeof tag, "(%04X,%04X)", g, e);
-            throw InputError(str_cat(name, ": corrupt DICOM: element ", tag, " at byte ", at,
-                                     " runs past the end of its sequence item (byte ", end, ")"));
+            throw InputError(str_cat(name, ": corrupt DICOM: element ", tag_text(g, e), " at byte ",
+                                     at, " runs past the end of its sequence item (byte ", end,
+                                     ")"));
         }
         RADPROBE_CHECK(end != SIZE_MAX, name,
                        ": truncated or corrupt DICOM: a sequence item has no delimiter before "
@@ -256,12 +260,10 @@ struct Walker {
         if (is("UN") || (pixels ? is("OB") || is("OW") : is("SQ"))) {
             return;
         }
-        char tag[16];
-        std::snprintf(tag, sizeof tag, "(%04X,%04X)", g, e);
-        throw InputError(str_cat(name, ": corrupt DICOM: element ", tag, " at byte ", off,
-                                 " has an undefined length with VR ", std::string(vr, 2),
-                                 pixels ? " (encapsulated Pixel Data is OB, OW or UN)"
-                                        : " (only SQ and UN may)"));
+        throw InputError(str_cat(
+            name, ": corrupt DICOM: element ", tag_text(g, e), " at byte ", off,
+            " has an undefined length with VR ", std::string(vr, 2),
+            pixels ? " (encapsulated Pixel Data is OB, OW or UN)" : " (only SQ and UN may)"));
     }
 
     // A delimiter where none can end anything (the top level, a defined-length item): GDCM
@@ -270,11 +272,9 @@ struct Walker {
     std::size_t stray_delimiter(std::uint16_t g, std::uint16_t e, std::size_t off, bool big) const {
         const std::uint32_t len = u32(off + 4, big);
         if (len != 0) {
-            char tag[16];
-            std::snprintf(tag, sizeof tag, "(%04X,%04X)", g, e);
-            throw InputError(str_cat(name, ": corrupt DICOM: delimiter ", tag, " at byte ", off,
-                                     " outside an undefined-length item or sequence has length ",
-                                     len, " (must be 0)"));
+            throw InputError(str_cat(
+                name, ": corrupt DICOM: delimiter ", tag_text(g, e), " at byte ", off,
+                " outside an undefined-length item or sequence has length ", len, " (must be 0)"));
         }
         return off + 8;
     }
@@ -285,10 +285,8 @@ struct Walker {
     void check_even_in_item(std::uint16_t g, std::uint16_t e, std::uint32_t len, std::size_t at,
                             bool summed) const {
         if (summed && len % 2 == 1) {
-            char tag[16];
-            std::snprintf(tag, sizeof tag, "(%04X,%04X)", g, e);
-            throw InputError(str_cat(name, ": corrupt DICOM: element ", tag, " at byte ", at,
-                                     " inside a sequence item has an odd value length (", len,
+            throw InputError(str_cat(name, ": corrupt DICOM: element ", tag_text(g, e), " at byte ",
+                                     at, " inside a sequence item has an odd value length (", len,
                                      ")"));
         }
     }
@@ -311,8 +309,8 @@ struct Walker {
         // length and aborts on an assertion (found by fuzz/dicom).
         while (off < end) {
             const std::size_t item = off;
-            RADPROBE_CHECK(off + 8 <= end, name, ": corrupt DICOM: a sequence ending at byte ",
-                           end, " ends inside the item header at byte ", off);
+            RADPROBE_CHECK(off + 8 <= end, name, ": corrupt DICOM: a sequence ending at byte ", end,
+                           " ends inside the item header at byte ", off);
             const std::uint16_t g = u16(off, big), e = u16(off + 2, big);
             const std::uint32_t len = u32(off + 4, big);
             RADPROBE_CHECK(g == 0xFFFE && e == 0xE000, name,
@@ -329,8 +327,8 @@ struct Walker {
 
     // One item's data set at `off`, after its tag and length: up to its delimiter, or `len`
     // bytes (summed: GDCM recomputes a defined length).
-    std::size_t walk_item(std::size_t off, std::uint32_t len, bool explicit_vr, bool big,
-                          int depth, bool summed) {
+    std::size_t walk_item(std::size_t off, std::uint32_t len, bool explicit_vr, bool big, int depth,
+                          bool summed) {
         if (len == kUndefined) {
             return walk(off, SIZE_MAX, explicit_vr, big, depth, summed);
         }
@@ -341,8 +339,8 @@ struct Walker {
     }
 
     // Items of an undefined-length sequence, up to the sequence delimiter.
-    std::size_t walk_items(std::size_t off, bool explicit_vr, bool big, int depth,
-                           std::uint16_t sg, std::uint16_t se, bool summed) {
+    std::size_t walk_items(std::size_t off, bool explicit_vr, bool big, int depth, std::uint16_t sg,
+                           std::uint16_t se, bool summed) {
         while (true) {
             if (off + 8 > size) {
                 truncated(sg, se, off);

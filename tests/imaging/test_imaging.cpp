@@ -202,6 +202,32 @@ TEST(Dicom, InvalidWindowWidthFallsBackToFullRangeWithAWarning) {
     EXPECT_NE(img.info.warnings[0].find("width 0"), std::string::npos) << img.info.warnings[0];
 }
 
+// Byte strings for hand-built files: little-endian 16/32-bit, big-endian 32-bit.
+std::string le16(std::uint32_t v) {
+    return std::string{char(v & 0xFF), char(v >> 8)};
+}
+std::string le32(std::uint32_t v) {
+    return le16(v & 0xFFFF) + le16(v >> 16);
+}
+std::string be32(std::uint32_t v) {
+    return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+}
+
+/// Offset of the first occurrence of `pattern` in `bytes` (bytes.size() when absent).
+std::size_t offset_of(const std::vector<std::uint8_t>& bytes, const std::string& pattern) {
+    const auto at = std::search(bytes.begin(), bytes.end(), pattern.begin(), pattern.end(),
+                                [](auto a, char b) { return a == static_cast<std::uint8_t>(b); });
+    return static_cast<std::size_t>(at - bytes.begin());
+}
+
+/// Writes `bytes` with byte `at` set to `value` to `path`; returns `path`.
+fs::path write_with_byte(std::vector<std::uint8_t> bytes, std::size_t at, std::uint8_t value,
+                         const fs::path& path) {
+    bytes[at] = value;
+    write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
+    return path;
+}
+
 void expect_one_line_error_naming(const fs::path& file, const std::string& fragment = "") {
     try {
         decode(file);
@@ -240,11 +266,9 @@ TEST(Dicom, NativeSyntaxOverEncapsulatedJpegIsRecoveredWithAWarning) {
     // The same file whose fragments hold no codec radprobe knows: a one-line error.
     TempDir tmp;
     auto bytes = read_file_bytes(kRecovered);
-    const std::string soi = "\xFF\xD8\xFF";
-    const auto at = std::search(bytes.begin(), bytes.end(), soi.begin(), soi.end(),
-                                [](auto a, char b) { return a == static_cast<std::uint8_t>(b); });
-    ASSERT_NE(at, bytes.end());
-    std::fill(at, at + 3, std::uint8_t{0});
+    const std::size_t at = offset_of(bytes, "\xFF\xD8\xFF");
+    ASSERT_LT(at, bytes.size());
+    std::fill_n(bytes.begin() + static_cast<std::ptrdiff_t>(at), 3, std::uint8_t{0});
     write_file_atomic(tmp / "unknown_codec.dcm", std::string(bytes.begin(), bytes.end()));
     expect_one_line_error_naming(tmp / "unknown_codec.dcm", "a codec radprobe does not recognise");
 }
@@ -271,11 +295,9 @@ TEST(Dicom, KnownUndecodableFilesGiveClearErrors) {
 // Explicit VR little endian, no preamble: Referenced Image Sequence (0008,1111) of defined
 // length holding one defined-length item with Referenced SOP Instance UID of `uid`.
 std::string sequence_with_one_uid(const std::string& uid) {
-    const auto u16 = [](std::uint32_t v) { return std::string{char(v & 0xFF), char(v >> 8)}; };
-    const auto u32 = [&](std::uint32_t v) { return u16(v & 0xFFFF) + u16(v >> 16); };
-    const std::string element = u16(0x0008) + u16(0x1155) + "UI" + u16(uid.size()) + uid;
-    const std::string item = u16(0xFFFE) + u16(0xE000) + u32(element.size()) + element;
-    return u16(0x0008) + u16(0x1111) + "SQ" + u16(0) + u32(item.size()) + item;
+    const std::string element = le16(0x0008) + le16(0x1155) + "UI" + le16(uid.size()) + uid;
+    const std::string item = le16(0xFFFE) + le16(0xE000) + le32(element.size()) + element;
+    return le16(0x0008) + le16(0x1111) + "SQ" + le16(0) + le32(item.size()) + item;
 }
 
 TEST(Dicom, OddValueLengthInsideADefinedLengthItemIsRefused) {
@@ -302,17 +324,11 @@ TEST(Dicom, AJpeg2000StreamThatDisagreesWithTheHeaderIsRefusedBeforeGdcmDecodesI
     const fs::path good = kDicomDir / "pydicom-data" / "emri_small_jpeg_2k_lossless.dcm";
     const auto bytes = read_file_bytes(good);
     const std::string soc_siz = "\xFF\x4F\xFF\x51";
-    const auto at = static_cast<std::size_t>(
-        std::search(bytes.begin(), bytes.end(), soc_siz.begin(), soc_siz.end(),
-                    [](auto a, char b) { return a == static_cast<std::uint8_t>(b); }) -
-        bytes.begin());
+    const std::size_t at = offset_of(bytes, soc_siz);
     ASSERT_LT(at, bytes.size());
     TempDir tmp;
     auto with = [&](std::size_t offset, std::uint8_t value) {
-        auto b = bytes;
-        b[at + offset] = value;
-        write_file_atomic(tmp / "bad.dcm", std::string(b.begin(), b.end()));
-        return tmp / "bad.dcm";
+        return write_with_byte(bytes, at + offset, value, tmp / "bad.dcm");
     };
     expect_one_line_error_naming(with(11, 65),  // Xsiz 64 → 65
                                  "JPEG 2000 stream in Pixel Data fragment 0 declares 65x64 "
@@ -332,9 +348,6 @@ TEST(Dicom, AJpeg2000StreamThatDisagreesWithTheHeaderIsRefusedBeforeGdcmDecodesI
     EXPECT_EQ(g->width, 64u);
     ASSERT_EQ(g->components.size(), 1u);
     EXPECT_EQ(g->components[0].precision, 16);
-    const auto be32 = [](std::uint32_t v) {
-        return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
-    };
     std::string jp2 = be32(12) + "jP  " + "\x0D\x0A\x87\x0A" + be32(20) + "ftypjp2 " + be32(0) +
                       "jp2 " + be32(static_cast<std::uint32_t>(8 + n)) + "jp2c" +
                       std::string(reinterpret_cast<const char*>(cs), n);
@@ -348,9 +361,6 @@ TEST(Dicom, AJpeg2000StreamThatDisagreesWithTheHeaderIsRefusedBeforeGdcmDecodesI
 TEST(Raster, PngJpegAndTiffHeadersDeclaringHugeImagesAreRefusedBeforeDecoding) {
     // OpenCV allocates what a header declares (found by fuzz/image: a 626-byte TIFF of 65,034 x
     // 3,072 pixels, 200 million, decoded into 1.6 GB of doubles).
-    const auto be32 = [](std::uint32_t v) {
-        return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
-    };
     TempDir tmp;
     const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + be32(13) + "IHDR" + be32(20000) +
                             be32(7000) + std::string("\x08\0\0\0\0", 5) + be32(0);
@@ -380,17 +390,11 @@ TEST(Dicom, AnRleFrameHeaderThatDisagreesWithTheImageIsRefusedBeforeGdcmReadsIt)
     const auto bytes = read_file_bytes(good);
     // The first frame's header: segment count 2, offsets 64 and more (after the offset table).
     const std::string header = std::string("\x02\0\0\0\x40\0\0\0", 8);
-    const auto at = static_cast<std::size_t>(
-        std::search(bytes.begin(), bytes.end(), header.begin(), header.end(),
-                    [](auto a, char b) { return a == static_cast<std::uint8_t>(b); }) -
-        bytes.begin());
+    const std::size_t at = offset_of(bytes, header);
     ASSERT_LT(at, bytes.size());
     TempDir tmp;
     auto with = [&](std::size_t offset, std::uint8_t value) {
-        auto b = bytes;
-        b[at + offset] = value;
-        write_file_atomic(tmp / "bad.dcm", std::string(b.begin(), b.end()));
-        return tmp / "bad.dcm";
+        return write_with_byte(bytes, at + offset, value, tmp / "bad.dcm");
     };
     expect_one_line_error_naming(with(3, 0x30),  // 805,306,370 segments
                                  "RLE frame in Pixel Data fragment 0 has 805306370 segments; the "
@@ -407,23 +411,18 @@ TEST(Dicom, AnUndefinedLengthOutsideSequencesAndEncapsulatedPixelDataIsRefused) 
     // GDCM asserts on it (found by fuzz/dicom: encapsulated Pixel Data with VR OF).
     const fs::path good = kDicomDir / "pydicom-data" / "emri_small_jpeg_2k_lossless.dcm";
     auto bytes = read_file_bytes(good);
-    const std::string tag = std::string("\xE0\x7F\x10\x00", 4);
-    const auto at = std::search(bytes.begin(), bytes.end(), tag.begin(), tag.end(),
-                                [](auto a, char b) { return a == static_cast<std::uint8_t>(b); });
-    ASSERT_NE(at, bytes.end());
-    const auto offset = at - bytes.begin();
+    const std::size_t offset = offset_of(bytes, std::string("\xE0\x7F\x10\x00OW", 6));
+    ASSERT_LT(offset, bytes.size());
     TempDir tmp;
-    at[4] = 'O';
-    at[5] = 'F';
+    bytes[offset + 5] = 'F';  // OW → OF
     write_file_atomic(tmp / "of.dcm", std::string(bytes.begin(), bytes.end()));
     expect_one_line_error_naming(tmp / "of.dcm",
                                  "element (7FE0,0010) at byte " + std::to_string(offset) +
                                      " has an undefined length with VR OF (encapsulated Pixel "
                                      "Data is OB, OW or UN)");
     // An undefined-length UT elsewhere: "only SQ and UN may".
-    const auto u16 = [](std::uint32_t v) { return std::string{char(v & 0xFF), char(v >> 8)}; };
-    write_file_atomic(tmp / "ut.dcm", u16(0x0008) + u16(0x0030) + "UT" + u16(0) + u16(0xFFFF) +
-                                          u16(0xFFFF) + std::string(16, '\0'));
+    write_file_atomic(tmp / "ut.dcm", le16(0x0008) + le16(0x0030) + "UT" + le16(0) + le16(0xFFFF) +
+                                          le16(0xFFFF) + std::string(16, '\0'));
     expect_one_line_error_naming(tmp / "ut.dcm",
                                  "element (0008,0030) at byte 0 has an undefined length with VR UT "
                                  "(only SQ and UN may)");
@@ -437,12 +436,10 @@ TEST(Dicom, ItemsThatDoNotTileTheirSequenceAreRefused) {
     // GDCM recomputes ("changes") a sequence's length when its items or their elements run past
     // it, then aborts on an assertion (found by fuzz/dicom: an item of 251 bytes in a sequence
     // of 62, whose last element ran past the item).
-    const auto u16 = [](std::uint32_t v) { return std::string{char(v & 0xFF), char(v >> 8)}; };
-    const auto u32 = [&](std::uint32_t v) { return u16(v & 0xFFFF) + u16(v >> 16); };
-    const std::string uid = u16(0x0008) + u16(0x1155) + "UI" + u16(4) + std::string("1.2\0", 4);
+    const std::string uid = le16(0x0008) + le16(0x1155) + "UI" + le16(4) + std::string("1.2\0", 4);
     auto sequence = [&](std::uint32_t seq_len, std::uint32_t item_len, const std::string& body) {
-        return u16(0x0008) + u16(0x1111) + "SQ" + u16(0) + u32(seq_len) + u16(0xFFFE) +
-               u16(0xE000) + u32(item_len) + body;
+        return le16(0x0008) + le16(0x1111) + "SQ" + le16(0) + le32(seq_len) + le16(0xFFFE) +
+               le16(0xE000) + le32(item_len) + body;
     };
     TempDir tmp;
     struct Case {
@@ -480,12 +477,10 @@ TEST(Dicom, ItemsThatDoNotTileTheirSequenceAreRefused) {
 TEST(Dicom, ADelimiterWithALengthOutsideAnUndefinedLengthItemIsRefused) {
     // GDCM reads a delimiter at the top level as an element and allocates its value length
     // (found by fuzz/dicom: 3 GB asked for by a 61-byte implicit VR data set).
-    const auto u16 = [](std::uint32_t v) { return std::string{char(v & 0xFF), char(v >> 8)}; };
-    const auto u32 = [&](std::uint32_t v) { return u16(v & 0xFFFF) + u16(v >> 16); };
-    const std::string group_length = u16(0x0008) + u16(0x0000) + u32(4) + u32(0);
+    const std::string group_length = le16(0x0008) + le16(0x0000) + le32(4) + le32(0);
     TempDir tmp;
     for (const std::uint32_t e : {0xE00Du, 0xE0DDu}) {
-        const std::string delimiter = u16(0xFFFE) + u16(e) + u32(0xB8B8B800u);
+        const std::string delimiter = le16(0xFFFE) + le16(e) + le32(0xB8B8B800u);
         write_file_atomic(tmp / "stray.dcm", group_length + delimiter + std::string(40, '\xB8'));
         char tag[16];
         std::snprintf(tag, sizeof tag, "(FFFE,%04X)", e);
