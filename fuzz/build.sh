@@ -19,12 +19,12 @@ cxxflags="-std=c++20 -O1 -g -fno-omit-frame-pointer $san -fsanitize=fuzzer-no-li
 cxxflags="$cxxflags -DRADPROBE_FUZZ_DIR=\"$here\" -DRADPROBE_VEGA_DIRS=\"\" -DRADPROBE_HAVE_ANALYSIS=1"
 incs=""
 for d in "$root"/src/*/include; do incs="$incs -I$d"; done
-incs="$incs -isystem /usr/include/gdcm-3.0 -isystem /usr/include/opencv4"
+incs="$incs -isystem /usr/include/gdcm-3.0 -isystem /usr/include/opencv4 -isystem /usr/include/openjpeg-2.5"
 
-imaging="imaging/decode.cpp imaging/dicom_decoder.cpp imaging/dicom_structure.cpp imaging/raster_decoder.cpp imaging/raster_header.cpp imaging/j2k_header.cpp"
+imaging="imaging/decode.cpp imaging/dicom_decoder.cpp imaging/dicom_structure.cpp imaging/raster_decoder.cpp imaging/raster_header.cpp imaging/j2k_header.cpp imaging/jpegls_stream.cpp"
 core="core/files.cpp core/csv.cpp core/progress.cpp core/parallel.cpp core/options.cpp core/npy.cpp core/linalg.cpp"
 dataset="dataset/manifest.cpp dataset/masks.cpp dataset/validate.cpp dataset/split.cpp"
-gdcm_cv="-lgdcmMSFF -lgdcmDSED -lgdcmCommon -lopencv_imgcodecs -lopencv_imgproc -lopencv_core"
+gdcm_cv="-lgdcmMSFF -lgdcmDSED -lgdcmCommon -lcharls -lopenjp2 -lopencv_imgcodecs -lopencv_imgproc -lopencv_core"
 
 sources_of() {
     case $1 in

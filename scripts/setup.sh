@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
     build-essential cmake ninja-build ccache pkg-config git
     libtorch-dev libopenblas0-pthread libopenblas-dev
-    libgdcm-dev libgdcm-tools libopencv-dev libgif-dev
+    libgdcm-dev libgdcm-tools libcharls-dev libopenjp2-7-dev libopencv-dev libgif-dev
     nlohmann-json3-dev libcli11-dev libyaml-cpp-dev libsqlite3-dev sqlite3
     libgtest-dev libgmock-dev libbenchmark-dev
     python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-skimage

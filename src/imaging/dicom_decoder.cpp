@@ -22,6 +22,7 @@
 #include "decoders.hpp"
 #include "dicom_structure.hpp"
 #include "j2k_header.hpp"
+#include "jpegls_stream.hpp"
 #include "quiet_stderr.hpp"
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/error.hpp"
@@ -436,11 +437,86 @@ long long sample_at(const char* buf, std::size_t i, int bits, bool is_signed) {
     }
 }
 
-// Decodes pixel data to stored sample values (frames × rows × cols × samples).
-std::vector<long long> decode_samples(ParsedDicom& parsed, const std::string& name,
-                                      gdcm::Image* image_out_for_palette) {
-    const gdcm::Image& image = parsed.reader.GetImage();
-    const ImageInfo& info = parsed.info;
+bool is_jpegls(const gdcm::TransferSyntax& ts) {
+    return ts == gdcm::TransferSyntax::JPEGLSLossless ||
+           ts == gdcm::TransferSyntax::JPEGLSNearLossless;
+}
+
+// Whether fragment `i` of `n` begins a new frame of `frames`: a single frame is every fragment
+// in order; several frames are one fragment each, or, when a frame spans fragments, each frame
+// starts at a fragment that begins with the JPEG SOI marker (FF D8).
+bool starts_frame(unsigned int i, unsigned int n, int frames, const gdcm::ByteValue& bv) {
+    if (frames == 1) {
+        return i == 0;
+    }
+    if (n == static_cast<unsigned int>(frames)) {
+        return true;
+    }
+    const auto* b = reinterpret_cast<const std::uint8_t*>(bv.GetPointer());
+    return bv.GetLength() >= 2 && b[0] == 0xFF && b[1] == 0xD8;
+}
+
+// The compressed stream of each frame (see starts_frame).
+std::vector<std::vector<std::uint8_t>> frame_streams(const gdcm::SequenceOfFragments& sf,
+                                                     int frames, const std::string& name) {
+    const unsigned int n = sf.GetNumberOfFragments();
+    std::vector<std::vector<std::uint8_t>> streams;
+    for (unsigned int i = 0; i < n; ++i) {
+        const gdcm::ByteValue& bv = *sf.GetFragment(i).GetByteValue();
+        if (streams.empty() || starts_frame(i, n, frames, bv)) {
+            streams.emplace_back();
+        }
+        const auto* b = reinterpret_cast<const std::uint8_t*>(bv.GetPointer());
+        streams.back().insert(streams.back().end(), b, b + bv.GetLength());
+    }
+    RADPROBE_CHECK(streams.size() == static_cast<std::size_t>(frames), name, ": ", n,
+                   " Pixel Data fragments hold ", streams.size(), " JPEG-LS frame(s); ",
+                   "Number of Frames says ", frames);
+    return streams;
+}
+
+// A frame's JPEG-LS header must declare the image the DICOM header describes: buffers are
+// sized from the DICOM header.
+void check_jpegls_frame(const std::vector<std::uint8_t>& stream, const ImageInfo& info,
+                        const std::string& what) {
+    const JpeglsFrame jf = read_jpegls_frame(stream.data(), stream.size(), what);
+    RADPROBE_CHECK(jf.width == static_cast<std::uint32_t>(info.cols) &&
+                       jf.height == static_cast<std::uint32_t>(info.rows) &&
+                       jf.components == info.samples_per_pixel &&
+                       jf.bits_per_sample <= info.bits_allocated,
+                   what, " declares ", jf.width, "x", jf.height, " pixels, ", jf.components,
+                   " component(s) of ", jf.bits_per_sample, " bits; the DICOM header says ",
+                   info.cols, "x", info.rows, ", ", info.samples_per_pixel, " sample(s) of ",
+                   info.bits_allocated, " bits allocated");
+}
+
+// JPEG-LS pixel data decoded frame by frame through CharLS (jpegls_stream.cpp says why not
+// GDCM), laid out as GDCM lays out a decoded buffer: pixel-interleaved samples of Bits
+// Allocated each.
+std::vector<char> decode_jpegls_frames(const gdcm::Image& image, const ImageInfo& info,
+                                       const std::string& name) {
+    const gdcm::SequenceOfFragments* sf = image.GetDataElement().GetSequenceOfFragments();
+    RADPROBE_CHECK(sf != nullptr, name,
+                   ": JPEG-LS transfer syntax without encapsulated Pixel Data");
+    const auto streams = frame_streams(*sf, info.frames, name);
+    for (std::size_t f = 0; f < streams.size(); ++f) {
+        check_jpegls_frame(streams[f], info, str_cat(name, ": JPEG-LS frame ", f));
+    }
+    const int bytes = info.bits_allocated / 8;
+    const std::size_t frame_bytes =
+        static_cast<std::size_t>(info.rows) * info.cols * info.samples_per_pixel * bytes;
+    std::vector<char> buffer(frame_bytes * info.frames);
+    for (std::size_t f = 0; f < streams.size(); ++f) {
+        decode_jpegls(streams[f].data(), streams[f].size(), bytes,
+                      buffer.data() + f * frame_bytes, frame_bytes,
+                      str_cat(name, ": JPEG-LS frame ", f));
+    }
+    return buffer;
+}
+
+// Pixel data decoded by GDCM: frames × rows × cols × samples of Bits Allocated each.
+std::vector<char> decode_with_gdcm(const gdcm::Image& image, const ImageInfo& info,
+                                   const std::string& name) {
     const std::size_t expected = static_cast<std::size_t>(info.rows) * info.cols * info.frames *
                                  info.samples_per_pixel * info.bits_allocated / 8;
     const unsigned long buffer_len = image.GetBufferLength();
@@ -454,6 +530,17 @@ std::vector<long long> decode_samples(ParsedDicom& parsed, const std::string& na
     }
     RADPROBE_CHECK(decoded, name, ": cannot decode pixel data (", info.transfer_syntax,
                    "): corrupt or truncated compressed stream");
+    return buffer;
+}
+
+// Decodes pixel data to stored sample values (frames × rows × cols × samples).
+std::vector<long long> decode_samples(ParsedDicom& parsed, const std::string& name,
+                                      gdcm::Image* image_out_for_palette) {
+    const gdcm::Image& image = parsed.reader.GetImage();
+    const ImageInfo& info = parsed.info;
+    const std::vector<char> buffer = is_jpegls(image.GetTransferSyntax())
+                                         ? decode_jpegls_frames(image, info, name)
+                                         : decode_with_gdcm(image, info, name);
     // GDCM may convert YBR to RGB while decoding; record what the buffer holds.
     const char* pi =
         gdcm::PhotometricInterpretation::GetPIString(image.GetPhotometricInterpretation());

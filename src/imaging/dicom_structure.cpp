@@ -2,10 +2,14 @@
 // sequence item and pixel-data fragment must lie inside the file. Debian's GDCM is built with
 // assertions and aborts the process on some truncated files, so truncation is caught here.
 
+#include <array>
 #include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "dicom_structure.hpp"
+#include "j2k_header.hpp"
+#include "jpegls_stream.hpp"
 #include "radprobe/core/error.hpp"
 
 namespace radprobe::imaging::detail {
@@ -18,8 +22,18 @@ struct Walker {
     std::size_t size;
     const std::string& name;
     bool big_endian = false;
-    bool rle = false;  ///< RLE Lossless transfer syntax: its frame headers are checked
+    /// What is checked in the fragments of the top-level Pixel Data: RLE frame headers, or the
+    /// first JPEG-LS or JPEG 2000 stream's header (GDCM reads them while it reads the file).
+    enum class Codec { other, rle, jpegls, j2k } codec = Codec::other;
     std::uint16_t samples = 0, bits_allocated = 0;  ///< from the top-level data set
+    /// The top-level palette elements: GDCM reads them while it reads the file and asserts on
+    /// what it cannot use (check_palette).
+    struct Palette {
+        std::string photometric;
+        std::array<std::array<std::uint16_t, 3>, 3> descriptor{};  ///< (0028,1101-1103)
+        std::array<bool, 3> has_descriptor{}, segmented{};         ///< (0028,1221-1223)
+        std::array<long long, 3> data_length{-1, -1, -1};          ///< (0028,1201-1203)
+    } palette{};
 
     std::uint16_t u16(std::size_t off, bool big) const {
         return big ? static_cast<std::uint16_t>((data[off] << 8) | data[off + 1])
@@ -206,7 +220,7 @@ struct Walker {
             off += header;
             if (sequence_like) {
                 if (g == 0x7FE0 && e == 0x0010) {
-                    off = walk_fragments(off, big, rle && depth == 0);
+                    off = walk_fragments(off, big, depth == 0 ? codec : Codec::other);
                 } else if (g == 0xFFFE) {
                     off = walk(off, SIZE_MAX, explicit_vr, big, depth + 1, summed);  // item
                 } else {
@@ -238,6 +252,9 @@ struct Walker {
             if (g == 0x0028 && e == 0x0100 && len == 2 && depth == 0) {
                 bits_allocated = u16(off, big);
             }
+            if (g == 0x0028 && depth == 0) {
+                note_palette(e, off, len, big);
+            }
             off += len;
         }
         if (off > end) {  // GDCM "changes the length" of the item and asserts on it
@@ -249,6 +266,24 @@ struct Walker {
                        ": truncated or corrupt DICOM: a sequence item has no delimiter before "
                        "the end of the file");
         return off;
+    }
+
+    void note_palette(std::uint16_t e, std::size_t off, std::uint32_t len, bool big) {
+        if (e == 0x0004) {
+            palette.photometric.assign(reinterpret_cast<const char*>(data + off), len);
+            while (!palette.photometric.empty() &&
+                   (palette.photometric.back() == ' ' || palette.photometric.back() == '\0')) {
+                palette.photometric.pop_back();
+            }
+        } else if (e >= 0x1101 && e <= 0x1103 && len == 6) {
+            const std::size_t i = e - 0x1101u;
+            palette.has_descriptor[i] = true;
+            palette.descriptor[i] = {u16(off, big), u16(off + 2, big), u16(off + 4, big)};
+        } else if (e >= 0x1201 && e <= 0x1203) {
+            palette.data_length[e - 0x1201u] = len;
+        } else if (e >= 0x1221 && e <= 0x1223) {
+            palette.segmented[e - 0x1221u] = true;
+        }
     }
 
     // GDCM asserts that an undefined length belongs to a sequence (SQ, or UN holding one) or to
@@ -358,7 +393,7 @@ struct Walker {
     }
 
     // Encapsulated pixel data: offset table item, fragments, sequence delimiter.
-    std::size_t walk_fragments(std::size_t off, bool big, bool rle_frames) {
+    std::size_t walk_fragments(std::size_t off, bool big, Codec frames) {
         for (long index = -1;; ++index) {  // item -1: the Basic Offset Table
             if (off + 8 > size) {
                 truncated(0x7FE0, 0x0010, off);
@@ -375,8 +410,20 @@ struct Walker {
             if (off + len > size) {
                 truncated(0x7FE0, 0x0010, off - 8);
             }
-            if (rle_frames && index >= 0) {
+            if (frames == Codec::rle && index >= 0) {
                 check_rle_frame(off, len, index);
+            }
+            if (frames == Codec::jpegls && index == 0) {
+                // GDCM's JPEG-LS codec leaks on, or asserts at, a header CharLS refuses.
+                read_jpegls_frame(data + off, len,
+                                  str_cat(name, ": JPEG-LS stream in Pixel Data fragment 0"));
+            }
+            if (frames == Codec::j2k && index == 0) {
+                // GDCM's JPEG 2000 header reader leaks its codec and threads on these.
+                const std::string problem = j2k_header_problem(data + off, len);
+                RADPROBE_CHECK(problem.empty(), name,
+                               ": corrupt JPEG 2000 stream in Pixel Data fragment 0 (", problem,
+                               ")");
             }
             off += len;
         }
@@ -464,6 +511,40 @@ std::size_t check_meta_group(const Walker& w, std::size_t off, std::string& ts) 
     }
 }
 
+/// A PALETTE COLOR image's lookup tables as GDCM 3.0.21's reader needs them: it asserts
+/// (aborts) without a red, green or blue table, on Bits Allocated other than 8 or 16, on a
+/// first mapped value other than 0, on table data of another length than the descriptor's
+/// entries × bits, and on a table size its buffer for Bits Allocated does not hold (found by
+/// fuzz/dicom: a palette image without tables). Segmented tables are not read by radprobe.
+void check_palette(const Walker& w) {
+    const auto& p = w.palette;
+    if (p.photometric != "PALETTE COLOR") {
+        return;
+    }
+    const int ba = w.bits_allocated;
+    RADPROBE_CHECK(ba == 8 || ba == 16, w.name, ": PALETTE COLOR image with Bits Allocated ", ba,
+                   " (8 or 16 are read)");
+    static const char* const kColour[3] = {"red", "green", "blue"};
+    for (std::size_t i = 0; i < 3; ++i) {
+        const std::string which =
+            str_cat(w.name, ": PALETTE COLOR image: the ", kColour[i], " lookup table");
+        RADPROBE_CHECK(p.data_length[i] >= 0 || !p.segmented[i], which, " is segmented (0028,122",
+                       i + 1, "), which radprobe does not read");
+        RADPROBE_CHECK(p.data_length[i] >= 0, which, " (0028,120", i + 1, ") is missing");
+        RADPROBE_CHECK(p.has_descriptor[i], which, "'s descriptor (0028,110", i + 1,
+                       ") is missing or not 3 values");
+        const auto [entries, first, bits] = p.descriptor[i];
+        const long long n = entries == 0 ? 65536 : entries;
+        RADPROBE_CHECK((bits == 8 || bits == 16) && first == 0, which, "'s descriptor says ",
+                       entries, " entries from ", first, " of ", bits,
+                       " bits (radprobe reads entries of 8 or 16 bits from 0)");
+        RADPROBE_CHECK(p.data_length[i] == n * bits / 8, which, " has ", p.data_length[i],
+                       " bytes; its descriptor says ", n, " entries of ", bits, " bits");
+        RADPROBE_CHECK(ba == 8 ? entries != 0 : entries != 256 && bits == 16, which, " of ", n,
+                       " entries of ", bits, " bits does not fit ", ba, "-bit pixels");
+    }
+}
+
 }  // namespace
 
 void check_dicom_structure(const std::uint8_t* data, std::size_t size, const std::string& name) {
@@ -486,8 +567,15 @@ void check_dicom_structure(const std::uint8_t* data, std::size_t size, const std
     }
     const bool explicit_vr = ts != "1.2.840.10008.1.2";
     const bool big = ts == "1.2.840.10008.1.2.2";
-    w.rle = ts == "1.2.840.10008.1.2.5";
+    if (ts == "1.2.840.10008.1.2.5") {
+        w.codec = Walker::Codec::rle;
+    } else if (ts == "1.2.840.10008.1.2.4.80" || ts == "1.2.840.10008.1.2.4.81") {
+        w.codec = Walker::Codec::jpegls;
+    } else if (ts.rfind("1.2.840.10008.1.2.4.9", 0) == 0 && ts.size() == 22) {
+        w.codec = Walker::Codec::j2k;  // .90 .91 (Part 1), .92 .93 (Part 2): GDCM's J2K codec
+    }
     w.walk(off, size, explicit_vr, big, 0);
+    check_palette(w);
 }
 
 }  // namespace radprobe::imaging::detail

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace radprobe::imaging::detail {
@@ -26,5 +27,12 @@ struct J2kGeometry {
 /// the top-level `jp2c` box of a JP2 file; nullopt when the bytes are neither, or when the SIZ
 /// marker is malformed (the codec then refuses the stream itself).
 std::optional<J2kGeometry> read_j2k_geometry(const std::uint8_t* data, std::size_t size);
+
+/// Why GDCM's JPEG 2000 header reader would fail on the stream at `data` (a JP2 file when it
+/// starts with the JP2 signature box, else a codestream), or "" when it would not: OpenJPEG
+/// cannot read the main header, or the image has other than 1 or 3 components, a first
+/// component deeper than 32 bits, or 3 components that differ in size, precision or sign.
+/// Read single-threaded; nothing outlives the call (see j2k_header.cpp for why it matters).
+std::string j2k_header_problem(const std::uint8_t* data, std::size_t size);
 
 }  // namespace radprobe::imaging::detail

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <charls/charls.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "../../src/imaging/j2k_header.hpp"
+#include "../../src/imaging/jpegls_stream.hpp"
 #include "md5.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
@@ -45,7 +47,7 @@ const std::map<std::string, std::string> kExpectedFailures = {
     {"fo-dicom/GH340.dcm", "Photometric Interpretation"},
     {"fo-dicom/GH364.dcm", "outside any sequence"},
     {"pydicom-data/emri_small_jpeg_2k_lossless_too_short.dcm", "truncated"},
-    {"wg04/JLSL__MR1_JLSL", "cannot decode"},
+    {"wg04/JLSL__MR1_JLSL", "corrupt JPEG-LS stream"},
 };
 
 // Serialises stored samples in the reference's dtype so MD5s are comparable.
@@ -358,6 +360,71 @@ TEST(Dicom, AJpeg2000StreamThatDisagreesWithTheHeaderIsRefusedBeforeGdcmDecodesI
     EXPECT_FALSE(detail::read_j2k_geometry(bytes.data(), 64).has_value());  // not a stream
 }
 
+/// The calling process's thread count (Linux: /proc/self/status).
+int threads_now() {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line)) {
+        if (line.rfind("Threads:", 0) == 0) {
+            return std::stoi(line.substr(8));
+        }
+    }
+    return -1;
+}
+
+TEST(Dicom, AJpeg2000MainHeaderOpenJpegCannotReadIsRefusedBeforeGdcmReadsIt) {
+    // GDCM reads the first fragment's header while it reads the file, with a codec of one
+    // thread per CPU, and on failure never destroys it: its threads ran on for the life of the
+    // process (found by fuzz/dicom: 9,407 threads after 514,000 inputs).
+    const auto bytes = read_file_bytes(fs::path(RADPROBE_SOURCE_DIR) /
+                                       "fuzz/dicom/regressions/gdcm_j2k_header_thread_leak.dcm");
+    const auto good =
+        read_file_bytes(kDicomDir / "pydicom-data" / "emri_small_jpeg_2k_lossless.dcm");
+    ASSERT_EQ(bytes.size(), good.size());  // the regression is this file with Lsiz 38 → 2
+    const std::size_t at = offset_of(good, "\xFF\x4F\xFF\x51");
+    ASSERT_LT(at, good.size());
+    EXPECT_EQ(bytes[at + 5], 2);
+    TempDir tmp;
+    write_file_atomic(tmp / "bad.dcm", std::string(bytes.begin(), bytes.end()));
+    const int before = threads_now();
+    ASSERT_GT(before, 0);
+    for (int i = 0; i < 10; ++i) {
+        expect_one_line_error_naming(tmp / "bad.dcm",
+                                     "corrupt JPEG 2000 stream in Pixel Data fragment 0 (OpenJPEG "
+                                     "cannot read its main header)");
+    }
+    EXPECT_EQ(threads_now(), before);
+    EXPECT_EQ(detail::j2k_header_problem(good.data() + at, good.size() - at), "");
+    EXPECT_EQ(decode(kDicomDir / "pydicom-data" / "emri_small_jpeg_2k_lossless.dcm").rows, 64);
+    EXPECT_EQ(threads_now(), before);
+}
+
+TEST(Dicom, PaletteTablesGdcmCannotUseAreRefusedBeforeItReadsThem) {
+    // GDCM asserts while it reads a PALETTE COLOR file whose tables are missing or do not fit
+    // (found by fuzz/dicom: a palette image without tables). OBXXXX1A: 8-bit pixels, three
+    // tables of 256 16-bit entries from 0.
+    const fs::path good = kDicomDir / "pydicom-data" / "OBXXXX1A.dcm";
+    const auto bytes = read_file_bytes(good);
+    const std::size_t at = offset_of(bytes, std::string("\x28\x00\x01\x11US\x06\x00", 8)) + 8;
+    ASSERT_LT(at, bytes.size());
+    TempDir tmp;
+    auto with = [&](std::size_t offset, std::uint8_t value) {
+        return write_with_byte(bytes, at + offset, value, tmp / "bad.dcm");
+    };
+    expect_one_line_error_naming(with(2, 1),  // first mapped value 1
+                                 "PALETTE COLOR image: the red lookup table's descriptor says 256 "
+                                 "entries from 1 of 16 bits");
+    expect_one_line_error_naming(with(0, 0xFF),  // 0x01FF = 511 entries
+                                 "the red lookup table has 512 bytes; its descriptor says 511 "
+                                 "entries of 16 bits");
+    expect_one_line_error_naming(with(4, 12), "entries from 0 of 12 bits");
+    EXPECT_EQ(decode(good).rows, 600);
+    expect_one_line_error_naming(
+        fs::path(RADPROBE_SOURCE_DIR) /
+            "fuzz/dicom/regressions/gdcm_assert_palette_without_tables.dcm",
+        "PALETTE COLOR image: the red lookup table (0028,1201) is missing");
+}
+
 TEST(Raster, PngJpegAndTiffHeadersDeclaringHugeImagesAreRefusedBeforeDecoding) {
     // OpenCV allocates what a header declares (found by fuzz/image: a 626-byte TIFF of 65,034 x
     // 3,072 pixels, 200 million, decoded into 1.6 GB of doubles).
@@ -405,6 +472,179 @@ TEST(Dicom, AnRleFrameHeaderThatDisagreesWithTheImageIsRefusedBeforeGdcmReadsIt)
     expect_one_line_error_naming(
         fs::path(RADPROBE_SOURCE_DIR) / "fuzz/dicom/regressions/gdcm_rle_segment_count_segv.dcm",
         "segments; the header's 1 sample(s) of 16 bits need 2");
+}
+
+// A JPEG-LS stream of `components` × `width` × `height` samples of `bits` bits, encoded by
+// CharLS with `mode`; the samples (pixel-interleaved) are i * 37 mod 2^bits.
+std::pair<std::vector<std::uint8_t>, std::vector<std::uint32_t>> jpegls_stream(
+    int components, int bits, charls::interleave_mode mode, std::uint32_t width = 5,
+    std::uint32_t height = 4) {
+    const std::size_t count = std::size_t{width} * height * components;
+    std::vector<std::uint32_t> samples(count);
+    for (std::size_t i = 0; i < count; ++i) {
+        samples[i] = static_cast<std::uint32_t>(i * 37) % (1u << bits);
+    }
+    // CharLS takes pixel-interleaved input for "line"/"sample", one plane per component for
+    // "none".
+    const std::size_t bytes = bits <= 8 ? 1 : 2, plane = count / components;
+    std::vector<std::uint8_t> source(count * bytes);
+    for (std::size_t i = 0; i < count; ++i) {
+        const std::size_t at =
+            mode == charls::interleave_mode::none ? (i % components) * plane + i / components : i;
+        source[at * bytes] = static_cast<std::uint8_t>(samples[i]);
+        if (bytes == 2) {
+            source[at * 2 + 1] = static_cast<std::uint8_t>(samples[i] >> 8);
+        }
+    }
+    charls::jpegls_encoder encoder;
+    encoder.frame_info({width, height, bits, components}).interleave_mode(mode);
+    std::vector<std::uint8_t> stream(encoder.estimated_destination_size());
+    encoder.destination(stream);
+    stream.resize(encoder.encode(source));
+    return {stream, samples};
+}
+
+TEST(Jpegls, StreamsDecodePixelInterleavedInEveryInterleaveModeAndSampleWidth) {
+    using charls::interleave_mode;
+    for (const auto mode :
+         {interleave_mode::none, interleave_mode::line, interleave_mode::sample}) {
+        for (const int bits : {8, 12}) {
+            for (const int components : {1, 3}) {
+                if (components == 1 && mode != interleave_mode::none) {
+                    continue;  // one component is always "none"
+                }
+                SCOPED_TRACE(testing::Message() << "mode " << int(mode) << ", " << bits << " bits, "
+                                                << components << " components");
+                const auto [stream, samples] = jpegls_stream(components, bits, mode);
+                const auto frame = detail::read_jpegls_frame(stream.data(), stream.size(), "s");
+                EXPECT_EQ(frame.width, 5u);
+                EXPECT_EQ(frame.height, 4u);
+                EXPECT_EQ(frame.components, components);
+                EXPECT_EQ(frame.bits_per_sample, bits);
+                for (const int width : {2, 4}) {  // Bits Allocated 16 and 32
+                    std::vector<char> out(samples.size() * width);
+                    detail::decode_jpegls(stream.data(), stream.size(), width, out.data(),
+                                          out.size(), "s");
+                    for (std::size_t i = 0; i < samples.size(); ++i) {
+                        std::uint32_t v = 0;
+                        std::memcpy(&v, out.data() + i * width, width);
+                        ASSERT_EQ(v, samples[i]) << "sample " << i << ", width " << width;
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST(Jpegls, CorruptOrMismatchedStreamsAreOneLineErrors) {
+    const auto [stream, samples] = jpegls_stream(1, 12, charls::interleave_mode::none);
+    std::vector<char> out(samples.size() * 2);
+    auto error_of = [&](const std::vector<std::uint8_t>& s, int width, std::size_t size) {
+        try {
+            detail::decode_jpegls(s.data(), s.size(), width, out.data(), size, "f.dcm: frame 0");
+        } catch (const InputError& e) {
+            return std::string(e.what());
+        }
+        return std::string("decoded");
+    };
+    const std::vector<std::uint8_t> cut(stream.begin(), stream.begin() + 30);
+    EXPECT_NE(error_of(cut, 2, out.size()).find("f.dcm: frame 0: corrupt JPEG-LS stream ("),
+              std::string::npos)
+        << error_of(cut, 2, out.size());
+    EXPECT_NE(error_of(stream, 1, samples.size())
+                  .find("declares 5x4x1 samples of 12 bits; expected 20 samples of at most 8 "
+                        "bits"),
+              std::string::npos)
+        << error_of(stream, 1, samples.size());
+    EXPECT_NE(error_of(stream, 2, out.size() - 2).find("expected 19 samples"), std::string::npos);
+    EXPECT_EQ(error_of(stream, 2, out.size()), "decoded");
+    // Two components: CharLS reads the header, radprobe (like GDCM, which asserts) refuses it.
+    const auto two = jpegls_stream(2, 8, charls::interleave_mode::none).first;
+    EXPECT_THROW(
+        {
+            try {
+                detail::read_jpegls_frame(two.data(), two.size(), "two.dcm");
+            } catch (const InputError& e) {
+                EXPECT_STREQ(e.what(),
+                             "two.dcm: JPEG-LS stream has 2 components (radprobe reads "
+                             "1 or 3)");
+                throw;
+            }
+        },
+        InputError);
+}
+
+// The fragments (items after the Basic Offset Table) of the encapsulated Pixel Data in `bytes`:
+// offset of each item's tag.
+std::vector<std::size_t> fragment_items(const std::vector<std::uint8_t>& bytes) {
+    // (7FE0,0010), a VR (OB or OW), two reserved bytes, the undefined length.
+    std::size_t off = offset_of(bytes, std::string("\0\0\xFF\xFF\xFF\xFF\xFE\xFF\x00\xE0", 10));
+    EXPECT_LT(off, bytes.size());
+    EXPECT_EQ(offset_of(bytes, "\xE0\x7F\x10\x00"), off - 6);
+    off += 6;
+    std::vector<std::size_t> items;
+    while (off + 8 <= bytes.size() && bytes[off + 2] == 0x00 && bytes[off + 3] == 0xE0) {
+        items.push_back(off);
+        std::uint32_t len = 0;
+        std::memcpy(&len, bytes.data() + off + 4, 4);
+        off += 8 + len;
+    }
+    items.erase(items.begin());  // the Basic Offset Table
+    return items;
+}
+
+TEST(Dicom, JpeglsFramesAreFoundAcrossFragmentsAndCheckedAgainstTheHeader) {
+    // emri_small_jpeg_ls_lossless: 10 frames of 64x64, one fragment each.
+    const fs::path good = kDicomDir / "pydicom-data" / "emri_small_jpeg_ls_lossless.dcm";
+    const auto bytes = read_file_bytes(good);
+    const auto items = fragment_items(bytes);
+    ASSERT_EQ(items.size(), 10u);
+    // Frame 3 split into two fragments (the second does not start with SOI): same pixels.
+    std::uint32_t len = 0;
+    std::memcpy(&len, bytes.data() + items[3] + 4, 4);
+    const std::uint32_t first = (len / 2) & ~1u;
+    std::string split(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(items[3]));
+    const std::string body(bytes.begin() + static_cast<std::ptrdiff_t>(items[3] + 8),
+                           bytes.begin() + static_cast<std::ptrdiff_t>(items[3] + 8 + len));
+    split += le16(0xFFFE) + le16(0xE000) + le32(first) + body.substr(0, first);
+    split += le16(0xFFFE) + le16(0xE000) + le32(len - first) + body.substr(first);
+    split.append(bytes.begin() + static_cast<std::ptrdiff_t>(items[3] + 8 + len), bytes.end());
+    TempDir tmp;
+    write_file_atomic(tmp / "split.dcm", split);
+    ASSERT_NE(static_cast<std::uint8_t>(body[first]), 0xFF);
+    EXPECT_EQ(decode_stored_all_frames(tmp / "split.dcm"), decode_stored_all_frames(good));
+
+    // Number of Frames 9 for 10 fragments that each start a frame.
+    auto nine = bytes;
+    const std::size_t frames_at = offset_of(nine, std::string("\x28\x00\x08\x00IS\x02\x00"
+                                                              "10",
+                                                              10));
+    ASSERT_LT(frames_at, nine.size());
+    nine[frames_at + 8] = '0';
+    nine[frames_at + 9] = '9';
+    write_file_atomic(tmp / "nine.dcm", std::string(nine.begin(), nine.end()));
+    expect_one_line_error_naming(tmp / "nine.dcm",
+                                 "10 Pixel Data fragments hold 10 JPEG-LS frame(s); Number of "
+                                 "Frames says 9");
+
+    // A corrupt first stream is refused before GDCM reads the file (its JPEG-LS header reader
+    // leaked the stream), a corrupt later frame when it is decoded (GDCM's decoder leaked it).
+    auto bad_header = bytes;
+    bad_header[items[0] + 8 + 2] = 0x00;  // the marker after SOI
+    write_file_atomic(tmp / "bad_header.dcm", std::string(bad_header.begin(), bad_header.end()));
+    expect_one_line_error_naming(tmp / "bad_header.dcm",
+                                 "JPEG-LS stream in Pixel Data fragment 0: corrupt JPEG-LS stream");
+    auto bad_frame = bytes;
+    std::memcpy(&len, bytes.data() + items[5] + 4, 4);
+    std::fill_n(bad_frame.begin() + static_cast<std::ptrdiff_t>(items[5] + 8 + len / 2),
+                len / 2 - 2, std::uint8_t{0xFF});
+    write_file_atomic(tmp / "bad_frame.dcm", std::string(bad_frame.begin(), bad_frame.end()));
+    expect_one_line_error_naming(tmp / "bad_frame.dcm", "JPEG-LS frame 5: corrupt JPEG-LS stream");
+    for (const char* leak : {"gdcm_jpegls_decode_leak.dcm", "gdcm_jpegls_header_leak.dcm"}) {
+        expect_one_line_error_naming(
+            fs::path(RADPROBE_SOURCE_DIR) / "fuzz/dicom/regressions" / leak,
+            "corrupt JPEG-LS stream");
+    }
 }
 
 TEST(Dicom, AnUndefinedLengthOutsideSequencesAndEncapsulatedPixelDataIsRefused) {
