@@ -319,6 +319,55 @@ void read_dinov3(const json& j, const std::filesystem::path& path, ModelConfig& 
     check_vit_fields(path, c);
 }
 
+/// HF Aimv2VisionConfig (transformers v4.57.6); absent keys take its defaults.
+void read_aimv2(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    auto size = [&](const char* key, std::int64_t fallback) {
+        return positive(get_optional<std::int64_t>(j, key, fallback, path), key, path);
+    };
+    c.hidden_size = size("hidden_size", 1024);
+    c.intermediate_size = size("intermediate_size", 2816);
+    c.num_hidden_layers = size("num_hidden_layers", 24);
+    c.num_attention_heads = size("num_attention_heads", 8);
+    c.image_size = size("image_size", 224);
+    c.patch_size = size("patch_size", 14);
+    c.layer_norm_eps = get_optional<double>(j, "rms_norm_eps", 1e-5, path);
+    c.qkv_bias = get_optional<bool>(j, "qkv_bias", false, path);
+    c.mlp_bias = get_optional<bool>(j, "mlp_bias", false, path);
+    c.hidden_act = get_optional<std::string>(j, "hidden_act", "silu", path);
+    c.has_pooler = get_optional<bool>(j, "use_head", true, path);
+    c.is_native = get_optional<bool>(j, "is_native", false, path);
+    c.has_cls_token = false;
+    c.use_gated_mlp = true;
+    RADPROBE_CHECK(c.layer_norm_eps > 0, "file ", path.string(), ": rms_norm_eps must be > 0");
+    RADPROBE_CHECK(!c.is_native || c.hidden_size % 4 == 0, "file ", path.string(),
+                   ": is_native needs hidden_size (", c.hidden_size,
+                   ") to be a multiple of 4 (its 2-D sin-cos position embedding)");
+    check_vit_fields(path, c);
+}
+
+/// HF Aimv2Config (model_type aimv2, the -lit checkpoints): vision_config over
+/// Aimv2VisionConfig's defaults (transformers v4.57.6 writes every field of it, older releases
+/// only those that differ) and projection_dim; the text tower is not read.
+void read_aimv2_model(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    RADPROBE_CHECK(j.contains("vision_config") && j["vision_config"].is_object(), "file ",
+                   path.string(),
+                   ": model_type \"aimv2\" without a vision_config object: Apple's original "
+                   "remote-code AIMv2 layout (AIMv2Model, keys trunk.blocks.*) is not read; "
+                   "radprobe reads transformers' layout (aimv2_vision_model, or aimv2 with "
+                   "vision_config), e.g. after transformers' convert_aimv2_original_pytorch_to_hf.py");
+    const json& v = object_at(j, "vision_config", path);
+    c.num_channels = positive(get_optional<std::int64_t>(v, "num_channels", 3, path),
+                              "vision_config.num_channels", path);
+    read_aimv2(v, path, c);
+    c.composite_type = "aimv2";
+    c.projection_dim = positive(get_optional<std::int64_t>(j, "projection_dim", 512, path),
+                                "projection_dim", path);
+    c.projection_bias = false;
+    RADPROBE_CHECK(c.has_pooler, "file ", path.string(),
+                   ": an aimv2 model's image embedding projects the attention-pooling head, but "
+                   "vision_config.use_head is false");
+}
+
 }  // namespace
 
 bool is_open_clip_timm(const json& j) {
@@ -423,6 +472,20 @@ const DepthLayout kClipDepth{"vision_model.encoder.layers.",
 
 const std::vector<Architecture>& architectures() {
     static const std::vector<Architecture> table = {
+        {"aimv2",
+         "HF Aimv2Model (AIMv2 -lit): its vision tower with the head and visual_projection "
+         "(text tower ignored)",
+         read_aimv2_model,
+         make_aimv2,
+         {"vision_model.encoder.layers.", {"vision_model.embeddings."}},
+         true},
+        {"aimv2_vision_model",
+         "HF Aimv2VisionModel: AIMv2 (RMSNorm, SwiGLU, no CLS; attention-pooling head = pooled "
+         "when use_head; is_native: sin-cos positions for any input size)",
+         read_aimv2,
+         make_aimv2,
+         {"encoder.layers.", {"embeddings."}},
+         true},
         {"clip", "HF CLIPModel: its vision tower and visual_projection (text tower ignored)",
          read_clip_model, make_clip, kClipDepth, true},
         {"clip_vision_model",

@@ -68,5 +68,6 @@ std::unique_ptr<LoadableEncoder> make_dinov3(const ModelConfig& config);
 std::unique_ptr<LoadableEncoder> make_resnet(const ModelConfig& config);
 std::unique_ptr<LoadableEncoder> make_swin(const ModelConfig& config);
 std::unique_ptr<LoadableEncoder> make_open_clip(const ModelConfig& config);
+std::unique_ptr<LoadableEncoder> make_aimv2(const ModelConfig& config);
 
 }  // namespace radprobe::encoders::detail

@@ -174,8 +174,17 @@ void for_row_slices(const BlockWorkspace& ws, Fn&& fn) {
     });
 }
 
-void layer_norm_out(RowSlice& r, const at::Tensor& w, const at::Tensor& b, double eps) {
-    at::native_layer_norm_out(r.h, r.ln_mean, r.ln_rstd, r.x, {r.x.size(1)}, w, b, eps);
+/// r.h = norm(r.x): LayerNorm, or RMSNorm (w only) when `rms`.
+void norm_out(RowSlice& r, const at::Tensor& w, const at::Tensor& b, double eps, bool rms) {
+    if (!rms) {
+        at::native_layer_norm_out(r.h, r.ln_mean, r.ln_rstd, r.x, {r.x.size(1)}, w, b, eps);
+        return;
+    }
+    at::mul_out(r.h, r.x, r.x);
+    at::mean_out(r.ln_rstd, r.h, {1}, true);
+    r.ln_rstd.add_(eps).rsqrt_();
+    at::mul_out(r.h, r.x, r.ln_rstd);
+    r.h.mul_(w);
 }
 
 /// x += scale · y (scale undefined: 1).
@@ -240,7 +249,7 @@ void pre_ln_block_in_place(BlockWorkspace& ws, const PreLnBlock& b, std::int64_t
     // One BLAS thread per LibTorch thread: the parallelism is over rows and heads here.
     const linalg::OneBlasThread one_blas_thread;
     for_row_slices(ws, [&](RowSlice& r) {
-        layer_norm_out(r, b.ln1_w, b.ln1_b, eps);
+        norm_out(r, b.ln1_w, b.ln1_b, eps, b.rms_norm);
         linear_out(r.q, r.h, b.q_w, b.q_b);
         linear_out(r.k, r.h, b.k_w, b.k_b);
         linear_out(r.v, r.h, b.v_w, b.v_b);
@@ -252,7 +261,7 @@ void pre_ln_block_in_place(BlockWorkspace& ws, const PreLnBlock& b, std::int64_t
     for_row_slices(ws, [&](RowSlice& r) {
         linear_out(r.tmp, r.ctx, b.o_w, b.o_b);
         add_scaled(r.x, r.tmp, b.ls1);
-        layer_norm_out(r, b.ln2_w, b.ln2_b, eps);
+        norm_out(r, b.ln2_w, b.ln2_b, eps, b.rms_norm);
         mlp_out(r, b, config);
         add_scaled(r.x, r.tmp, b.ls2);
     });

@@ -108,7 +108,10 @@ at::Tensor pre_ln_block(const at::Tensor& x, const PreLnBlock& b, std::int64_t h
     const auto d = x.size(-1);
     const double eps = config.layer_norm_eps;
     const double scale = 1.0 / std::sqrt(static_cast<double>(d / heads));
-    const auto h = at::layer_norm(x, {d}, b.ln1_w, b.ln1_b, eps);
+    auto norm = [&](const at::Tensor& t, const at::Tensor& w, const at::Tensor& bias) {
+        return b.rms_norm ? rms_norm(t, w, eps) : at::layer_norm(t, {d}, w, bias, eps);
+    };
+    const auto h = norm(x, b.ln1_w, b.ln1_b);
     auto q = split_heads(at::linear(h, b.q_w, b.q_b), heads);
     auto k = split_heads(at::linear(h, b.k_w, b.k_b), heads);
     if (rotate) {  // RoPE tables are float32: back to the compute dtype
@@ -118,7 +121,7 @@ at::Tensor pre_ln_block(const at::Tensor& x, const PreLnBlock& b, std::int64_t h
     const auto a = at::linear(
         attention(q, k, split_heads(at::linear(h, b.v_w, b.v_b), heads), scale), b.o_w, b.o_b);
     const auto y = x + (b.ls1.defined() ? a * b.ls1 : a);
-    const auto h2 = at::layer_norm(y, {d}, b.ln2_w, b.ln2_b, eps);
+    const auto h2 = norm(y, b.ln2_w, b.ln2_b);
     const auto& act = b.act.empty() ? config.hidden_act : b.act;
     const auto up = at::linear(h2, b.fc1_w, b.fc1_b);
     const auto m = at::linear(b.gate_w.defined()
@@ -126,6 +129,11 @@ at::Tensor pre_ln_block(const at::Tensor& x, const PreLnBlock& b, std::int64_t h
                                   : activation(up, act, config),
                               b.fc2_w, b.fc2_b);
     return y + (b.ls2.defined() ? m * b.ls2 : m);
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+    const auto f = x.to(torch::kFloat32);
+    return weight * (f * at::rsqrt(f.pow(2).mean(-1, true) + eps)).to(x.scalar_type());
 }
 
 PatchGrid patch_grid(const at::Tensor& pixel_values, std::int64_t patch) {

@@ -129,7 +129,13 @@ struct PreLnBlock {
     /// The MLP activation when it is not config.hidden_act (DINOv2's SwiGLU:
     /// "silu").
     std::string act;
+    /// RMSNorm (ln*_w only: x · rsqrt(mean(x²) + eps) · w, AIMv2) instead of LayerNorm.
+    bool rms_norm = false;
 };
+
+/// HF's RMSNorm (Aimv2RMSNorm): x · rsqrt(mean over the last dimension of x² + eps), computed in
+/// float32, back in x's dtype, times `weight`.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
 /// `b` with every weight in `type` (views stay views when they already are).
 PreLnBlock block_in_dtype(PreLnBlock b, c10::ScalarType type);

@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "radprobe/core/files.hpp"
+#include "processor_fixture.hpp"
 #include "test_support.hpp"
 
 namespace radprobe {
@@ -88,6 +89,28 @@ TEST_F(FinetuneCli, RunsResumesAndTheCheckpointIsAModel) {
                              "' --manifest '" + (dir_->path() / "ph" / "manifest.csv").string() +
                              "' --out '" + (tmp / "emb").string() + "'");
     EXPECT_EQ(ext.exit_code, 0) << ext.err;
+}
+
+TEST_F(FinetuneCli, Aimv2FineTunesAtItsSizeAndItsCheckpointIsAModel) {
+    // AIMv2's learned position table fixes its input at image_size (42 px in the fixture); the
+    // native variant takes any size. Both fine-tune, and the best encoder extracts again.
+    for (const auto& [fixture, size] :
+         std::vector<std::pair<std::string, int>>{{"aimv2", 42}, {"aimv2_native", 56}}) {
+        TempDir tmp;
+        const auto r =
+            run_cli("finetune --model '" +
+                    test::fixture_with_clip_processor(fixture, tmp / "model", size).string() +
+                    "' --manifest '" + (dir_->path() / "ph" / "manifest.csv").string() +
+                    "' --label cardiomegaly --epochs 1 --batch 16 --size " + std::to_string(size) +
+                    " --n-boot 20 --seed 4 --threads 2 --out '" + (tmp / "o").string() + "'");
+        ASSERT_EQ(r.exit_code, 0) << fixture << ": " << r.err;
+        EXPECT_TRUE(fs::exists(tmp / "o" / "best" / "encoder" / "model.safetensors")) << fixture;
+        const auto ext =
+            run_cli("extract --model '" + (tmp / "o" / "best" / "encoder").string() +
+                    "' --manifest '" + (dir_->path() / "ph" / "manifest.csv").string() +
+                    "' --out '" + (tmp / "emb").string() + "' --pool mean");
+        EXPECT_EQ(ext.exit_code, 0) << fixture << ": " << ext.err;
+    }
 }
 
 TEST_F(FinetuneCli, HflipWarnsAboutAnatomy) {

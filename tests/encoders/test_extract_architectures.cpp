@@ -216,7 +216,9 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ExtractEveryArchitecture,
                                            ArchCase{"dinov3_vit", "BitImageProcessor", true},
                                            ArchCase{"resnet", "BitImageProcessor", true},
                                            ArchCase{"swin", "BitImageProcessor", true},
-                                           ArchCase{"open_clip_vit", "CLIPImageProcessor", true}),
+                                           ArchCase{"open_clip_vit", "CLIPImageProcessor", true},
+                                           ArchCase{"aimv2", "CLIPImageProcessor", true},
+                                           ArchCase{"aimv2_native", "CLIPImageProcessor", true}),
                          [](const auto& info) { return info.param.name; });
 
 // Folders exactly as their publishers ship them (issue 16): the preprocessing is the folder's

@@ -178,7 +178,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, TrainingApi,
                          ::testing::Values("dinov2", "dinov2_with_registers", "dinov2_swiglu",
                                            "vit", "vit_mae", "clip_vision", "siglip_vision",
                                            "dinov3_vit", "dinov3_vit_swiglu", "resnet", "swin",
-                                           "open_clip_vit"),
+                                           "open_clip_vit", "aimv2", "aimv2_head",
+                                           "aimv2_native"),
                          [](const auto& info) { return info.param; });
 
 struct DepthCase {
@@ -210,6 +211,10 @@ TEST(TrainingApiLayerId, NamedParametersSitAtTheirDepth) {
         {"swin", "encoder.layers.0.downsample.reduction.weight", 1},
         {"swin", "encoder.layers.1.blocks.0.attention.self.relative_position_bias_table", 2},
         {"swin", "layernorm.weight", -1},
+        {"aimv2", "embeddings.position_embedding.weight", 0},
+        {"aimv2", "encoder.layers.1.ffn.gate_proj.weight", 2},
+        {"aimv2", "rms_norm.weight", -1},
+        {"aimv2_head", "head.cls_token", -1},
     };
     for (const auto& c : cases) {
         auto encoder = load_encoder(test::encoder_fixture(c.fixture));

@@ -9,6 +9,7 @@
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/files.hpp"
 #include "radprobe/dataset/manifest.hpp"
+#include "processor_fixture.hpp"
 #include "test_support.hpp"
 
 namespace radprobe {
@@ -121,6 +122,22 @@ TEST_F(SegmentCli, LinearAndMultiscaleDecodersOnAFrozenEncoderAndApply) {
                            q(manifest()) + " --threads 2 --out " + q(applied));
     ASSERT_EQ(a.exit_code, 0) << a.err;
     EXPECT_EQ(CsvTable::read(applied / "predictions.csv").num_rows(), 24u);
+}
+
+TEST_F(SegmentCli, Aimv2FeedsTheMultiscaleDecoderFrozenAndFineTuned) {
+    // No CLS token: the decoders take AIMv2's patch grids (the native variant at any size).
+    const auto model =
+        test::fixture_with_clip_processor("aimv2_native", *tmp_ / "aimv2_native", 56);
+    for (const std::string unfreeze : {"none", "last-1"}) {
+        const auto out = *tmp_ / ("aimv2_" + unfreeze);
+        const auto r =
+            run_cli("segment --decoder multiscale --model " + q(model) + " --manifest " +
+                    q(manifest()) + " --mask heart --resize 56 --layers -2,-1 --unfreeze " +
+                    unfreeze + " --epochs 1 --n-boot 20 --threads 2 --out " + q(out));
+        ASSERT_EQ(r.exit_code, 0) << unfreeze << ": " << r.err;
+        expect_outputs(out, r.out);
+        EXPECT_EQ(nlohmann::json::parse(r.out).at("layers").size(), 2u);
+    }
 }
 
 TEST_F(SegmentCli, FineTuningTheLastBlockSavesTheEncoder) {

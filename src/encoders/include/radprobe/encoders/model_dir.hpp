@@ -92,6 +92,9 @@ struct ModelConfig {
     bool value_bias = true;
     bool proj_bias = true;
     bool mlp_bias = true;
+    /// AIMv2 "native" variants: a 2-D sin-cos position embedding computed for the input's own
+    /// grid instead of a learned table (any input size).
+    bool is_native = false;
     /// Hierarchical models (ResNet, Swin): per-stage depths, widths / heads. For these,
     /// num_hidden_layers is the number of stages, hidden_size the last stage's width and
     /// patch_size the total stride of the last stage's grid (what pooling and ROI mapping use);
