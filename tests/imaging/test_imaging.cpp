@@ -735,6 +735,26 @@ TEST(Dicom, ADelimiterWithALengthOutsideAnUndefinedLengthItemIsRefused) {
         "outside an undefined-length item or sequence has length");
 }
 
+TEST(Dicom, ThePixelDataDelimiterMayNotClaimBytesPastTheEnd) {
+    // GDCM reads a length on encapsulated Pixel Data's sequence delimiter as a fragment to
+    // allocate and read (found by fuzz/dicom: 1.8 GB asked for by an 8 kB file).
+    const auto bytes =
+        read_file_bytes(fs::path(RADPROBE_SOURCE_DIR) /
+                        "fuzz/dicom/regressions/gdcm_oom_fragment_delimiter_length.dcm");
+    expect_one_line_error_naming(
+        fs::path(RADPROBE_SOURCE_DIR) /
+            "fuzz/dicom/regressions/gdcm_oom_fragment_delimiter_length.dcm",
+        "the delimiter of encapsulated Pixel Data at byte 8042 has length 1845493760 (0 expected)");
+    // A good file whose delimiter is given a length: refused too unless the bytes are there.
+    auto good = read_file_bytes(kDicomDir / "pydicom-data" / "emri_small_jpeg_2k_lossless.dcm");
+    const std::size_t at = offset_of(good, std::string("\xFE\xFF\xDD\xE0\0\0\0\0", 8));
+    ASSERT_LT(at, good.size());
+    TempDir tmp;
+    expect_one_line_error_naming(write_with_byte(good, at + 7, 0x10, tmp / "bad.dcm"),
+                                 "has length 268435456 (0 expected)");
+    EXPECT_EQ(decode(kDicomDir / "pydicom-data" / "emri_small_jpeg_2k_lossless.dcm").rows, 64);
+}
+
 TEST(Dicom, TruncationsOfEveryGoodFileAreErrorsNotImages) {
     TempDir tmp;
     int files = 0;
