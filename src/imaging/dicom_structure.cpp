@@ -270,11 +270,13 @@ struct Walker {
 
     void note_palette(std::uint16_t e, std::size_t off, std::uint32_t len, bool big) {
         if (e == 0x0004) {
-            palette.photometric.assign(reinterpret_cast<const char*>(data + off), len);
-            while (!palette.photometric.empty() &&
-                   (palette.photometric.back() == ' ' || palette.photometric.back() == '\0')) {
-                palette.photometric.pop_back();
-            }
+            // As GDCM reads it: up to the first NUL, without leading and trailing spaces.
+            std::string pi(reinterpret_cast<const char*>(data + off), len);
+            pi = pi.substr(0, pi.find('\0'));
+            const auto first = pi.find_first_not_of(' ');
+            palette.photometric = first == std::string::npos
+                                      ? ""
+                                      : pi.substr(first, pi.find_last_not_of(' ') + 1 - first);
         } else if (e >= 0x1101 && e <= 0x1103 && len == 6) {
             const std::size_t i = e - 0x1101u;
             palette.has_descriptor[i] = true;
@@ -523,7 +525,11 @@ std::size_t check_meta_group(const Walker& w, std::size_t off, std::string& ts) 
 /// fuzz/dicom: a palette image without tables). Segmented tables are not read by radprobe.
 void check_palette(const Walker& w) {
     const auto& p = w.palette;
-    if (p.photometric != "PALETTE COLOR") {
+    // GDCM takes any non-empty prefix of a Photometric Interpretation for it ("PALETTE COL" is
+    // PALETTE COLOR: found by fuzz/dicom).
+    const std::string palette_color = "PALETTE COLOR";
+    if (p.photometric.empty() ||
+        palette_color.compare(0, p.photometric.size(), p.photometric) != 0) {
         return;
     }
     const int ba = w.bits_allocated;

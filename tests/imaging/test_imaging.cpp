@@ -423,6 +423,10 @@ TEST(Dicom, PaletteTablesGdcmCannotUseAreRefusedBeforeItReadsThem) {
         fs::path(RADPROBE_SOURCE_DIR) /
             "fuzz/dicom/regressions/gdcm_assert_palette_without_tables.dcm",
         "PALETTE COLOR image: the red lookup table (0028,1201) is missing");
+    // GDCM reads any prefix of a Photometric Interpretation as it: "PALETTE COL " too.
+    expect_one_line_error_naming(
+        fs::path(RADPROBE_SOURCE_DIR) / "fuzz/dicom/regressions/gdcm_assert_palette_prefix.dcm",
+        "PALETTE COLOR image: the red lookup table (0028,1201) is missing");
 }
 
 TEST(Raster, PngJpegAndTiffHeadersDeclaringHugeImagesAreRefusedBeforeDecoding) {
