@@ -17,13 +17,22 @@ float32). The pinned trees (name, repository, release tag, commit, folder extrac
   timm-v0.5.4             huggingface/pytorch-image-models v0.5.4  e0c4eec4b66dc14ae96097c7b4a7ef2af45ba309 timm
   ark-cba3fad             jlianglab/Ark             (no tags: pinned by commit)
                                                              cba3fada5ec3276d55ad80213d4eae694ca526b0 Ark_Plus/Pretraining
+  timm-v0.4.12            huggingface/pytorch-image-models v0.4.12 7096b52a613eefb4f6d8107366611c8983478b19 timm
+  vmamba-2ed52ea          MzeroMiko/VMamba          (no tags: pinned by commit)
+                                                             2ed52ead062a51a64521ed3871d52914bf532876 classification
 
 (The transformers tags were taken from the fork TonyRHouston/huggingface-transformers, which
 carries the upstream release tags; the commits are upstream's. timm v0.5.4 is the release that
 Ark/Ark+ pin in their requirements (`timm == 0.5.4`); it runs on torch 1.13 unchanged. Ark has no
 release tags: its row names the commit, `git archive` takes it as the tag, and its sys.path entry
 is the Ark_Plus/Pretraining folder, whose models.py/utils.py/convnext.py are top-level modules;
-Ark's utils.py needs Debian's python3-sklearn and python3-scipy. transformers v4.57.6, the release
+Ark's utils.py needs Debian's python3-sklearn and python3-scipy. timm v0.4.12 is the release
+VMamba's README installs (`timm==0.4.12`). VMamba has no release tags either: its row names the
+commit (the head of main when the fixtures were made), and its sys.path entry is the
+classification folder, whose `models` package holds vmamba.py, csm_triton.py and csms6s.py;
+check_imported() does not apply to it (no top-level module named vmamba, no __version__), and it
+imports only with the triton, fvcore and einops stubs of make_vmamba.py (beside this file), which
+also lists the one shim its forward pass needs on CPU. transformers v4.57.6, the release
 the DINOv3 fixtures were made with, needs huggingface_hub >= 0.34, < 1.0: v0.36.2 is the last such
 release; v4.57.6 imports on torch 1.13 only with ../shared/reference/torch2_import_shims.py and the
 further steps make_published_dinov3.py takes before `import transformers`.) The trees go under
@@ -36,11 +45,12 @@ name above:
   or, doing the same, checking the commit in the archive and recording it in each tree:
   /usr/bin/python3 tests/golden/encoders/publisher_env.py setup \
       transformers=<bare git dir> huggingface_hub=<bare git dir> open_clip=<bare git dir> timm=<bare git dir> \
-      ark=<bare git dir>
+      ark=<bare git dir> vmamba=<bare git dir>
 
 The sys.path entries are VENDOR/<name>/src for transformers, huggingface_hub and open_clip,
-VENDOR/<name> for timm and VENDOR/<name>/Ark_Plus/Pretraining for Ark (what `PYTHONPATH=...` would
-hold). Activate one timm tree per process (both are the package `timm`).
+VENDOR/<name> for timm, VENDOR/<name>/Ark_Plus/Pretraining for Ark and
+VENDOR/<name>/classification for VMamba (what `PYTHONPATH=...` would hold). Activate one timm tree
+per process (all are the package `timm`).
 
 Debian packages: python3-torch python3-numpy python3-pil python3-yaml python3-regex
 python3-packaging python3-filelock python3-tqdm python3-requests python3-fsspec
@@ -95,6 +105,11 @@ PINS = {
     "ark-cba3fad": ("ark", "jlianglab/Ark", "cba3fada5ec3276d55ad80213d4eae694ca526b0",
                     "cba3fada5ec3276d55ad80213d4eae694ca526b0", "Ark_Plus/Pretraining",
                     "Ark_Plus/Pretraining"),
+    "timm-v0.4.12": ("timm", "huggingface/pytorch-image-models", "v0.4.12",
+                     "7096b52a613eefb4f6d8107366611c8983478b19", "timm", ""),
+    "vmamba-2ed52ea": ("vmamba", "MzeroMiko/VMamba", "2ed52ead062a51a64521ed3871d52914bf532876",
+                       "2ed52ead062a51a64521ed3871d52914bf532876", "classification",
+                       "classification"),
 }
 COMMIT_FILE = ".radprobe_commit"
 
