@@ -68,5 +68,11 @@ std::unique_ptr<LoadableEncoder> make_swin(const ModelConfig&) {
 std::unique_ptr<LoadableEncoder> make_open_clip(const ModelConfig&) {
     unreachable("make_open_clip");
 }
+std::unique_ptr<LoadableEncoder> make_aimv2(const ModelConfig&) {
+    unreachable("make_aimv2");
+}
+std::unique_ptr<LoadableEncoder> make_sam2(const ModelConfig&) {
+    unreachable("make_sam2");
+}
 
 }  // namespace radprobe::encoders::detail

@@ -70,6 +70,175 @@ void read_swin(const json& j, const std::filesystem::path& path, ModelConfig& c)
     c.num_attention_heads = c.stage_heads.back();
 }
 
+// --- SAM2: Hiera trunk + FPN neck (HF Sam2VisionModel; transformers v4.57.6 defaults) -----
+
+/// An int, or a list [a, b] (HF writes sizes as either); `fallback` for both when absent.
+std::pair<std::int64_t, std::int64_t> size_pair(const json& j, const char* key,
+                                                std::int64_t fallback,
+                                                const std::filesystem::path& path) {
+    if (!j.contains(key) || j[key].is_null()) {
+        return {fallback, fallback};
+    }
+    if (!j[key].is_array()) {
+        const auto v = get_required<std::int64_t>(j, key, path);
+        return {v, v};
+    }
+    const auto v = get_required<std::vector<std::int64_t>>(j, key, path);
+    RADPROBE_CHECK(v.size() == 2, "file ", path.string(), ": key \"", key,
+                   "\" must be an int or a list of 2, got a list of ", v.size());
+    return {v[0], v[1]};
+}
+
+/// size_pair() with both sides equal (InputError naming the key otherwise).
+std::int64_t square_size(const json& j, const char* key, std::int64_t fallback,
+                         const std::filesystem::path& path) {
+    const auto [a, b] = size_pair(j, key, fallback, path);
+    RADPROBE_CHECK(a == b, "file ", path.string(), ": key \"", key,
+                   "\" must be square (radprobe reads square ones), got [", a, ", ", b, "]");
+    return a;
+}
+
+/// positive_list(), or `fallback` when the key is absent.
+std::vector<std::int64_t> positive_list_or(const json& j, const char* key,
+                                           std::vector<std::int64_t> fallback,
+                                           const std::filesystem::path& path) {
+    return j.contains(key) && !j[key].is_null() ? positive_list(j, key, path) : fallback;
+}
+
+/// The consistency a Hiera trunk needs: one depth, width, head count and window per stage;
+/// widths divisible by heads; global blocks and q-pool stages that exist.
+void check_hiera(const std::filesystem::path& path, const ModelConfig& c, std::int64_t hidden) {
+    const auto& h = c.hiera;
+    const auto stages = c.depths.size();
+    auto fail = [&](const std::string& what) {
+        RADPROBE_CHECK(false, "file ", path.string(), ": backbone_config: ", what);
+    };
+    if (c.stage_widths.size() != stages || c.stage_heads.size() != stages ||
+        h.windows.size() != stages) {
+        fail(
+            "blocks_per_stage, embed_dim_per_stage, num_attention_heads_per_stage and "
+            "window_size_per_stage must have one entry per stage");
+    }
+    for (std::size_t s = 0; s < stages; ++s) {
+        if (c.stage_widths[s] % c.stage_heads[s] != 0) {
+            fail(str_cat("embed_dim_per_stage[", s, "] = ", c.stage_widths[s],
+                         " is not a multiple of num_attention_heads_per_stage[", s, "]"));
+        }
+    }
+    std::int64_t blocks = 0;
+    for (const auto d : c.depths) {
+        blocks += d;
+    }
+    for (const auto b : h.global_blocks) {
+        if (b < 0 || b >= blocks) {
+            fail(str_cat("global_attention_blocks holds ", b, ", not a block (0..", blocks - 1,
+                         ")"));
+        }
+    }
+    if (h.query_pool_stages < 0 || h.query_pool_stages >= static_cast<std::int64_t>(stages)) {
+        fail(str_cat("num_query_pool_stages ", h.query_pool_stages, " must be in 0..", stages - 1));
+    }
+    if (hidden != c.stage_widths[0]) {
+        fail(str_cat("hidden_size ", hidden, " differs from embed_dim_per_stage[0] ",
+                     c.stage_widths[0]));
+    }
+    if (h.patch_padding < 0 || c.mlp_ratio <= 0 || c.layer_norm_eps <= 0) {
+        fail("patch_padding must be >= 0, mlp_ratio and layer_norm_eps > 0");
+    }
+}
+
+/// HF Sam2HieraDetConfig (the trunk: vision_config.backbone_config); absent keys take its
+/// defaults (Hiera-T).
+void read_hiera(const json& b, const std::filesystem::path& path, ModelConfig& c) {
+    const auto type = get_optional<std::string>(b, "model_type", "sam2_hiera_det_model", path);
+    RADPROBE_CHECK(type == "sam2_hiera_det_model", "file ", path.string(),
+                   ": backbone_config model_type \"", type,
+                   "\" is not supported (sam2_hiera_det_model)");
+    auto& h = c.hiera;
+    c.num_channels =
+        positive(get_optional<std::int64_t>(b, "num_channels", 3, path), "num_channels", path);
+    c.hidden_act = get_optional<std::string>(b, "hidden_act", "gelu", path);
+    c.layer_norm_eps = get_optional<double>(b, "layer_norm_eps", 1e-6, path);
+    c.mlp_ratio = get_optional<double>(b, "mlp_ratio", 4.0, path);
+    c.depths = positive_list_or(b, "blocks_per_stage", {1, 2, 7, 2}, path);
+    c.stage_widths = positive_list_or(b, "embed_dim_per_stage", {96, 192, 384, 768}, path);
+    c.stage_heads = positive_list_or(b, "num_attention_heads_per_stage", {1, 2, 4, 8}, path);
+    h.windows = positive_list_or(b, "window_size_per_stage", {8, 4, 14, 7}, path);
+    h.global_blocks =
+        get_optional<std::vector<std::int64_t>>(b, "global_attention_blocks", {5, 7, 9}, path);
+    h.query_pool_stages = get_optional<std::int64_t>(b, "num_query_pool_stages", 3, path);
+    h.query_stride = positive(square_size(b, "query_stride", 2, path), "query_stride", path);
+    h.patch_kernel =
+        positive(square_size(b, "patch_kernel_size", 7, path), "patch_kernel_size", path);
+    c.embed_patch_size = positive(square_size(b, "patch_stride", 4, path), "patch_stride", path);
+    h.patch_padding = square_size(b, "patch_padding", 3, path);
+    const auto [bh, bw] = size_pair(b, "window_positional_embedding_background_size", 7, path);
+    h.background_h = positive(bh, "window_positional_embedding_background_size", path);
+    h.background_w = positive(bw, "window_positional_embedding_background_size", path);
+    // Not read by the model (any multiple of 32 runs): the native side, for reports only.
+    c.image_size = positive(size_pair(b, "image_size", 1024, path).first, "image_size", path);
+    check_hiera(path, c, get_optional<std::int64_t>(b, "hidden_size", 96, path));
+    const auto stages = static_cast<std::int64_t>(c.depths.size());
+    c.num_hidden_layers = stages;
+    c.hidden_size = c.stage_widths.back();
+    c.num_attention_heads = c.stage_heads.back();
+    c.patch_size = c.embed_patch_size;
+    for (std::int64_t s = 0; s < h.query_pool_stages; ++s) {
+        c.patch_size *= h.query_stride;
+    }
+    c.has_cls_token = false;
+}
+
+/// HF Sam2VisionConfig: the trunk (backbone_config) and the FPN neck's fields.
+void read_sam2_vision(const json& v, const std::filesystem::path& path, ModelConfig& c) {
+    read_hiera(v.contains("backbone_config") && !v["backbone_config"].is_null()
+                   ? object_at(v, "backbone_config", path)
+                   : json::object(),
+               path, c);
+    auto& h = c.hiera;
+    const auto stages = static_cast<std::int64_t>(c.depths.size());
+    h.fpn_hidden_size = positive(get_optional<std::int64_t>(v, "fpn_hidden_size", 256, path),
+                                 "fpn_hidden_size", path);
+    h.fpn_kernel = positive(get_optional<std::int64_t>(v, "fpn_kernel_size", 1, path),
+                            "fpn_kernel_size", path);
+    h.fpn_stride =
+        positive(get_optional<std::int64_t>(v, "fpn_stride", 1, path), "fpn_stride", path);
+    h.fpn_padding = get_optional<std::int64_t>(v, "fpn_padding", 0, path);
+    h.fpn_top_down_levels =
+        get_optional<std::vector<std::int64_t>>(v, "fpn_top_down_levels", {2, 3}, path);
+    h.num_feature_levels = get_optional<std::int64_t>(v, "num_feature_levels", 3, path);
+    RADPROBE_CHECK(h.num_feature_levels >= 1 && h.num_feature_levels <= stages, "file ",
+                   path.string(), ": num_feature_levels ", h.num_feature_levels, " must be in 1..",
+                   stages, " (the trunk's stages)");
+    for (const auto level : h.fpn_top_down_levels) {
+        RADPROBE_CHECK(level >= 0 && level < stages, "file ", path.string(),
+                       ": fpn_top_down_levels holds ", level, ", not a level (0..", stages - 1,
+                       ")");
+    }
+    const std::vector<std::int64_t> reversed(c.stage_widths.rbegin(), c.stage_widths.rend());
+    const auto channels = get_optional<std::vector<std::int64_t>>(v, "backbone_channel_list",
+                                                                  {768, 384, 192, 96}, path);
+    RADPROBE_CHECK(channels == reversed, "file ", path.string(),
+                   ": backbone_channel_list must be embed_dim_per_stage reversed (the neck reads "
+                   "the trunk's stages, coarsest first)");
+}
+
+/// HF Sam2Model / Sam2VideoModel (model_type sam2 / sam2_video): vision_config over
+/// Sam2VisionConfig's defaults; model_type becomes the tower's, composite_type keeps the
+/// composite's. The prompt encoder, mask decoder and memory modules are not read.
+void read_sam2_model(const json& j, const std::filesystem::path& path, ModelConfig& c) {
+    const json v = j.contains("vision_config") && !j["vision_config"].is_null()
+                       ? object_at(j, "vision_config", path)
+                       : json::object();
+    const auto type = get_optional<std::string>(v, "model_type", "sam2_vision_model", path);
+    RADPROBE_CHECK(type == "sam2_vision_model", "file ", path.string(),
+                   ": vision_config model_type \"", type,
+                   "\" is not supported (sam2_vision_model)");
+    c.composite_type = c.model_type;
+    c.model_type = "sam2_vision_model";
+    read_sam2_vision(v, path, c);
+}
+
 /// timm's ViT size presets (vision_transformer.py model definitions): width, depth, heads.
 struct TimmVitPreset {
     const char* size;
@@ -349,12 +518,12 @@ void read_aimv2(const json& j, const std::filesystem::path& path, ModelConfig& c
 /// Aimv2VisionConfig's defaults (transformers v4.57.6 writes every field of it, older releases
 /// only those that differ) and projection_dim; the text tower is not read.
 void read_aimv2_model(const json& j, const std::filesystem::path& path, ModelConfig& c) {
-    RADPROBE_CHECK(j.contains("vision_config") && j["vision_config"].is_object(), "file ",
-                   path.string(),
-                   ": model_type \"aimv2\" without a vision_config object: Apple's original "
-                   "remote-code AIMv2 layout (AIMv2Model, keys trunk.blocks.*) is not read; "
-                   "radprobe reads transformers' layout (aimv2_vision_model, or aimv2 with "
-                   "vision_config), e.g. after transformers' convert_aimv2_original_pytorch_to_hf.py");
+    RADPROBE_CHECK(
+        j.contains("vision_config") && j["vision_config"].is_object(), "file ", path.string(),
+        ": model_type \"aimv2\" without a vision_config object: Apple's original "
+        "remote-code AIMv2 layout (AIMv2Model, keys trunk.blocks.*) is not read; "
+        "radprobe reads transformers' layout (aimv2_vision_model, or aimv2 with "
+        "vision_config), e.g. after transformers' convert_aimv2_original_pytorch_to_hf.py");
     const json& v = object_at(j, "vision_config", path);
     c.num_channels = positive(get_optional<std::int64_t>(v, "num_channels", 3, path),
                               "vision_config.num_channels", path);
@@ -465,6 +634,9 @@ void read_open_clip(const json& j, const std::filesystem::path& path, ModelConfi
 }
 
 const DepthLayout kHfVitDepth{"encoder.layer.", {"embeddings."}};
+// SAM2: the neck (and nothing else) sits after the last stage.
+const DepthLayout kSam2Depth{
+    "backbone.blocks.", {"backbone.patch_embed.", "backbone.pos_embed"}, true};
 const DepthLayout kClipDepth{"vision_model.encoder.layers.",
                              {"vision_model.embeddings.", "vision_model.pre_layrnorm."}};
 
@@ -516,6 +688,18 @@ const std::vector<Architecture>& architectures() {
          read_resnet,
          make_resnet,
          {"encoder.stages.", {"embedder."}}},
+        {"sam2",
+         "HF Sam2Model (SAM 2): its vision encoder as sam2_vision_model (prompt encoder and mask "
+         "decoder ignored)",
+         read_sam2_model, make_sam2, kSam2Depth},
+        {"sam2_video",
+         "HF Sam2VideoModel (the Hub's facebook/sam2*-hiera-*): its vision encoder as "
+         "sam2_vision_model (memory modules, prompt encoder, mask decoder ignored)",
+         read_sam2_model, make_sam2, kSam2Depth},
+        {"sam2_vision_model",
+         "HF Sam2VisionModel: SAM 2's Hiera trunk (windowed attention, q-pooling) + FPN neck; "
+         "tokens = the last stage (no CLS)",
+         read_sam2_vision, make_sam2, kSam2Depth},
         {"siglip",
          "HF SiglipModel (MedSigLIP): its vision tower with the MAP head (text tower ignored)",
          read_siglip_model, make_clip, kClipDepth, true},

@@ -23,6 +23,9 @@ class LoadableEncoder;
 struct DepthLayout {
     std::string block_prefix;
     std::vector<std::string> embed_prefixes;
+    /// The blocks are numbered across the stages (SAM2's backbone.blocks.N): block N counts at
+    /// the depth of the stage that holds it (ModelConfig::depths), stage s at s + 1.
+    bool blocks_across_stages = false;
 };
 
 /// Reads the family's fields of config.json into `c` (model_type, num_channels and hidden_act
@@ -69,5 +72,6 @@ std::unique_ptr<LoadableEncoder> make_resnet(const ModelConfig& config);
 std::unique_ptr<LoadableEncoder> make_swin(const ModelConfig& config);
 std::unique_ptr<LoadableEncoder> make_open_clip(const ModelConfig& config);
 std::unique_ptr<LoadableEncoder> make_aimv2(const ModelConfig& config);
+std::unique_ptr<LoadableEncoder> make_sam2(const ModelConfig& config);
 
 }  // namespace radprobe::encoders::detail

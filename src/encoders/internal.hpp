@@ -251,4 +251,19 @@ double vit_flops(const ModelConfig& config, std::int64_t channels, std::int64_t 
 /// Parameters of a module.
 std::int64_t count_parameters(const torch::nn::Module& module);
 
+/// SAM2's FPN neck (HF Sam2VisionNeck) and its sine position encoding, outside EncoderOutput
+/// (what SAM2's mask decoder reads, not image features): the levels HF's Sam2VisionModel
+/// returns as fpn_hidden_states and fpn_position_encoding, finest first, each N×F×h×w.
+struct Sam2Fpn {
+    std::vector<at::Tensor> hidden_states, position_encoding;
+};
+/// The neck of a sam2_vision_model encoder on its stage maps (EncoderOutput::pyramid);
+/// UsageError for another encoder.
+Sam2Fpn sam2_fpn(const Encoder& encoder, const std::vector<at::Tensor>& stage_maps);
+/// HF Sam2SinePositionEmbedding (normalised, scale 2π, temperature 10000) of an h × w map with
+/// `channels` channels (the first half from the row, the second from the column; sin on even,
+/// cos on odd channels), N×channels×h×w, float32.
+at::Tensor sam2_position_encoding(std::int64_t n, std::int64_t channels, std::int64_t h,
+                                  std::int64_t w, const at::TensorOptions& options = {});
+
 }  // namespace radprobe::encoders::detail

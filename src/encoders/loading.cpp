@@ -60,6 +60,19 @@ bool starts_with(const std::string& s, const std::string& prefix) {
     return s.compare(0, prefix.size(), prefix) == 0;
 }
 
+/// The stage holding block `block` of blocks numbered across stages of `depths` blocks each
+/// (depths.size() when past the last).
+int stage_holding(const std::vector<std::int64_t>& depths, int block) {
+    std::int64_t end = 0;
+    for (std::size_t s = 0; s < depths.size(); ++s) {
+        end += depths[s];
+        if (block < end) {
+            return static_cast<int>(s);
+        }
+    }
+    return static_cast<int>(depths.size());
+}
+
 }  // namespace
 
 c10::Device Encoder::device() const {
@@ -87,7 +100,10 @@ int Encoder::layer_id(const std::string& param_name) const {
         const auto dot = rest.find('.');
         RADPROBE_ASSERT(dot != std::string::npos && dot > 0, "unexpected parameter name ",
                         param_name);
-        const int block = std::stoi(rest.substr(0, dot));
+        int block = std::stoi(rest.substr(0, dot));
+        if (layout.blocks_across_stages) {
+            block = stage_holding(config_.depths, block);
+        }
         RADPROBE_ASSERT(block >= 0 && block < num_blocks(), "block index out of range in ",
                         param_name);
         return block + 1;
@@ -494,9 +510,10 @@ std::string describe_model_dir(const fs::path& model_dir, const LoadOptions& opt
     };
     os << "directory:      " << c.dir.string() << "\n"
        << "architecture:   "
-       << (c.composite_type.empty() ? ""
-           : str_cat("vision tower of ", c.composite_type.front() == 'o' ? "an " : "a ",
-                     c.composite_type, " model: "))
+       << (c.composite_type.empty()
+               ? ""
+               : str_cat("vision tower of ", c.composite_type.front() == 'o' ? "an " : "a ",
+                         c.composite_type, " model: "))
        << (c.weights_layout.empty()              ? ""
            : c.weights_layout == "open_clip_vit" ? "open_clip ViT tower read as "
                                                  : "inferred from the weights (no config.json): ")
@@ -508,8 +525,9 @@ std::string describe_model_dir(const fs::path& model_dir, const LoadOptions& opt
         os << "stages:         " << c.depths.size() << " (depths " << list(c.depths) << ", widths "
            << list(c.stage_widths);
         if (!c.stage_heads.empty()) {
-            os << ", heads " << list(c.stage_heads) << ", window " << c.window_size << ", patch "
-               << c.embed_patch_size;
+            os << ", heads " << list(c.stage_heads) << ", window "
+               << (c.hiera.windows.empty() ? std::to_string(c.window_size) : list(c.hiera.windows))
+               << ", patch " << c.embed_patch_size;
         }
         os << ")\n"
            << "output width:   " << c.hidden_size << "\n"

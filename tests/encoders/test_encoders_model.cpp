@@ -300,9 +300,10 @@ TEST(Cli, ModelsListsArchitecturesAndDescribesADirectory) {
     write_file_atomic(tmp / "config.json", R"({"model_type": "beit", "hidden_size": 48})");
     const auto unknown = test::run_cli("models '" + tmp.path().string() + "'");
     EXPECT_EQ(unknown.exit_code, 1);
-    EXPECT_NE(unknown.err.find("\"beit\" is not supported (known: clip, clip_vision_model, dinov2, "
-                               "dinov2_with_registers, dinov3_vit, open_clip_timm_vit, resnet, "
-                               "siglip, siglip_vision_model, "
+    EXPECT_NE(unknown.err.find("\"beit\" is not supported (known: aimv2, aimv2_vision_model, "
+                               "clip, clip_vision_model, dinov2, dinov2_with_registers, "
+                               "dinov3_vit, open_clip_timm_vit, resnet, sam2, sam2_video, "
+                               "sam2_vision_model, siglip, siglip_vision_model, "
                                "swin, vit, vit_mae)"),
               std::string::npos)
         << unknown.err;

@@ -218,7 +218,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ExtractEveryArchitecture,
                                            ArchCase{"swin", "BitImageProcessor", true},
                                            ArchCase{"open_clip_vit", "CLIPImageProcessor", true},
                                            ArchCase{"aimv2", "CLIPImageProcessor", true},
-                                           ArchCase{"aimv2_native", "CLIPImageProcessor", true}),
+                                           ArchCase{"aimv2_native", "CLIPImageProcessor", true},
+                                           ArchCase{"sam2_vision", "BitImageProcessor", true}),
                          [](const auto& info) { return info.param.name; });
 
 // Folders exactly as their publishers ship them (issue 16): the preprocessing is the folder's

@@ -6,10 +6,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "processor_fixture.hpp"
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/files.hpp"
 #include "radprobe/dataset/manifest.hpp"
-#include "processor_fixture.hpp"
 #include "test_support.hpp"
 
 namespace radprobe {
@@ -138,6 +138,23 @@ TEST_F(SegmentCli, Aimv2FeedsTheMultiscaleDecoderFrozenAndFineTuned) {
         expect_outputs(out, r.out);
         EXPECT_EQ(nlohmann::json::parse(r.out).at("layers").size(), 2u);
     }
+}
+
+TEST_F(SegmentCli, Sam2FeedsTheLinearDecoderAndMultiscaleSaysWhyNot) {
+    // SAM2's Hiera trunk is hierarchical like Swin: the linear decoder reads its last stage's
+    // grid; the multiscale decoder (same-grid ViT layers) refuses it in one line.
+    const auto model = test::fixture_with_clip_processor("sam2_vision", *tmp_ / "sam2", 64);
+    const std::string common = " --model " + q(model) + " --manifest " + q(manifest()) +
+                               " --mask heart --resize 64 --epochs 1 --n-boot 20 --threads 2";
+    const auto out = *tmp_ / "sam2_out";
+    const auto r = run_cli("segment --decoder linear" + common + " --out " + q(out));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    expect_outputs(out, r.out);
+    const auto m = run_cli("segment --decoder multiscale" + common + " --out " + q(out / "m"));
+    EXPECT_EQ(m.exit_code, 2) << m.err;
+    EXPECT_NE(m.err.find("is hierarchical (sam2_vision_model); only its last stage"),
+              std::string::npos)
+        << m.err;
 }
 
 TEST_F(SegmentCli, FineTuningTheLastBlockSavesTheEncoder) {

@@ -17,7 +17,9 @@ inline std::filesystem::path fixture_with_clip_processor(const std::string& name
                                                          int side) {
     std::filesystem::create_directories(dir);
     for (const auto& e : std::filesystem::directory_iterator(encoder_fixture(name))) {
-        std::filesystem::copy_file(e.path(), dir / e.path().filename());
+        if (e.is_regular_file()) {  // the files of the model, not reference subfolders
+            std::filesystem::copy_file(e.path(), dir / e.path().filename());
+        }
     }
     const std::string s = std::to_string(side);
     std::ofstream(dir / "preprocessor_config.json")

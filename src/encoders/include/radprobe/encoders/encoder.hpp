@@ -9,12 +9,13 @@
 ///    size (the remainder is dropped, as HF's strided convolution does); the position
 ///    embeddings are interpolated to the H/p × W/p grid exactly as the HF model does.
 ///  - token sequences: N×T×D with T = C + R + H'·W': [CLS (C = 1, absent when
-///    has_cls_token() is false: SigLIP, ResNet, Swin), R register tokens, patches in row-major
-///    (y, x) order], H' = H / p, W' = W / p (integer division) for the ViTs.
-///  - hierarchical models (ResNet, Swin): the "patch tokens" are the last stage's grid
-///    (C = R = 0, D = its channel count), so the same pooling modes apply; HF's N×C×H×W
-///    ResNet maps are returned as N×(H·W)×C tokens, and the hidden states are the per-stage
-///    outputs (index 0 = stem / patch embedding, i = stage i), each as N×(h·w)×C_i tokens.
+///    has_cls_token() is false: SigLIP, ResNet, Swin, SAM2), R register tokens, patches in
+///    row-major (y, x) order], H' = H / p, W' = W / p (integer division) for the ViTs.
+///  - hierarchical models (ResNet, Swin, SAM2's Hiera): the "patch tokens" are the last
+///    stage's grid (C = R = 0, D = its channel count), so the same pooling modes apply; HF's
+///    N×C×H×W ResNet maps are returned as N×(H·W)×C tokens, and the hidden states are the
+///    per-stage outputs (index 0 = stem / patch embedding, i = stage i), each as N×(h·w)×C_i
+///    tokens.
 ///  - patch grid: N×H'×W'×D.
 
 #include <ATen/core/Tensor.h>
@@ -67,7 +68,8 @@ struct EncoderOutput {
     std::map<int, at::Tensor> layers;
     /// The model's own pooled embedding, N×D' (HF pooler_output): ViT tanh(dense(CLS)), CLIP
     /// post_layernorm(CLS), SigLIP the attention-pooling head, DINOv3 the CLS token, ResNet and
-    /// Swin the global average, open_clip's class token after the trunk's final norm.
+    /// Swin the global average, open_clip's class token after the trunk's final norm; SAM2
+    /// (no HF pooler) the global average of the last stage, as ResNet and Swin.
     /// Undefined for models without one (DINOv2, ViTMAE).
     at::Tensor pooled;
     /// The image-text projection of `pooled`, N×E: HF CLIPVisionModelWithProjection's
@@ -80,6 +82,8 @@ struct EncoderOutput {
     ///    without the backbone-only per-stage norms), stride embed_patch_size·2^i, C_i =
     ///    embed_dim·2^i; the last entry is the last stage before the final layernorm.
     ///  - ResNet: every stage's output (HF hidden_states 1..S as maps).
+    ///  - SAM2: every trunk stage's output (HF Sam2HieraDetModel's intermediate_hidden_states,
+    ///    strides 4·2^i), what its FPN neck reads (detail::sam2_fpn, outside this struct).
     /// Empty for the single-scale ViTs (use tokens.patches / layers there).
     std::vector<at::Tensor> pyramid;
 };
@@ -210,9 +214,9 @@ std::string describe_model_dir(const std::filesystem::path& model_dir,
 
 /// Forward throughput of an encoder at one input size and batch size.
 struct Throughput {
-    int size = 0;   ///< input side, px (square input)
-    int batch = 0;  ///< images per forward pass
-    int forwards = 0;                ///< timed forward passes (after one warm-up)
+    int size = 0;      ///< input side, px (square input)
+    int batch = 0;     ///< images per forward pass
+    int forwards = 0;  ///< timed forward passes (after one warm-up)
     double images_per_second = 0;
     double gflops_per_second = 0;  ///< flops_per_image × images/s
 };

@@ -95,7 +95,7 @@ struct ModelConfig {
     /// AIMv2 "native" variants: a 2-D sin-cos position embedding computed for the input's own
     /// grid instead of a learned table (any input size).
     bool is_native = false;
-    /// Hierarchical models (ResNet, Swin): per-stage depths, widths / heads. For these,
+    /// Hierarchical models (ResNet, Swin, SAM2): per-stage depths, widths / heads. For these,
     /// num_hidden_layers is the number of stages, hidden_size the last stage's width and
     /// patch_size the total stride of the last stage's grid (what pooling and ROI mapping use);
     /// embed_patch_size is Swin's patch-embedding size.
@@ -106,9 +106,23 @@ struct ModelConfig {
     std::string layer_type;           ///< ResNet "bottleneck" / "basic"
     bool downsample_in_first_stage = false;
     bool downsample_in_bottleneck = false;
-    std::int64_t embed_patch_size = 0;  ///< Swin
+    std::int64_t embed_patch_size = 0;  ///< Swin; SAM2's patch stride
     std::int64_t window_size = 0;       ///< Swin
     bool use_absolute_embeddings = false;
+    /// SAM2's Hiera trunk and FPN neck (HF Sam2HieraDetConfig, Sam2VisionConfig); its stages are
+    /// in depths / stage_widths / stage_heads, its patch stride in embed_patch_size.
+    struct Hiera {
+        std::vector<std::int64_t> windows;        ///< window_size_per_stage
+        std::vector<std::int64_t> global_blocks;  ///< global_attention_blocks (block indices)
+        std::int64_t query_pool_stages = 0;       ///< stages 1..this start with a q-pool
+        std::int64_t query_stride = 2;            ///< the q-pool's (square) stride
+        std::int64_t patch_kernel = 0, patch_padding = 0;
+        std::int64_t background_h = 0, background_w = 0;  ///< pos_embed's grid
+        std::int64_t fpn_hidden_size = 0;
+        std::int64_t fpn_kernel = 1, fpn_stride = 1, fpn_padding = 0;
+        std::vector<std::int64_t> fpn_top_down_levels;
+        std::int64_t num_feature_levels = 0;
+    } hiera;
     /// Image-text projection after the pooled embedding (EncoderOutput::projected): HF
     /// CLIPVisionModelWithProjection's visual_projection (config "projection_dim", no bias), or
     /// open_clip's visual.head.proj (model_cfg.embed_dim, bias = timm_proj_bias). 0 = none.
@@ -135,7 +149,9 @@ struct ModelConfig {
     /// What run_blocks computes the transformer blocks in (LoadOptions::compute_dtype).
     ComputeDType compute_dtype = ComputeDType::kFloat32;
     /// Whether the token sequence is laid out as a ViT one ([CLS?, registers, patches]).
-    bool is_hierarchical() const { return model_type == "resnet" || model_type == "swin"; }
+    bool is_hierarchical() const {
+        return model_type == "resnet" || model_type == "swin" || model_type == "sam2_vision_model";
+    }
 
     /// Native patch grid side (image_size / patch_size).
     std::int64_t native_grid() const { return patch_size > 0 ? image_size / patch_size : 0; }
