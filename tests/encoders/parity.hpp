@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <array>
 #include <filesystem>
 
 #include "radprobe/core/npy.hpp"
@@ -31,6 +32,17 @@ inline double max_abs(const at::Tensor& a, const at::Tensor& b) {
 /// HF N×C×H×W maps → the N×(H·W)×C token layout radprobe uses for ResNet.
 inline at::Tensor map_to_tokens(const at::Tensor& map) {
     return map.flatten(2).transpose(1, 2);
+}
+
+/// What a 3-channel model is given for a grey N×1×H×W image: the grey replicated into three
+/// channels, each normalised with its mean and std (what a folded patch embedding reproduces).
+inline at::Tensor normalised_grey_rgb(const at::Tensor& grey, const std::array<double, 3>& mean,
+                                      const std::array<double, 3>& std) {
+    auto rgb = torch::empty({grey.size(0), 3, grey.size(2), grey.size(3)});
+    for (int ch = 0; ch < 3; ++ch) {
+        rgb.narrow(1, ch, 1).copy_((grey - mean[ch]) / std[ch]);
+    }
+    return rgb;
 }
 
 /// A forward pass compared with a fixture's reference outputs.

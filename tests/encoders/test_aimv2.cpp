@@ -84,10 +84,7 @@ TEST_P(Aimv2, FoldedGreyInputGivesTheSameTokens) {
     EXPECT_EQ(folded->input_channels(), 1);
     const auto side = reference->config().image_size;
     const auto grey = torch::rand({1, 1, side, side});
-    auto rgb = torch::empty({1, 3, side, side});
-    for (int ch = 0; ch < 3; ++ch) {
-        rgb.narrow(1, ch, 1).copy_((grey - mean[ch]) / std[ch]);
-    }
+    const auto rgb = normalised_grey_rgb(grey, mean, std);
     EXPECT_LE(
         max_abs(folded->forward(grey).last_hidden_state, reference->forward(rgb).last_hidden_state),
         1e-4);

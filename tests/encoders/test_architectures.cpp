@@ -81,10 +81,7 @@ TEST_P(ViTFamily, FoldedGreyInputGivesTheSameTokens) {
     folded->fold_grayscale(mean, std);
     EXPECT_EQ(folded->input_channels(), 1);
     const auto grey = torch::rand({1, 1, 64, 64}, torch::TensorOptions().dtype(torch::kFloat32));
-    auto rgb = torch::empty({1, 3, 64, 64});
-    for (int ch = 0; ch < 3; ++ch) {
-        rgb.narrow(1, ch, 1).copy_((grey - mean[ch]) / std[ch]);
-    }
+    const auto rgb = normalised_grey_rgb(grey, mean, std);
     const double err =
         max_abs(folded->forward(grey).last_hidden_state, reference->forward(rgb).last_hidden_state);
     std::printf("%s: folded vs 3-channel max-abs %.3g\n", GetParam().fixture.c_str(), err);

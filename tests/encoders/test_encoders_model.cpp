@@ -129,10 +129,7 @@ TEST(Encoder, GreyFoldingEqualsReplicatedNormalisedGrey) {
     const std::array<double, 3> std{0.229, 0.224, 0.225};
     torch::manual_seed(7);
     const auto grey = torch::rand({2, 1, 70, 56});  // non-native size too
-    auto rgb = torch::empty({2, 3, 70, 56});
-    for (int c = 0; c < 3; ++c) {
-        rgb.narrow(1, c, 1).copy_((grey - mean[c]) / std[c]);
-    }
+    const auto rgb = normalised_grey_rgb(grey, mean, std);
     auto encoder = load_encoder(dir);
     const auto expect = encoder->forward(rgb).last_hidden_state;
     encoder->fold_grayscale(mean, std);

@@ -145,10 +145,7 @@ TEST_F(Sam2, FoldedGreyInputGivesTheSameOutputsBorderIncluded) {
     EXPECT_EQ(folded->input_channels(), 1);
     torch::manual_seed(11);
     const auto grey = torch::rand({2, 1, 64, 96});
-    auto rgb = torch::empty({2, 3, 64, 96});
-    for (int ch = 0; ch < 3; ++ch) {
-        rgb.narrow(1, ch, 1).copy_((grey - mean[ch]) / std[ch]);
-    }
+    const auto rgb = normalised_grey_rgb(grey, mean, std);
     ForwardOptions opt;
     opt.all_layers = true;
     const auto a = folded->forward(grey, opt);

@@ -187,6 +187,24 @@ def seed_name(name):
     return name[len(VISION_PREFIX):] if name.startswith(VISION_PREFIX) else name
 
 
+# The init rules drawn from r ~ N(0,1) (shared with make_sam2.py); any other rule is
+# "N(0,1)/sqrt(fan_in)".
+NORMAL_RULES = {
+    "1+0.2*N(0,1)": lambda r: 1.0 + 0.2 * r,
+    "0.1*N(0,1)": lambda r: 0.1 * r,
+    "0.5*N(0,1)": lambda r: 0.5 * r,
+    "N(0,1)": lambda r: r,
+    "log(1/0.07)+0.1*N(0,1)": lambda r: math.log(1 / 0.07) + 0.1 * r,
+}
+
+
+def drawn(rule, r):
+    """A tensor's value under `rule` from its standard normal draw r."""
+    if rule in NORMAL_RULES:
+        return NORMAL_RULES[rule](r)
+    return r / math.sqrt(int(np.prod(r.shape[1:])))
+
+
 def randomize(model, torch):
     """Every state_dict tensor from its own generator, seeded by (SEED, crc32(seed_name(name))):
     tensors of the same (seed) name and shape are identical across the cases."""
@@ -198,25 +216,16 @@ def randomize(model, torch):
         for name in sorted(sd):
             p = params[name]
             g = torch.Generator().manual_seed(SEED * 2 ** 32 + zlib.crc32(seed_name(name).encode()))
-            r = torch.randn(p.shape, generator=g)
             rule = init_rule(name, tuple(p.shape))
-            if rule == "1+0.2*N(0,1)":
-                p.copy_(1.0 + 0.2 * r)
-            elif rule == "0.1*N(0,1)":
-                p.copy_(0.1 * r)
-            elif rule == "0.5*N(0,1)":
-                p.copy_(0.5 * r)
-            elif rule == "log(1/0.07)+0.1*N(0,1)":
-                p.copy_(math.log(1 / 0.07) + 0.1 * r)
-            else:
-                p.copy_(r / math.sqrt(int(np.prod(p.shape[1:]))))
+            p.copy_(drawn(rule, torch.randn(p.shape, generator=g)))
             rules[name] = rule
     return rules
 
 
-def pixel_values(torch, seed, h, w):
+def pixel_values(torch, seed, h, w, n=2):
+    """The fixtures' inputs (also make_sam2.py's and make_vmamba.py's): N(0,1) plus a ramp."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(2, 3, h, w, generator=g)
+    x = torch.randn(n, 3, h, w, generator=g)
     return x + torch.linspace(-0.5, 0.5, w).view(1, 1, 1, w)
 
 
@@ -226,7 +235,7 @@ def _rms(x, w, eps):
     return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
 
 
-def _softmax(a):
+def softmax(a):
     a = a - a.max(-1, keepdims=True)
     e = np.exp(a)
     return e / e.sum(-1, keepdims=True)
@@ -268,7 +277,7 @@ def independent_forward(sd, cfg, x):
         pre = "encoder.layers.%d." % i
         y = _rms(t, sd[pre + "rms_norm1.weight"], eps)
         q, k, v = (heads(y @ sd[pre + "attention.%s_proj.weight" % s].T) for s in "qkv")
-        a = _softmax(q @ k.transpose(0, 1, 3, 2) / math.sqrt(hd)) @ v
+        a = softmax(q @ k.transpose(0, 1, 3, 2) / math.sqrt(hd)) @ v
         t = t + a.transpose(0, 2, 1, 3).reshape(n, T, D) @ sd[pre + "attention.out_proj.weight"].T
         y = _rms(t, sd[pre + "rms_norm2.weight"], eps)
         gate = y @ sd[pre + "ffn.gate_proj.weight"].T
@@ -281,15 +290,35 @@ def independent_forward(sd, cfg, x):
         k = heads(last @ sd["head.k_proj.weight"].T)
         v = heads(last @ sd["head.v_proj.weight"].T)
         q = np.broadcast_to(sd["head.cls_token"].reshape(1, nh, 1, hd), (n, nh, 1, hd))
-        a = _softmax(q @ k.transpose(0, 1, 3, 2) / math.sqrt(hd)) @ v  # n, nh, 1, hd
+        a = softmax(q @ k.transpose(0, 1, 3, 2) / math.sqrt(hd)) @ v  # n, nh, 1, hd
         pooled = a.reshape(n, D) @ sd["head.output_proj.weight"].T + sd["head.output_proj.bias"]
     return last, np.stack(hs), pooled
 
 
 # ----- fixture files -----
 
+def conv2d(x, w, b, stride, pad, depthwise=False):
+    """Float64 NumPy Conv2d (N x C x H x W, weight O x C x kh x kw; depthwise: O x 1 x kh x kw),
+    zero padding `pad`, for the independent forwards of make_sam2.py and make_vmamba.py."""
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ho, wo = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
+    out = np.zeros((n, o, ho, wo))
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, :, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+            if depthwise:
+                out += patch * w[None, :, 0, i, j, None, None]
+            else:
+                out += np.einsum("nchw,oc->nohw", patch, w[:, :, i, j])
+    return out if b is None else out + b[None, :, None, None]
+
+
 def npy(out_dir, name, t):
+    """Writes t as little-endian float32 in C order (NumPy format 1.0); returns the array."""
     a = (t.detach().numpy() if hasattr(t, "detach") else t).astype("<f4")
+    a = np.ascontiguousarray(a)
     np.save(os.path.join(out_dir, name + ".npy"), a)
     return a
 

@@ -110,7 +110,8 @@ import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import make_aimv2 as ma  # noqa: E402  (npy, tolerance, safetensors_info, raw_tensors, debian_torch)
+import make_aimv2 as ma  # noqa: E402  (npy, tolerance, safetensors_info, raw_tensors, debian_torch,
+#                                        drawn, pixel_values, softmax, conv2d)
 import make_published_dinov3 as mpd  # noqa: E402  (import_transformers: the v4.57.6 shims)
 import publisher_env as pe  # noqa: E402
 
@@ -242,30 +243,14 @@ def randomize(model, torch):
                 followers[name] = seen[ptr]
                 continue
             g = torch.Generator().manual_seed(SEED * 2 ** 32 + zlib.crc32(seed_name(name).encode()))
-            r = torch.randn(p.shape, generator=g)
             rule = init_rule(name, tuple(p.shape))
-            if rule == "1+0.2*N(0,1)":
-                p.copy_(1.0 + 0.2 * r)
-            elif rule == "0.1*N(0,1)":
-                p.copy_(0.1 * r)
-            elif rule == "0.5*N(0,1)":
-                p.copy_(0.5 * r)
-            elif rule == "N(0,1)":
-                p.copy_(r)
-            else:
-                p.copy_(r / math.sqrt(int(np.prod(p.shape[1:]))))
+            p.copy_(ma.drawn(rule, torch.randn(p.shape, generator=g)))
             rules[name] = rule
             seen[ptr] = name
     for name, leader in followers.items():
         assert torch.equal(tensors[name], tensors[leader]), name
         rules[name] = "tied to %s (shares its storage)" % leader
     return rules, followers
-
-
-def pixel_values(torch, seed, n, h, w):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, h, w, generator=g)
-    return x + torch.linspace(-0.5, 0.5, w).view(1, 1, 1, w)
 
 
 # ----- independent float64 forward (NumPy only), written from the description in index.json -----
@@ -281,26 +266,6 @@ _erf = np.frompyfunc(math.erf, 1, 1)
 
 def _gelu(x):
     return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
-
-
-def _softmax(a):
-    a = a - a.max(-1, keepdims=True)
-    e = np.exp(a)
-    return e / e.sum(-1, keepdims=True)
-
-
-def _conv2d(x, w, b, stride, pad):
-    """x: N x C x H x W, w: O x C x kh x kw."""
-    n, c, h, wd = x.shape
-    o, _, kh, kw = w.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    ho, wo = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
-    out = np.zeros((n, o, ho, wo))
-    for i in range(kh):
-        for j in range(kw):
-            win = xp[:, :, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
-            out += np.einsum("nchw,oc->nohw", win, w[:, :, i, j])
-    return out + b[None, :, None, None]
 
 
 def bicubic_matrix(n_in, n_out, a=-0.75):
@@ -376,7 +341,7 @@ def _attention(sd, pre, x, dim_out, heads, pool):
         h, w = q.shape[1:3]
         q = q.reshape(bw, h * w, heads, hd)
     q, k, v = (a.transpose(0, 2, 1, 3) for a in (q, k, v))
-    o = _softmax(q @ k.transpose(0, 1, 3, 2) * hd ** -0.5) @ v
+    o = ma.softmax(q @ k.transpose(0, 1, 3, 2) * hd ** -0.5) @ v
     o = o.transpose(0, 2, 1, 3).reshape(bw, h, w, dim_out)
     return o @ sd[pre + "proj.weight"].T + sd[pre + "proj.bias"]
 
@@ -405,9 +370,9 @@ def sine_position_encoding(n, f, h, w, temperature=10000.0):
 def independent_forward(sd, bb, neck, x):
     """sd: Sam2VisionModel name -> float64 array; x: N x 3 x H x W float64."""
     eps = bb["layer_norm_eps"]
-    t = _conv2d(x, sd["backbone.patch_embed.projection.weight"],
-                sd["backbone.patch_embed.projection.bias"], bb["patch_stride"][0],
-                bb["patch_padding"][0]).transpose(0, 2, 3, 1)  # NHWC
+    t = ma.conv2d(x, sd["backbone.patch_embed.projection.weight"],
+                  sd["backbone.patch_embed.projection.bias"], bb["patch_stride"][0],
+                  bb["patch_padding"][0]).transpose(0, 2, 3, 1)  # NHWC
     n, gh, gw, c = t.shape
     bkg = sd["backbone.pos_embed"][0]  # C x 7 x 7
     my, mx = bicubic_matrix(bkg.shape[1], gh), bicubic_matrix(bkg.shape[2], gw)
@@ -672,7 +637,7 @@ def make_vision(torch, t, out_root):
         assert (blk.dim, blk.dim_out, blk.window_size, bool(blk.query_stride),
                 blk.attn.num_attention_heads) == (dim, dim_out, ws, pool, heads)
 
-    x = pixel_values(torch, INPUT_SEED, N, IMAGE, IMAGE)
+    x = ma.pixel_values(torch, INPUT_SEED, IMAGE, IMAGE, n=N)
     outs, checks = vision_outputs(torch, m, x)
     assert all(v is True for v in checks.values()), checks
     checks = dict({"safetensors_keys_equal_state_dict_keys": True,
@@ -728,7 +693,7 @@ def make_vision(torch, t, out_root):
     # forward returns (or raises TypeError); a failed probe leaves its capture wrappers behind.
     mp = copy.deepcopy(m)
     for hw in [(64, 64), (160, 128), (96, 128), (112, 112), (100, 128), (136, 128)]:
-        xp = pixel_values(torch, INTERP_SEED, 1, *hw)
+        xp = ma.pixel_values(torch, INTERP_SEED, *hw, n=1)
         key = "%dx%d" % hw
         try:
             op, _ = vision_outputs(torch, mp, xp)
@@ -752,7 +717,7 @@ def make_vision(torch, t, out_root):
         "probes (N=1, seed %d)" % INTERP_SEED: probes}
     sub = os.path.join(out_dir, INTERP_DIR)
     os.makedirs(sub)
-    xi = pixel_values(torch, INTERP_SEED, INTERP_N, *INTERP_HW)
+    xi = ma.pixel_values(torch, INTERP_SEED, *INTERP_HW, n=INTERP_N)
     oi_, ci = vision_outputs(torch, m, xi)
     assert all(v is True for v in ci.values()), ci
     ri, di = independent_checks(sd64, xi, oi_)

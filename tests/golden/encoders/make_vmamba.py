@@ -101,11 +101,9 @@ import ast
 import contextlib
 import copy
 import hashlib
-import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import types
@@ -117,6 +115,7 @@ import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import make_aimv2 as ma  # noqa: E402  (npy, tolerance, conv2d, pixel_values, debian_torch)
 import publisher_env as pe  # noqa: E402
 
 GENERATOR = "tests/golden/encoders/make_vmamba.py"
@@ -455,12 +454,6 @@ def randomize(model, torch):
     return rules
 
 
-def pixel_values(torch, seed, h, w):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(2, 3, h, w, generator=g)
-    return x + torch.linspace(-0.5, 0.5, w).view(1, 1, 1, w)
-
-
 # ----- running the publisher's model, capturing every stage -----
 
 def scan_recorder(csms6s, torch):
@@ -543,22 +536,6 @@ def ln2d(x, w, b, eps=1e-5):
     return (x - mu) / np.sqrt(var + eps) * w[None, :, None, None] + b[None, :, None, None]
 
 
-def conv2d(x, w, b, stride, pad, depthwise=False):
-    n, c, h, wd = x.shape
-    o, _, kh, kw = w.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    ho, wo = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
-    out = np.zeros((n, o, ho, wo))
-    for i in range(kh):
-        for j in range(kw):
-            patch = xp[:, :, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
-            if depthwise:
-                out += patch * w[None, :, 0, i, j, None, None]
-            else:
-                out += np.einsum("nchw,oc->nohw", patch, w[:, :, i, j])
-    return out if b is None else out + b[None, :, None, None]
-
-
 def linear2d(x, w, b=None):  # Linear2d: a 1x1 convolution with the Linear's [out, in] weight
     y = np.einsum("nchw,oc->nohw", x, w)
     return y if b is None else y + b[None, :, None, None]
@@ -597,9 +574,9 @@ def ss2d(sd, p, x, d_state):
     """SS2D, forward_type v05_noz, channel-first: x [B, C, H, W] -> [B, C, H, W]."""
     b, c, h, w = x.shape
     xi = linear2d(x, sd[p + "in_proj.weight"])                          # [B, Di, H, W]
-    xi = silu(conv2d(xi, sd[p + "conv2d.weight"], sd.get(p + "conv2d.bias"), 1,
-                     (sd[p + "conv2d.weight"].shape[-1] - 1) // 2, depthwise=True))
-    di, L = xi.shape[1], h * w
+    xi = silu(ma.conv2d(xi, sd[p + "conv2d.weight"], sd.get(p + "conv2d.bias"), 1,
+                        (sd[p + "conv2d.weight"].shape[-1] - 1) // 2, depthwise=True))
+    di = xi.shape[1]
     xs = cross_scan(xi)                                                  # [B, 4, Di, L]
     xw = sd[p + "x_proj_weight"]                                         # [4, R+2N, Di]
     dtw = sd[p + "dt_projs_weight"]                                      # [4, Di, R]
@@ -620,9 +597,9 @@ def ss2d(sd, p, x, d_state):
 def independent_forward(sd, cfg, x):
     """sd: name -> float64 array; x [B, 3, H, W] float64. Returns {output name: array}."""
     out = {}
-    t = conv2d(x, sd["patch_embed.0.weight"], sd["patch_embed.0.bias"], 2, 1)
+    t = ma.conv2d(x, sd["patch_embed.0.weight"], sd["patch_embed.0.bias"], 2, 1)
     t = gelu(ln2d(t, sd["patch_embed.2.weight"], sd["patch_embed.2.bias"]))
-    t = conv2d(t, sd["patch_embed.5.weight"], sd["patch_embed.5.bias"], 2, 1)
+    t = ma.conv2d(t, sd["patch_embed.5.weight"], sd["patch_embed.5.bias"], 2, 1)
     t = ln2d(t, sd["patch_embed.7.weight"], sd["patch_embed.7.bias"])
     out["patch_embed"] = t
     for i, depth in enumerate(cfg["depths"]):
@@ -636,7 +613,7 @@ def independent_forward(sd, cfg, x):
         out["hidden_states_%d" % i] = t
         if i < len(cfg["depths"]) - 1:
             p = "layers.%d.downsample." % i
-            t = ln2d(conv2d(t, sd[p + "1.weight"], sd[p + "1.bias"], 2, 1),
+            t = ln2d(ma.conv2d(t, sd[p + "1.weight"], sd[p + "1.bias"], 2, 1),
                      sd[p + "3.weight"], sd[p + "3.bias"])
         out["layer_output_%d" % i] = t
     t = ln2d(t, sd["classifier.norm.weight"], sd["classifier.norm.bias"])
@@ -647,33 +624,6 @@ def independent_forward(sd, cfg, x):
 
 
 # ----- fixture files -----
-
-def npy(out_dir, name, t):
-    a = (t.detach().numpy() if hasattr(t, "detach") else t).astype("<f4")
-    a = np.ascontiguousarray(a)
-    np.save(os.path.join(out_dir, name + ".npy"), a)
-    return a
-
-
-def ceil1(v):
-    e = math.floor(math.log10(v))
-    m = math.ceil(round(v / 10 ** e, 9))
-    return float("%de%d" % (m, e))
-
-
-def tolerance(diff, max_abs):
-    return {"atol": max(ceil1(50 * diff) if diff > 0 else 0.0, ceil1(1e-5 * max(1.0, max_abs))),
-            "rtol": 1e-4}
-
-
-def debian_torch():
-    try:
-        v = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "python3-torch"], check=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode()
-        return v.split("-")[0]
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
 
 def sha256(path):
     with open(path, "rb") as f:
@@ -723,7 +673,7 @@ def make_case(torch, models, out_root, case, yaml_name, factory, overrides, inpu
     m.eval()
 
     h, w = hw
-    x = pixel_values(torch, input_seed, h, w)
+    x = ma.pixel_values(torch, input_seed, h, w)
     n_dev = len(device_calls)
     orig_scan, scans = scan_recorder(csms6s, torch)
     try:
@@ -857,7 +807,7 @@ def make_case(torch, models, out_root, case, yaml_name, factory, overrides, inpu
                    "state_dict (every tensor F32, C-contiguous, no buffers); load with "
                    "VSSM(...).load_state_dict(ckpt['model'])",
         "tensors": {k: {"shape": list(v.shape), "init": rules[k]} for k, v in sd.items()}}
-    px = npy(out_dir, "pixel_values", x)
+    px = ma.npy(out_dir, "pixel_values", x)
     files["pixel_values.npy"] = {
         "shape": list(px.shape), "dtype": "float32", "layout": "NCHW", "max_abs": mx(px),
         "meaning": "model input (already normalised): torch.randn(2, 3, %d, %d, generator="
@@ -891,7 +841,7 @@ def make_case(torch, models, out_root, case, yaml_name, factory, overrides, inpu
         return ind[k], (logits64 if k == "logits" else cap64[k]).numpy()
 
     for k in order:
-        a = npy(out_dir, k, outputs[k])
+        a = ma.npy(out_dir, k, outputs[k])
         r_ind, r_pub = ref64(k)
         d32 = mx(r_ind - outputs[k].double().numpy())
         d_pub = mx(r_pub - outputs[k].double().numpy())
@@ -901,7 +851,7 @@ def make_case(torch, models, out_root, case, yaml_name, factory, overrides, inpu
             "max_abs": mx(a), "meaning": meaning[k],
             "fp32_vs_fp64_max_abs_diff": d_pub,
             "fp32_vs_independent_fp64_max_abs_diff": d32,
-            "tolerance": tolerance(max(d_pub, d32), mx(a))}
+            "tolerance": ma.tolerance(max(d_pub, d32), mx(a))}
 
     # The SS2D of layers[i].blocks[j]: its input, the scan's inputs and outputs, its output.
     i, j = SS2D_DUMP
@@ -935,11 +885,11 @@ def make_case(torch, models, out_root, case, yaml_name, factory, overrides, inpu
                    "[B, C, H, W]"),
     }
     for name, (t32, t64, what) in ss.items():
-        a = npy(out_dir, pre + name, t32)
+        a = ma.npy(out_dir, pre + name, t32)
         d = mx(t64.numpy() - t32.double().numpy())
         files[pre + name + ".npy"] = {"shape": list(a.shape), "dtype": "float32", "max_abs": mx(a),
                                       "meaning": what, "fp32_vs_fp64_max_abs_diff": d,
-                                      "tolerance": tolerance(d, mx(a))}
+                                      "tolerance": ma.tolerance(d, mx(a))}
     ss2d_dump = {"module": "layers[%d].blocks[%d].op" % (i, j), "H": H_, "W": W_, "L": L_,
                  "C": C_, "D_inner": Di, "d_state": N_, "dt_rank": R_,
                  "how": "forward_corev2's own debug record (op.__DEBUG__ = True makes it keep "
@@ -1031,7 +981,7 @@ def main():
     args = ap.parse_args()
     torch, models, refs, device_calls = import_publisher()
     torch_version = "%s (Debian python3-torch %s, CPU, 1 thread)" % (torch.__version__,
-                                                                     debian_torch())
+                                                                     ma.debian_torch())
     for case, yaml_name, factory, overrides, input_seed, (h, w) in CASES:
         out_dir, flat, from_yaml, kwargs, full_size, checks, files, ss2d_dump = make_case(
             torch, models, args.out, case, yaml_name, factory, overrides, input_seed, (h, w),
