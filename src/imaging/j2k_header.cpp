@@ -117,14 +117,22 @@ std::string component_problem(const opj_image_t& image) {
     return "";
 }
 
+/// Whether GDCM reads the stream as a JP2 file (else as a codestream): its JPEG2000Codec compares
+/// the 12-byte JP2 signature box and, through sizeof of the string literal, its terminating NUL,
+/// i.e. the high byte of the next box's length.
+bool gdcm_reads_as_jp2(const std::uint8_t* data, std::size_t size) {
+    static const std::uint8_t kJp2Signature[13] = {0,   0,    0,    0x0C, 'j',  'P', ' ',
+                                                   ' ', 0x0D, 0x0A, 0x87, 0x0A, 0};
+    return size >= sizeof kJp2Signature &&
+           std::memcmp(data, kJp2Signature, sizeof kJp2Signature) == 0;
+}
+
 }  // namespace
 
 std::string j2k_header_problem(const std::uint8_t* data, std::size_t size) {
-    static const std::uint8_t kJp2Signature[12] = {0,   0,   0,    0x0C, 'j',  'P',
-                                                   ' ', ' ', 0x0D, 0x0A, 0x87, 0x0A};
-    const bool jp2 = size >= 12 && std::memcmp(data, kJp2Signature, 12) == 0;
     MemoryStream m{data, size};
-    opj_codec_t* codec = opj_create_decompress(jp2 ? OPJ_CODEC_JP2 : OPJ_CODEC_J2K);
+    opj_codec_t* codec =
+        opj_create_decompress(gdcm_reads_as_jp2(data, size) ? OPJ_CODEC_JP2 : OPJ_CODEC_J2K);
     opj_stream_t* stream = opj_stream_create(OPJ_J2K_STREAM_CHUNK_SIZE, OPJ_TRUE);
     opj_image_t* image = nullptr;
     std::string problem = "OpenJPEG cannot read its main header";
@@ -151,7 +159,7 @@ std::string j2k_header_problem(const std::uint8_t* data, std::size_t size) {
 }
 
 std::optional<J2kGeometry> read_j2k_geometry(const std::uint8_t* data, std::size_t size) {
-    if (size >= 12 && be32(data) == 12 && std::memcmp(data + 4, "jP  ", 4) == 0) {
+    if (gdcm_reads_as_jp2(data, size)) {
         // JP2: top-level boxes (ISO/IEC 15444-1 I.4) up to the contiguous codestream box.
         std::size_t off = 0;
         while (off + 8 <= size) {

@@ -24,12 +24,13 @@ struct J2kGeometry {
 };
 
 /// The geometry of the codestream at `data` (starting with SOC + SIZ), or of the codestream in
-/// the top-level `jp2c` box of a JP2 file; nullopt when the bytes are neither, or when the SIZ
+/// the top-level `jp2c` box of a JP2 file (recognised as GDCM recognises one: the signature box
+/// followed by a zero byte); nullopt when the bytes are neither, or when the SIZ
 /// marker is malformed (the codec then refuses the stream itself).
 std::optional<J2kGeometry> read_j2k_geometry(const std::uint8_t* data, std::size_t size);
 
-/// Why GDCM's JPEG 2000 header reader would fail on the stream at `data` (a JP2 file when it
-/// starts with the JP2 signature box, else a codestream), or "" when it would not: OpenJPEG
+/// Why GDCM's JPEG 2000 header reader would fail on the stream at `data` (a JP2 file or a
+/// codestream, as GDCM tells them apart), or "" when it would not: OpenJPEG
 /// cannot read the main header, or the image has other than 1 or 3 components, a first
 /// component deeper than 32 bits, or 3 components that differ in size, precision or sign.
 /// Read single-threaded; nothing outlives the call (see j2k_header.cpp for why it matters).

@@ -358,6 +358,13 @@ TEST(Dicom, AJpeg2000StreamThatDisagreesWithTheHeaderIsRefusedBeforeGdcmDecodesI
     ASSERT_TRUE(boxed.has_value());
     EXPECT_EQ(boxed->height, 64u);
     EXPECT_FALSE(detail::read_j2k_geometry(bytes.data(), 64).has_value());  // not a stream
+    // GDCM reads a JP2 file only after the whole signature box (0D 0A 87 0A included) and a 0
+    // byte (the NUL its 12-character literal brings to the comparison), else a codestream: so
+    // does this (a box walk would have found the jp2c box).
+    std::string odd = jp2;
+    odd[8] = '\x00';
+    const auto* o = reinterpret_cast<const std::uint8_t*>(odd.data());
+    EXPECT_FALSE(detail::read_j2k_geometry(o, odd.size()).has_value());
 }
 
 /// The calling process's thread count (Linux: /proc/self/status).
