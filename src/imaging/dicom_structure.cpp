@@ -556,6 +556,19 @@ void check_palette(const Walker& w) {
     }
 }
 
+/// GDCM's JPEG codec (transfer syntaxes 1.2.840.10008.1.2.4.50 to .70) has decoders for
+/// samples of up to 16 bits, chosen by Bits Allocated, and asserts on its missing decoder when
+/// it reads the header of a wider one (found by fuzz/dicom: Bits Allocated 160).
+void check_jpeg_bits(const Walker& w, const std::string& ts) {
+    const std::string prefix = "1.2.840.10008.1.2.4.";
+    if (ts.size() != prefix.size() + 2 || ts.compare(0, prefix.size(), prefix) != 0 ||
+        ts.compare(prefix.size(), 2, "50") < 0 || ts.compare(prefix.size(), 2, "70") > 0) {
+        return;
+    }
+    RADPROBE_CHECK(w.bits_allocated <= 16, w.name, ": JPEG pixel data (transfer syntax ", ts,
+                   ") with Bits Allocated ", w.bits_allocated, " (JPEG holds at most 16 bits)");
+}
+
 }  // namespace
 
 void check_dicom_structure(const std::uint8_t* data, std::size_t size, const std::string& name) {
@@ -587,6 +600,7 @@ void check_dicom_structure(const std::uint8_t* data, std::size_t size, const std
     }
     w.walk(off, size, explicit_vr, big, 0);
     check_palette(w);
+    check_jpeg_bits(w, ts);
 }
 
 }  // namespace radprobe::imaging::detail

@@ -746,6 +746,24 @@ TEST(Dicom, ADelimiterWithALengthOutsideAnUndefinedLengthItemIsRefused) {
         "outside an undefined-length item or sequence has length");
 }
 
+TEST(Dicom, JpegWithBitsAllocatedOver16IsRefusedBeforeGdcmReadsIt) {
+    // GDCM picks its JPEG decoder by Bits Allocated (8, 12, 16) and asserts on the missing one
+    // while it reads the file (found by fuzz/dicom: Bits Allocated 160).
+    const fs::path good = kDicomDir / "wg04" / "JPLY__MR1_JPLY";  // JPEG extended, 16 bits
+    const auto bytes = read_file_bytes(good);
+    const std::size_t at = offset_of(bytes, std::string("\x28\x00\x00\x01US\x02\x00", 8));
+    ASSERT_LT(at, bytes.size());
+    TempDir tmp;
+    expect_one_line_error_naming(write_with_byte(bytes, at + 8, 32, tmp / "bad.dcm"),
+                                 "JPEG pixel data (transfer syntax 1.2.840.10008.1.2.4.51) with "
+                                 "Bits Allocated 32 (JPEG holds at most 16 bits)");
+    EXPECT_EQ(decode(good).rows, 512);
+    expect_one_line_error_naming(
+        fs::path(RADPROBE_SOURCE_DIR) /
+            "fuzz/dicom/regressions/gdcm_assert_jpeg_bits_allocated_160.dcm",
+        "with Bits Allocated 160 (JPEG holds at most 16 bits)");
+}
+
 TEST(Dicom, ThePixelDataDelimiterMayNotClaimBytesPastTheEnd) {
     // GDCM reads a length on encapsulated Pixel Data's sequence delimiter as a fragment to
     // allocate and read (found by fuzz/dicom: 1.8 GB asked for by an 8 kB file).
