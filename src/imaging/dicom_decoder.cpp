@@ -22,6 +22,7 @@
 #include "decoders.hpp"
 #include "dicom_structure.hpp"
 #include "j2k_header.hpp"
+#include "jpeg_header.hpp"
 #include "jpegls_stream.hpp"
 #include "quiet_stderr.hpp"
 #include "radprobe/core/csv.hpp"
@@ -245,6 +246,25 @@ std::optional<SniffedCodec> sniff_codec(const gdcm::SequenceOfFragments& sf) {
     return std::nullopt;
 }
 
+// Every fragment of JPEG pixel data that starts a stream, checked as dicom_structure.cpp checks
+// those of a JPEG transfer syntax (jpeg_header.cpp says why).
+void check_jpeg_fragments(const gdcm::SequenceOfFragments& sf, int bits_allocated,
+                          const std::string& name) {
+    for (unsigned int i = 0; i < sf.GetNumberOfFragments(); ++i) {
+        const gdcm::ByteValue* bv = sf.GetFragment(i).GetByteValue();
+        if (bv == nullptr || bv->GetLength() < 2) {
+            continue;
+        }
+        const auto* b = reinterpret_cast<const std::uint8_t*>(bv->GetPointer());
+        if (b[0] != 0xFF || b[1] != 0xD8) {
+            continue;
+        }
+        const std::string problem = jpeg_header_problem(b, bv->GetLength(), bits_allocated);
+        RADPROBE_CHECK(problem.empty(), name, ": corrupt JPEG stream in Pixel Data fragment ", i,
+                       " (", problem, ")");
+    }
+}
+
 // A meta header that says a native syntax while the Pixel Data is encapsulated (exporters that
 // rewrite the header only): decode with the codec the fragments show, and say so.
 void recover_encapsulated_native(gdcm::Image& image, const gdcm::DataSet& ds, ImageInfo& info,
@@ -263,6 +283,10 @@ void recover_encapsulated_native(gdcm::Image& image, const gdcm::DataSet& ds, Im
                    " says native pixel data, but Pixel Data is encapsulated in a codec radprobe "
                    "does not recognise");
     const gdcm::TransferSyntax actual(codec->syntax);
+    if (actual.IsEncapsulated() && actual != gdcm::TransferSyntax::JPEGLSLossless &&
+        actual != gdcm::TransferSyntax::JPEG2000 && actual != gdcm::TransferSyntax::RLELossless) {
+        check_jpeg_fragments(*sf, image.GetPixelFormat().GetBitsAllocated(), name);
+    }
     info.recovered =
         str_cat("transfer syntax ", info.transfer_syntax,
                 " says native pixel data, but Pixel Data is encapsulated ", codec->name,
@@ -293,8 +317,8 @@ int header_us(const gdcm::DataSet& ds, gdcm::Tag tag) {
 // (j2k_header.cpp). JPEG 2000 transfer syntaxes are little endian.
 void check_j2k_fragment(const gdcm::ByteValue& bv, unsigned int index, const gdcm::DataSet& ds,
                         const std::string& name) {
-    const auto g = read_j2k_geometry(reinterpret_cast<const std::uint8_t*>(bv.GetPointer()),
-                                     bv.GetLength());
+    const auto g =
+        read_j2k_geometry(reinterpret_cast<const std::uint8_t*>(bv.GetPointer()), bv.GetLength());
     if (!g) {
         return;
     }
@@ -313,8 +337,32 @@ void check_j2k_fragment(const gdcm::ByteValue& bv, unsigned int index, const gdc
     }
     RADPROBE_CHECK(fits, name, ": JPEG 2000 stream in Pixel Data fragment ", index, " declares ",
                    g->width, "x", g->height, " pixels, ", g->components.size(),
-                   " component(s) of up to ", precision, " bits; the DICOM header says ", cols,
-                   "x", rows, ", ", samples, " sample(s) of ", bits, " bits allocated");
+                   " component(s) of up to ", precision, " bits; the DICOM header says ", cols, "x",
+                   rows, ", ", samples, " sample(s) of ", bits, " bits allocated");
+}
+
+// GDCM reads a Photometric Interpretation by the first name it is a prefix of ("YBR_FULL_42" is
+// YBR_FULL_422) and sets the image's samples per pixel from that reading; its JPEG 2000 codec
+// then asserts that the stream's components equal them (found by fuzz/dicom: "YBR_FULL_42"
+// over Samples per Pixel 1 and a one-component stream, which matches the header). The header's
+// Samples per Pixel must be what the Photometric Interpretation has, whatever the codec.
+void check_photometric_samples(const gdcm::Image& image, const gdcm::DataSet& ds,
+                               const std::string& name) {
+    const gdcm::PhotometricInterpretation& pi = image.GetPhotometricInterpretation();
+    if (pi == gdcm::PhotometricInterpretation::UNKNOWN ||
+        pi == gdcm::PhotometricInterpretation::PI_END) {
+        return;  // not a name GDCM knows: refused where the samples are interpreted
+    }
+    const int samples = header_us(ds, gdcm::Tag(0x0028, 0x0002));
+    if (samples == 0) {
+        return;  // absent: GDCM takes the Photometric Interpretation's
+    }
+    std::string read_as = gdcm::PhotometricInterpretation::GetPIString(pi);
+    read_as.erase(read_as.find_last_not_of(' ') + 1);  // GDCM's names are padded to even length
+    RADPROBE_CHECK(static_cast<int>(pi.GetSamplesPerPixel()) == samples, name,
+                   ": Photometric Interpretation '", string_value(ds, gdcm::Tag(0x0028, 0x0004)),
+                   "' (read as ", read_as, ": ", pi.GetSamplesPerPixel(),
+                   " samples per pixel) disagrees with Samples per Pixel ", samples);
 }
 
 void read_header(const fs::path& path, ParsedDicom& parsed) {
@@ -355,6 +403,7 @@ void read_header(const fs::path& path, ParsedDicom& parsed) {
                    ": no Pixel Data (7FE0,0010)");
     RADPROBE_CHECK(!string_value(ds, gdcm::Tag(0x0028, 0x0004)).empty(), name,
                    ": Photometric Interpretation (0028,0004) is missing");
+    check_photometric_samples(image, ds, name);
 
     const unsigned int* dims = image.GetDimensions();
     info.cols = static_cast<int>(dims[0]);
@@ -507,9 +556,8 @@ std::vector<char> decode_jpegls_frames(const gdcm::Image& image, const ImageInfo
         static_cast<std::size_t>(info.rows) * info.cols * info.samples_per_pixel * bytes;
     std::vector<char> buffer(frame_bytes * info.frames);
     for (std::size_t f = 0; f < streams.size(); ++f) {
-        decode_jpegls(streams[f].data(), streams[f].size(), bytes,
-                      buffer.data() + f * frame_bytes, frame_bytes,
-                      str_cat(name, ": JPEG-LS frame ", f));
+        decode_jpegls(streams[f].data(), streams[f].size(), bytes, buffer.data() + f * frame_bytes,
+                      frame_bytes, str_cat(name, ": JPEG-LS frame ", f));
     }
     return buffer;
 }

@@ -9,6 +9,7 @@
 
 #include "dicom_structure.hpp"
 #include "j2k_header.hpp"
+#include "jpeg_header.hpp"
 #include "jpegls_stream.hpp"
 #include "radprobe/core/error.hpp"
 
@@ -22,10 +23,12 @@ struct Walker {
     std::size_t size;
     const std::string& name;
     bool big_endian = false;
-    /// What is checked in the fragments of the top-level Pixel Data: RLE frame headers, or the
-    /// first JPEG-LS or JPEG 2000 stream's header (GDCM reads them while it reads the file).
-    enum class Codec { other, rle, jpegls, j2k } codec = Codec::other;
+    /// What is checked in the fragments of the top-level Pixel Data: RLE frame headers, every
+    /// JPEG stream's header (GDCM reads the first while it reads the file, each when it
+    /// decodes), or the first JPEG-LS or JPEG 2000 stream's header (read with the file).
+    enum class Codec { other, rle, jpeg, jpegls, j2k } codec = Codec::other;
     std::uint16_t samples = 0, bits_allocated = 0;  ///< from the top-level data set
+    std::string syntax{};                           ///< the transfer syntax UID
     /// The top-level palette elements: GDCM reads them while it reads the file and asserts on
     /// what it cannot use (check_palette).
     struct Palette {
@@ -420,6 +423,9 @@ struct Walker {
             if (frames == Codec::rle && index >= 0) {
                 check_rle_frame(off, len, index);
             }
+            if (frames == Codec::jpeg && index >= 0) {
+                check_jpeg_fragment(off, len, index);
+            }
             if (frames == Codec::jpegls && index == 0) {
                 // GDCM's JPEG-LS codec leaks on, or asserts at, a header CharLS refuses.
                 read_jpegls_frame(data + off, len,
@@ -434,6 +440,26 @@ struct Walker {
             }
             off += len;
         }
+    }
+
+    // A fragment that starts a JPEG stream (SOI): GDCM reads its header when it reads the file
+    // (fragment 0) and when it decodes (every fragment), and aborts, crashes or spins on some.
+    void check_jpeg_fragment(std::size_t off, std::uint32_t len, long index) const {
+        if (len < 2 || data[off] != 0xFF || data[off + 1] != 0xD8) {
+            return;  // not a stream's start: GDCM's decoder refuses it or reads on into it
+        }
+        check_jpeg_bits_allocated();
+        const std::string problem = jpeg_header_problem(data + off, len, bits_allocated);
+        RADPROBE_CHECK(problem.empty(), name, ": corrupt JPEG stream in Pixel Data fragment ",
+                       index, " (", problem, ")");
+    }
+
+    /// GDCM's JPEG codec has decoders for samples of up to 16 bits, chosen by Bits Allocated,
+    /// and asserts on its missing decoder when it reads the header of a wider one (found by
+    /// fuzz/dicom: Bits Allocated 160).
+    void check_jpeg_bits_allocated() const {
+        RADPROBE_CHECK(bits_allocated <= 16, name, ": JPEG pixel data (transfer syntax ", syntax,
+                       ") with Bits Allocated ", bits_allocated, " (JPEG holds at most 16 bits)");
     }
 
     // An RLE frame's 64-byte header (PS3.5 G.3.1). GDCM decodes RLE while it reads the file and
@@ -556,17 +582,11 @@ void check_palette(const Walker& w) {
     }
 }
 
-/// GDCM's JPEG codec (transfer syntaxes 1.2.840.10008.1.2.4.50 to .70) has decoders for
-/// samples of up to 16 bits, chosen by Bits Allocated, and asserts on its missing decoder when
-/// it reads the header of a wider one (found by fuzz/dicom: Bits Allocated 160).
-void check_jpeg_bits(const Walker& w, const std::string& ts) {
+/// Transfer syntaxes 1.2.840.10008.1.2.4.50 to .70: GDCM's JPEG codec.
+bool is_jpeg_syntax(const std::string& ts) {
     const std::string prefix = "1.2.840.10008.1.2.4.";
-    if (ts.size() != prefix.size() + 2 || ts.compare(0, prefix.size(), prefix) != 0 ||
-        ts.compare(prefix.size(), 2, "50") < 0 || ts.compare(prefix.size(), 2, "70") > 0) {
-        return;
-    }
-    RADPROBE_CHECK(w.bits_allocated <= 16, w.name, ": JPEG pixel data (transfer syntax ", ts,
-                   ") with Bits Allocated ", w.bits_allocated, " (JPEG holds at most 16 bits)");
+    return ts.size() == prefix.size() + 2 && ts.compare(0, prefix.size(), prefix) == 0 &&
+           ts.compare(prefix.size(), 2, "50") >= 0 && ts.compare(prefix.size(), 2, "70") <= 0;
 }
 
 }  // namespace
@@ -593,14 +613,19 @@ void check_dicom_structure(const std::uint8_t* data, std::size_t size, const std
     const bool big = ts == "1.2.840.10008.1.2.2";
     if (ts == "1.2.840.10008.1.2.5") {
         w.codec = Walker::Codec::rle;
+    } else if (is_jpeg_syntax(ts)) {
+        w.codec = Walker::Codec::jpeg;
     } else if (ts == "1.2.840.10008.1.2.4.80" || ts == "1.2.840.10008.1.2.4.81") {
         w.codec = Walker::Codec::jpegls;
     } else if (ts.rfind("1.2.840.10008.1.2.4.9", 0) == 0 && ts.size() == 22) {
         w.codec = Walker::Codec::j2k;  // .90 .91 (Part 1), .92 .93 (Part 2): GDCM's J2K codec
     }
+    w.syntax = ts;
     w.walk(off, size, explicit_vr, big, 0);
     check_palette(w);
-    check_jpeg_bits(w, ts);
+    if (w.codec == Walker::Codec::jpeg) {
+        w.check_jpeg_bits_allocated();  // also where Pixel Data is not encapsulated
+    }
 }
 
 }  // namespace radprobe::imaging::detail

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "../../src/imaging/j2k_header.hpp"
+#include "../../src/imaging/jpeg_header.hpp"
 #include "../../src/imaging/jpegls_stream.hpp"
 #include "md5.hpp"
 #include "radprobe/core/error.hpp"
@@ -204,12 +205,15 @@ TEST(Dicom, InvalidWindowWidthFallsBackToFullRangeWithAWarning) {
     EXPECT_NE(img.info.warnings[0].find("width 0"), std::string::npos) << img.info.warnings[0];
 }
 
-// Byte strings for hand-built files: little-endian 16/32-bit, big-endian 32-bit.
+// Byte strings for hand-built files: little-endian 16/32-bit, big-endian 16/32-bit.
 std::string le16(std::uint32_t v) {
     return std::string{char(v & 0xFF), char(v >> 8)};
 }
 std::string le32(std::uint32_t v) {
     return le16(v & 0xFFFF) + le16(v >> 16);
+}
+std::string be16(std::uint32_t v) {
+    return std::string{char(v >> 8), char(v)};
 }
 std::string be32(std::uint32_t v) {
     return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
@@ -762,6 +766,157 @@ TEST(Dicom, JpegWithBitsAllocatedOver16IsRefusedBeforeGdcmReadsIt) {
         fs::path(RADPROBE_SOURCE_DIR) /
             "fuzz/dicom/regressions/gdcm_assert_jpeg_bits_allocated_160.dcm",
         "with Bits Allocated 160 (JPEG holds at most 16 bits)");
+}
+
+/// `bytes` (a file whose first JPEG stream starts the first fragment) with that fragment's bytes
+/// replaced by `stream` (its item length updated; padded to even length), written to `path`.
+fs::path with_first_jpeg_fragment(std::vector<std::uint8_t> bytes, std::string stream,
+                                  const fs::path& path) {
+    const std::size_t at = offset_of(bytes, "\xFF\xD8\xFF");
+    EXPECT_LT(at, bytes.size());
+    const std::size_t item = at - 8;
+    std::uint32_t len = 0;
+    std::memcpy(&len, bytes.data() + item + 4, 4);
+    stream.resize(stream.size() + stream.size() % 2);
+    const std::string header = le16(0xFFFE) + le16(0xE000) + le32(stream.size());
+    const std::string head(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(item));
+    const std::string tail(bytes.begin() + static_cast<std::ptrdiff_t>(at + len), bytes.end());
+    write_file_atomic(path, head + header + stream + tail);
+    return path;
+}
+
+std::string first_jpeg_fragment(const std::vector<std::uint8_t>& bytes) {
+    const std::size_t at = offset_of(bytes, "\xFF\xD8\xFF");
+    std::uint32_t len = 0;
+    std::memcpy(&len, bytes.data() + at - 4, 4);
+    return std::string(bytes.begin() + static_cast<std::ptrdiff_t>(at),
+                       bytes.begin() + static_cast<std::ptrdiff_t>(at + len));
+}
+
+/// A JPEG header up to its SOS: SOFn `sof` with precision `p`, 16x16, `ids` as components
+/// (sampling 1x1, table 0), after `before` (markers between SOI and SOF).
+std::string jpeg_header(std::uint8_t sof, int p, const std::string& ids,
+                        const std::string& before = "") {
+    std::string s = "\xFF\xD8" + before + "\xFF" + std::string(1, char(sof)) +
+                    be16(8 + 3 * ids.size()) + char(p) + be16(16) + be16(16) + char(ids.size());
+    for (const char id : ids) {
+        s += std::string{id, '\x11', '\0'};
+    }
+    return s + "\xFF\xDA" + be16(8) + std::string{'\x01', ids[0], '\0', '\0', '\x3F', '\0'};
+}
+
+TEST(Dicom, JpegHeadersGdcmAbortsCrashesOrSpinsOnAreRefusedBeforeItReadsThem) {
+    // GDCM's JPEG codec asserts on any warning of its IJG library, on lossy precisions it has no
+    // decoder for, dereferences a null decoder for precisions above 16 (found by fuzz/dicom: a
+    // SEGV in JPEGCodec::Decode) and loops forever on a segment skipped past the fragment's end.
+    TempDir tmp;
+    const auto lossless = read_file_bytes(kDicomDir / "wg04" / "JPLL__MR1_JPLL");  // 16 bits
+    const auto lossy = read_file_bytes(kSiimOriginal);                             // baseline, 8
+    std::string stream = first_jpeg_fragment(lossless);
+    const std::size_t sof3 = stream.find("\xFF\xC3");
+    ASSERT_NE(sof3, std::string::npos);
+    stream[sof3 + 4] = 20;
+    expect_one_line_error_naming(
+        with_first_jpeg_fragment(lossless, stream, tmp / "p20.dcm"),
+        "corrupt JPEG stream in Pixel Data fragment 0 (sample precision 20 bits; JPEG defines 2 "
+        "to 16 for lossless streams)");
+    stream = first_jpeg_fragment(lossy);
+    const std::size_t sof0 = stream.find("\xFF\xC0");
+    ASSERT_NE(sof0, std::string::npos);
+    stream[sof0 + 4] = 9;
+    expect_one_line_error_naming(with_first_jpeg_fragment(lossy, stream, tmp / "p9.dcm"),
+                                 "(sample precision 9 bits; JPEG defines 8 or 12 for lossy");
+    const std::string good = first_jpeg_fragment(lossy);
+    expect_one_line_error_naming(
+        with_first_jpeg_fragment(lossy, good.substr(0, 2) + '\0' + good.substr(2), tmp / "x.dcm"),
+        "(Corrupt JPEG data: 1 extraneous bytes before marker 0xdb)");
+    const std::string jfif2 = std::string("\xFF\xE0\0\x10JFIF\0\x02\x01\0\0\x01\0\x01\0\0", 18);
+    expect_one_line_error_naming(
+        with_first_jpeg_fragment(lossy, good.substr(0, 2) + jfif2 + good.substr(2), tmp / "j.dcm"),
+        "(Warning: unknown JFIF revision number 2.01)");
+    expect_one_line_error_naming(
+        with_first_jpeg_fragment(lossy, std::string("\xFF\xD8\xFF\xE1\x00\x10", 6),
+                                 tmp / "skip.dcm"),
+        "(a marker segment runs past the end of the fragment)");
+    expect_one_line_error_naming(
+        with_first_jpeg_fragment(lossy, jpeg_header(0xC0, 8, "\x01\x02\x03\x04"), tmp / "4.dcm"),
+        "(4 components (radprobe reads 1 or 3))");
+    // The unmodified streams decode.
+    EXPECT_EQ(decode(with_first_jpeg_fragment(lossy, good, tmp / "same.dcm")).pixels,
+              decode(kSiimOriginal).pixels);
+}
+
+TEST(Dicom, JpegHeaderChecksAlsoGuardARecoveredNativeSyntax) {
+    // A native transfer syntax over encapsulated JPEG is decoded with GDCM's JPEG codec too.
+    TempDir tmp;
+    const auto bytes = read_file_bytes(kRecovered);
+    std::string stream = first_jpeg_fragment(bytes);
+    stream[stream.find("\xFF\xC0") + 4] = static_cast<char>(200);
+    expect_one_line_error_naming(with_first_jpeg_fragment(bytes, stream, tmp / "p200.dcm"),
+                                 "corrupt JPEG stream in Pixel Data fragment 0 (sample precision "
+                                 "200 bits");
+}
+
+TEST(JpegHeader, PrecisionComponentsAndTransformsAsGdcmsDecodersTakeThem) {
+    using detail::jpeg_header_problem;
+    const auto problem = [](const std::string& s, int bits_allocated) {
+        return jpeg_header_problem(reinterpret_cast<const std::uint8_t*>(s.data()), s.size(),
+                                   bits_allocated);
+    };
+    EXPECT_EQ(problem(jpeg_header(0xC3, 16, "\x01"), 16), "");
+    EXPECT_EQ(problem(jpeg_header(0xC3, 2, "\x01"), 8), "");
+    EXPECT_EQ(problem(jpeg_header(0xC1, 12, "\x01"), 16), "");  // lossy 12-bit, as in wg04 JPLY
+    EXPECT_EQ(problem(jpeg_header(0xC3, 1, "\x01"), 8),
+              "sample precision 1 bits; JPEG defines 2 to 16 for lossless streams");
+    EXPECT_EQ(problem(jpeg_header(0xC0, 16, "\x01"), 16),
+              "sample precision 16 bits; JPEG defines 8 or 12 for lossy streams");
+    EXPECT_EQ(problem(jpeg_header(0xC0, 8, "\x01\x02"), 8), "2 components (radprobe reads 1 or 3)");
+    // A lossless colour stream deeper than the decoder GDCM starts with (by Bits Allocated), with
+    // component ids the library does not know: its trace message hides the precision warning.
+    EXPECT_NE(problem(jpeg_header(0xC3, 12, "\x07\x08\x09"), 8).find("unknown component ids"),
+              std::string::npos);
+    EXPECT_EQ(problem(jpeg_header(0xC3, 12, "\x07\x08\x09"), 16), "");
+    EXPECT_EQ(problem(jpeg_header(0xC3, 12, "\x01\x02\x03"), 8), "");
+    const std::string adobe(
+        "\xFF\xEE\x00\x0E"
+        "Adobe\x00\x64\x00\x00\x00\x00\x07",
+        16);
+    EXPECT_EQ(problem(jpeg_header(0xC0, 8, "\x01\x02\x03", adobe), 8),
+              "Unknown Adobe color transform code 7");  // the library's warning
+    EXPECT_EQ(problem(jpeg_header(0xC1, 12, "\x01\x02\x03", adobe), 16),
+              "Unknown Adobe color transform code 7");  // from the frame (no 8-bit warning)
+    // A header cut short by the fragment's end: GDCM suspends and reads on in the next fragment.
+    const std::string whole = jpeg_header(0xC0, 8, "\x01");
+    EXPECT_EQ(problem(whole.substr(0, 9), 8), "");
+    EXPECT_EQ(
+        problem(std::string("\xFF\xD8\xFF\xC0\x00\x0B\x08\x00\x00\x00\x10\x01\x01\x11\x00", 15), 8),
+        "Empty JPEG image (DNL not supported)");
+}
+
+TEST(Dicom, APhotometricInterpretationThatDisagreesWithSamplesPerPixelIsRefused) {
+    // GDCM reads "YBR_FULL_42" as YBR_FULL_422 and sets 3 samples per pixel, and its JPEG 2000
+    // codec asserts when the one-component stream the header's 1 sample matches comes out
+    // (found by fuzz/dicom at 101,623 inputs).
+    TempDir tmp;
+    const auto j2k =
+        read_file_bytes(kDicomDir / "pydicom-data" / "emri_small_jpeg_2k_lossless.dcm");
+    const std::size_t at = offset_of(j2k, "MONOCHROME2 ");
+    ASSERT_LT(at, j2k.size());
+    auto bytes = j2k;
+    std::memcpy(bytes.data() + at, "YBR_FULL_42 ", 12);
+    write_file_atomic(tmp / "ybr.dcm", std::string(bytes.begin(), bytes.end()));
+    expect_one_line_error_naming(tmp / "ybr.dcm",
+                                 "Photometric Interpretation 'YBR_FULL_42' (read as YBR_FULL_422: "
+                                 "3 samples per pixel) disagrees with Samples per Pixel 1");
+    bytes = j2k;
+    std::memcpy(bytes.data() + at, "RGB         ", 12);
+    write_file_atomic(tmp / "rgb.dcm", std::string(bytes.begin(), bytes.end()));
+    expect_one_line_error_naming(tmp / "rgb.dcm", "(read as RGB: 3 samples per pixel)");
+    EXPECT_EQ(decode(kDicomDir / "pydicom-data" / "emri_small_jpeg_2k_lossless.dcm").rows, 64);
+    expect_one_line_error_naming(
+        fs::path(RADPROBE_SOURCE_DIR) /
+            "fuzz/dicom/regressions/gdcm_assert_j2k_photometric_prefix_samples.dcm",
+        "disagrees with Samples per Pixel 1");
 }
 
 TEST(Dicom, ThePixelDataDelimiterMayNotClaimBytesPastTheEnd) {
