@@ -71,6 +71,10 @@ SegmentResult apply_segment(const SegmentApplyOptions& o) {
             const auto patch = meta.at("patch").get<std::int64_t>();
             if (result.decoder == SegDecoder::kLinear) {
                 net = std::make_shared<LinearSegDecoder>(dim, patch, out_h, out_w);
+            } else if (meta.contains("stage_dims")) {  // a hierarchical encoder's stage maps
+                net = std::make_shared<MultiscaleSegDecoder>(
+                    meta.at("stage_dims").get<std::vector<std::int64_t>>(),
+                    meta.at("channels").get<int>(), out_h, out_w);
             } else {
                 net = std::make_shared<MultiscaleSegDecoder>(dim, static_cast<int>(layers.size()),
                                                              meta.at("channels").get<int>(), patch,

@@ -95,6 +95,28 @@ MultiscaleSegDecoder::MultiscaleSegDecoder(std::int64_t dim, int num_layers, int
     }
     register_module("project", project_);
     register_module("resample", resample_);
+    register_fusion_and_head(channels);
+}
+
+MultiscaleSegDecoder::MultiscaleSegDecoder(const std::vector<std::int64_t>& stage_dims,
+                                           int channels, std::int64_t out_h, std::int64_t out_w)
+    : num_layers_(static_cast<int>(stage_dims.size())),
+      patch_(0),
+      out_h_(out_h),
+      out_w_(out_w),
+      stages_(true) {
+    RADPROBE_ASSERT(!stage_dims.empty() && channels >= 1);
+    for (const auto dim : stage_dims) {
+        project_->push_back(nn::Conv2d(nn::Conv2dOptions(dim, channels, 1)));
+        fuse_->push_back(Fusion(channels));
+    }
+    register_module("project", project_);
+    register_fusion_and_head(channels);
+}
+
+// The head is made last, each fusion unit with its layer's projection: the order in which the
+// seeded generator draws the initial weights (kept: the same seed gives the same decoder).
+void MultiscaleSegDecoder::register_fusion_and_head(int channels) {
     register_module("fuse", fuse_);
     head_ = register_module(
         "head", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(channels, channels, 3).padding(1)),
@@ -109,11 +131,13 @@ torch::Tensor MultiscaleSegDecoder::forward_logits(const std::vector<torch::Tens
     for (int i = 0; i < num_layers_; ++i) {
         auto x = project_[static_cast<std::size_t>(i)]->as<nn::Conv2d>()->forward(
             inputs[static_cast<std::size_t>(i)]);
-        const auto r = resample_[static_cast<std::size_t>(i)];
-        if (auto* t = r->as<nn::ConvTranspose2d>()) {
-            x = t->forward(x);
-        } else {
-            x = r->as<nn::Conv2d>()->forward(x);
+        if (!stages_) {
+            const auto r = resample_[static_cast<std::size_t>(i)];
+            if (auto* t = r->as<nn::ConvTranspose2d>()) {
+                x = t->forward(x);
+            } else {
+                x = r->as<nn::Conv2d>()->forward(x);
+            }
         }
         levels.push_back(x);
     }

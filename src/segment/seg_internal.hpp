@@ -106,6 +106,8 @@ struct SegRunner {
     std::vector<int> layers;
     encoders::ModelConfig config;
     torch::Device device = torch::kCPU;
+    /// False for a frozen encoder run live (stage maps): it stays in eval mode.
+    bool encoder_trainable = true;
 
     void set_train(bool train);
     /// N×1×H×W [0,1] model-input pixels of the samples `idx`, on the device.

@@ -5,7 +5,9 @@
 //   - MultiscaleSegDecoder: a DPT-style decoder: each of n layers (shallow → deep) projected
 //     by a 1×1 conv and resampled to its own scale (the deepest at 1/2 of the grid, each
 //     shallower one twice the previous), then fused from the deepest up with residual conv
-//     units and ×2 bilinear upsampling, a small conv head, and bilinear upsampling;
+//     units and ×2 bilinear upsampling, a small conv head, and bilinear upsampling. On a
+//     hierarchical encoder (ResNet, Swin, SAM2's Hiera, VMamba) the inputs are its stage maps,
+//     already a pyramid: projected from each stage's width, not resampled, fused the same way;
 //   - UNet: the classic encoder–decoder with skip connections (two 3×3 conv + BN + ReLU per
 //     level, max-pool down, bilinear ×2 + conv up), trained from scratch on the image.
 // Layouts: a patch grid is N×D×gh×gw; an image N×1×H×W; logits N×1×out_h×out_w.
@@ -45,11 +47,18 @@ class MultiscaleSegDecoder : public SegNet {
 public:
     MultiscaleSegDecoder(std::int64_t dim, int num_layers, int channels, std::int64_t patch,
                          std::int64_t out_h, std::int64_t out_w);
+    /// On stage maps of widths `stage_dims` (shallow → deep, each stage half the previous one's
+    /// size), logits bilinear to out_h × out_w.
+    MultiscaleSegDecoder(const std::vector<std::int64_t>& stage_dims, int channels,
+                         std::int64_t out_h, std::int64_t out_w);
     torch::Tensor forward_logits(const std::vector<torch::Tensor>& inputs) override;
 
 private:
+    void register_fusion_and_head(int channels);
+
     int num_layers_;
     std::int64_t patch_, out_h_, out_w_;
+    bool stages_ = false;  ///< inputs are stage maps: no resampling
     torch::nn::ModuleList project_, resample_, fuse_;
     torch::nn::Sequential head_{nullptr};
 };

@@ -9,7 +9,7 @@ namespace radprobe::segment {
 void SegRunner::set_train(bool train) {
     net->train(train);
     if (encoder) {
-        encoder->module().train(train);
+        encoder->module().train(train && encoder_trainable);
     }
 }
 

@@ -213,6 +213,10 @@ std::vector<torch::Tensor> grids_from_output(const encoders::EncoderOutput& out,
                                              std::int64_t registers, bool has_cls) {
     std::vector<torch::Tensor> grids;
     for (int idx : layers) {
+        if (idx != L && !out.pyramid.empty()) {  // a hierarchical encoder: stage idx's map
+            grids.push_back(out.pyramid.at(static_cast<std::size_t>(idx - 1)));
+            continue;
+        }
         const auto patches = idx == L ? out.tokens.patches
                                       : encoders::split_tokens(out.layers.at(idx), registers,
                                                                out.grid_h, out.grid_w, has_cls)
@@ -506,6 +510,9 @@ struct InputSource {
     features::PatchGridInfo grid_info;
     std::int64_t resize = 0;
     std::vector<int> layer_idx;
+    /// --decoder multiscale on a hierarchical encoder: its stage maps (of every size, which a
+    /// store of one grid does not hold), from the encoder run live, frozen or not.
+    bool stages = false;
     encoders::ModelConfig config;
     std::int64_t out_h = 0, out_w = 0;  // the model input, set once the samples are loaded
 };
@@ -529,7 +536,7 @@ fs::path extract_patch_grids(const SegmentOptions& o, const InputSource& src, in
     return features::extract(eo).store_dir;
 }
 
-InputSource resolve_input(const SegmentOptions& o, const RunPlan& plan, int threads,
+InputSource resolve_input(const SegmentOptions& o, RunPlan& plan, int threads,
                           SegmentResult& result) {
     InputSource src;
     src.model_dir = o.model;
@@ -546,15 +553,26 @@ InputSource resolve_input(const SegmentOptions& o, const RunPlan& plan, int thre
         src.resize = meta.at("resize").get<std::int64_t>();
     }
     src.config = encoders::read_model_config(src.model_dir);
-    RADPROBE_USAGE_CHECK(o.decoder != SegDecoder::kMultiscale || !src.config.is_hierarchical(),
+    src.stages = o.decoder == SegDecoder::kMultiscale && src.config.is_hierarchical();
+    RADPROBE_USAGE_CHECK(!src.stages || o.store.empty(),
                          "--decoder multiscale: ", src.model_dir.string(), " is hierarchical (",
-                         src.config.model_type, "); only its last stage has a patch grid");
+                         src.config.model_type,
+                         "): the decoder reads every stage, which a store does not hold; give "
+                         "--model");
     const auto requested = o.layers.empty() ? default_layers(o.decoder) : o.layers;
     src.layer_idx = resolve_layers(requested, src.config.num_hidden_layers, src.model_dir.string());
+    RADPROBE_USAGE_CHECK(
+        !src.stages || *std::min_element(src.layer_idx.begin(), src.layer_idx.end()) >= 1,
+        "--layers: the multiscale decoder of a hierarchical encoder reads stages "
+        "1..",
+        src.config.num_hidden_layers, ", not the stem (layer 0)");
+    if (src.stages) {
+        plan.cached = false;  // the stage maps come from the encoder run live, frozen
+    }
     RADPROBE_USAGE_CHECK(o.decoder != SegDecoder::kLinear || src.layer_idx.size() == 1,
                          "--decoder linear uses one layer (the last by default)");
     src.spec.input = encoder_input(encoders::read_preprocess_config(src.model_dir), src.resize);
-    src.spec.keep_pixels = plan.unfreeze.any;
+    src.spec.keep_pixels = !plan.cached;
     result.encoder = src.model_dir.filename().string();
     if (result.encoder.empty()) {
         result.encoder = src.model_dir.parent_path().filename().string();
@@ -656,12 +674,23 @@ struct Network {
     std::unique_ptr<encoders::Encoder> encoder;
     std::shared_ptr<SegNet> net;
     std::int64_t dim = 0, patch = 0;
+    std::vector<std::int64_t> stage_dims;  ///< the multiscale decoder's stage widths (stages)
 };
+
+/// The widths of a hierarchical encoder's stages `layers` (1-based).
+std::vector<std::int64_t> stage_dims(const encoders::ModelConfig& c,
+                                     const std::vector<int>& layers) {
+    std::vector<std::int64_t> dims;
+    for (const int idx : layers) {
+        dims.push_back(c.stage_widths.at(static_cast<std::size_t>(idx - 1)));
+    }
+    return dims;
+}
 
 Network build_network(const SegmentOptions& o, const RunPlan& plan, const InputSource& src,
                       const torch::Device& device) {
     Network nw;
-    if (plan.unfreeze.any) {
+    if (plan.unfreeze.any || src.stages) {
         nw.encoder = encoders::load_encoder(src.model_dir);
         nw.encoder->to(device);
     }
@@ -672,6 +701,10 @@ Network build_network(const SegmentOptions& o, const RunPlan& plan, const InputS
         nw.patch = src.config.is_hierarchical() ? 0 : src.config.patch_size;
         if (o.decoder == SegDecoder::kLinear) {
             nw.net = std::make_shared<LinearSegDecoder>(nw.dim, nw.patch, src.out_h, src.out_w);
+        } else if (src.stages) {
+            nw.stage_dims = stage_dims(src.config, src.layer_idx);
+            nw.net = std::make_shared<MultiscaleSegDecoder>(nw.stage_dims, o.channels, src.out_h,
+                                                            src.out_w);
         } else {
             nw.net = std::make_shared<MultiscaleSegDecoder>(
                 nw.dim, static_cast<int>(src.layer_idx.size()), o.channels, nw.patch, src.out_h,
@@ -686,7 +719,12 @@ Network build_network(const SegmentOptions& o, const RunPlan& plan, const InputS
 std::vector<training::ParamGroup> param_groups(Network& nw, const Unfreeze& unfreeze,
                                                const SegmentOptions& o) {
     auto groups = training::default_param_groups(*nw.net, o.weight_decay);
-    if (nw.encoder) {
+    if (nw.encoder && !unfreeze.any) {  // frozen, run live for its stage maps
+        for (auto& p : nw.encoder->module().parameters()) {
+            p.set_requires_grad(false);
+        }
+    }
+    if (nw.encoder && unfreeze.any) {
         const int nb = nw.encoder->num_blocks();
         std::map<std::pair<int, bool>, training::ParamGroup> by_depth;
         for (auto& p : nw.encoder->module().named_parameters()) {
@@ -832,6 +870,9 @@ json seg_model_meta(const SegmentOptions& o, const InputSource& src, const Netwo
     model_meta["out_w"] = src.out_w;
     model_meta["layers"] = src.layer_idx;
     model_meta["dim"] = nw.dim;
+    if (!nw.stage_dims.empty()) {
+        model_meta["stage_dims"] = nw.stage_dims;
+    }
     model_meta["patch"] = nw.patch;
     model_meta["channels"] = o.channels;
     model_meta["depth"] = o.depth;
@@ -849,7 +890,7 @@ void save_model(const fs::path& out, json model_meta, const RunPlan& plan, const
     const fs::path model_out = out / "model";
     fs::create_directories(model_out);
     if (!plan.is_unet) {
-        if (nw.encoder) {
+        if (nw.encoder && plan.unfreeze.any) {
             nw.encoder->save_pretrained(model_out / "encoder");
             model_meta["model_dir"] = "encoder";
         } else {
@@ -876,7 +917,8 @@ std::string metrics_json(const SegmentOptions& o, const RunPlan& plan, const Inp
         j["model_dir"] = fs::absolute(src.model_dir).string();
         j["store"] = src.store_dir.empty() ? json(nullptr) : json(src.store_dir.string());
         j["features"] = plan.cached ? "cached patch grids (frozen encoder, one forward pass)"
-                                    : "live forward (fine-tuned encoder)";
+                        : plan.unfreeze.any ? "live forward (fine-tuned encoder)"
+                                            : "live forward (frozen encoder: every stage's map)";
         j["unfreeze"] = o.unfreeze;
         j["layers"] = src.layer_idx;
         j["layer_decay"] = o.layer_decay;
@@ -929,7 +971,7 @@ std::string metrics_json(const SegmentOptions& o, const RunPlan& plan, const Inp
 
 SegmentResult run_segment(const SegmentOptions& o) {
     const auto start = std::chrono::steady_clock::now();
-    const RunPlan plan = check_options(o);
+    RunPlan plan = check_options(o);
     const torch::Device device = training::parse_device(o.device);
     const int threads = o.threads > 0 ? o.threads : available_threads();
     torch::set_num_threads(threads);
@@ -968,6 +1010,7 @@ SegmentResult run_segment(const SegmentOptions& o) {
     training::seed_torch(o.seed);
     Network nw = build_network(o, plan, src, device);
     SegRunner runner{src.spec, nw.net, nw.encoder.get(), src.layer_idx, src.config, device};
+    runner.encoder_trainable = plan.unfreeze.any;
     auto groups = param_groups(nw, plan.unfreeze, o);
     training::Trainer trainer(std::move(groups),
                               trainer_options(o, static_cast<long>(data[0].samples.size())));

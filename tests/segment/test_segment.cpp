@@ -365,6 +365,38 @@ TEST(Segment, MultiscaleDecoderOnARandomVitOverfitsAHandfulOfPhantoms) {
 
 // Non-square images with a bright disc at a known place: the predicted mask, mapped back from
 // the square network input, lands on the disc in the original pixel grid.
+TEST(SegDecoders, TheMultiscaleDecoderTakesAHierarchicalEncodersStageMaps) {
+    // Four stages of widths 6..48 at strides 4..32 of a 64x96 input (SAM2's Hiera, VMamba):
+    // projected from each width, fused from the deepest up, logits at the input size.
+    torch::manual_seed(3);
+    segment::MultiscaleSegDecoder net({6, 12, 24, 48}, 8, 64, 96);
+    std::vector<torch::Tensor> maps;
+    const std::vector<std::int64_t> dims = {6, 12, 24, 48};
+    for (std::size_t s = 0; s < dims.size(); ++s) {
+        maps.push_back(torch::randn({2, dims[s], 16 >> s, 24 >> s}));
+    }
+    const auto logits = net.forward_logits(maps);
+    EXPECT_EQ(logits.sizes(), (std::vector<std::int64_t>{2, 1, 64, 96}));
+    logits.sum().backward();
+    int projections = 0;
+    for (const auto& p : net.named_parameters()) {
+        EXPECT_FALSE(p.key().starts_with("resample")) << p.key();  // no resampling of stages
+        if (p.key().starts_with("project.") && p.key().ends_with(".weight")) {
+            ASSERT_TRUE(p.value().grad().defined()) << p.key();
+            EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0.0) << p.key();
+            ++projections;
+        }
+    }
+    EXPECT_EQ(projections, 4);
+    // Every stage reaches the logits: changing the shallowest map changes them.
+    auto other = maps;
+    other[0] = other[0] + 1.0;
+    net.eval();
+    torch::NoGradGuard guard;
+    EXPECT_GT((net.forward_logits(other) - net.forward_logits(maps)).abs().max().item<double>(),
+              0.0);
+}
+
 TEST(Segment, AKnownShapeComesBackAtTheRightPlaceOnNonSquareImages) {
     TempDir tmp;
     const int R = 48, C = 80;

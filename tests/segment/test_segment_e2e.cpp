@@ -140,9 +140,10 @@ TEST_F(SegmentCli, Aimv2FeedsTheMultiscaleDecoderFrozenAndFineTuned) {
     }
 }
 
-TEST_F(SegmentCli, Sam2FeedsTheLinearDecoderAndMultiscaleSaysWhyNot) {
+TEST_F(SegmentCli, Sam2FeedsTheLinearDecoderAndTheMultiscaleDecoderEveryStage) {
     // SAM2's Hiera trunk is hierarchical like Swin: the linear decoder reads its last stage's
-    // grid; the multiscale decoder (same-grid ViT layers) refuses it in one line.
+    // grid; the multiscale decoder its four stage maps (strides 4 to 32), from the encoder run
+    // live, frozen or fine-tuned.
     const auto model = test::fixture_with_clip_processor("sam2_vision", *tmp_ / "sam2", 64);
     const std::string common = " --model " + q(model) + " --manifest " + q(manifest()) +
                                " --mask heart --resize 64 --epochs 1 --n-boot 20 --threads 2";
@@ -150,11 +151,37 @@ TEST_F(SegmentCli, Sam2FeedsTheLinearDecoderAndMultiscaleSaysWhyNot) {
     const auto r = run_cli("segment --decoder linear" + common + " --out " + q(out));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     expect_outputs(out, r.out);
-    const auto m = run_cli("segment --decoder multiscale" + common + " --out " + q(out / "m"));
-    EXPECT_EQ(m.exit_code, 2) << m.err;
-    EXPECT_NE(m.err.find("is hierarchical (sam2_vision_model); only its last stage"),
+    const auto ms = *tmp_ / "sam2_ms";
+    const auto m = run_cli("segment --decoder multiscale" + common + " --out " + q(ms));
+    ASSERT_EQ(m.exit_code, 0) << m.err;
+    expect_outputs(ms, m.out);
+    const auto j = nlohmann::json::parse(m.out);
+    EXPECT_EQ(j.at("layers"), (std::vector<int>{1, 2, 3, 4}));
+    EXPECT_EQ(j.at("features"), "live forward (frozen encoder: every stage's map)");
+    const auto meta = nlohmann::json::parse(read_file_text(ms / "model" / "seg_model.json"));
+    EXPECT_EQ(meta.at("stage_dims"), (std::vector<std::int64_t>{6, 12, 24, 48}));
+    EXPECT_FALSE(fs::exists(ms / "model" / "encoder"));  // frozen: the folder's path is kept
+    const auto a = run_cli("segment --apply " + q(ms / "model") + " --manifest " + q(manifest()) +
+                           " --threads 2 --out " + q(*tmp_ / "sam2_ms_applied"));
+    ASSERT_EQ(a.exit_code, 0) << a.err;
+    EXPECT_EQ(CsvTable::read(*tmp_ / "sam2_ms_applied" / "predictions.csv").num_rows(), 24u);
+    const auto ft = *tmp_ / "sam2_ms_ft";
+    const auto f =
+        run_cli("segment --decoder multiscale --unfreeze last-1" + common + " --out " + q(ft));
+    ASSERT_EQ(f.exit_code, 0) << f.err;
+    EXPECT_TRUE(fs::exists(ft / "model" / "encoder" / "model.safetensors"));
+    // A store holds one grid, the stem is not a stage: one-line usage errors.
+    const auto s =
+        run_cli("segment --decoder multiscale --store " + q(out / "embeddings") + " --manifest " +
+                q(manifest()) + " --mask heart --out " + q(*tmp_ / "sam2_s"));
+    EXPECT_EQ(s.exit_code, 2) << s.err;
+    EXPECT_NE(s.err.find("the decoder reads every stage, which a store does not hold"),
               std::string::npos)
-        << m.err;
+        << s.err;
+    const auto l = run_cli("segment --decoder multiscale --layers 0,4" + common + " --out " +
+                           q(*tmp_ / "sam2_l"));
+    EXPECT_EQ(l.exit_code, 2) << l.err;
+    EXPECT_NE(l.err.find("not the stem (layer 0)"), std::string::npos) << l.err;
 }
 
 TEST_F(SegmentCli, FineTuningTheLastBlockSavesTheEncoder) {
