@@ -21,10 +21,10 @@ incs=""
 for d in "$root"/src/*/include; do incs="$incs -I$d"; done
 incs="$incs -isystem /usr/include/gdcm-3.0 -isystem /usr/include/opencv4 -isystem /usr/include/openjpeg-2.5"
 
-imaging="imaging/decode.cpp imaging/dicom_decoder.cpp imaging/dicom_structure.cpp imaging/raster_decoder.cpp imaging/raster_header.cpp imaging/j2k_header.cpp imaging/jpegls_stream.cpp"
+imaging="imaging/decode.cpp imaging/dicom_decoder.cpp imaging/dicom_structure.cpp imaging/raster_decoder.cpp imaging/raster_header.cpp imaging/j2k_header.cpp imaging/jpeg_header.cpp imaging/jpegls_stream.cpp"
 core="core/files.cpp core/csv.cpp core/progress.cpp core/parallel.cpp core/options.cpp core/npy.cpp core/linalg.cpp"
 dataset="dataset/manifest.cpp dataset/masks.cpp dataset/validate.cpp dataset/split.cpp"
-gdcm_cv="-lgdcmMSFF -lgdcmDSED -lgdcmCommon -lcharls -lopenjp2 -lopencv_imgcodecs -lopencv_imgproc -lopencv_core"
+gdcm_cv="-lgdcmMSFF -lgdcmDSED -lgdcmCommon -lgdcmjpeg8 -lcharls -lopenjp2 -lopencv_imgcodecs -lopencv_imgproc -lopencv_core"
 
 sources_of() {
     case $1 in
@@ -34,7 +34,8 @@ sources_of() {
                       experiment/config_encoders.cpp experiment/adaptations.cpp
                       experiment/model_folders.cpp probes/options.cpp probes/logistic.cpp
                       adapt/options.cpp segment/options.cpp analysis/common.cpp
-                      encoders/model_dir.cpp encoders/architectures.cpp
+                      encoders/model_dir.cpp encoders/architectures.cpp encoders/vmamba_layout.cpp
+                      encoders/sam2_release.cpp
                       encoders/checkpoint_layout.cpp encoders/safetensors.cpp
                       encoders/torch_pickle.cpp encoders/zip_archive.cpp
                       encoders/random_checkpoint.cpp preprocess/preprocess.cpp

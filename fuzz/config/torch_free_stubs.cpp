@@ -74,5 +74,8 @@ std::unique_ptr<LoadableEncoder> make_aimv2(const ModelConfig&) {
 std::unique_ptr<LoadableEncoder> make_sam2(const ModelConfig&) {
     unreachable("make_sam2");
 }
+std::unique_ptr<LoadableEncoder> make_vmamba(const ModelConfig&) {
+    unreachable("make_vmamba");
+}
 
 }  // namespace radprobe::encoders::detail

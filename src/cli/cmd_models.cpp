@@ -32,8 +32,8 @@ void list_architectures() {
     }
     std::printf(
         "also read as one of these: open_clip's own ViT towers (OpenAI-style CLIP, CoCa; "
-        "open_clip_config.json), and with no config at all a lone torchvision ResNet or "
-        "timm Swin (Ark+) checkpoint\n");
+        "open_clip_config.json), and with no config at all a lone torchvision ResNet, "
+        "timm Swin (Ark+) or VMamba (MzeroMiko/VMamba release .pth) checkpoint\n");
 }
 
 /// Images/s per batch size at each size; the batch that gave the most is the one to use.

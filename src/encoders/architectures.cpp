@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "config_fields.hpp"
+#include "vmamba_layout.hpp"
 
 namespace radprobe::encoders::detail {
 
@@ -715,6 +716,12 @@ const std::vector<Architecture>& architectures() {
          true},
         {"vit_mae", "HF ViTMAEModel: MAE encoder, no masking (tokens in natural order)", read_vit,
          make_vit, kHfVitDepth, true},
+        {"vmamba",
+         "VMamba VSSM (MzeroMiko/VMamba v2 releases, a lone .pth): 2-D selective scan (SS2D "
+         "v05_noz); tokens = the last stage (no CLS)",
+         read_vmamba,
+         make_vmamba,
+         {"layers.", {"patch_embed."}}},
     };
     return table;
 }

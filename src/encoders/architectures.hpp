@@ -73,5 +73,6 @@ std::unique_ptr<LoadableEncoder> make_swin(const ModelConfig& config);
 std::unique_ptr<LoadableEncoder> make_open_clip(const ModelConfig& config);
 std::unique_ptr<LoadableEncoder> make_aimv2(const ModelConfig& config);
 std::unique_ptr<LoadableEncoder> make_sam2(const ModelConfig& config);
+std::unique_ptr<LoadableEncoder> make_vmamba(const ModelConfig& config);
 
 }  // namespace radprobe::encoders::detail

@@ -266,4 +266,41 @@ Sam2Fpn sam2_fpn(const Encoder& encoder, const std::vector<at::Tensor>& stage_ma
 at::Tensor sam2_position_encoding(std::int64_t n, std::int64_t channels, std::int64_t h,
                                   std::int64_t w, const at::TensorOptions& options = {});
 
+/// VMamba's intermediate maps of one forward pass (what the publisher's forward hooks capture),
+/// each N×C×h×w: the stem's output, every stage's blocks' output (before its downsample), every
+/// downsample's output (the next stage's input), the final map after classifier.norm.
+struct VmambaTrace {
+    at::Tensor patch_embed;
+    std::vector<at::Tensor> stages, downsamples;
+    at::Tensor classifier_norm;
+};
+/// vmamba_trace(): a forward pass (inference mode) of a vmamba encoder that keeps its maps;
+/// UsageError for another encoder.
+VmambaTrace vmamba_trace(Encoder& encoder, const at::Tensor& pixel_values);
+
+/// One SS2D's internals (the publisher's forward_corev2 debug record): the scan input u and the
+/// pre-bias delta, N×(4·Di)×L (direction k in rows k·Di..); B and C, N×4×d_state×L; the scan's
+/// output per direction in its own order (D·u included), N×4×Di×L; the merged y before out_norm,
+/// N×Di×H×W; and the SS2D's output, N×C×H×W.
+struct VmambaSs2dTrace {
+    at::Tensor us, dts, bs, cs, ys, y, output;
+};
+/// The SS2D of layers[stage].blocks[block] on `input` (N×C×H×W: the block's normalised input),
+/// inference mode; UsageError for another encoder or a block that does not exist.
+VmambaSs2dTrace vmamba_ss2d(Encoder& encoder, std::int64_t stage, std::int64_t block,
+                            const at::Tensor& input);
+/// How vmamba_selective_scan computes: the differentiable loop of one tensor operation per step
+/// (what other devices run); the float32 CPU autograd node in scan order (what fine-tuning and
+/// the SS2D trace run); the float32 CPU loop in position order (what inference runs).
+enum class VmambaScan { kTensorLoop, kCpuNode, kCpuByPosition };
+/// VMamba's selective scan (csms6s.selective_scan_torch's maths) and cross merge on the publisher's
+/// scan-order tensors of an h × w map: u, dts N×(4·Di)×L (dts before dt_bias and softplus),
+/// a_logs (4·Di)×Ns, bs, cs N×4×Ns×L, ds 4·Di, dt_bias 4×Di; returns the merged y N×Di×h×w
+/// (differentiable except kCpuByPosition, whose inputs are moved to position order first).
+at::Tensor vmamba_selective_scan(const at::Tensor& u, const at::Tensor& dts,
+                                 const at::Tensor& a_logs, const at::Tensor& bs,
+                                 const at::Tensor& cs, const at::Tensor& ds,
+                                 const at::Tensor& dt_bias, std::int64_t h, std::int64_t w,
+                                 VmambaScan how);
+
 }  // namespace radprobe::encoders::detail

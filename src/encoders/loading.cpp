@@ -21,6 +21,8 @@
 #include "radprobe/core/parallel.hpp"
 #include "radprobe/encoders/safetensors.hpp"
 #include "radprobe/encoders/torch_pickle.hpp"
+#include "sam2_release.hpp"
+#include "vmamba_layout.hpp"
 
 namespace radprobe::encoders {
 
@@ -225,6 +227,12 @@ KeyMapper key_mapper(const ModelConfig& config, const detail::CheckpointReader& 
         report.key_names = str_cat("timm Swin key names (timm ", at_end ? "< 0.9" : ">= 0.9",
                                    " layout), mapped to HF Swin's (fused qkv split)");
         return [at_end](const std::string& k) { return detail::timm_swin_key(k, at_end); };
+    }
+    if (config.weights_layout == "sam2_release") {
+        report.key_names =
+            "SAM 2 release key names (image_encoder.trunk/neck), mapped to HF "
+            "Sam2VisionModel's";
+        return detail::sam2_release_key;
     }
     if (config.weights_layout == "open_clip_vit") {
         report.key_names = "open_clip ViT key names (visual.*), mapped to HF CLIP's";
@@ -537,6 +545,9 @@ std::string describe_model_dir(const fs::path& model_dir, const LoadOptions& opt
            << "token layout:   [" << g * g << " last-stage cells row-major], no CLS, no registers\n"
            << "hidden states:  0 = stem/patch embedding, 1.." << c.depths.size()
            << " = stage outputs\n";
+        if (c.model_type == "vmamba") {
+            os << "state space:    " << detail::vmamba_summary(c) << "\n";
+        }
     } else {
         const std::int64_t g = c.native_grid();
         const std::int64_t cls = c.has_cls_token ? 1 : 0;

@@ -17,6 +17,8 @@
 #include "radprobe/core/files.hpp"
 #include "radprobe/encoders/safetensors.hpp"
 #include "radprobe/encoders/torch_pickle.hpp"
+#include "sam2_release.hpp"
+#include "vmamba_layout.hpp"
 
 namespace radprobe::encoders {
 
@@ -320,6 +322,14 @@ ModelConfig inferred_config(const fs::path& dir, const std::string& checkpoint_k
         layout = "timm_swin";
     }
     if (j.is_null()) {
+        j = detail::vmamba_config(shapes, file);
+        layout = "vmamba";
+    }
+    if (j.is_null()) {
+        j = detail::sam2_release_config(shapes, file);
+        layout = "sam2_release";
+    }
+    if (j.is_null()) {
         std::vector<std::string> keys;
         for (const auto& [name, _] : shapes) {
             keys.push_back(name);
@@ -328,7 +338,7 @@ ModelConfig inferred_config(const fs::path& dir, const std::string& checkpoint_k
         RADPROBE_CHECK(false, "model directory ", dir.string(), ": no config.json, and the ",
                        shapes.size(), " tensors of ", file.filename().string(),
                        " are not a layout radprobe recognises without one (torchvision ResNet, "
-                       "timm Swin)",
+                       "timm Swin, VMamba, the SAM 2 release)",
                        style.empty() ? "" : "; they are ", style);
     }
     ModelConfig c;
@@ -522,11 +532,12 @@ PreprocessConfig dino_eval_preprocess() {
     return c;
 }
 
-/// A config-less timm Swin (Ark+): the square resize to the native size that Ark's evaluation
-/// transform does (Resize((S, S)), ToTensor, Normalize(ImageNet mean/std); bilinear).
-PreprocessConfig timm_swin_preprocess(const ModelConfig& model) {
+/// A square bilinear resize to the native size, then ImageNet mean/std: the evaluation transform
+/// of a config-less timm Swin (Ark+: Resize((S, S)), ToTensor, Normalize) and of the SAM 2
+/// release (sam2/utils/transforms.py SAM2Transforms, S = 1024 as released).
+PreprocessConfig square_resize_preprocess(const ModelConfig& model, const char* transform) {
     PreprocessConfig c;
-    c.processor_type = "torchvision (Ark+ evaluation transform)";
+    c.processor_type = transform;
     c.resize_height = c.resize_width = model.image_size;
     c.resample = Resample::kBilinear;
     c.do_center_crop = false;
@@ -571,7 +582,13 @@ PreprocessConfig read_preprocess_config(const std::filesystem::path& dir,
             return dino_eval_preprocess();
         }
         if (model.weights_layout == "timm_swin") {
-            return timm_swin_preprocess(model);
+            return square_resize_preprocess(model, "torchvision (Ark+ evaluation transform)");
+        }
+        if (model.weights_layout == "sam2_release") {
+            return square_resize_preprocess(model, "torchvision (SAM 2 transform)");
+        }
+        if (model.weights_layout == "vmamba") {
+            return detail::vmamba_preprocess(model);
         }
     }
     RADPROBE_CHECK(std::filesystem::exists(path, ec), "file ", path.string(),

@@ -45,6 +45,32 @@ inline at::Tensor normalised_grey_rgb(const at::Tensor& grey, const std::array<d
     return rgb;
 }
 
+/// The model at `dir` folded to one input channel (ImageNet mean/std) run on a seeded grey
+/// batch N=2 of h×w, and the unfolded model run on that batch made RGB and normalised: what a
+/// folding test compares (all layers kept). `folded` stays usable for further passes.
+struct FoldedRun {
+    std::unique_ptr<Encoder> folded;
+    at::Tensor grey;
+    EncoderOutput from_grey, from_rgb;
+};
+
+inline FoldedRun folded_and_rgb(const std::filesystem::path& dir, std::int64_t h, std::int64_t w) {
+    const std::array<double, 3> mean{0.485, 0.456, 0.406};
+    const std::array<double, 3> std{0.229, 0.224, 0.225};
+    auto reference = load_encoder(dir);
+    FoldedRun r;
+    r.folded = load_encoder(dir);
+    r.folded->fold_grayscale(mean, std);
+    EXPECT_EQ(r.folded->input_channels(), 1);
+    torch::manual_seed(11);
+    r.grey = torch::rand({2, 1, h, w});
+    ForwardOptions opt;
+    opt.all_layers = true;
+    r.from_grey = r.folded->forward(r.grey, opt);
+    r.from_rgb = reference->forward(normalised_grey_rgb(r.grey, mean, std), opt);
+    return r;
+}
+
 /// A forward pass compared with a fixture's reference outputs.
 struct ParityRun {
     EncoderOutput out;

@@ -301,7 +301,7 @@ TEST(Cli, ModelsListsArchitecturesAndDescribesADirectory) {
                                "clip, clip_vision_model, dinov2, dinov2_with_registers, "
                                "dinov3_vit, open_clip_timm_vit, resnet, sam2, sam2_video, "
                                "sam2_vision_model, siglip, siglip_vision_model, "
-                               "swin, vit, vit_mae)"),
+                               "swin, vit, vit_mae, vmamba)"),
               std::string::npos)
         << unknown.err;
 }

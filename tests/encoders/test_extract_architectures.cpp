@@ -2,7 +2,8 @@
 // the stored rows equal a direct forward pass pooled independently; models without a CLS token
 // refuse `cls` with a message naming the model. The fixtures have no preprocessor_config.json,
 // so each test copies its fixture into a temporary directory and adds the processor config of
-// the model's family (CLIPImageProcessor, SiglipImageProcessor, BitImageProcessor).
+// the model's family (CLIPImageProcessor, SiglipImageProcessor, BitImageProcessor), or none where
+// radprobe derives the publisher's transform (a lone VMamba .pth).
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -55,7 +56,8 @@ fs::path prepare_model(const TempDir& tmp, const ArchCase& c) {
     for (const auto& e : fs::directory_iterator(source_of(c.name))) {
         const auto f = e.path().filename().string();
         if (is_published(c) || f.find("config.json") != std::string::npos ||
-            f.find(".safetensors") != std::string::npos) {
+            f.find(".safetensors") != std::string::npos || f.ends_with(".pth") ||
+            f.ends_with(".pt") || f.ends_with(".yaml")) {
             fs::copy_file(e.path(), dir / f);
         }
     }
@@ -219,7 +221,12 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ExtractEveryArchitecture,
                                            ArchCase{"open_clip_vit", "CLIPImageProcessor", true},
                                            ArchCase{"aimv2", "CLIPImageProcessor", true},
                                            ArchCase{"aimv2_native", "CLIPImageProcessor", true},
-                                           ArchCase{"sam2_vision", "BitImageProcessor", true}),
+                                           ArchCase{"sam2_vision", "BitImageProcessor", true},
+                                           // no processor: SAM 2's own transform
+                                           ArchCase{"sam2_release", "", true},
+                                           ArchCase{"vmamba", "BitImageProcessor", true},
+                                           // no processor: VMamba's own evaluation transform
+                                           ArchCase{"vmamba_ratio2_dstate4", "", true}),
                          [](const auto& info) { return info.param.name; });
 
 // Folders exactly as their publishers ship them (issue 16): the preprocessing is the folder's

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "../../src/encoders/internal.hpp"
+#include "../../src/encoders/sam2_release.hpp"
 #include "parity.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
@@ -137,27 +138,19 @@ TEST_F(Sam2, TokensAreTheLastStageGridWithoutClsAndPooledIsTheirMean) {
 TEST_F(Sam2, FoldedGreyInputGivesTheSameOutputsBorderIncluded) {
     // The 7x7 patch convolution pads the normalised input with zeros: the fold keeps the shift
     // of the taps inside the image, so the first token row and column match too.
-    auto reference = load_encoder(dir());
-    auto folded = load_encoder(dir());
-    const std::array<double, 3> mean{0.485, 0.456, 0.406};
-    const std::array<double, 3> std{0.229, 0.224, 0.225};
-    folded->fold_grayscale(mean, std);
-    EXPECT_EQ(folded->input_channels(), 1);
-    torch::manual_seed(11);
-    const auto grey = torch::rand({2, 1, 64, 96});
-    const auto rgb = normalised_grey_rgb(grey, mean, std);
-    ForwardOptions opt;
-    opt.all_layers = true;
-    const auto a = folded->forward(grey, opt);
-    const auto b = reference->forward(rgb, opt);
+    const auto r = folded_and_rgb(dir(), 64, 96);
+    const auto& a = r.from_grey;
+    const auto& b = r.from_rgb;
     const double embeddings = max_abs(a.layers.at(0), b.layers.at(0));
     const double last = max_abs(a.last_hidden_state, b.last_hidden_state);
     std::printf("sam2 folded grey vs rgb: max-abs embeddings %.3g, last_hidden_state %.3g\n",
                 embeddings, last);
     EXPECT_LE(embeddings, 1e-4);
     EXPECT_LE(last, 1e-4);
-    EXPECT_LE(max_abs(folded->forward_train(grey).last_hidden_state, b.last_hidden_state), 1e-4);
-    EXPECT_THROW(folded->fold_grayscale(mean, std), InputError);
+    EXPECT_LE(max_abs(r.folded->forward_train(r.grey).last_hidden_state, b.last_hidden_state),
+              1e-4);
+    EXPECT_THROW(r.folded->fold_grayscale({0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}),
+                 InputError);
 }
 
 TEST_F(Sam2, SidesThatAreNotMultiplesOf32AreAClearUsageError) {
@@ -241,6 +234,158 @@ INSTANTIATE_TEST_SUITE_P(
                                 "memory_encoder.* (40 tensors)"}}),
     [](const auto& info) { return info.param.fixture; });
 
+// The original release (facebookresearch/sam2 *.pt + the Hydra config .yaml), made and run by
+// the publisher's own code (tests/golden/encoders/make_sam2_release.py): its trunk stages and
+// FPN levels on sam2_vision's input.
+class Sam2Release : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() { set_threads(0); }
+    static fs::path dir() { return test::encoder_fixture("sam2_release"); }
+};
+
+TEST_F(Sam2Release, ThePublishersCheckpointAndConfigLoadAndMatchItsOwnForward) {
+    auto encoder = load_encoder(dir());
+    const auto& c = encoder->config();
+    EXPECT_EQ(c.weights_layout, "sam2_release");
+    const auto hf = read_model_config(test::encoder_fixture("sam2_vision"));
+    EXPECT_EQ(c.depths, hf.depths);
+    EXPECT_EQ(c.stage_widths, hf.stage_widths);
+    EXPECT_EQ(c.stage_heads, hf.stage_heads);
+    EXPECT_EQ(c.hiera.windows, hf.hiera.windows);
+    EXPECT_EQ(c.hiera.global_blocks, hf.hiera.global_blocks);
+    EXPECT_EQ(c.hiera.num_feature_levels, 3);
+    EXPECT_EQ(c.image_size, 128);
+    const LoadReport& report = encoder->load_report();
+    EXPECT_EQ(report.entry, "model");
+    EXPECT_EQ(report.ignored_tensors, 10);
+    EXPECT_EQ(report.ignored.find("image_encoder"), std::string::npos) << report.ignored;
+    ForwardOptions opt;
+    opt.all_layers = true;
+    const auto x = load(test::encoder_fixture("sam2_vision") / "pixel_values.npy");
+    const auto out = encoder->forward(x, opt);
+    double trunk = 0, fpn = 0;
+    for (std::size_t i = 0; i < out.pyramid.size(); ++i) {
+        trunk = std::max(trunk, max_abs(out.pyramid[i], load(npy(dir(), "trunk", i))));
+    }
+    const auto neck = detail::sam2_fpn(*encoder, out.pyramid);
+    ASSERT_EQ(neck.hidden_states.size(), 3u);
+    for (std::size_t l = 0; l < neck.hidden_states.size(); ++l) {
+        fpn = std::max(fpn, max_abs(neck.hidden_states[l], load(npy(dir(), "backbone_fpn", l))));
+    }
+    std::printf("sam2_release vs the publisher's forward: max-abs trunk %.3g, fpn %.3g\n", trunk,
+                fpn);
+    EXPECT_LE(trunk, kParity);
+    EXPECT_LE(fpn, kParity);
+    EXPECT_LE(max_abs(out.tokens.patches, load(npy(dir(), "trunk", 3)).permute({0, 2, 3, 1})),
+              kParity);
+}
+
+/// The fixture's checkpoint alone, or with `yaml` as its config, in a fresh folder.
+fs::path release_copy(const test::TempDir& tmp, const std::string& yaml) {
+    const auto pt = test::encoder_fixture("sam2_release") / "sam2.1_hiera_fixture.pt";
+    fs::copy_file(pt, tmp / pt.filename());
+    if (!yaml.empty()) {
+        write_file_atomic(tmp / "sam2.1_hiera_fixture.yaml", yaml);
+    }
+    return tmp.path();
+}
+
+std::string fixture_yaml() {
+    return read_file_text(test::encoder_fixture("sam2_release") / "sam2.1_hiera_fixture.yaml");
+}
+
+void expect_release_error(const fs::path& dir, const std::string& what) {
+    try {
+        (void)read_model_config(dir);
+        ADD_FAILURE() << "read " << dir;
+    } catch (const InputError& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find(what), std::string::npos) << msg;
+        EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+}
+
+TEST(Sam2ReleaseConfig, WhatTheWeightsCannotSayComesFromTheYamlWhichMustAgreeWithThem) {
+    {
+        test::TempDir tmp;
+        expect_release_error(release_copy(tmp, ""),
+                             "a SAM 2 release checkpoint of width 6 is not one of the published "
+                             "Hiera sizes (t, s, b+, l); put its config .yaml");
+    }
+    const std::vector<std::pair<std::string, std::string>> edits = {
+        {"stages: [1, 2, 3, 2]", "stages: [1, 2, 2, 3]"},
+        {"embed_dim: 6", "embed_dim: 8"},
+        {"window_spec: [8, 4, 6, 3]", "window_spec: [4, 4, 6, 3]"},
+        {"d_model: 16", "d_model: 32"},
+        {"fpn_interp_model: nearest", "fpn_interp_model: bilinear"},
+        {"window_pos_embed_bkg_spatial_size: [7, 7]",
+         "window_pos_embed_bkg_spatial_size: [14, 14]"}};
+    const std::string good = fixture_yaml();
+    for (const auto& [from, to] : edits) {
+        SCOPED_TRACE(to);
+        const auto at = good.find(from);
+        ASSERT_NE(at, std::string::npos) << good;
+        test::TempDir tmp;
+        expect_release_error(release_copy(tmp, std::string(good).replace(at, from.size(), to)),
+                             "sam2.1_hiera_fixture.yaml: ");
+    }
+    test::TempDir tmp;
+    const auto c = read_model_config(release_copy(tmp, good));
+    EXPECT_EQ(c.stage_heads, (std::vector<std::int64_t>{1, 2, 4, 8}));
+}
+
+TEST(Sam2ReleaseConfig, APublishedSizeWithoutItsYamlTakesThePublishedSettings) {
+    // The shapes of sam2.1_hiera_tiny.pt's image encoder (width 96, blocks 1, 2, 7, 2).
+    detail::ShapeMap s;
+    const std::string t = "image_encoder.trunk.";
+    s[t + "patch_embed.proj.weight"] = {96, 3, 7, 7};
+    s[t + "pos_embed"] = {1, 96, 7, 7};
+    s[t + "pos_embed_window"] = {1, 96, 8, 8};
+    const std::vector<std::int64_t> starts = {1, 3, 10}, widths = {192, 384, 768};
+    for (int b = 0; b < 12; ++b) {
+        s[str_cat(t, "blocks.", b, ".norm1.weight")] = {96};
+        s[str_cat(t, "blocks.", b, ".mlp.layers.0.weight")] = {384, 96};
+    }
+    for (std::size_t i = 0; i < starts.size(); ++i) {
+        s[str_cat(t, "blocks.", starts[i], ".proj.weight")] = {widths[i], widths[i] / 2};
+    }
+    for (int j = 0; j < 4; ++j) {
+        s[str_cat("image_encoder.neck.convs.", j, ".conv.weight")] = {256, 768 >> j, 1, 1};
+    }
+    test::TempDir tmp;
+    const auto j = detail::sam2_release_config(s, tmp / "sam2.1_hiera_tiny.pt");
+    const auto& b = j.at("backbone_config");
+    EXPECT_EQ(j.at("radprobe_settings_from"), "sam2.1_hiera_t.yaml");
+    EXPECT_EQ(b.at("blocks_per_stage"), (std::vector<std::int64_t>{1, 2, 7, 2}));
+    EXPECT_EQ(b.at("embed_dim_per_stage"), (std::vector<std::int64_t>{96, 192, 384, 768}));
+    EXPECT_EQ(b.at("num_attention_heads_per_stage"), (std::vector<std::int64_t>{1, 2, 4, 8}));
+    EXPECT_EQ(b.at("global_attention_blocks"), (std::vector<std::int64_t>{5, 7, 9}));
+    EXPECT_EQ(b.at("window_size_per_stage"), (std::vector<std::int64_t>{8, 4, 14, 7}));
+    EXPECT_EQ(b.at("image_size"), (std::vector<std::int64_t>{1024, 1024}));
+    EXPECT_EQ(j.at("fpn_hidden_size"), 256);
+    EXPECT_EQ(j.at("num_feature_levels"), 3);
+    EXPECT_EQ(j.at("backbone_channel_list"), (std::vector<std::int64_t>{768, 384, 192, 96}));
+    s.erase(t + "pos_embed_window");
+    EXPECT_THROW(detail::sam2_release_config(s, tmp / "x.pt"), InputError);
+    s.erase(t + "patch_embed.proj.weight");
+    EXPECT_TRUE(detail::sam2_release_config(s, tmp / "x.pt").is_null());
+}
+
+TEST(Sam2ReleaseConfig, ReleaseKeysAreRenamedAsTransformersConverterDoes) {
+    const auto name = [](const std::string& k) { return detail::sam2_release_key(k).names.at(0); };
+    EXPECT_EQ(name("image_encoder.trunk.patch_embed.proj.weight"),
+              "backbone.patch_embed.projection.weight");
+    EXPECT_EQ(name("image_encoder.trunk.blocks.12.norm1.bias"),
+              "backbone.blocks.12.layer_norm1.bias");
+    EXPECT_EQ(name("image_encoder.trunk.blocks.3.norm2.weight"),
+              "backbone.blocks.3.layer_norm2.weight");
+    EXPECT_EQ(name("image_encoder.trunk.blocks.0.mlp.layers.1.bias"),
+              "backbone.blocks.0.mlp.proj_out.bias");
+    EXPECT_EQ(name("image_encoder.trunk.blocks.1.proj.weight"), "backbone.blocks.1.proj.weight");
+    EXPECT_EQ(name("image_encoder.neck.convs.2.conv.bias"), "neck.convs.2.bias");
+    EXPECT_EQ(name("sam_mask_decoder.iou_token.weight"), "sam_mask_decoder.iou_token.weight");
+}
+
 /// A config.json of `body` (a JSON object's members) in a fresh folder, read.
 ModelConfig read_config_text(const test::TempDir& tmp, const std::string& body) {
     write_file_atomic(tmp / "config.json", "{" + body + "}");
@@ -301,6 +446,15 @@ TEST(Sam2Cli, ModelsListsTheArchitecturesAndDescribesTheFolder) {
     EXPECT_NE(d.out.find("vision tower of a sam2 model: sam2_vision_model"), std::string::npos)
         << d.out;
     EXPECT_NE(d.out.find("window [8,4,6,3]"), std::string::npos) << d.out;
+    const auto release =
+        test::run_cli("models '" + test::encoder_fixture("sam2_release").string() + "'");
+    ASSERT_EQ(release.exit_code, 0) << release.err;
+    for (const char* line :
+         {"SAM 2 release key names (image_encoder.trunk/neck), mapped to HF Sam2VisionModel's",
+          "ignored 10 tensors outside the backbone",
+          "torchvision (SAM 2 transform), resize 128x128"}) {
+        EXPECT_NE(release.out.find(line), std::string::npos) << line << "\n" << release.out;
+    }
 }
 
 }  // namespace

@@ -20,6 +20,8 @@ float32). The pinned trees (name, repository, release tag, commit, folder extrac
   timm-v0.4.12            huggingface/pytorch-image-models v0.4.12 7096b52a613eefb4f6d8107366611c8983478b19 timm
   vmamba-2ed52ea          MzeroMiko/VMamba          (no tags: pinned by commit)
                                                              2ed52ead062a51a64521ed3871d52914bf532876 classification
+  sam2-2b90b9f            facebookresearch/sam2     (no tags: pinned by commit)
+                                                             2b90b9f5ceec907a1c18123530e92e794ad901a4 sam2
 
 (The transformers tags were taken from the fork TonyRHouston/huggingface-transformers, which
 carries the upstream release tags; the commits are upstream's. timm v0.5.4 is the release that
@@ -110,6 +112,8 @@ PINS = {
     "vmamba-2ed52ea": ("vmamba", "MzeroMiko/VMamba", "2ed52ead062a51a64521ed3871d52914bf532876",
                        "2ed52ead062a51a64521ed3871d52914bf532876", "classification",
                        "classification"),
+    "sam2-2b90b9f": ("sam2", "facebookresearch/sam2", "2b90b9f5ceec907a1c18123530e92e794ad901a4",
+                     "2b90b9f5ceec907a1c18123530e92e794ad901a4", "sam2", ""),
 }
 COMMIT_FILE = ".radprobe_commit"
 

@@ -95,8 +95,8 @@ struct ModelConfig {
     /// AIMv2 "native" variants: a 2-D sin-cos position embedding computed for the input's own
     /// grid instead of a learned table (any input size).
     bool is_native = false;
-    /// Hierarchical models (ResNet, Swin, SAM2): per-stage depths, widths / heads. For these,
-    /// num_hidden_layers is the number of stages, hidden_size the last stage's width and
+    /// Hierarchical models (ResNet, Swin, SAM2, VMamba): per-stage depths, widths / heads. For
+    /// these, num_hidden_layers is the number of stages, hidden_size the last stage's width and
     /// patch_size the total stride of the last stage's grid (what pooling and ROI mapping use);
     /// embed_patch_size is Swin's patch-embedding size.
     std::vector<std::int64_t> depths;
@@ -123,6 +123,19 @@ struct ModelConfig {
         std::vector<std::int64_t> fpn_top_down_levels;
         std::int64_t num_feature_levels = 0;
     } hiera;
+    /// VMamba's VSSM (MzeroMiko/VMamba, the released v2 layout: forward_type v05_noz); its stages
+    /// are in depths / stage_widths, the stem's stride in embed_patch_size. Per stage: the SS2D
+    /// width d_inner = int(ssm_ratio · width), dt_rank, and the MLP width int(mlp_ratio · width).
+    struct Vmamba {
+        std::int64_t d_state = 0;  ///< ssm_d_state (N)
+        double ssm_ratio = 0;
+        std::int64_t conv = 0;  ///< ssm_conv: the depthwise convolution's kernel side
+        std::vector<std::int64_t> d_inner, dt_ranks, mlp_hidden;
+        std::int64_t num_classes = 0;  ///< classifier.head outputs (0: no head)
+        /// The 1×1 projections (in_proj, out_proj, mlp.fc1/fc2) are stored [out, in, 1, 1] as
+        /// convolutions instead of the Linear2d [out, in] (both load in the publisher's code).
+        bool linear_weights_4d = false;
+    } vmamba;
     /// Image-text projection after the pooled embedding (EncoderOutput::projected): HF
     /// CLIPVisionModelWithProjection's visual_projection (config "projection_dim", no bias), or
     /// open_clip's visual.head.proj (model_cfg.embed_dim, bias = timm_proj_bias). 0 = none.
@@ -150,7 +163,8 @@ struct ModelConfig {
     ComputeDType compute_dtype = ComputeDType::kFloat32;
     /// Whether the token sequence is laid out as a ViT one ([CLS?, registers, patches]).
     bool is_hierarchical() const {
-        return model_type == "resnet" || model_type == "swin" || model_type == "sam2_vision_model";
+        return model_type == "resnet" || model_type == "swin" ||
+               model_type == "sam2_vision_model" || model_type == "vmamba";
     }
 
     /// Native patch grid side (image_size / patch_size).
