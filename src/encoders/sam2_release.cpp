@@ -109,9 +109,15 @@ FromWeights read_weights(const ShapeMap& s, const fs::path& file) {
     return w;
 }
 
+/// A SAM 2 config: its file and its `model` section.
+struct PublisherYaml {
+    fs::path path;
+    YAML::Node model;
+};
+
 /// The one .yaml/.yml beside the checkpoint that holds model.image_encoder (a SAM 2 config).
-std::optional<fs::path> publisher_yaml(const fs::path& dir) {
-    std::vector<fs::path> found;
+std::optional<PublisherYaml> publisher_yaml(const fs::path& dir) {
+    std::vector<PublisherYaml> found;
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(dir, ec)) {
         const auto ext = entry.path().extension().string();
@@ -121,17 +127,18 @@ std::optional<fs::path> publisher_yaml(const fs::path& dir) {
         try {
             const YAML::Node root = YAML::LoadFile(entry.path().string());
             if (root.IsMap() && root["model"] && root["model"]["image_encoder"]) {
-                found.push_back(entry.path());
+                found.push_back({entry.path(), root["model"]});
             }
         } catch (const YAML::Exception&) {
             // not a config of this model: another yaml in the folder
         }
     }
-    std::sort(found.begin(), found.end());
+    std::sort(found.begin(), found.end(),
+              [](const auto& a, const auto& b) { return a.path < b.path; });
     RADPROBE_CHECK(found.size() <= 1, "model directory ", dir.string(), ": ", found.size(),
-                   " SAM 2 config files (", found.front().filename().string(), ", ",
-                   found[1].filename().string(), "): keep the checkpoint's own");
-    return found.empty() ? std::nullopt : std::optional<fs::path>(found.front());
+                   " SAM 2 config files (", found.front().path.filename().string(), ", ",
+                   found[1].path.filename().string(), "): keep the checkpoint's own");
+    return found.empty() ? std::nullopt : std::optional<PublisherYaml>(found.front());
 }
 
 template <typename T>
@@ -154,8 +161,9 @@ void check_equal(bool ok, const fs::path& path, const char* key, const std::stri
 
 /// The trunk's and neck's settings from the publisher's config (Hiera's and FpnNeck's defaults
 /// where it leaves them out), checked against what the weights say.
-Settings settings_from_yaml(const fs::path& path, const FromWeights& w) {
-    const YAML::Node model = YAML::LoadFile(path.string())["model"];
+Settings settings_from_yaml(const PublisherYaml& yaml, const FromWeights& w) {
+    const fs::path& path = yaml.path;
+    const YAML::Node& model = yaml.model;
     const YAML::Node encoder = model["image_encoder"], trunk = encoder["trunk"];
     const YAML::Node neck = encoder["neck"];
     RADPROBE_CHECK(trunk && trunk.IsMap() && neck && neck.IsMap(), "file ", path.string(),
@@ -270,8 +278,8 @@ json sam2_release_config(const ShapeMap& shapes, const fs::path& file) {
     try {
         s = yaml ? settings_from_yaml(*yaml, w) : settings_from_table(w, file);
     } catch (const YAML::Exception& e) {
-        RADPROBE_CHECK(false, "file ", yaml->string(), ": not a readable SAM 2 config (", e.what(),
-                       ")");
+        RADPROBE_CHECK(false, "file ", yaml->path.string(), ": not a readable SAM 2 config (",
+                       e.what(), ")");
     }
     return to_hf(w, s);
 }

@@ -424,7 +424,10 @@ struct Walker {
                 check_rle_frame(off, len, index);
             }
             if (frames == Codec::jpeg && index >= 0) {
-                check_jpeg_fragment(off, len, index);
+                // GDCM reads fragment 0's header while it reads the file, every fragment's when
+                // it decodes, and aborts, crashes or spins on some (jpeg_header.cpp).
+                check_jpeg_bits_allocated();
+                check_jpeg_fragment(data + off, len, bits_allocated, name, index);
             }
             if (frames == Codec::jpegls && index == 0) {
                 // GDCM's JPEG-LS codec leaks on, or asserts at, a header CharLS refuses.
@@ -440,18 +443,6 @@ struct Walker {
             }
             off += len;
         }
-    }
-
-    // A fragment that starts a JPEG stream (SOI): GDCM reads its header when it reads the file
-    // (fragment 0) and when it decodes (every fragment), and aborts, crashes or spins on some.
-    void check_jpeg_fragment(std::size_t off, std::uint32_t len, long index) const {
-        if (len < 2 || data[off] != 0xFF || data[off + 1] != 0xD8) {
-            return;  // not a stream's start: GDCM's decoder refuses it or reads on into it
-        }
-        check_jpeg_bits_allocated();
-        const std::string problem = jpeg_header_problem(data + off, len, bits_allocated);
-        RADPROBE_CHECK(problem.empty(), name, ": corrupt JPEG stream in Pixel Data fragment ",
-                       index, " (", problem, ")");
     }
 
     /// GDCM's JPEG codec has decoders for samples of up to 16 bits, chosen by Bits Allocated,

@@ -20,6 +20,8 @@
 #include <csetjmp>
 #include <cstdio>  // jpeglib.h needs FILE
 
+#include "radprobe/core/error.hpp"
+
 extern "C" {
 #include <gdcmjpeg/8/jerror.h>
 #include <gdcmjpeg/8/jpeglib.h>
@@ -175,6 +177,16 @@ std::string jpeg_header_problem(const std::uint8_t* data, std::size_t size, int 
     std::string problem = problem_of(r, bits_allocated);
     jpeg_destroy_decompress(&r.cinfo);
     return problem;
+}
+
+void check_jpeg_fragment(const std::uint8_t* data, std::size_t size, int bits_allocated,
+                         const std::string& name, long index) {
+    if (size < 2 || data[0] != 0xFF || data[1] != 0xD8) {
+        return;
+    }
+    const std::string problem = jpeg_header_problem(data, size, bits_allocated);
+    RADPROBE_CHECK(problem.empty(), name, ": corrupt JPEG stream in Pixel Data fragment ", index,
+                   " (", problem, ")");
 }
 
 }  // namespace radprobe::imaging::detail

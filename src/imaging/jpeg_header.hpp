@@ -20,4 +20,10 @@ namespace radprobe::imaging::detail {
 /// GDCM suspends and reads on in the next fragment.
 std::string jpeg_header_problem(const std::uint8_t* data, std::size_t size, int bits_allocated);
 
+/// Pixel Data fragment `index` of the file `name` checked as above when it starts a JPEG stream
+/// (SOI); a fragment that does not is left alone (GDCM's decoder refuses it or reads on into
+/// it). InputError "NAME: corrupt JPEG stream in Pixel Data fragment INDEX (problem)".
+void check_jpeg_fragment(const std::uint8_t* data, std::size_t size, int bits_allocated,
+                         const std::string& name, long index);
+
 }  // namespace radprobe::imaging::detail
