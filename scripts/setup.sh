@@ -9,9 +9,11 @@ PACKAGES=(
     libgdcm-dev libgdcm-tools libcharls-dev libopenjp2-7-dev libopencv-dev libgif-dev
     nlohmann-json3-dev libcli11-dev libyaml-cpp-dev libsqlite3-dev sqlite3
     libgtest-dev libgmock-dev libbenchmark-dev
+    libgloo-dev  # the headers of the Gloo that LibTorch links (data-parallel fine-tuning)
     python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-skimage
     python3-pydicom python3-gdcm python3-pil r-cran-proc
     chromium nodejs
+    slurm-wlm munge  # the cluster tests bring up a single-node Slurm (tests/slurm/slurm_local.sh)
 )
 
 missing=()

@@ -557,6 +557,42 @@ struct EpochLoop {
     training::Trainer& trainer;
     RunState& state;
     torch::Tensor y_train;
+    training::DataParallel* dp = nullptr;  // several ranks: each computes its part of a batch
+
+    // This rank's rows [lo, hi) of a global batch of n (all of them for one process).
+    std::pair<long, long> local_part(long n) const {
+        return dp == nullptr ? std::pair<long, long>{0, n}
+                             : std::pair<long, long>{n * dp->rank() / dp->world(),
+                                                     n * (dp->rank() + 1) / dp->world()};
+    }
+
+    // The loss of this rank's part of the batch, weighted so that the ranks' gradients sum to
+    // those of the global batch's mean loss; gradients left in the parameters (summed across
+    // ranks). Returns the global batch's mean loss (scaled by loss_scale when `scaled`).
+    torch::Tensor batch_loss(const torch::Tensor& x01, const torch::Tensor& y, bool scaled) {
+        const long n = x01.size(0);
+        const auto [lo, hi] = local_part(n);
+        torch::Tensor loss = torch::zeros({}, torch::TensorOptions(device));
+        if (hi > lo) {
+            const auto px = to_pixel_values(x01.slice(0, lo, hi).to(device), data.pc,
+                                            model.encoder->input_channels());
+            training::AutocastGuard autocast(device);
+            loss = torch::binary_cross_entropy_with_logits(model.logits(px),
+                                                           y.slice(0, lo, hi).to(device)) *
+                   (static_cast<double>(hi - lo) / static_cast<double>(n));
+        }
+        trainer.zero_grad();
+        if (hi > lo) {
+            (scaled ? loss * state.loss_scale : loss).backward();
+        }
+        if (dp != nullptr) {
+            dp->all_reduce_gradients(groups.all);
+            std::vector<torch::Tensor> total{loss.detach().to(torch::kFloat32).reshape({1})};
+            dp->all_reduce_sum(total);
+            return total[0][0];
+        }
+        return loss.detach();
+    }
 
     // One shuffled pass over train; the mean loss of the steps taken.
     double train_epoch(int epoch) {
@@ -578,17 +614,10 @@ struct EpochLoop {
             const long e = std::min(n, b + o.batch);
             const std::vector<long> rows(order.begin() + b, order.begin() + e);
             const auto idx = torch::tensor(rows);
+            // Every rank augments the whole batch (the same draws as one process), then
+            // computes its part.
             const auto x01 = augment_batch(data.train.batch(rows), {}, aug, rng).images;
-            const auto px =
-                to_pixel_values(x01.to(device), data.pc, model.encoder->input_channels());
-            const auto yb = y_train.index_select(0, idx).to(device);
-            torch::Tensor loss;
-            {
-                training::AutocastGuard autocast(device);
-                loss = torch::binary_cross_entropy_with_logits(model.logits(px), yb);
-            }
-            trainer.zero_grad();
-            (scaled ? loss * state.loss_scale : loss).backward();
+            const torch::Tensor loss = batch_loss(x01, y_train.index_select(0, idx), scaled);
             const bool finite = !scaled || unscale_gradients(groups.all, state.loss_scale);
             if (!finite) {
                 state.loss_scale /= 2.0;  // overflow: skip the step, as torch.cuda.amp does
@@ -623,10 +652,17 @@ struct EpochLoop {
             ++state.since_best;
         }
         state.finished = state.since_best >= o.patience || state.epochs_done >= o.epochs;
+        if (dp != nullptr && dp->rank() != 0) {  // the ranks hold the same state: rank 0 saves it
+            dp->barrier();
+            return;
+        }
         if (improved) {
             save_checkpoint(o.out / "best", model, trainer.optimizer(), state, fingerprint);
         }
         save_checkpoint(o.out / "checkpoint", model, trainer.optimizer(), state, fingerprint);
+        if (dp != nullptr) {
+            dp->barrier();
+        }
     }
 
     // False when --stop-after-epoch ended the run before it finished.
@@ -727,6 +763,7 @@ std::string metrics_json(const FinetuneOptions& o, const Model& model, const Dat
     j["param_groups"] = gj;
     j["seed"] = o.seed;
     j["threads"] = threads;
+    j["data_parallel_ranks"] = result.world;  // processes that shared each global batch
     j["resumed"] = resuming;
     j["seconds"] = result.seconds;
     j["manifest"] = o.manifest.string();
@@ -775,13 +812,26 @@ FinetuneResult run_finetune(const FinetuneOptions& o) {
     }
     const auto y_train =
         torch::tensor(std::vector<float>(data.train.y.begin(), data.train.y.end()));
-    EpochLoop loop{o, data, aug, fingerprint, device, model, groups, trainer, state, y_train};
+    const auto dp = training::DataParallel::from_environment(device);
+    if (dp != nullptr) {
+        dp->broadcast(groups.all);  // the same initial weights (they are seeded alike anyway)
+        result.rank = dp->rank();
+        result.world = dp->world();
+    }
+    EpochLoop loop{o,      data,    aug,   fingerprint, device,  model,
+                   groups, trainer, state, y_train,     dp.get()};
     if (!loop.run()) {
         result.epochs_run = state.epochs_done;
         result.val_curve = state.val_curve;
         result.train_loss = state.train_loss;
         result.completed = false;
         return result;
+    }
+    if (result.rank != 0) {
+        result.completed = true;
+        result.epochs_run = state.epochs_done;
+        result.best_epoch = state.best_epoch;
+        return result;  // rank 0 scores the best state and writes the results
     }
     score_best(o, data, state, device, model, result);
     result.seconds =

@@ -13,28 +13,6 @@
 
 namespace radprobe::adapt::training {
 
-torch::Device parse_device(const std::string& text) {
-    if (text == "cpu") {
-        return torch::Device(torch::kCPU);
-    }
-    RADPROBE_USAGE_CHECK(text.rfind("cuda", 0) == 0, "--device '", text,
-                         "': expected cpu, cuda or cuda:N");
-    int index = 0;
-    if (text != "cuda") {
-        const std::string rest = text.substr(4);
-        RADPROBE_USAGE_CHECK(rest.size() >= 2 && rest[0] == ':' && rest.size() <= 4 &&
-                                 std::all_of(rest.begin() + 1, rest.end(),
-                                             [](char c) { return c >= '0' && c <= '9'; }),
-                             "--device '", text, "': expected cpu, cuda or cuda:N");
-        index = std::stoi(rest.substr(1));
-    }
-    RADPROBE_CHECK(torch::cuda::is_available(), "--device ", text,
-                   ": this LibTorch build has no usable CUDA device (use --device cpu)");
-    const int count = static_cast<int>(torch::cuda::device_count());
-    RADPROBE_CHECK(index < count, "--device ", text, ": only ", count, " CUDA device(s) visible");
-    return torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(index));
-}
-
 void seed_torch(std::uint64_t seed) {
     torch::manual_seed(seed);
     if (torch::cuda::is_available()) {

@@ -33,6 +33,7 @@ ModelRunner::ModelRunner(const EncoderSpec& spec) : impl_(std::make_unique<Impl>
     if (spec.resize > 0) {
         impl_->input.processor.override_size(spec.resize);
     }
+    const c10::Device device = encoders::parse_device(spec.device);
     encoders::set_threads(spec.threads);
     impl_->encoder = encoders::load_encoder(spec.model_dir);
     if (spec.fold_grayscale) {
@@ -44,6 +45,7 @@ ModelRunner::ModelRunner(const EncoderSpec& spec) : impl_(std::make_unique<Impl>
         }
         impl_->input.channels = 1;
     }
+    impl_->encoder->to(device);
 }
 
 ModelRunner::~ModelRunner() = default;
@@ -91,8 +93,11 @@ std::vector<ImageTokens> ModelRunner::encode(const std::vector<const float*>& im
         const auto result = impl_->encoder->forward(x);
         const std::int64_t G = result.grid_h * result.grid_w;
         const at::Tensor patches =
-            result.tokens.patches.reshape({static_cast<std::int64_t>(nb), G, D}).contiguous();
-        const at::Tensor cls = has_cls ? result.tokens.cls.contiguous() : at::Tensor();
+            result.tokens.patches.reshape({static_cast<std::int64_t>(nb), G, D})
+                .to(torch::kCPU)
+                .contiguous();
+        const at::Tensor cls =
+            has_cls ? result.tokens.cls.to(torch::kCPU).contiguous() : at::Tensor();
         for (std::size_t m = 0; m < nb; ++m) {
             ImageTokens& t = out[b0 + m];
             const float* p = patches.data_ptr<float>() + static_cast<std::int64_t>(m) * G * D;

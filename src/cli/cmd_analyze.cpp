@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "commands.hpp"
+#include "option_flags.hpp"
 #include "radprobe/analysis/analysis.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/dataset/manifest.hpp"
@@ -25,7 +26,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct CommonArgs {
-    std::string model, out, db, c_grid = "1e-3,1e-2,1e-1,1,10";
+    std::string model, out, db, c_grid = "1e-3,1e-2,1e-1,1,10", device = "cpu";
     int threads = 0;
     int batch = 16;
     int folds = 5;
@@ -95,6 +96,7 @@ void add_common(CLI::App* app, CommonArgs& a, bool model_required) {
     app->add_option("--resize", a.resize, "override the processor's input size (0 = as configured)")
         ->check(CLI::Range(std::int64_t{0}, std::int64_t{4096}))
         ->capture_default_str();
+    add_device_flag(*app, a.device);
 }
 
 // `--model random-vit`: the random-initialised ViT-S/16-like control of `radprobe demo`, written
@@ -118,6 +120,7 @@ analysis::EncoderSpec encoder_of(const CommonArgs& a) {
     e.threads = a.threads;
     e.batch = a.batch;
     e.resize = a.resize;
+    e.device = a.device;
     return e;
 }
 

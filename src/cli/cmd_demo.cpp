@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "commands.hpp"
+#include "option_flags.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
 #include "radprobe/core/progress.hpp"
@@ -31,6 +32,7 @@ struct DemoOptions {
     int size = 256;
     unsigned long long seed = 7;
     int threads = 0;
+    std::string device = "cpu";
     bool quick = false;
     bool dry_run = false;
 };
@@ -99,6 +101,9 @@ std::string demo_config(const DemoOptions& o, const fs::path& manifest, const fs
       << ", baseline_epochs: " << 8 << ", baseline_size: " << (q ? 64 : 128) << "}\n\n";
     y << "statistics:\n  ci: bootstrap\n  n_boot: " << (q ? 200 : 2000)
       << "\n  level: 0.95\n  fdr: {family: task, method: bh}\n\n";
+    if (o.device != "cpu") {
+        y << "device: " << o.device << "\n\n";
+    }
     y << "output:\n"
          "  db: "
       << quoted(fs::absolute(out / "results.sqlite").string()) << "\n"
@@ -197,6 +202,7 @@ Runner setup_demo(CLI::App& app) {
     app.add_flag("--quick", opt->quick,
                  "a minute-long smoke run: smaller encoder, fewer epochs and images (for tests)");
     app.add_flag("--dry-run", opt->dry_run, "write the phantoms and demo.yaml, print the plan");
+    add_device_flag(app, opt->device);
     return [opt]() { return run_demo(*opt); };
 }
 

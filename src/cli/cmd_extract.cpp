@@ -1,6 +1,6 @@
 // radprobe extract --model HFDIR --manifest M --pool cls,mean,roi --out STORE [--batch B]
 //                  [--threads T] [--layers ...] [--roi boxes|boxes:LABEL|mask_NAME] [--seed S]
-//                  [--strict]
+//                  [--strict] [--device cpu|cuda|cuda:N] [--slice I/N]
 
 #include <cstdio>
 
@@ -14,8 +14,8 @@ namespace radprobe::cli {
 Runner setup_extract(CLI::App& app) {
     struct Options {
         std::string model, checkpoint_key, dtype, manifest, boxes, pool = "cls,mean", out, layers;
-        std::string roi = "boxes";
-        int batch = 8, threads = 0;
+        std::string roi = "boxes", device = "cpu", slice;
+        int batch = 8, threads = 0, decode_threads = 0;
         long long resize = 0, shard = 256;
         unsigned long long seed = 0;
         bool strict = false, no_fold = false;
@@ -49,6 +49,15 @@ Runner setup_extract(CLI::App& app) {
     app.add_option("--shard", opt->shard, "images per shard (resume granularity)")
         ->capture_default_str();
     app.add_flag("--strict", opt->strict, "a corrupt or unreadable image is fatal");
+    add_device_flag(app, opt->device);
+    app.add_option("--decode-threads", opt->decode_threads,
+                   "threads decoding the next batch while the current one runs (0 = 1 on the "
+                   "CPU, up to 8 beside a CUDA device)")
+        ->capture_default_str();
+    app.add_option("--slice", opt->slice,
+                   "I/N: compute only slice I of N of the store's shards (0-based; default: from "
+                   "SLURM_ARRAY_TASK_ID/COUNT in a Slurm array task, else the whole); run once "
+                   "more without a slice when all slices finished: it writes the final files");
     app.add_flag("--no-fold", opt->no_fold,
                  "run the 3-channel patch embedding instead of the folded grey one");
     return [opt]() -> int {
@@ -74,6 +83,12 @@ Runner setup_extract(CLI::App& app) {
         o.shard_size = opt->shard;
         o.strict = opt->strict;
         o.fold_grayscale = !opt->no_fold;
+        o.device = opt->device;
+        RADPROBE_USAGE_CHECK(opt->decode_threads >= 0 && opt->decode_threads <= 256,
+                             "--decode-threads must be in 0..256");
+        o.decode_threads = opt->decode_threads;
+        std::string slice_source;
+        o.slice = resolve_slice(opt->slice, &slice_source);
         if (const char* max = std::getenv("RADPROBE_TEST_STOP_AFTER")) {
             o.max_images = std::atoll(max);  // test hook: behave as if killed after N images
         }
@@ -85,7 +100,15 @@ Runner setup_extract(CLI::App& app) {
         if (!r.mask_note.empty()) {
             std::fprintf(stderr, "note: %s\n", r.mask_note.c_str());
         }
-        if (r.cached) {
+        if (!o.slice.whole() && !r.cached && !r.stopped) {
+            std::printf(
+                "slice %s (%s): %lld images extracted in %.1f s; %lld of %lld shards of %s "
+                "complete%s\n",
+                o.slice.text().c_str(), slice_source.c_str(), static_cast<long long>(r.extracted),
+                r.seconds, static_cast<long long>(r.shards_done), static_cast<long long>(r.shards),
+                r.store_dir.string().c_str(),
+                r.shards_done == r.shards ? "; merge: run the same command without --slice" : "");
+        } else if (r.cached) {
             std::printf("cached: %s (%lld images, %lld failures; nothing to do)\n",
                         r.store_dir.string().c_str(), static_cast<long long>(r.images),
                         static_cast<long long>(r.failures));
@@ -95,10 +118,11 @@ Runner setup_extract(CLI::App& app) {
         } else {
             std::printf(
                 "store: %s\nimages: %lld, extracted this run: %lld, failures: %lld, "
-                "time: %.1f s (%.2f images/s)\n",
+                "time: %.1f s (%.2f images/s; waited %.1f s for decoding on %d threads)\n",
                 r.store_dir.string().c_str(), static_cast<long long>(r.images),
                 static_cast<long long>(r.extracted), static_cast<long long>(r.failures), r.seconds,
-                r.seconds > 0 ? r.extracted / r.seconds : 0.0);
+                r.seconds > 0 ? r.extracted / r.seconds : 0.0, r.decode_wait_seconds,
+                r.decode_threads);
         }
         return 0;
     };

@@ -66,6 +66,11 @@ Runner setup_finetune(CLI::App& app) {
                          r.epochs_run);
             return 3;
         }
+        if (r.rank != 0) {
+            std::printf("rank %d of %d: %d epochs trained (rank 0 writes the results)\n", r.rank,
+                        r.world, r.epochs_run);
+            return 0;
+        }
         std::fwrite(r.metrics_json.data(), 1, r.metrics_json.size(), stdout);
         return 0;
     };

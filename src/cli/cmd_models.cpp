@@ -21,6 +21,7 @@ struct ModelsArgs {
     std::vector<int> sizes, batches{1, 2, 4, 8};
     double seconds = 3;
     int threads = 0;
+    std::string device = "cpu";
 };
 
 void list_architectures() {
@@ -38,15 +39,17 @@ void list_architectures() {
 
 /// Images/s per batch size at each size; the batch that gave the most is the one to use.
 void print_calibration(const ModelsArgs& a) {
+    const c10::Device device = encoders::parse_device(a.device);
     const int threads = encoders::set_threads(a.threads);
     auto encoder = encoders::load_encoder(a.dir, encoders::LoadOptions::with_key(a.key));
+    encoder->to(device);
     std::vector<int> sizes = a.sizes;
     if (sizes.empty()) {  // the native size (224 for the CNNs, which have none)
         const auto native = encoder->config().image_size;
         sizes.push_back(native > 0 ? static_cast<int>(native) : 224);
     }
-    std::printf("calibration (%d threads, %.3g s per batch size, random input):\n", threads,
-                a.seconds);
+    std::printf("calibration (%s, %d threads, %.3g s per batch size, random input):\n",
+                device.str().c_str(), threads, a.seconds);
     for (int size : sizes) {
         const auto rows = encoders::calibrate(*encoder, size, a.batches, a.seconds);
         const encoders::Throughput* best = &rows.front();
@@ -75,6 +78,7 @@ Runner setup_models(CLI::App& app) {
     app.add_option("--batch", a->batches, "batch sizes to try, in order")->capture_default_str();
     app.add_option("--seconds", a->seconds, "timing per batch size")->capture_default_str();
     app.add_option("--threads", a->threads, "LibTorch threads (0 = cores available)");
+    add_device_flag(app, a->device);
     return [a]() -> int {
         if (a->dir.empty()) {
             RADPROBE_USAGE_CHECK(!a->calibrate, "--calibrate needs a model directory (HFDIR)");

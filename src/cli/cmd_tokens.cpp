@@ -1,5 +1,5 @@
 // radprobe tokens --model HFDIR --pixel-values X.npy --out Y.npy [--hidden-states DIR]
-//                 [--threads T] [--fold-grayscale]
+//                 [--threads T] [--fold-grayscale] [--device cpu|cuda|cuda:N]
 
 #include <cstdio>
 #include <filesystem>
@@ -23,6 +23,7 @@ Runner setup_tokens(CLI::App& app) {
         std::string pooled;
         std::string checkpoint_key;
         std::string dtype;
+        std::string device = "cpu";
         int threads = 0;
         bool fold = false;
     };
@@ -31,6 +32,7 @@ Runner setup_tokens(CLI::App& app) {
         ->required();
     add_checkpoint_key_flag(app, opt->checkpoint_key);
     add_dtype_flag(app, opt->dtype);
+    add_device_flag(app, opt->device);
     app.add_option("--pixel-values", opt->pixel_values,
                    "float32 N×C×H×W .npy, already preprocessed (radprobe preprocess)")
         ->required();
@@ -55,6 +57,7 @@ Runner setup_tokens(CLI::App& app) {
         const NpyArray input = read_npy(opt->pixel_values);
         RADPROBE_CHECK(input.dtype == DType::kFloat32 && input.shape.size() == 4, "file ",
                        opt->pixel_values, ": expected float32 N×C×H×W pixel values");
+        const c10::Device device = encoders::parse_device(opt->device);
         encoders::set_threads(opt->threads);
         auto encoder =
             encoders::load_encoder(opt->model, load_options(opt->checkpoint_key, opt->dtype));
@@ -66,6 +69,7 @@ Runner setup_tokens(CLI::App& app) {
                 opt->model, load_options(opt->checkpoint_key, opt->dtype));
             encoder->fold_grayscale(pre.image_mean, pre.image_std);
         }
+        encoder->to(device);
         encoders::ForwardOptions fopt;
         fopt.all_layers = !opt->hidden_states.empty();
         const auto out = encoder->forward(encoders::tensor_from_npy(input), fopt);

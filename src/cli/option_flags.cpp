@@ -17,6 +17,13 @@ void add_dtype_flag(CLI::App& app, std::string& dtype) {
                    "accumulation; default fp32, or the folder's radprobe_load.json)");
 }
 
+void add_device_flag(CLI::App& app, std::string& device) {
+    app.add_option("--device", device,
+                   "where the encoder runs: cpu, cuda or cuda:N (with --dtype bf16/fp16 on CUDA "
+                   "for half-precision blocks)")
+        ->capture_default_str();
+}
+
 encoders::LoadOptions load_options(const std::string& checkpoint_key, const std::string& dtype) {
     encoders::LoadOptions o;
     o.checkpoint_key = checkpoint_key;

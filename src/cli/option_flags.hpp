@@ -27,6 +27,8 @@ void add_run_flags(CLI::App& app, std::uint64_t& seed, int& threads, std::size_t
 void add_checkpoint_key_flag(CLI::App& app, std::string& key);
 /// --dtype fp32|bf16|fp16: what the encoder's transformer blocks compute in.
 void add_dtype_flag(CLI::App& app, std::string& dtype);
+/// --device (cpu | cuda | cuda:N; checked where the model is loaded: encoders::parse_device).
+void add_device_flag(CLI::App& app, std::string& device);
 /// The load options of --checkpoint-key and --dtype ("" = not given).
 encoders::LoadOptions load_options(const std::string& checkpoint_key, const std::string& dtype);
 

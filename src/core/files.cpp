@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -47,10 +48,21 @@ std::string read_file_text(const fs::path& path) {
     return std::string(bytes.begin(), bytes.end());
 }
 
+// Unique across the nodes of a cluster writing one shared folder (the slices of a store): the
+// host name and the pid, then a counter.
 fs::path temp_name_for(const fs::path& path) {
     static std::atomic<unsigned> counter{0};
+    static const std::string host = [] {
+        char name[256] = {};
+        ::gethostname(name, sizeof name - 1);
+        std::string s(name);
+        for (char& c : s) {
+            c = (std::isalnum(static_cast<unsigned char>(c)) || c == '-') ? c : '_';
+        }
+        return s.empty() ? std::string("host") : s;
+    }();
     fs::path tmp = path;
-    tmp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+    tmp += ".tmp." + host + "." + std::to_string(::getpid()) + "." + std::to_string(counter++);
     return tmp;
 }
 
@@ -100,11 +112,21 @@ void AtomicOutput::commit() {
 
 void kill_point(const char* variable, std::size_t count) {
     const char* v = std::getenv(variable);
-    if (v != nullptr && std::strtoull(v, nullptr, 10) == count) {
-        std::fflush(stdout);
-        std::fflush(stderr);
-        ::kill(::getpid(), SIGKILL);
+    char* rest = nullptr;
+    if (v == nullptr || std::strtoull(v, &rest, 10) != count) {
+        return;
     }
+    // "N@FILE": only the first process to get here (of all the tasks of a cluster study).
+    if (*rest == '@') {
+        const int fd = ::open(rest + 1, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            return;
+        }
+        ::close(fd);
+    }
+    std::fflush(stdout);
+    std::fflush(stderr);
+    ::kill(::getpid(), SIGKILL);
 }
 
 std::optional<FileLock> FileLock::try_lock(const fs::path& lock_path, std::string* holder) {

@@ -483,6 +483,7 @@ void Manifest::log_resampled(const std::string& example) const {
     if (resampled_->seen.count++ == 0) {
         resampled_->seen.example = example;
     }
+    resampled_->seen.last = example;
 }
 
 std::string Manifest::Resampled::note(const std::string& what) const {

@@ -77,6 +77,28 @@ int stage_holding(const std::vector<std::int64_t>& depths, int block) {
 
 }  // namespace
 
+c10::Device parse_device(const std::string& text) {
+    if (text == "cpu") {
+        return c10::Device(c10::kCPU);
+    }
+    RADPROBE_USAGE_CHECK(text.rfind("cuda", 0) == 0, "--device '", text,
+                         "': expected cpu, cuda or cuda:N");
+    int index = 0;
+    if (text != "cuda") {
+        const std::string rest = text.substr(4);
+        RADPROBE_USAGE_CHECK(rest.size() >= 2 && rest[0] == ':' && rest.size() <= 4 &&
+                                 std::all_of(rest.begin() + 1, rest.end(),
+                                             [](char c) { return c >= '0' && c <= '9'; }),
+                             "--device '", text, "': expected cpu, cuda or cuda:N");
+        index = std::stoi(rest.substr(1));
+    }
+    RADPROBE_CHECK(torch::cuda::is_available(), "--device ", text,
+                   ": this LibTorch build has no usable CUDA device (use --device cpu)");
+    const int count = static_cast<int>(torch::cuda::device_count());
+    RADPROBE_CHECK(index < count, "--device ", text, ": only ", count, " CUDA device(s) visible");
+    return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
 c10::Device Encoder::device() const {
     const auto params = module().parameters();
     return params.empty() ? c10::Device(c10::kCPU) : params.front().device();
@@ -611,7 +633,7 @@ at::Tensor tensor_from_npy(const NpyArray& array) {
 }
 
 NpyArray npy_from_tensor(const at::Tensor& tensor) {
-    const auto t = tensor.to(torch::kFloat32).contiguous();
+    const auto t = tensor.to(torch::kCPU, torch::kFloat32).contiguous();  // from any device
     NpyArray a;
     a.dtype = DType::kFloat32;
     a.shape.assign(t.sizes().begin(), t.sizes().end());

@@ -76,7 +76,7 @@ YAML::Node load_root(const Reader& r, const std::string& yaml_text) {
     }
     r.check_keys(root, "",
                  {"data", "encoders", "tasks", "adaptations", "pooling", "seeds", "analyses",
-                  "statistics", "output"});
+                  "statistics", "output", "device"});
     for (const char* required : {"data", "tasks", "adaptations"}) {
         if (!root[required].IsDefined() || root[required].IsNull()) {
             r.fail(root, required, "missing required key (see docs/config.md)");
@@ -95,6 +95,7 @@ ExperimentConfig parse_experiment_config(const std::string& yaml_text, const fs:
     c.file = file;
     detail::read_data(r, nodes.root, c);
     detail::read_tasks(r, nodes.root, c, nodes);
+    detail::read_device(r, nodes.root, c);
     detail::read_adaptations(r, nodes.root, c);
     detail::read_grid(r, nodes.root, c, nodes);
     detail::read_encoders(r, nodes.root, c, nodes);

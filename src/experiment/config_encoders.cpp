@@ -9,6 +9,7 @@
 #include "adaptations.hpp"
 #include "config_sections.hpp"
 #include "model_folders.hpp"
+#include "radprobe/adapt/adapt.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/encoders/model_dir.hpp"
 
@@ -186,8 +187,17 @@ EncoderConfig read_encoder(const Reader& r, const YAML::Node& e, const std::stri
     r.require_map(e, path);
     r.check_keys(e, path,
                  {"name", "path", "checkpoint_key", "dtype", "random_vit", "preprocessing",
-                  "layers", "batch", "fold_grayscale", "control"});
+                  "layers", "batch", "fold_grayscale", "control", "device"});
     EncoderConfig enc;
+    enc.device = c.device;
+    if (e["device"].IsDefined()) {
+        enc.device = r.get_string(e["device"], path + ".device");
+        try {
+            adapt::check_device_name(enc.device);
+        } catch (const Error& err) {
+            r.fail(e["device"], path + ".device", err.what());
+        }
+    }
     enc.line = static_cast<std::size_t>(e.Mark().line + 1);
     enc.name = read_name(r, e, path, c);
     if (e["path"].IsDefined() == e["random_vit"].IsDefined()) {

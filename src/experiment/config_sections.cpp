@@ -8,6 +8,7 @@
 #include <set>
 
 #include "adaptations.hpp"
+#include "radprobe/adapt/adapt.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/dataset/manifest.hpp"
 #include "radprobe/probes/probes.hpp"
@@ -503,6 +504,17 @@ void read_tasks(const Reader& r, const YAML::Node& root, ExperimentConfig& c, Co
     check_listed_once(r, c.segmentation, nodes.segmentation, "tasks.segmentation");
 }
 
+void read_device(const Reader& r, const YAML::Node& root, ExperimentConfig& c) {
+    if (root["device"].IsDefined()) {
+        c.device = r.get_string(root["device"], "device");
+        try {
+            adapt::check_device_name(c.device);
+        } catch (const Error& err) {
+            r.fail(root["device"], "device", err.what());
+        }
+    }
+}
+
 void read_adaptations(const Reader& r, const YAML::Node& root, ExperimentConfig& c) {
     const YAML::Node adaptations = root["adaptations"];
     r.require_map(adaptations, "adaptations");
@@ -520,7 +532,15 @@ void read_adaptations(const Reader& r, const YAML::Node& root, ExperimentConfig&
         AdaptationConfig a;
         a.kind = kind;
         a.line = static_cast<std::size_t>(it->first.Mark().line + 1);
-        a.options_json = read_options(r, it->second, path, adaptation_specs(kind)).dump();
+        const auto specs = adaptation_specs(kind);
+        nlohmann::json options = read_options(r, it->second, path, specs);
+        const bool has_device = std::any_of(specs.begin(), specs.end(),
+                                            [](const auto& s) { return s.name == "device"; });
+        const bool gives_device = it->second.IsMap() && it->second["device"].IsDefined();
+        if (has_device && !gives_device) {
+            options["device"] = c.device;
+        }
+        a.options_json = options.dump();
         const bool seg = adaptation_is_segmentation(kind);
         if (seg ? c.segmentation.empty() : c.classification.empty()) {
             r.fail(it->first, path,
@@ -639,7 +659,7 @@ void read_output(const Reader& r, const YAML::Node& root, ExperimentConfig& c) {
         return;
     }
     r.require_map(out, "output");
-    r.check_keys(out, "output", {"db", "store", "report", "report_md", "title"});
+    r.check_keys(out, "output", {"db", "store", "report", "report_md", "title", "shard_size"});
     auto path_of = [&](const char* k, fs::path& target, bool may_be_empty) {
         const YAML::Node v = out[k];
         if (!v.IsDefined()) {
@@ -660,6 +680,9 @@ void read_output(const Reader& r, const YAML::Node& root, ExperimentConfig& c) {
     path_of("report_md", c.output.report_md, true);
     if (out["title"].IsDefined()) {
         c.output.title = r.get_string(out["title"], "output.title");
+    }
+    if (out["shard_size"].IsDefined()) {
+        c.output.shard_size = r.get_int(out["shard_size"], "output.shard_size", 1, 1 << 20);
     }
 }
 

@@ -25,7 +25,10 @@ struct ConfigNodes {
 void read_data(const Reader& r, const YAML::Node& root, ExperimentConfig& c);
 /// `tasks`: label and mask names (not yet checked against the manifest).
 void read_tasks(const Reader& r, const YAML::Node& root, ExperimentConfig& c, ConfigNodes& nodes);
-/// `adaptations`: each kind's options read against its option table, defaults filled in.
+/// `device` (top level): its form only.
+void read_device(const Reader& r, const YAML::Node& root, ExperimentConfig& c);
+/// `adaptations`: each kind's options read against its option table, defaults filled in (the
+/// top-level device for a `device` option the adaptation does not give).
 void read_adaptations(const Reader& r, const YAML::Node& root, ExperimentConfig& c);
 /// `pooling` and `seeds`.
 void read_grid(const Reader& r, const YAML::Node& root, ExperimentConfig& c, ConfigNodes& nodes);

@@ -698,6 +698,8 @@ features::ExtractOptions extract_options(const ExperimentConfig& c, const Encode
     eo.store_root = c.output.store;
     eo.batch = e.batch;
     eo.fold_grayscale = e.fold_grayscale;
+    eo.device = e.device;
+    eo.shard_size = c.output.shard_size;
     return eo;
 }
 
@@ -777,6 +779,31 @@ Plan make_plan(const ExperimentConfig& config, results::ResultsDb* db) {
     detail::ScratchDir scratch;
     return detail::build_plan(config, db, scratch.path()).plan;
 }
+
+namespace detail {
+
+std::vector<std::size_t> cell_units(const Built& b) {
+    std::vector<std::size_t> unit(b.plan.steps.size(), kNone);
+    std::size_t next = 0;
+    for (std::size_t i = 0; i < b.plan.steps.size(); ++i) {
+        if (b.plan.steps[i].kind != StepKind::kRun) {
+            continue;
+        }
+        const std::size_t source = b.step_source[i];  // earlier in the plan than its readers
+        unit[i] = source != kNone && unit[source] != kNone ? unit[source] : next++;
+    }
+    return unit;
+}
+
+std::size_t count_units(const std::vector<std::size_t>& units) {
+    std::size_t n = 0;
+    for (const std::size_t u : units) {
+        n = u == kNone ? n : std::max(n, u + 1);
+    }
+    return n;
+}
+
+}  // namespace detail
 
 std::string format_plan(const Plan& plan) {
     double gflop = 0.0;

@@ -47,6 +47,13 @@ struct Built {
 Built build_plan(const ExperimentConfig& c, results::ResultsDb* db,
                  const std::filesystem::path& preview_root);
 
+/// Per step, the unit of work a cells task takes (Stage::kCells): a run and every run that reads
+/// it (an analysis of a baseline's network) share one unit; units are numbered in plan order.
+/// kNone for the steps that are not runs.
+std::vector<std::size_t> cell_units(const Built& built);
+/// The number of units of cell_units() (0 when the plan has no run).
+std::size_t count_units(const std::vector<std::size_t>& units);
+
 /// The distinct roi sources of the classification tasks (DataConfig::roi_source_for()), in task
 /// order; empty without the roi pooling. The encoder's main extraction pools roi over the first;
 /// each other one is a roi-only extraction of its own.

@@ -8,7 +8,9 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 
+#include "model_folders.hpp"
 #include "plan.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
@@ -62,7 +64,14 @@ public:
           options_(options),
           built_(built),
           summary_(summary),
-          grid_(c, built, db, options) {}
+          grid_(c, built, db, options),
+          units_(detail::cell_units(built)) {}
+
+    /// Whether this process runs step i (a cells task: the runs of its slice only).
+    bool owns(std::size_t i) const {
+        return options_.stage != Stage::kCells || units_[i] == detail::kNone ||
+               options_.slice.owns(static_cast<std::int64_t>(units_[i]));
+    }
 
     void extract(std::size_t i);
     void compare();
@@ -83,6 +92,7 @@ private:
     const detail::Built& built_;
     RunnerSummary& summary_;
     detail::Grid grid_;
+    std::vector<std::size_t> units_;
     std::size_t started_ = 0;  // runs begun (the kill-for-test hook counts them)
 };
 
@@ -101,6 +111,7 @@ void GridRunner::extract(std::size_t i) {
         auto eo = detail::extract_options(c_, e, grid_.model_dir(enc), built_.manifest, roi);
         eo.threads = options_.threads;
         eo.progress = options_.progress;
+        eo.cached_only = options_.stage == Stage::kCells;  // the extraction stage wrote them
         const auto r = features::extract(eo);
         RADPROBE_CHECK(r.complete, "extraction of ", e.name, " did not complete");
         grid_.extracted(enc, r.store_dir, roi, r.mask_note);
@@ -201,36 +212,165 @@ void GridRunner::run(std::size_t i) {
 
 }  // namespace
 
-RunnerSummary run_experiment(const ExperimentConfig& c, const RunnerOptions& options) {
+Stage parse_stage(const std::string& text) {
+    static const std::pair<const char*, Stage> kStages[] = {{"all", Stage::kAll},
+                                                            {"extract", Stage::kExtract},
+                                                            {"cells", Stage::kCells},
+                                                            {"merge", Stage::kMerge}};
+    for (const auto& [name, stage] : kStages) {
+        if (text == name) {
+            return stage;
+        }
+    }
+    throw UsageError("--stage '" + text + "': expected all, extract, cells or merge");
+}
+
+fs::path cells_db_path(const ExperimentConfig& c, const Slice& slice) {
+    return c.output.db.parent_path() / (c.output.db.filename().string() + ".cells") /
+           (std::to_string(slice.index) + "-of-" + std::to_string(slice.count) + ".sqlite");
+}
+
+namespace {
+
+// The run steps' config hashes, in plan order (those of `units` owned by `slice` only).
+std::vector<std::string> run_hashes(const detail::Built& b, const Slice& slice) {
+    const auto units = detail::cell_units(b);
+    std::vector<std::string> hashes;
+    for (std::size_t i = 0; i < b.plan.steps.size(); ++i) {
+        if (units[i] != detail::kNone && slice.owns(static_cast<std::int64_t>(units[i]))) {
+            hashes.push_back(b.plan.steps[i].spec.config_hash);
+        }
+    }
+    return hashes;
+}
+
+detail::Built plan_now(const ExperimentConfig& c, results::ResultsDb* db) {
+    detail::ScratchDir scratch;
+    return detail::build_plan(c, db, scratch.path());
+}
+
+// The patient-level split copy of the manifest, written once (atomically: every task of a
+// cluster study writes the same bytes).
+void write_split_manifest(const ExperimentConfig& c, const detail::Built& b) {
+    if (!c.data.split.use_manifest && !fs::exists(b.manifest)) {
+        write_file_atomic(b.manifest, b.manifest_text);
+    }
+}
+
+// The completed runs of every cells database, copied in plan order (the ids one process gives).
+std::size_t import_cells(const ExperimentConfig& c, results::ResultsDb& db,
+                         const detail::Built& b) {
+    const fs::path dir = cells_db_path(c, {}).parent_path();
+    if (!fs::is_directory(dir)) {
+        return 0;
+    }
+    std::vector<fs::path> files;
+    for (const auto& e : fs::directory_iterator(dir)) {
+        if (e.path().extension() == ".sqlite") {
+            files.push_back(e.path());
+        }
+    }
+    std::sort(files.begin(), files.end());
+    std::map<std::string, fs::path> where;  // config hash -> the database that completed it
+    for (const auto& f : files) {
+        for (const auto& r : results::ResultsDb::open_existing(f).runs()) {
+            where.emplace(r.spec.config_hash, f);
+        }
+    }
+    std::size_t copied = 0;
+    std::vector<std::string> group;  // consecutive runs of one database
+    fs::path from;
+    for (const auto& hash : run_hashes(b, {})) {
+        const auto it = where.find(hash);
+        if (it == where.end()) {
+            continue;
+        }
+        if (it->second != from && !group.empty()) {
+            copied += db.import_runs(from, group);
+            group.clear();
+        }
+        from = it->second;
+        group.push_back(hash);
+    }
+    return copied + (group.empty() ? 0 : db.import_runs(from, group));
+}
+
+// Stage::kExtract: every extraction of the plan, this task's slice of its shards.
+RunnerSummary run_extract_stage(const ExperimentConfig& c, const RunnerOptions& options) {
     const auto t0 = Clock::now();
     RunnerSummary summary;
     summary.db = c.output.db;
-    ensure_writable_dir(c.output.db.parent_path(), "results database folder");
-    // One study per database at a time: a second process refuses before touching anything.
+    ensure_writable_dir(c.output.store, "embedding store folder");
+    const detail::Built b = plan_now(c, nullptr);
+    write_split_manifest(c, b);
+    for (std::size_t i = 0; i < b.plan.steps.size(); ++i) {
+        const PlanStep& s = b.plan.steps[i];
+        if (s.kind != StepKind::kExtract || s.cache_note.rfind("not needed", 0) == 0) {
+            continue;
+        }
+        const auto& e = *b.encoders[b.step_encoder[i]].config;
+        const fs::path dir = c.output.store / "models" / e.name;
+        detail::prepare_model_dir(e, e.random_vit ? dir : e.path, dir, true);
+        auto eo = detail::extract_options(c, e, dir, b.manifest, b.step_roi[i]);
+        eo.threads = options.threads;
+        eo.progress = options.progress;
+        eo.slice = options.slice;
+        const auto r = features::extract(eo);
+        if (options.progress) {
+            std::printf("%s slice %s: %lld images extracted, %lld of %lld shards complete%s\n",
+                        s.describe().c_str(), options.slice.text().c_str(),
+                        static_cast<long long>(r.extracted), static_cast<long long>(r.shards_done),
+                        static_cast<long long>(r.shards), r.complete ? " (store complete)" : "");
+        }
+        ++summary.completed;
+    }
+    summary.seconds = since(t0);
+    return summary;
+}
+
+}  // namespace
+
+// Stage::kAll / kMerge run the whole plan; kCells its runs of one slice into its own database.
+RunnerSummary run_experiment(const ExperimentConfig& c, const RunnerOptions& options) {
+    if (options.stage == Stage::kExtract) {
+        return run_extract_stage(c, options);
+    }
+    const auto t0 = Clock::now();
+    const bool cells = options.stage == Stage::kCells;
+    RunnerSummary summary;
+    summary.db = cells ? cells_db_path(c, options.slice) : c.output.db;
+    ensure_writable_dir(summary.db.parent_path(), "results database folder");
+    // One writer per database: a second process refuses before touching anything.
     std::string holder;
-    const auto lock = FileLock::try_lock(fs::path(c.output.db.string() + ".lock"), &holder);
-    RADPROBE_CHECK(lock.has_value(), "results database ", c.output.db.string(),
+    const auto lock = FileLock::try_lock(fs::path(summary.db.string() + ".lock"), &holder);
+    RADPROBE_CHECK(lock.has_value(), "results database ", summary.db.string(),
                    ": another radprobe run or demo is writing it (pid ",
                    holder.empty() ? std::string("unknown") : holder,
                    "); wait for it to finish (a later run skips what it completed) or give this "
                    "study another output.db");
     ensure_writable_dir(c.output.store, "embedding store folder");
-    results::ResultsDb db = results::ResultsDb::open(c.output.db);
-
-    const detail::Built b = [&] {
-        detail::ScratchDir scratch;
-        return detail::build_plan(c, &db, scratch.path());
-    }();
-    GridRunner runner(c, options, db, b, summary);
-    if (!c.data.split.use_manifest && !fs::exists(b.manifest)) {
-        write_file_atomic(b.manifest, b.manifest_text);
-        runner.say("split: patient-level split written to %s\n", b.manifest.string().c_str());
+    results::ResultsDb db = results::ResultsDb::open(summary.db);
+    if (options.stage == Stage::kMerge) {
+        const std::size_t n = import_cells(c, db, plan_now(c, &db));
+        if (options.progress) {
+            std::printf("merge: %zu runs copied from %s\n", n,
+                        cells_db_path(c, {}).parent_path().string().c_str());
+        }
+    } else if (cells && fs::exists(c.output.db)) {  // completed before: copied, not recomputed
+        db.import_runs(c.output.db, run_hashes(plan_now(c, &db), options.slice));
     }
+    const detail::Built b = plan_now(c, &db);
+    GridRunner runner(c, options, db, b, summary);
+    write_split_manifest(c, b);
     runner.say("%s", format_plan(b.plan).c_str());
 
     const std::size_t total = b.plan.steps.size();
     for (std::size_t i = 0; i < total; ++i) {
         const PlanStep& s = b.plan.steps[i];
+        if (!runner.owns(i) ||
+            (cells && (s.kind == StepKind::kComparisons || s.kind == StepKind::kReport))) {
+            continue;
+        }
         runner.say("[%zu/%zu] %s", i + 1, total, s.describe().c_str());
         switch (s.kind) {
             case StepKind::kExtract:
@@ -252,7 +392,7 @@ RunnerSummary run_experiment(const ExperimentConfig& c, const RunnerOptions& opt
         "done in %.1f s: %zu runs completed, %zu skipped (already in the database), %zu failed; "
         "results in %s\n",
         summary.seconds, summary.completed, summary.skipped, summary.failed,
-        c.output.db.string().c_str());
+        summary.db.string().c_str());
     return summary;
 }
 

@@ -240,6 +240,7 @@ analysis::EncoderSpec analysis_encoder(RunStep& s) {
         es.model_dir = s.grid.model_dir(s.enc);
         es.batch = e.batch;
         es.fold_grayscale = e.fold_grayscale;
+        es.device = e.device;
         return es;
     }
     const PlanStep& src = s.grid.built.plan.steps.at(s.grid.built.step_source[s.index]);
@@ -252,6 +253,7 @@ analysis::EncoderSpec analysis_encoder(RunStep& s) {
                    "database to re-train it)");
     es.batch = 32;
     es.fold_grayscale = false;
+    es.device = s.grid.config.device;
     return es;
 }
 
@@ -301,6 +303,7 @@ std::string run_shortcut(RunStep& s) {
     so.encoder.threads = s.grid.options.threads;
     so.encoder.batch = e.batch;
     so.encoder.fold_grayscale = e.fold_grayscale;
+    so.encoder.device = e.device;
     so.poolings = opt["poolings"].get<std::vector<std::string>>();
     so.correlation = opt["correlation"].get<double>();
     so.prevalence = opt["prevalence"].get<double>();

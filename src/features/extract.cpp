@@ -15,6 +15,7 @@
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
 #include "radprobe/core/npy.hpp"
+#include "radprobe/core/parallel.hpp"
 #include "radprobe/core/progress.hpp"
 #include "radprobe/core/version.hpp"
 #include "radprobe/dataset/manifest.hpp"
@@ -134,8 +135,12 @@ struct Prepared {
     std::string error;
     std::vector<float> pixels;  // C×H×W
     std::int64_t height = 0, width = 0;
-    std::vector<float> roi_weights;  // empty = no region
-    std::string control_line;        // control_boxes.csv line (images without boxes)
+    std::vector<float> roi_weights;   // empty = no region
+    std::string control_line;         // control_boxes.csv line (images without boxes)
+    std::size_t resampled_masks = 0;  // masks its region resampled (shards/<k>_masks.csv)
+    std::string resampled_mask;       // the last of them
+    int rows = 0, cols = 0;           // the decoded image's size
+    preprocess::Geometry geometry{};
 };
 
 struct Context {
@@ -148,17 +153,17 @@ struct Context {
 
 // A matched control region for an image without boxes of the source (control_regions.cpp),
 // recorded whether or not one fits.
-void add_control_region(const Context& ctx, std::size_t row, const imaging::Image& img,
+void add_control_region(const Context& ctx, std::size_t row, int rows, int cols,
                         const InputGeometry& ig, Prepared& p) {
     const auto& rec = ctx.manifest.record(row);
-    const auto lungs = lung_region(ctx.manifest, row, img.rows, img.cols);
+    const auto lungs = lung_region(ctx.manifest, row, rows, cols);
     std::vector<RegionBox> avoid;
     for (const auto& b : rec.boxes) {
         avoid.push_back({b.x0, b.y0, b.x1, b.y1});
     }
     const std::uint64_t seed = ctx.options.roi_seed;
     const auto box =
-        draw_control_box(lungs.inside, img.rows, img.cols, ctx.control_sizes, avoid, seed, rec.id);
+        draw_control_box(lungs.inside, rows, cols, ctx.control_sizes, avoid, seed, rec.id);
     const std::string label = roi_box_label(ctx.options);
     auto num = [](double v) { return std::to_string(static_cast<long long>(std::lround(v))); };
     if (box) {
@@ -170,44 +175,19 @@ void add_control_region(const Context& ctx, std::size_t row, const imaging::Imag
                   std::to_string(seed), box ? lungs.source : "none (no room in the lungs)"});
 }
 
-Prepared prepare(const Context& ctx, std::int64_t row) {
+// Phase 1 of an image (any thread): decode, preprocess, the input geometry.
+Prepared decode_one(const Context& ctx, std::int64_t row) {
     Prepared p;
     p.row = row;
     const auto& rec = ctx.manifest.record(static_cast<std::size_t>(row));
     try {
         const imaging::Image img = imaging::decode(rec.image_path);
         p.pixels = preprocess::to_input(img, ctx.input);
-        const auto g = preprocess::input_geometry(ctx.input, img.rows, img.cols);
-        p.height = g.out_height;
-        p.width = g.out_width;
-        if (wants_roi(ctx.options)) {
-            const InputGeometry ig = patch_geometry(g, ctx.patch);
-            const std::string& src = ctx.options.roi_source;
-            if (src.rfind("mask_", 0) == 0) {
-                const auto mask = ctx.manifest.load_mask(static_cast<std::size_t>(row),
-                                                         src.substr(5), img.rows, img.cols);
-                if (mask && mask->count() > 0) {
-                    p.roi_weights = roi_weights_from_mask(mask->data.data(), mask->rows, mask->cols,
-                                                          ig, rec.id);
-                }
-            } else {
-                std::string label;
-                if (src.rfind("boxes:", 0) == 0) {
-                    label = src.substr(6);
-                }
-                std::vector<RegionBox> boxes;
-                for (const auto& b : rec.boxes) {
-                    if (label.empty() || b.label == label) {
-                        boxes.push_back({b.x0, b.y0, b.x1, b.y1});
-                    }
-                }
-                if (!boxes.empty()) {
-                    p.roi_weights = roi_weights_from_boxes(boxes, ig, rec.id);
-                } else {
-                    add_control_region(ctx, static_cast<std::size_t>(row), img, ig, p);
-                }
-            }
-        }
+        p.geometry = preprocess::input_geometry(ctx.input, img.rows, img.cols);
+        p.height = p.geometry.out_height;
+        p.width = p.geometry.out_width;
+        p.rows = img.rows;
+        p.cols = img.cols;
         p.ok = true;
     } catch (const std::exception& e) {
         p.ok = false;
@@ -217,10 +197,68 @@ Prepared prepare(const Context& ctx, std::int64_t row) {
     return p;
 }
 
-std::vector<Prepared> prepare_batch(const Context& ctx, std::int64_t begin, std::int64_t end) {
-    std::vector<Prepared> batch;
-    for (std::int64_t r = begin; r < end; ++r) {
-        batch.push_back(prepare(ctx, r));
+// Phase 2 (one image at a time, in row order): the roi region's weights over the patch grid.
+void region_weights(const Context& ctx, Prepared& p) {
+    if (!p.ok || !wants_roi(ctx.options)) {
+        return;
+    }
+    const auto row = static_cast<std::size_t>(p.row);
+    const auto& rec = ctx.manifest.record(row);
+    try {
+        const InputGeometry ig = patch_geometry(p.geometry, ctx.patch);
+        const std::string& src = ctx.options.roi_source;
+        if (src.rfind("mask_", 0) == 0) {
+            const auto mask = ctx.manifest.load_mask(row, src.substr(5), p.rows, p.cols);
+            if (mask && mask->count() > 0) {
+                p.roi_weights =
+                    roi_weights_from_mask(mask->data.data(), mask->rows, mask->cols, ig, rec.id);
+            }
+            return;
+        }
+        const std::string label = roi_box_label(ctx.options);
+        std::vector<RegionBox> boxes;
+        for (const auto& b : rec.boxes) {
+            if (label.empty() || b.label == label) {
+                boxes.push_back({b.x0, b.y0, b.x1, b.y1});
+            }
+        }
+        if (!boxes.empty()) {
+            p.roi_weights = roi_weights_from_boxes(boxes, ig, rec.id);
+        } else {
+            add_control_region(ctx, row, p.rows, p.cols, ig, p);
+        }
+    } catch (const std::exception& e) {
+        p.ok = false;
+        p.error = Error::one_line(e.what());
+        p.pixels.clear();
+        p.roi_weights.clear();
+        p.control_line.clear();
+    }
+}
+
+// The region, and the masks it resampled (regions are added one image at a time, so a new entry
+// of the manifest's log is this image's).
+void add_region(const Context& ctx, Prepared& p) {
+    const std::size_t logged = ctx.manifest.resampled_masks().count;
+    region_weights(ctx, p);
+    const auto now = ctx.manifest.resampled_masks();
+    if (now.count != logged) {
+        p.resampled_masks = now.count - logged;
+        p.resampled_mask = now.last;
+    }
+}
+
+// Images [begin, end): decoded on `threads` threads, their regions then added in row order.
+std::vector<Prepared> prepare_batch(const Context& ctx, std::int64_t begin, std::int64_t end,
+                                    int threads) {
+    std::vector<Prepared> batch(static_cast<std::size_t>(end - begin));
+    parallel_for(batch.size(), threads, [&](std::size_t b, std::size_t e) {
+        for (std::size_t i = b; i < e; ++i) {
+            batch[i] = decode_one(ctx, begin + static_cast<std::int64_t>(i));
+        }
+    });
+    for (auto& p : batch) {
+        add_region(ctx, p);
     }
     return batch;
 }
@@ -229,6 +267,7 @@ struct ShardRows {
     std::vector<std::vector<float>> pooled;  // per pooling: rows × width
     std::vector<std::string> index_lines;
     std::vector<std::string> control_lines;
+    std::vector<std::string> mask_lines;  // masks resampled (image,masks,example)
 };
 
 const char* kControlHeader = "image,label,x0,y0,x1,y1,seed,region\n";
@@ -295,8 +334,12 @@ void start_store(const ExtractOptions& o, const fs::path& dir, const std::string
                  const nlohmann::json& key_inputs, const encoders::ModelConfig& config) {
     fs::create_directories(dir / "shards");
     // Temporary files left by a killed run (kill -9 gives no chance to clean up) are removed;
-    // completed files were renamed into place and are kept.
+    // completed files were renamed into place and are kept. Not by a slice: the other slices
+    // may be writing theirs (the merge step, a run of the whole, removes what they left).
     for (const fs::path& sub : {dir, dir / "shards"}) {
+        if (!o.slice.whole()) {
+            break;
+        }
         for (const auto& e : fs::directory_iterator(sub)) {
             if (e.is_regular_file() &&
                 e.path().filename().string().find(".tmp.") != std::string::npos) {
@@ -349,6 +392,7 @@ struct Encoding {
     std::int64_t G = 1;  // patch tokens per image (when `patches` is pooled)
     bool has_cls = false;
     bool wants_patches = false;
+    int decode_threads = 1;  // threads decoding the next batch (decode_threads_for())
 
     std::int64_t row_width(Pooling p) const { return pooled_width(p, D, G) * nlayers; }
 
@@ -420,7 +464,10 @@ struct Encoding {
                       PooledRows& pooled_of) const {
         const std::int64_t n = static_cast<std::int64_t>(j - i);
         const std::int64_t H = batch[i].height, W = batch[i].width;
-        at::Tensor x = torch::empty({n, ctx.input.channels, H, W}, torch::kFloat32);
+        // Pinned on the way to a CUDA device (an asynchronous copy), pageable on the CPU.
+        const bool pinned = encoder.device().is_cuda();
+        at::Tensor x = torch::empty({n, ctx.input.channels, H, W},
+                                    torch::TensorOptions(torch::kFloat32).pinned_memory(pinned));
         for (std::int64_t m = 0; m < n; ++m) {
             std::memcpy(x[m].data_ptr<float>(), batch[i + m].pixels.data(),
                         batch[i + m].pixels.size() * sizeof(float));
@@ -436,6 +483,10 @@ struct Encoding {
                                      : encoders::split_tokens(out.layers.at(idx), R, out.grid_h,
                                                               out.grid_w, has_cls));
             }
+        }
+        for (auto& s : splits) {  // pooling reads host memory (a no-op on the CPU)
+            s.cls = has_cls ? s.cls.to(torch::kCPU) : s.cls;
+            s.patches = s.patches.to(torch::kCPU);
         }
         const std::int64_t G_batch = out.grid_h * out.grid_w;
         RADPROBE_ASSERT(!wants_patches || G_batch == G);
@@ -504,6 +555,10 @@ struct Encoding {
             if (p.ok && !p.control_line.empty()) {
                 rows.control_lines.push_back(p.control_line);
             }
+            if (p.ok && !p.resampled_mask.empty()) {
+                rows.mask_lines.push_back(
+                    csv_line({rec.id, std::to_string(p.resampled_masks), p.resampled_mask}));
+            }
             rows.index_lines.push_back(csv_line(
                 {std::to_string(p.row), rec.id, rec.patient_id, dataset::split_name(rec.split),
                  p.ok ? "1" : "0", (p.ok && !p.roi_weights.empty()) ? "1" : "0", p.error}));
@@ -526,6 +581,13 @@ struct Encoding {
             }
             write_file_atomic(dir / "shards" / (shard_name(k) + "_controls.csv"), controls);
         }
+        if (!rows.mask_lines.empty()) {
+            std::string masks = "image,masks,example\n";
+            for (const auto& line : rows.mask_lines) {
+                masks += line + "\n";
+            }
+            write_file_atomic(dir / "shards" / (shard_name(k) + "_masks.csv"), masks);
+        }
         std::string csv = "row,image,patient_id,split,ok,roi_valid,error\n";
         for (const auto& line : rows.index_lines) {
             csv += line + "\n";
@@ -536,17 +598,20 @@ struct Encoding {
     // Rows [begin, end) as shard k; the next batch decodes while the current one is encoded.
     // False when max_images stopped the run (a simulated kill: the shard is not written).
     bool run_shard(std::int64_t k, std::int64_t begin, std::int64_t end, Progress& progress,
-                   std::int64_t& processed_this_run) const {
+                   std::int64_t& processed_this_run, double& waited) const {
         ShardRows rows;
         rows.pooled.resize(o.poolings.size());
         auto next = std::async(std::launch::async, prepare_batch, std::cref(ctx), begin,
-                               std::min(end, begin + o.batch));
+                               std::min(end, begin + o.batch), decode_threads);
         for (std::int64_t b = begin; b < end; b += o.batch) {
+            const auto wait_start = std::chrono::steady_clock::now();
             std::vector<Prepared> batch = next.get();
+            waited += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start)
+                          .count();
             const std::int64_t nb_end = std::min(end, b + 2 * static_cast<std::int64_t>(o.batch));
             if (b + o.batch < end) {
                 next = std::async(std::launch::async, prepare_batch, std::cref(ctx), b + o.batch,
-                                  nb_end);
+                                  nb_end, decode_threads);
             }
             const PooledRows pooled_of = encode_batch(batch);
             append_rows(batch, pooled_of, rows);
@@ -624,16 +689,38 @@ struct Encoding {
     }
 };
 
-// Images in the shards an earlier (killed) run completed.
-std::int64_t done_images(const fs::path& dir, std::int64_t N, std::int64_t S,
-                         std::int64_t num_shards) {
-    std::int64_t done = 0;
+// Threads decoding the next batch while the current one is encoded: as asked, else one on the
+// CPU (the forward pass uses every core; a second decoding thread would take one from it:
+// bench/features measures both) and up to 8 beside a CUDA device, which waits on decoding
+// otherwise.
+int decode_threads_for(const ExtractOptions& o, const c10::Device& device) {
+    if (o.decode_threads > 0) {
+        return o.decode_threads;
+    }
+    return device.is_cuda() ? std::clamp(available_threads() - 1, 1, 8) : 1;
+}
+
+// Shards not complete yet.
+std::int64_t missing_shards(const fs::path& dir, std::int64_t num_shards) {
+    std::int64_t missing = 0;
     for (std::int64_t k = 0; k < num_shards; ++k) {
-        if (fs::exists(dir / "shards" / (shard_name(k) + ".csv"))) {
-            done += std::min(S, N - k * S);
+        missing += !fs::exists(dir / "shards" / (shard_name(k) + ".csv"));
+    }
+    return missing;
+}
+
+// Images of the slice's shards, and those an earlier (killed) run completed.
+std::array<std::int64_t, 2> slice_images(const fs::path& dir, std::int64_t N, std::int64_t S,
+                                         const Slice& slice) {
+    std::int64_t all = 0, done = 0;
+    for (std::int64_t k = 0; k * S < N; ++k) {
+        if (slice.owns(k)) {
+            all += std::min(S, N - k * S);
+            done +=
+                fs::exists(dir / "shards" / (shard_name(k) + ".csv")) ? std::min(S, N - k * S) : 0;
         }
     }
-    return done;
+    return {all, done};
 }
 
 std::string model_name_of(const fs::path& model_dir) {
@@ -656,10 +743,22 @@ std::string store_key(const ExtractOptions& options) {
 
 namespace {
 
-// The roi masks resampled to their image's grid, said once and kept in store.json.
-void note_resampled_masks(const dataset::Manifest& manifest, const fs::path& dir,
-                          ExtractResult& result) {
-    result.mask_note = manifest.resampled_masks().note("roi masks");
+// The roi masks resampled to their image's grid over the whole store (the shards' lists),
+// said once and kept in store.json.
+void note_resampled_masks(const fs::path& dir, std::int64_t num_shards, ExtractResult& result) {
+    dataset::Manifest::Resampled all;
+    for (std::int64_t k = 0; k < num_shards; ++k) {
+        const fs::path list = dir / "shards" / (shard_name(k) + "_masks.csv");
+        if (!fs::exists(list)) {
+            continue;
+        }
+        const CsvTable table = CsvTable::read(list);
+        for (const auto& r : table.rows()) {
+            all.example = all.count == 0 ? r.at(2) : all.example;
+            all.count += std::stoull(r.at(1));
+        }
+    }
+    result.mask_note = all.note("roi masks");
     if (result.mask_note.empty()) {
         return;
     }
@@ -673,6 +772,7 @@ void note_resampled_masks(const dataset::Manifest& manifest, const fs::path& dir
 ExtractResult extract(const ExtractOptions& o) {
     const auto t0 = std::chrono::steady_clock::now();
     check_options(o);
+    const c10::Device device = encoders::parse_device(o.device);
     dataset::ManifestOptions mo;
     mo.boxes = o.boxes;
     const dataset::Manifest manifest = dataset::Manifest::load(o.manifest, mo);
@@ -685,11 +785,17 @@ ExtractResult extract(const ExtractOptions& o) {
     ExtractResult result;
     result.store_dir = o.store_root / (model_name + "-" + key.substr(0, 12));
     result.images = static_cast<std::int64_t>(manifest.size());
+    result.slice = o.slice;
+    result.shards = (result.images + o.shard_size - 1) / o.shard_size;
+    result.shards_done = result.shards;
     const fs::path dir = result.store_dir;
     if (fs::exists(dir / "COMPLETE")) {
         read_complete_store(dir, result);
         return result;
     }
+    RADPROBE_CHECK(!o.cached_only, dir.string(),
+                   ": embedding store not complete (its extraction stage did not finish; "
+                   "run it again)");
     ensure_writable_dir(o.store_root, "embedding store folder");
     start_store(o, dir, key, key_inputs, config);
 
@@ -702,33 +808,50 @@ ExtractResult extract(const ExtractOptions& o) {
         ctx.control_sizes = box_sizes(manifest, roi_box_label(o));
     }
     fold_input_channels(o, *encoder, ctx);
+    encoder->to(device);
     Encoding enc{o, manifest, ctx, *encoder, dir, model_name};
+    enc.decode_threads = decode_threads_for(o, device);
+    result.decode_threads = enc.decode_threads;
     enc.resolve_layers(config);
     enc.probe_patch_grid(config);
 
     const std::int64_t N = result.images;
     const std::int64_t S = o.shard_size;
     const std::int64_t num_shards = (N + S - 1) / S;
-    Progress progress("extract " + model_name, static_cast<std::size_t>(N), "images");
+    const auto [slice_total, slice_done] = slice_images(dir, N, S, o.slice);
+    std::string label = "extract " + model_name;
+    if (!o.slice.whole()) {
+        label += " slice " + o.slice.text();
+    }
+    Progress progress(label, static_cast<std::size_t>(slice_total), "images");
     progress.set_enabled(o.progress && stderr_is_tty());
-    progress.advance(static_cast<std::size_t>(done_images(dir, N, S, num_shards)));
+    progress.advance(static_cast<std::size_t>(slice_done));
 
     torch::InferenceMode guard;
     std::int64_t processed_this_run = 0;
     for (std::int64_t k = 0; k < num_shards; ++k) {
-        if (fs::exists(dir / "shards" / (shard_name(k) + ".csv"))) {
+        if (!o.slice.owns(k) || fs::exists(dir / "shards" / (shard_name(k) + ".csv"))) {
             continue;
         }
         const std::int64_t begin = k * S, end = std::min(N, begin + S);
-        if (!enc.run_shard(k, begin, end, progress, processed_this_run)) {
+        if (!enc.run_shard(k, begin, end, progress, processed_this_run,
+                           result.decode_wait_seconds)) {
             result.extracted = processed_this_run;
             result.seconds = seconds_since(t0);
+            result.stopped = true;
+            result.shards_done = num_shards - missing_shards(dir, num_shards);
             return result;  // simulated kill: the current shard is not written
         }
     }
     progress.finish();
     result.extracted = processed_this_run;
-    note_resampled_masks(manifest, dir, result);
+    result.seconds = seconds_since(t0);
+    if (!o.slice.whole()) {  // the merge step (a run of the whole) writes the final files
+        result.mask_note = manifest.resampled_masks().note("roi masks");
+        result.shards_done = num_shards - missing_shards(dir, num_shards);
+        return result;
+    }
+    note_resampled_masks(dir, num_shards, result);
     enc.merge_shards(num_shards, key, result);
     result.complete = true;
     result.seconds = seconds_since(t0);

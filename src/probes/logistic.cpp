@@ -440,6 +440,53 @@ private:
 // features (the d³ eigendecomposition would cost more than it saves).
 constexpr std::size_t kPreconditionRows = 4096, kPreconditionDim = 4096;
 
+// The preconditioner from the Gram matrix of the standardised features (dim × dim, as syrk
+// left it). A feature that is zero on every sampled row (a constant one) keeps its own axis as an
+// eigenvector: decomposing it with the others lets the solver (its eigenvalue 0 is degenerate
+// with any other) mix it into their directions at rounding level, so its coefficient, exactly 0
+// at the optimum, would end up wherever the LAPACK kernel's rounding put it.
+Preconditioner eigen_preconditioner(std::vector<double> gram, std::size_t dim) {
+    std::vector<std::size_t> live;
+    for (std::size_t j = 0; j < dim; ++j) {
+        if (gram[j * dim + j] > 0.0) {
+            live.push_back(j);
+        }
+    }
+    const std::size_t k = live.size();
+    std::vector<double> reduced(k * k);
+    for (std::size_t a = 0; a < k; ++a) {
+        for (std::size_t b = 0; b < k; ++b) {
+            reduced[a * k + b] = gram[live[a] * dim + live[b]];
+        }
+    }
+    std::vector<double> values;
+    if (k > 0) {
+        auto eigen = linalg::symmetric_eigen(reduced, static_cast<int>(k));
+        if (!eigen) {
+            return {};  // no preconditioning: plain L-BFGS reaches the same optimum
+        }
+        values = std::move(*eigen);
+    }
+    for (double& v : values) {
+        v = std::max(v, 0.0);
+    }
+    // Row i of `vectors` is eigenvector i (row i of the reduced result, column-major there).
+    std::vector<double> vectors(dim * dim, 0.0);
+    for (std::size_t i = 0; i < k; ++i) {
+        for (std::size_t b = 0; b < k; ++b) {
+            vectors[i * dim + live[b]] = reduced[i * k + b];
+        }
+    }
+    std::size_t row = k;
+    for (std::size_t j = 0; j < dim; ++j) {
+        if (!(gram[j * dim + j] > 0.0)) {
+            vectors[row++ * dim + j] = 1.0;
+            values.push_back(0.0);
+        }
+    }
+    return Preconditioner(std::move(vectors), std::move(values));
+}
+
 template <typename T>
 Preconditioner build_preconditioner(const T* x, std::size_t n, std::size_t dim,
                                     const std::vector<double>& mean,
@@ -465,16 +512,7 @@ Preconditioner build_preconditioner(const T* x, std::size_t n, std::size_t dim,
         linalg::syrk_upper(false, d, static_cast<int>(rows), alpha, block.data(), d, beta,
                            gram.data());
     }
-    auto eigen = linalg::symmetric_eigen(gram, d);
-    if (!eigen) {
-        return {};  // no preconditioning: plain L-BFGS reaches the same optimum
-    }
-    std::vector<double> values = std::move(*eigen);
-    for (double& v : values) {
-        v = std::max(v, 0.0);
-    }
-    // Column k of the column-major result (= row k here) is eigenvector k.
-    return Preconditioner(std::move(gram), std::move(values));
+    return eigen_preconditioner(std::move(gram), dim);
 }
 
 // The correction pairs (s, y) of L-BFGS, kept across calls when the caller wants to reuse them.

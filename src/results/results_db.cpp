@@ -482,6 +482,75 @@ void ResultsDb::add_note(std::int64_t run, const std::string& note) {
     impl_->add_note(run, note);
 }
 
+namespace {
+
+// The rows of run `from` in the attached database `src`, copied under run `to`.
+void copy_run_rows(sql::Connection& db, std::int64_t from, std::int64_t to) {
+    for (const char* text :
+         {"INSERT INTO metrics (run, name, value, ci_lo, ci_hi, ci_method, level, n, subgroup, "
+          "extra_json) SELECT ?2, name, value, ci_lo, ci_hi, ci_method, level, n, subgroup, "
+          "extra_json FROM src.metrics WHERE run = ?1 ORDER BY rowid",
+          "INSERT INTO predictions (run, image_id, patient_id, label, score, mask_path, dice) "
+          "SELECT ?2, image_id, patient_id, label, score, mask_path, dice FROM src.predictions "
+          "WHERE run = ?1 ORDER BY rowid",
+          "INSERT INTO analysis (analysis, run, row_key, row_key2, column_name, value, ci_lo, "
+          "ci_hi, p, p_adjusted) SELECT analysis, ?2, row_key, row_key2, column_name, value, "
+          "ci_lo, ci_hi, p, p_adjusted FROM src.analysis WHERE run = ?1 ORDER BY rowid"}) {
+        sql::Statement s(db, text);
+        s.bind(1, from);
+        s.bind(2, to);
+        s.run();
+    }
+}
+
+}  // namespace
+
+std::size_t ResultsDb::import_runs(const fs::path& source,
+                                   const std::vector<std::string>& config_hashes) {
+    RADPROBE_CHECK(ResultsDb::open_existing(source).schema_version() == kResultsSchemaVersion,
+                   "results database ", source.string(), ": schema version differs from ",
+                   kResultsSchemaVersion, " (written by another radprobe)");
+    {
+        sql::Statement attach(impl_->db, "ATTACH DATABASE ?1 AS src");
+        attach.bind(1, source.string());
+        attach.run();
+    }
+    std::size_t copied = 0;
+    try {
+        sql::Transaction tx(impl_->db);
+        for (const auto& hash : config_hashes) {
+            sql::Statement find(impl_->db,
+                                "SELECT id FROM src.runs WHERE config_hash = ?1 AND "
+                                "status = 'completed'");
+            find.bind(1, hash);
+            if (!find.step() || find_completed_run(hash)) {
+                continue;
+            }
+            const std::int64_t from = find.int64(0);
+            auto& del = impl_->stmt("DELETE FROM runs WHERE config_hash = ?1");
+            del.bind(1, hash);
+            del.run();
+            sql::Statement ins(impl_->db,
+                               "INSERT INTO runs (config_hash, created, finished, "
+                               "software_version, encoder, weights_hash, task, adaptation, "
+                               "pooling, layers, seed, status, config_json, notes) SELECT "
+                               "config_hash, created, finished, software_version, encoder, "
+                               "weights_hash, task, adaptation, pooling, layers, seed, status, "
+                               "config_json, notes FROM src.runs WHERE id = ?1");
+            ins.bind(1, from);
+            ins.run();
+            copy_run_rows(impl_->db, from, sqlite3_last_insert_rowid(impl_->db.get()));
+            ++copied;
+        }
+        tx.commit();
+    } catch (...) {
+        impl_->db.exec("DETACH DATABASE src");
+        throw;
+    }
+    impl_->db.exec("DETACH DATABASE src");
+    return copied;
+}
+
 void ResultsDb::record_store(const StoreRecord& store) {
     RADPROBE_CHECK(impl_->version >= 2, "results database ", impl_->path.string(),
                    ": schema version ", impl_->version, " has no stores table");

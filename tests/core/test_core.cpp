@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -10,6 +12,7 @@
 #include "radprobe/core/npy.hpp"
 #include "radprobe/core/parallel.hpp"
 #include "radprobe/core/random.hpp"
+#include "radprobe/core/slice.hpp"
 #include "test_support.hpp"
 
 namespace radprobe {
@@ -282,6 +285,49 @@ TEST(Parallel, SameResultForAnyThreadCountAndRethrows) {
                                       throw InputError("boom");
                               }),
                  InputError);
+}
+
+TEST(Slice, TheSlicesOfAnyCountCoverEveryUnitOnce) {
+    for (std::int64_t n = 1; n <= 7; ++n) {
+        std::vector<int> owners(23, 0);
+        for (std::int64_t i = 0; i < n; ++i) {
+            const Slice s = parse_slice(std::to_string(i) + "/" + std::to_string(n));
+            EXPECT_EQ(s.text(), std::to_string(i) + "/" + std::to_string(n));
+            for (std::size_t k = 0; k < owners.size(); ++k) {
+                owners[k] += s.owns(static_cast<std::int64_t>(k));
+            }
+        }
+        EXPECT_EQ(std::count(owners.begin(), owners.end(), 1), 23) << "N = " << n;
+    }
+    EXPECT_TRUE(parse_slice("0/1").whole());
+    EXPECT_FALSE(parse_slice("2/5").owns(3));
+    EXPECT_TRUE(parse_slice("2/5").owns(7));
+    for (const char* bad : {"3/3", "1", "-1/2", "a/b", "1/0", "", "1/2/3", " 1/2"}) {
+        EXPECT_THROW(parse_slice(bad), UsageError) << bad;
+    }
+}
+
+TEST(Slice, ASlurmArrayTaskGivesItsSliceAndAStridedArrayIsRefused) {
+    const auto set = [](const char* id, const char* min, const char* count) {
+        setenv("SLURM_ARRAY_TASK_ID", id, 1);
+        setenv("SLURM_ARRAY_TASK_MIN", min, 1);
+        setenv("SLURM_ARRAY_TASK_COUNT", count, 1);
+    };
+    std::string source;
+    set("5", "1", "8");  // --array=1-8, task 5
+    Slice s = slice_from_environment(&source);
+    EXPECT_EQ(s.index, 4);
+    EXPECT_EQ(s.count, 8);
+    EXPECT_EQ(source, "SLURM_ARRAY_TASK_ID");
+    EXPECT_EQ(resolve_slice("1/2").text(), "1/2");  // the flag wins
+    set("8", "0", "5");                             // --array=0-8:2 (ids 0, 2, 4, 6, 8)
+    EXPECT_THROW(slice_from_environment(), UsageError);
+    unsetenv("SLURM_ARRAY_TASK_ID");
+    source.clear();
+    EXPECT_TRUE(slice_from_environment(&source).whole());
+    EXPECT_EQ(source, "");
+    unsetenv("SLURM_ARRAY_TASK_MIN");
+    unsetenv("SLURM_ARRAY_TASK_COUNT");
 }
 
 }  // namespace

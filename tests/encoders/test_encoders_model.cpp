@@ -311,7 +311,7 @@ TEST(Cli, ModelsCalibratesThroughputPerBatchAndPicksTheBest) {
                                  "' --calibrate --size 56 --size 112 --batch 1 --batch 3 "
                                  "--seconds 0.05 --threads 1");
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_NE(r.out.find("calibration (1 threads, 0.05 s per batch size"), std::string::npos)
+    EXPECT_NE(r.out.find("calibration (cpu, 1 threads, 0.05 s per batch size"), std::string::npos)
         << r.out;
     for (const char* size : {"  56 px, ", "  112 px, "}) {
         const auto at = r.out.find(size);

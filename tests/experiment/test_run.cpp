@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <regex>
 
 #include "radprobe/core/error.hpp"
@@ -501,6 +502,105 @@ TEST_F(PlanTest, DryRunPrintsThePlanAndWritesNothing) {
     EXPECT_EQ(count_lines(b.err), 1) << b.err;
     EXPECT_TRUE(contains(b.err, bad.string() + ":12:1: sedes: unknown key (did you mean 'seeds'?)"))
         << b.err;
+}
+
+TEST_F(Config, DeviceIsTheDefaultOfEveryEncoderAndAdaptationAndShardSizeIsRead) {
+    std::string yaml = with_encoders(
+        "  - name: rand\n"
+        "    random_vit: {seed: 3, hidden_size: 48, layers: 2, heads: 3, patch_size: 16, "
+        "image_size: 64}\n"
+        "  - name: rand-cpu\n"
+        "    device: cpu\n"
+        "    random_vit: {seed: 4, hidden_size: 48, layers: 2, heads: 3, patch_size: 16, "
+        "image_size: 64}\n");
+    yaml.replace(yaml.find("  knn: {k: [5]}\n"), 16,
+                 "  knn: {k: [5]}\n  attention: {epochs: 1}\n  finetune: {device: cpu}\n");
+    yaml += "device: cuda:1\noutput: {shard_size: 32}\n";
+    // The device's form is checked here; whether it exists, where the model runs.
+    const auto c = load_experiment_config(write(yaml));
+    EXPECT_EQ(c.device, "cuda:1");
+    ASSERT_EQ(c.encoders.size(), 2u);
+    EXPECT_EQ(c.encoders[0].device, "cuda:1");
+    EXPECT_EQ(c.encoders[1].device, "cpu");
+    EXPECT_EQ(c.output.shard_size, 32);
+    std::map<std::string, nlohmann::json> options;
+    for (const auto& a : c.adaptations) {
+        options[a.kind] = nlohmann::json::parse(a.options_json);
+    }
+    EXPECT_FALSE(options["linear"].contains("device"));
+    EXPECT_EQ(options["attention"]["device"], "cuda:1");
+    EXPECT_EQ(options["finetune"]["device"], "cpu");  // its own
+    EXPECT_EQ(load_experiment_config(write(kValid)).output.shard_size, 256);
+
+    std::string e = error_of(std::string(kValid) + "device: gpu\n");
+    EXPECT_TRUE(contains(e, where(12) + "9: device: 'gpu' is not cpu, cuda or cuda:N")) << e;
+    e = error_of(std::string(kValid) + "output: {shard_size: 0}\n");
+    EXPECT_TRUE(contains(e, "output.shard_size")) << e;
+}
+
+// The plan of study C's size (492,724 images, two encoders) as Slurm array jobs: shards,
+// forward passes, task-hours and the slowest task's wall time from the measured rates; a dry run
+// writes nothing, the real one writes the scripts.
+TEST_F(PlanTest, SlurmPlanOfHalfAMillionImages) {
+    std::string manifest = "image,patient_id,split,cardiomegaly,pneumothorax\n";
+    const char* splits[] = {"train", "val", "test"};
+    for (int i = 0; i < 492724; ++i) {
+        manifest += "i" + std::to_string(i) + ".png,p" + std::to_string(i / 2) + "," +
+                    splits[(i / 2) % 3] + "," + std::to_string(i % 2) + "," +
+                    std::to_string((i / 3) % 2) + "\n";
+    }
+    write_file_atomic(tmp_ / "manifest.csv", manifest);
+    std::string yaml = with_encoders(
+        "  - name: a\n"
+        "    random_vit: {seed: 3, hidden_size: 48, layers: 2, heads: 3, patch_size: 16, "
+        "image_size: 64}\n"
+        "  - name: b\n"
+        "    random_vit: {seed: 4, hidden_size: 48, layers: 2, heads: 3, patch_size: 16, "
+        "image_size: 64}\n");
+    const auto c = load_experiment_config(write(yaml));
+    SlurmOptions o;
+    o.images_per_second = {{"a", 100.0}, {"b", 50.0}};
+    o.partition = "gpu";
+    o.gpus_per_task = 1;
+    o.radprobe = "/opt/radprobe/bin/radprobe";
+    const SlurmPlan dry = plan_slurm(c, o, false);
+    const std::string& t = dry.text;
+    EXPECT_TRUE(contains(t, "slurm plan: 492724 images, 4 jobs")) << t;
+    // 1925 shards of 256 per store (the last one of 52 images).
+    EXPECT_TRUE(
+        contains(t, "extract        array of 16 tasks (1925 shards of 256 images per store)"))
+        << t;
+    EXPECT_TRUE(contains(t, "extract a (cls,mean; 492724 images): 492724 forward passes")) << t;
+    // a: 492724 / 100 / 3600 = 1.369 h, b: 2.737 h, 4.106 GPU-hours in all. The slowest task
+    // owns 121 full shards of each store: 30976 · (1/100 + 1/50) / 3600 = 0.258 h.
+    EXPECT_TRUE(contains(t, "1.37 h at 100 images/s")) << t;
+    EXPECT_TRUE(contains(t, "2.74 h at 50 images/s")) << t;
+    EXPECT_TRUE(contains(t, "4.106 GPU-hours, wall 0.258 h")) << t;
+    EXPECT_TRUE(contains(t, "cells          array of 16 tasks: 16 of 16 runs to do, in 16 units"))
+        << t;
+    ASSERT_EQ(dry.jobs.size(), 4u);
+    EXPECT_EQ(dry.jobs[0].name, "extract");
+    EXPECT_EQ(dry.jobs[1].dependency, "afterany");
+    EXPECT_EQ(dry.jobs[2].dependency, "afterok");
+    EXPECT_EQ(dry.jobs[3].dependency, "afterany");
+    EXPECT_FALSE(fs::exists(dry.dir));
+    EXPECT_FALSE(fs::exists(tmp_ / "embeddings"));
+
+    // Without rates: no hours, and how to measure them.
+    EXPECT_TRUE(contains(plan_slurm(c, SlurmOptions{}, false).text,
+                         "radprobe models DIR --calibrate --device cuda"));
+    const SlurmPlan written = plan_slurm(c, o, true);
+    const std::string extract = read_text(written.jobs[0].script);
+    EXPECT_TRUE(contains(extract, "#SBATCH --array=0-15\n")) << extract;
+    EXPECT_TRUE(contains(extract, "#SBATCH --partition=gpu\n#SBATCH --gpus-per-task=1\n"))
+        << extract;
+    EXPECT_TRUE(contains(extract, "exec '/opt/radprobe/bin/radprobe' run '" +
+                                      (tmp_ / "exp.yaml").string() + "' --stage extract --threads"))
+        << extract;
+    const std::string merge = read_text(written.jobs[1].script);
+    EXPECT_TRUE(contains(merge, "--stage extract --slice 0/1")) << merge;
+    EXPECT_FALSE(contains(merge, "--array")) << merge;
+    EXPECT_TRUE(fs::exists(tmp_ / "embeddings" / "models" / "a" / "model.safetensors"));
 }
 
 // roi for a task pools that task's own boxes; a task without any is refused at validation with

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <map>
 
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/error.hpp"
@@ -286,6 +287,58 @@ TEST(Extract, ResumeAfterStopAndAfterKill9GivesIdenticalStoreAndRerunIsCached) {
     const std::string strict = run_extract(manifest, tmp / "strict", "--strict");
     EXPECT_NE(strict.find("exit=1"), std::string::npos) << strict;
     EXPECT_NE(strict.find("broken.png"), std::string::npos) << strict;
+}
+
+// Every file under `dir` (relative path -> bytes).
+std::map<std::string, std::vector<char>> tree(const fs::path& dir) {
+    std::map<std::string, std::vector<char>> files;
+    for (const auto& e : fs::recursive_directory_iterator(dir)) {
+        if (e.is_regular_file()) {
+            const auto bytes = read_file_bytes(e.path());
+            files[fs::relative(e.path(), dir).string()].assign(bytes.begin(), bytes.end());
+        }
+    }
+    return files;
+}
+
+TEST(Extract, SlicesOfTheShardsMergeIntoTheByteIdenticalStoreOfOneProcess) {
+    TempDir tmp;
+    const auto manifest = make_manifest(tmp, 30, true);  // 8 shards of 4, a corrupt image
+    ASSERT_NE(run_extract(manifest, tmp / "one", "", "", 4, 2).find("exit=0"), std::string::npos);
+    // Slice 0 by flag, slice 2 as a Slurm array task, slice 1 killed after 5 images.
+    const std::string s0 = run_extract(manifest, tmp / "sliced", "--slice 0/3", "", 4, 2);
+    ASSERT_NE(s0.find("exit=0"), std::string::npos) << s0;
+    EXPECT_NE(s0.find("slice 0/3 (--slice): 12 images extracted"), std::string::npos) << s0;
+    const std::string s2 = run_extract(
+        manifest, tmp / "sliced", "",
+        "SLURM_ARRAY_TASK_ID=12 SLURM_ARRAY_TASK_MIN=10 SLURM_ARRAY_TASK_COUNT=3", 4, 2);
+    EXPECT_NE(s2.find("slice 2/3 (SLURM_ARRAY_TASK_ID): 8 images extracted"), std::string::npos)
+        << s2;
+    const std::string s1 =
+        run_extract(manifest, tmp / "sliced", "--slice 1/3", "RADPROBE_TEST_STOP_AFTER=5", 4, 2);
+    EXPECT_NE(s1.find("stopped"), std::string::npos) << s1;
+    const fs::path store = only_store(tmp / "sliced");
+    EXPECT_FALSE(fs::exists(store / "COMPLETE"));
+    for (int k = 0; k < 8; ++k) {  // shard 1 done before the kill, 4 and 7 not
+        const bool done = k % 3 != 1 || k == 1;
+        EXPECT_EQ(fs::exists(store / "shards" / ("0000" + std::to_string(k) + ".csv")), done) << k;
+    }
+    // The merge step: a run of the whole computes shards 4 and 7 and writes the final files.
+    const std::string merged = run_extract(manifest, tmp / "sliced", "", "", 4, 2);
+    ASSERT_NE(merged.find("extracted this run: 6"), std::string::npos) << merged;
+    EXPECT_EQ(tree(only_store(tmp / "one")), tree(store));
+    EXPECT_EQ(read_embeddings(store, "cls").image_ids.size(), 29u);
+
+    const std::string bad = run_extract(manifest, tmp / "bad", "--slice 3/3");
+    EXPECT_NE(bad.find("--slice '3/3': expected I/N with 0 <= I < N"), std::string::npos) << bad;
+    EXPECT_NE(bad.find("exit=2"), std::string::npos) << bad;
+    if (encoders::cuda_device_count() == 0) {  // refused before anything is written
+        const std::string cuda = run_extract(manifest, tmp / "cuda", "--device cuda");
+        EXPECT_NE(cuda.find("--device cuda: this LibTorch build has no usable CUDA device"),
+                  std::string::npos)
+            << cuda;
+        EXPECT_FALSE(fs::exists(tmp / "cuda"));
+    }
 }
 
 TEST(Extract, MultiLayerConcatenatesLayersAndBadArgumentsAreUsageErrors) {

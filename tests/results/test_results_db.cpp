@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "radprobe/core/error.hpp"
@@ -322,6 +323,86 @@ TEST(ResultsDb, RunOfKilledWriterIsHiddenThenReplaced) {
     EXPECT_TRUE(db.metrics(stale).empty());
     EXPECT_TRUE(db.predictions(stale).empty());
     ASSERT_EQ(db.runs(all).size(), 1u);
+}
+
+// One completed run of `hash` with a metric, a prediction and an analysis row.
+std::int64_t completed_run(ResultsDb& db, const std::string& hash, double auroc) {
+    const std::int64_t run = db.begin_run(spec(hash));
+    Metric m;
+    m.name = "auroc";
+    m.value = auroc;
+    m.ci_lo = auroc - 0.1;
+    m.subgroup = "chest_tube=1";
+    m.extra_json = R"({"method":"x"})";
+    db.record_metrics(run, std::vector<Metric>{m});
+    Prediction p = pred("img-" + hash);
+    p.score = auroc / 2;
+    db.record_predictions(run, std::vector<Prediction>{p});
+    AnalysisRow a;
+    a.analysis = "subgroups";
+    a.run = run;
+    a.row_key = "chest_tube";
+    a.column = "gap";
+    a.value = auroc / 3;
+    db.record_analysis(std::vector<AnalysisRow>{a});
+    db.finish_run(run);
+    return run;
+}
+
+TEST(ResultsDb, ImportedRunsKeepEveryRowUnderNewIdsInTheOrderGiven) {
+    TempDir tmp;
+    {
+        ResultsDb cells = ResultsDb::open(tmp / "cells.sqlite");
+        completed_run(cells, "h1", 0.7);
+        completed_run(cells, "h2", 0.8);
+        completed_run(cells, "h3", 0.9);
+        cells.begin_run(spec("h4"));  // killed: not imported
+    }
+    ResultsDb db = ResultsDb::open(tmp / "study.sqlite");
+    completed_run(db, "h2", 0.5);  // already here: kept, not imported again
+    db.begin_run(spec("h3"));      // a killed writer's run of h3: replaced
+    EXPECT_EQ(db.import_runs(tmp / "cells.sqlite", {"h3", "h1", "h2", "h4", "h9"}), 2u);
+    const auto runs = db.runs();
+    ASSERT_EQ(runs.size(), 3u);
+    EXPECT_EQ(runs[0].spec.config_hash, "h2");
+    EXPECT_EQ(runs[1].spec.config_hash, "h3");  // in the order given
+    EXPECT_EQ(runs[2].spec.config_hash, "h1");
+    EXPECT_EQ(runs[1].spec.config_json, R"({"lr":0.001})");
+    EXPECT_FALSE(runs[1].finished.empty());
+    const auto metrics = db.metrics(runs[1].id);
+    ASSERT_EQ(metrics.size(), 1u);
+    EXPECT_EQ(metrics[0].value, 0.9);
+    EXPECT_EQ(metrics[0].ci_lo, 0.9 - 0.1);
+    EXPECT_EQ(metrics[0].subgroup, "chest_tube=1");
+    EXPECT_EQ(metrics[0].extra_json, R"({"method":"x"})");
+    EXPECT_EQ(db.metrics(runs[0].id)[0].value, 0.5);
+    ASSERT_EQ(db.predictions(runs[2].id).size(), 1u);
+    EXPECT_EQ(db.predictions(runs[2].id)[0].image_id, "img-h1");
+    EXPECT_EQ(db.predictions(runs[2].id)[0].score, 0.35);
+    std::map<std::int64_t, double> gap;
+    for (const auto& a : db.analysis("subgroups")) {
+        gap[a.run.value()] = a.value.value();
+    }
+    EXPECT_EQ(gap.size(), 3u);
+    EXPECT_EQ(gap[runs[1].id], 0.9 / 3);
+    EXPECT_EQ(gap[runs[2].id], 0.7 / 3);
+    RunFilter all;
+    all.include_incomplete = true;
+    EXPECT_EQ(db.runs(all).size(), 3u);  // the stale h3 is gone
+    // Again: nothing to copy. Another schema: refused, naming the file.
+    EXPECT_EQ(db.import_runs(tmp / "cells.sqlite", {"h1", "h2", "h3"}), 0u);
+    {
+        RawDb raw(tmp / "cells.sqlite");
+        raw.exec("PRAGMA user_version = 1");
+    }
+    try {
+        db.import_runs(tmp / "cells.sqlite", {"h1"});
+        ADD_FAILURE() << "a database of another schema was imported";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("cells.sqlite: schema version differs"),
+                  std::string::npos)
+            << e.what();
+    }
 }
 
 TEST(ResultsDb, FiltersByTaskAndEncoder) {

@@ -211,6 +211,11 @@ struct FinetuneResult {
     std::vector<std::string> warnings;
     double seconds = 0.0;
     std::string metrics_json;
+    /// Data parallel (RANK/WORLD_SIZE or srun's SLURM_PROCID/SLURM_NTASKS, MASTER_ADDR/PORT):
+    /// this process's rank of `world`. Only rank 0 writes checkpoints and results and scores
+    /// the test set; the other ranks return after training (test and metrics_json empty).
+    int rank = 0;
+    int world = 1;
 };
 
 /// The smallest encoder layer_id that trains: "all" → 0 (everything), "last-K" → num_blocks +
@@ -225,7 +230,6 @@ double llrd_multiplier(double llrd, int num_blocks, int layer_id);
 /// Throws InputError naming the file / column / key for bad data, UsageError for bad options
 /// (including a --resume whose options differ from the checkpoint's).
 FinetuneResult run_finetune(const FinetuneOptions& options);
-
 
 // ---------------------------------------------------------------------------------------------
 // Options, declared once (the CLI flags and the experiment config's keys come from these)

@@ -33,12 +33,12 @@
 #include <vector>
 
 #include "radprobe/core/random.hpp"
+#include "radprobe/encoders/encoder.hpp"
 
 namespace radprobe::adapt::training {
 
-/// "cpu", "cuda" or "cuda:N". Throws UsageError on anything else, and InputError when CUDA is
-/// requested but LibTorch has no CUDA device (or fewer than N + 1 devices).
-torch::Device parse_device(const std::string& text);
+/// "cpu", "cuda" or "cuda:N" (encoders::parse_device: one parser wherever a model runs).
+using encoders::parse_device;
 
 /// torch::manual_seed (CPU and, when available, every CUDA device) from `seed`.
 void seed_torch(std::uint64_t seed);
@@ -100,6 +100,42 @@ private:
     long step_ = 0;
 };
 
+/// Data parallelism across processes (ranks) with LibTorch's c10d: Gloo for CPU tensors, NCCL
+/// for CUDA ones where LibTorch was built with it. Every rank holds the whole model; each
+/// computes its part of every global batch, and the gradients are summed across ranks before the
+/// optimiser step, so all ranks take the same step as one process on the global batch.
+class DataParallel {
+public:
+    /// Rendezvous of `world` processes at host:port (rank 0 serves it).
+    DataParallel(int rank, int world, const std::string& host, int port,
+                 const torch::Device& device);
+    ~DataParallel();
+    DataParallel(const DataParallel&) = delete;
+    DataParallel& operator=(const DataParallel&) = delete;
+    /// From the environment: RANK / WORLD_SIZE (torchrun-style), else SLURM_PROCID /
+    /// SLURM_NTASKS (srun), with MASTER_ADDR / MASTER_PORT; nullptr for one process.
+    /// UsageError naming the variables when they are inconsistent or MASTER_* are missing.
+    static std::unique_ptr<DataParallel> from_environment(const torch::Device& device);
+
+    int rank() const { return rank_; }
+    int world() const { return world_; }
+    /// Sums each tensor across ranks, in place.
+    void all_reduce_sum(std::vector<torch::Tensor>& tensors);
+    /// Sums the gradients of the trainable `params` across ranks (one flat collective); a
+    /// parameter without a gradient contributes zeros.
+    void all_reduce_gradients(const std::vector<torch::Tensor>& params);
+    /// Rank 0's values into every rank's tensors, in place.
+    void broadcast(const std::vector<torch::Tensor>& tensors);
+    void barrier();
+
+private:
+    int rank_ = 0;
+    int world_ = 1;
+    torch::Device device_;
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
 /// Global L2 norm of the gradients of `params` clipped to `max_norm` (in place, like
 /// torch.nn.utils.clip_grad_norm_); returns the norm before clipping.
 double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm);
@@ -155,7 +191,6 @@ private:
 }  // namespace radprobe::adapt::training
 
 namespace radprobe::adapt {
-
 
 /// How masks are resampled by the geometric transform.
 enum class MaskResample {

@@ -71,6 +71,7 @@ struct EncoderSpec {
     int batch = 16;
     std::int64_t resize = 0;     ///< override the processor's size (0 = as configured)
     bool fold_grayscale = true;  ///< one-channel patch embedding (same tokens, cheaper)
+    std::string device = "cpu";  ///< cpu | cuda | cuda:N (encoders::parse_device)
 };
 
 /// The cross-validated probe shared by the analyses.

@@ -98,7 +98,9 @@ std::filesystem::path temp_name_for(const std::filesystem::path& path);
 
 /// Testing aid for "nothing half-written": when the environment variable `variable` holds the
 /// number `count`, the process kills itself with SIGKILL right here, as a crash would. Tests
-/// use it to kill a run at a deterministic point instead of after a sleep.
+/// use it to kill a run at a deterministic point instead of after a sleep. "N@FILE" kills only
+/// the first process to reach the point (it creates FILE; processes that find it go on): one
+/// task of many that share the environment, as Slurm's array tasks do.
 void kill_point(const char* variable, std::size_t count);
 
 }  // namespace radprobe

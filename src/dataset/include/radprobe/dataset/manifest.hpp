@@ -245,6 +245,7 @@ public:
     struct Resampled {
         std::size_t count = 0;
         std::string example;
+        std::string last;  ///< the latest one (a caller that loads one mask at a time: its own)
         /// "N WHAT at another resolution than their image were resampled (nearest) to the image
         /// grid (e.g. EXAMPLE)"; empty when none was.
         std::string note(const std::string& what) const;

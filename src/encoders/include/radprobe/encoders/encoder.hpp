@@ -183,6 +183,11 @@ protected:
     LoadReport load_report_;
 };
 
+/// "cpu", "cuda" or "cuda:N" (`--device`, a config's `device`). Throws UsageError on anything
+/// else, and InputError when CUDA is requested but LibTorch has no CUDA device (or fewer than
+/// N + 1 devices).
+c10::Device parse_device(const std::string& text);
+
 /// Builds the architecture named by config.json's model_type and loads its weights as Hugging
 /// Face's from_pretrained does: the backbone may sit under a prefix (`vit.`, `dinov2.`, `swin.`,
 /// `resnet.`, `module.`: stripped), tensors outside the backbone (classifier heads, MAE decoders,

@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "radprobe/core/slice.hpp"
 #include "radprobe/probes/probes.hpp"
 #include "radprobe/results/results.hpp"
 #include "radprobe/segment/segment.hpp"
@@ -187,6 +188,8 @@ struct EncoderConfig {
     std::filesystem::path path;  ///< HF directory (empty for a random ViT)
     std::string checkpoint_key;  ///< the pickle entry holding the weights ("" = found)
     std::string dtype;           ///< the blocks' compute dtype: fp32 | bf16 | fp16 ("" = fp32)
+    std::string device = "cpu";  ///< where it runs (extraction, analyses): the config's `device`
+                                 ///< unless the encoder gives its own
     std::optional<RandomVitParams> random_vit;
     PreprocessOverride preprocessing;
     std::vector<int> layers;  ///< empty = last layer
@@ -221,6 +224,9 @@ struct OutputConfig {
     std::filesystem::path report;     ///< HTML report; empty = none
     std::filesystem::path report_md;  ///< Markdown report; empty = none
     std::string title = "radprobe benchmark";
+    /// Images per shard of the embedding stores: what a killed extraction redoes at most, and
+    /// the unit the extraction slices of a cluster study divide (another size: other stores).
+    std::int64_t shard_size = 256;
 };
 
 /// A validated experiment config; relative paths are resolved against the config's folder.
@@ -236,6 +242,10 @@ struct ExperimentConfig {
     std::vector<AnalysisConfig> analyses;
     StatisticsOptions statistics;
     OutputConfig output;
+    /// Top-level `device` (cpu | cuda | cuda:N): the default of every encoder and of every
+    /// adaptation with a device option that does not give its own. Checked for its form here;
+    /// whether the device exists is checked where it is used (a plan can be made on a login node).
+    std::string device = "cpu";
 };
 
 /// Adaptation kinds the config language knows, and those this build can run.
@@ -295,11 +305,30 @@ Plan make_plan(const ExperimentConfig& config, results::ResultsDb* db);
 /// The plan as text: a header line, one line per step (cached or not, rough cost), a total.
 std::string format_plan(const Plan& plan);
 
+/// A study split over the tasks of array jobs (radprobe run --stage; --slurm writes them):
+///  - kExtract: slice I/N of every extraction's shards (no database), or, for the whole slice,
+///    every shard still missing and the final store files (the merge of the slices);
+///  - kCells: slice I/N of the runs (a run and the analyses that read it stay together) into the
+///    task's own database cells_db_path() (never two writers on one SQLite file); the stores must
+///    be complete; runs completed in the study's database are copied, not recomputed;
+///  - kMerge: the cells' databases copied into the study's database in plan order (the run ids
+///    a single process gives), then kAll, which computes what no task completed, the
+///    comparisons and the reports;
+///  - kAll: everything in one process.
+enum class Stage { kAll, kExtract, kCells, kMerge };
+/// "all" | "extract" | "cells" | "merge"; UsageError otherwise.
+Stage parse_stage(const std::string& text);
+
 struct RunnerOptions {
     int threads = 0;       ///< LibTorch / probe threads (<= 0: cores available)
     bool progress = true;  ///< progress lines (stdout) and progress bars (on a terminal)
     bool write_report = true;
+    Stage stage = Stage::kAll;
+    Slice slice;  ///< kExtract, kCells: this task's slice
 };
+
+/// The database of cells slice `slice` writes: <db folder>/<db name>.cells/<I>-of-<N>.sqlite.
+std::filesystem::path cells_db_path(const ExperimentConfig& config, const Slice& slice);
 
 struct RunnerSummary {
     std::size_t completed = 0;
@@ -320,5 +349,43 @@ struct RunnerSummary {
 /// Testing aid: with the environment variable RADPROBE_RUN_KILL_AT=K the process kills itself
 /// (SIGKILL) right after starting its K-th run, as a crash would.
 RunnerSummary run_experiment(const ExperimentConfig& config, const RunnerOptions& options = {});
+
+// ---------------------------------------------------------------------------------------------
+// The same study on a Slurm cluster (slurm.cpp)
+// ---------------------------------------------------------------------------------------------
+
+struct SlurmOptions {
+    std::filesystem::path radprobe;  ///< the executable the tasks run (default: this one)
+    std::string partition;           ///< --partition ("" = the cluster's default)
+    int gpus_per_task = 0;           ///< --gpus-per-task (0 = none requested)
+    int cpus_per_task = 0;           ///< --cpus-per-task (0 = the cluster's default)
+    int max_tasks = 16;              ///< tasks per array job (the extraction and the cells)
+    std::string time_limit;          ///< --time ("" = the partition's default)
+    /// Measured images/s of each encoder's forward pass on the nodes (`radprobe models DIR
+    /// --calibrate --device cuda` there), by encoder name; "" = every encoder.
+    std::vector<std::pair<std::string, double>> images_per_second;
+};
+
+/// The array jobs of a study and what they cost.
+struct SlurmPlan {
+    std::filesystem::path dir;  ///< where the scripts are (<db folder>/<db name>.slurm)
+    struct Job {
+        std::string name;  ///< extract | extract-merge | cells | merge
+        std::filesystem::path script;
+        int tasks = 1;           ///< array size (1: not an array)
+        std::string dependency;  ///< on the previous job: afterany | afterok ("" = first)
+    };
+    std::vector<Job> jobs;  ///< in submission order; stages with nothing to do are left out
+    std::string text;       ///< the cost plan (forward passes, GPU-hours, wall time)
+};
+
+/// Plans the study as array jobs: the extraction slices (one task per shard at most), the
+/// merge of the stores, the cells, the final merge and report; writes their sbatch scripts
+/// (atomically) and prepares the model folders (so that no two tasks write them). With
+/// `write` false only the plan is made (a dry run writes nothing).
+SlurmPlan plan_slurm(const ExperimentConfig& config, const SlurmOptions& options, bool write);
+/// Submits the jobs with sbatch (--parsable), each depending on the previous one; returns the
+/// job ids. InputError when sbatch is missing or refuses (its message).
+std::vector<std::string> submit_slurm(const SlurmPlan& plan);
 
 }  // namespace radprobe::experiment

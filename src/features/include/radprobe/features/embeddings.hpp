@@ -37,6 +37,7 @@
 ///   STORE/<model>-<key>/control_boxes.csv        roi over boxes: the control region of every
 ///       image without boxes (image,label,x0,y0,x1,y1,seed,region; x1 = x0 = -1 where none fit)
 ///   STORE/<model>-<key>/COMPLETE                 written last; its presence means "cached"
+///   STORE/<model>-<key>/shards/<k>_masks.csv     roi masks a shard resampled (only when any)
 /// Every file is written under a temporary name and renamed, so the store can be killed at any
 /// point; re-running continues from the completed shards and yields the identical final files.
 
@@ -47,6 +48,7 @@
 #include <string>
 #include <vector>
 
+#include "radprobe/core/slice.hpp"
 #include "radprobe/dataset/manifest.hpp"
 #include "radprobe/encoders/model_dir.hpp"
 #include "radprobe/preprocess/preprocess.hpp"
@@ -166,6 +168,21 @@ struct ExtractOptions {
     std::int64_t shard_size = 256;  ///< images per shard (resume granularity)
     bool progress = true;           ///< progress line on a terminal
     std::int64_t max_images = 0;    ///< testing aid: stop (as if killed) after this many
+    /// "cpu", "cuda" or "cuda:N": where the encoder runs (inputs go through pinned host buffers
+    /// to a CUDA device; the pooled rows come back to the host). Not part of the store key.
+    std::string device = "cpu";
+    /// Threads decoding and preprocessing the next batch while the current one runs (0 = one on
+    /// the CPU, where the forward pass uses every core; up to 8 beside a CUDA device). One batch
+    /// is prepared ahead, so host memory stays bounded by two batches of model inputs.
+    int decode_threads = 0;
+    /// Which shards this process computes: slice I of N owns shards k with k mod N = I (see
+    /// radprobe/core/slice.hpp). A sliced run writes its shards and stops; a run of the whole
+    /// (the merge step, after every slice finished) computes any shard still missing and writes
+    /// the final files, which are then byte-identical to those of one process.
+    Slice slice;
+    /// Only read a complete store: one that is not is an InputError, nothing is computed (the
+    /// tasks that read the stores of a cluster study, so that none writes them).
+    bool cached_only = false;
 };
 
 struct ExtractResult {
@@ -175,12 +192,21 @@ struct ExtractResult {
     std::int64_t extracted = 0;  ///< images encoded by this run (resumed shards excluded)
     std::int64_t failures = 0;
     double seconds = 0.0;
+    /// Of `seconds`, the time the encoder waited for decoded batches (the input pipeline's
+    /// shortfall: near 0 when decoding keeps up).
+    double decode_wait_seconds = 0.0;
+    int decode_threads = 0;  ///< threads that decoded
     bool complete = false;
+    bool stopped = false;          ///< max_images stopped it (the testing aid)
+    Slice slice;                   ///< the slice this run computed
+    std::int64_t shards = 0;       ///< shards of the store
+    std::int64_t shards_done = 0;  ///< complete now (all of them once the store is complete)
     /// What loading the encoder stripped and set aside (encoders::LoadReport::note(); empty
     /// when the checkpoint is exactly the backbone or the store was cached).
     std::string load_note;
     /// Masks of the roi region that were at another resolution than their image and were
-    /// resampled (nearest) to it, counted over the images this run encoded (empty when none);
+    /// resampled (nearest) to it, counted over the images of the store (each shard lists its
+    /// own in shards/<k>_masks.csv; a sliced run: over the images it encoded); empty when none;
     /// kept in store.json ("mask_note"), so a cached store says it again.
     std::string mask_note;
 };

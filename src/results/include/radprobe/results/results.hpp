@@ -194,6 +194,13 @@ public:
     /// (for tables recomputed over the whole database, such as `comparisons`).
     void replace_analysis(const std::string& analysis, std::span<const AnalysisRow> rows);
 
+    /// Copies the completed runs of `config_hashes` (in this order) from the results database
+    /// `source` (written by this radprobe, e.g. by one array task of a cluster study) with their
+    /// metrics, predictions and analysis rows, under new run ids. A hash already completed here,
+    /// or with no completed run in `source`, is skipped; an unfinished run of it here (a killed
+    /// writer) is replaced. One transaction. Returns the number of runs copied.
+    std::size_t import_runs(const std::filesystem::path& source,
+                            const std::vector<std::string>& config_hashes);
     /// Records (replaces) the store `store.encoder`'s runs read.
     void record_store(const StoreRecord& store);
 
