@@ -35,7 +35,11 @@ ModelRunner::ModelRunner(const EncoderSpec& spec) : impl_(std::make_unique<Impl>
     }
     const c10::Device device = encoders::parse_device(spec.device);
     encoders::set_threads(spec.threads);
-    impl_->encoder = encoders::load_encoder(spec.model_dir);
+    encoders::LoadOptions load;
+    if (!spec.dtype.empty()) {
+        load.compute_dtype = encoders::parse_compute_dtype(spec.dtype);
+    }
+    impl_->encoder = encoders::load_encoder(spec.model_dir, load);
     if (spec.fold_grayscale) {
         if (impl_->input.processor.do_normalize) {
             impl_->encoder->fold_grayscale(impl_->input.processor.image_mean,

@@ -26,7 +26,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct CommonArgs {
-    std::string model, out, db, c_grid = "1e-3,1e-2,1e-1,1,10", device = "cpu";
+    std::string model, out, db, c_grid = "1e-3,1e-2,1e-1,1,10", device = "cpu", dtype;
     int threads = 0;
     int batch = 16;
     int folds = 5;
@@ -97,6 +97,7 @@ void add_common(CLI::App* app, CommonArgs& a, bool model_required) {
         ->check(CLI::Range(std::int64_t{0}, std::int64_t{4096}))
         ->capture_default_str();
     add_device_flag(*app, a.device);
+    add_dtype_flag(*app, a.dtype);
 }
 
 // `--model random-vit`: the random-initialised ViT-S/16-like control of `radprobe demo`, written
@@ -121,6 +122,7 @@ analysis::EncoderSpec encoder_of(const CommonArgs& a) {
     e.batch = a.batch;
     e.resize = a.resize;
     e.device = a.device;
+    e.dtype = a.dtype;
     return e;
 }
 

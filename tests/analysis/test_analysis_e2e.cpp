@@ -252,6 +252,19 @@ TEST_F(AnalyzeE2e, UsageAndInputErrors) {
     EXPECT_EQ(r.exit_code, 2);
     r = run_cli("analyze");
     EXPECT_EQ(r.exit_code, 2);
+    // The encoder's device and dtype: refused in one line before any work.
+    r = run_cli("analyze perturb --model " + q(vit()) + " --manifest " + q(manifest()) +
+                " --dtype fp64 --out " + q(tmp("e")));
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find("fp64"), std::string::npos) << r.err;
+    if (cuda_devices() == 0) {
+        r = run_cli("analyze perturb --model " + q(vit()) + " --manifest " + q(manifest()) +
+                    " --device cuda --out " + q(tmp("e")));
+        EXPECT_EQ(r.exit_code, 1);
+        EXPECT_NE(r.err.find("--device cuda: this LibTorch build has no usable CUDA device"),
+                  std::string::npos)
+            << r.err;
+    }
 }
 
 }  // namespace

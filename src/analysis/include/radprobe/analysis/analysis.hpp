@@ -72,6 +72,7 @@ struct EncoderSpec {
     std::int64_t resize = 0;     ///< override the processor's size (0 = as configured)
     bool fold_grayscale = true;  ///< one-channel patch embedding (same tokens, cheaper)
     std::string device = "cpu";  ///< cpu | cuda | cuda:N (encoders::parse_device)
+    std::string dtype;           ///< the blocks' compute dtype: fp32 | bf16 | fp16 ("" = as loaded)
 };
 
 /// The cross-validated probe shared by the analyses.
