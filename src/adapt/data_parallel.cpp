@@ -37,7 +37,7 @@ struct DataParallel::Impl {
 
 DataParallel::DataParallel(int rank, int world, const std::string& host, int port,
                            const torch::Device& device)
-    : rank_(rank), world_(world), device_(device), impl_(std::make_unique<Impl>()) {
+    : rank_(rank), world_(world), impl_(std::make_unique<Impl>()) {
     c10d::TCPStoreOptions so;
     so.port = static_cast<std::uint16_t>(port);
     so.isServer = rank == 0;

@@ -219,4 +219,10 @@ void prepare_model_dir(const EncoderConfig& e, const fs::path& source, const fs:
     write_if_changed(dir / "preprocessor_config.json", pre.dump(2) + "\n");
 }
 
+fs::path prepare_encoder_folder(const ExperimentConfig& c, const EncoderConfig& e) {
+    const fs::path dir = c.output.store / "models" / e.name;
+    prepare_model_dir(e, e.random_vit ? dir : e.path, dir, true);
+    return dir;
+}
+
 }  // namespace radprobe::experiment::detail

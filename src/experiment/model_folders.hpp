@@ -37,5 +37,8 @@ nlohmann::json effective_preprocessor(const EncoderConfig& e, const std::filesys
 /// preprocessor_config.json (with `generate`, a random ViT is generated there on first use).
 void prepare_model_dir(const EncoderConfig& e, const std::filesystem::path& source,
                        const std::filesystem::path& dir, bool generate);
+/// The encoder's prepared folder `<output.store>/models/<name>`, made (a random ViT is generated
+/// there on first use) — what every step that loads the encoder reads.
+std::filesystem::path prepare_encoder_folder(const ExperimentConfig& c, const EncoderConfig& e);
 
 }  // namespace radprobe::experiment::detail

@@ -776,11 +776,23 @@ std::size_t Plan::cached_runs() const {
 }
 
 Plan make_plan(const ExperimentConfig& config, results::ResultsDb* db) {
-    detail::ScratchDir scratch;
-    return detail::build_plan(config, db, scratch.path()).plan;
+    return detail::build_plan(config, db).plan;
 }
 
 namespace detail {
+
+Built build_plan(const ExperimentConfig& c, results::ResultsDb* db) {
+    ScratchDir scratch;
+    return build_plan(c, db, scratch.path());
+}
+
+bool write_split_manifest(const ExperimentConfig& c, const Built& b) {
+    if (c.data.split.use_manifest || fs::exists(b.manifest)) {
+        return false;
+    }
+    write_file_atomic(b.manifest, b.manifest_text);
+    return true;
+}
 
 std::vector<std::size_t> cell_units(const Built& b) {
     std::vector<std::size_t> unit(b.plan.steps.size(), kNone);

@@ -46,6 +46,13 @@ struct Built {
 /// `preview_root` to know whether each encoder's store is complete; nothing else is written.
 Built build_plan(const ExperimentConfig& c, results::ResultsDb* db,
                  const std::filesystem::path& preview_root);
+/// The same with the previews in a temporary folder removed on return.
+Built build_plan(const ExperimentConfig& c, results::ResultsDb* db);
+
+/// Writes the patient-level split copy of the manifest when the config asks for one and it is
+/// not there yet (atomically: the tasks of a cluster study all write the same bytes); true when
+/// it was written now.
+bool write_split_manifest(const ExperimentConfig& c, const Built& b);
 
 /// Per step, the unit of work a cells task takes (Stage::kCells): a run and every run that reads
 /// it (an analysis of a baseline's network) share one unit; units are numbered in plan order.

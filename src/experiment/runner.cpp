@@ -244,19 +244,6 @@ std::vector<std::string> run_hashes(const detail::Built& b, const Slice& slice) 
     return hashes;
 }
 
-detail::Built plan_now(const ExperimentConfig& c, results::ResultsDb* db) {
-    detail::ScratchDir scratch;
-    return detail::build_plan(c, db, scratch.path());
-}
-
-// The patient-level split copy of the manifest, written once (atomically: every task of a
-// cluster study writes the same bytes).
-void write_split_manifest(const ExperimentConfig& c, const detail::Built& b) {
-    if (!c.data.split.use_manifest && !fs::exists(b.manifest)) {
-        write_file_atomic(b.manifest, b.manifest_text);
-    }
-}
-
 // The completed runs of every cells database, copied in plan order (the ids one process gives).
 std::size_t import_cells(const ExperimentConfig& c, results::ResultsDb& db,
                          const detail::Built& b) {
@@ -301,17 +288,16 @@ RunnerSummary run_extract_stage(const ExperimentConfig& c, const RunnerOptions& 
     RunnerSummary summary;
     summary.db = c.output.db;
     ensure_writable_dir(c.output.store, "embedding store folder");
-    const detail::Built b = plan_now(c, nullptr);
-    write_split_manifest(c, b);
+    const detail::Built b = detail::build_plan(c, nullptr);
+    detail::write_split_manifest(c, b);
     for (std::size_t i = 0; i < b.plan.steps.size(); ++i) {
         const PlanStep& s = b.plan.steps[i];
         if (s.kind != StepKind::kExtract || s.cache_note.rfind("not needed", 0) == 0) {
             continue;
         }
         const auto& e = *b.encoders[b.step_encoder[i]].config;
-        const fs::path dir = c.output.store / "models" / e.name;
-        detail::prepare_model_dir(e, e.random_vit ? dir : e.path, dir, true);
-        auto eo = detail::extract_options(c, e, dir, b.manifest, b.step_roi[i]);
+        auto eo = detail::extract_options(c, e, detail::prepare_encoder_folder(c, e), b.manifest,
+                                          b.step_roi[i]);
         eo.threads = options.threads;
         eo.progress = options.progress;
         eo.slice = options.slice;
@@ -351,17 +337,19 @@ RunnerSummary run_experiment(const ExperimentConfig& c, const RunnerOptions& opt
     ensure_writable_dir(c.output.store, "embedding store folder");
     results::ResultsDb db = results::ResultsDb::open(summary.db);
     if (options.stage == Stage::kMerge) {
-        const std::size_t n = import_cells(c, db, plan_now(c, &db));
+        const std::size_t n = import_cells(c, db, detail::build_plan(c, &db));
         if (options.progress) {
             std::printf("merge: %zu runs copied from %s\n", n,
                         cells_db_path(c, {}).parent_path().string().c_str());
         }
     } else if (cells && fs::exists(c.output.db)) {  // completed before: copied, not recomputed
-        db.import_runs(c.output.db, run_hashes(plan_now(c, &db), options.slice));
+        db.import_runs(c.output.db, run_hashes(detail::build_plan(c, &db), options.slice));
     }
-    const detail::Built b = plan_now(c, &db);
+    const detail::Built b = detail::build_plan(c, &db);
     GridRunner runner(c, options, db, b, summary);
-    write_split_manifest(c, b);
+    if (detail::write_split_manifest(c, b)) {
+        runner.say("split: patient-level split written to %s\n", b.manifest.string().c_str());
+    }
     runner.say("%s", format_plan(b.plan).c_str());
 
     const std::size_t total = b.plan.steps.size();

@@ -142,13 +142,9 @@ std::string script_text(const ExperimentConfig& c, const SlurmOptions& o, const 
 // Model folders and the split manifest, made once here so that no two tasks write them.
 void prepare_shared_files(const ExperimentConfig& c, const detail::Built& b) {
     for (const auto& info : b.encoders) {
-        const auto& e = *info.config;
-        const fs::path dir = c.output.store / "models" / e.name;
-        detail::prepare_model_dir(e, e.random_vit ? dir : e.path, dir, true);
+        detail::prepare_encoder_folder(c, *info.config);
     }
-    if (!c.data.split.use_manifest && !fs::exists(b.manifest)) {
-        write_file_atomic(b.manifest, b.manifest_text);
-    }
+    detail::write_split_manifest(c, b);
 }
 
 }  // namespace
@@ -160,10 +156,7 @@ SlurmPlan plan_slurm(const ExperimentConfig& c, const SlurmOptions& o, bool writ
     if (fs::exists(c.output.db)) {
         db.emplace(results::ResultsDb::open_existing(c.output.db));
     }
-    const detail::Built b = [&] {
-        detail::ScratchDir scratch;
-        return detail::build_plan(c, db ? &*db : nullptr, scratch.path());
-    }();
+    const detail::Built b = detail::build_plan(c, db ? &*db : nullptr);
     SlurmPlan plan;
     plan.dir = c.output.db.parent_path() / (c.output.db.filename().string() + ".slurm");
     const ExtractionCost cost = extraction_cost(b, o, c.output.shard_size);

@@ -26,10 +26,7 @@ using nlohmann::json;
 
 const fs::path& Grid::model_dir(std::size_t enc) {
     if (prepared_[enc].empty()) {
-        const auto& e = *built.encoders[enc].config;
-        const fs::path dir = config.output.store / "models" / e.name;
-        prepare_model_dir(e, e.random_vit ? dir : e.path, dir, true);
-        prepared_[enc] = dir;
+        prepared_[enc] = prepare_encoder_folder(config, *built.encoders[enc].config);
     }
     return prepared_[enc];
 }

@@ -131,7 +131,6 @@ public:
 private:
     int rank_ = 0;
     int world_ = 1;
-    torch::Device device_;
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
