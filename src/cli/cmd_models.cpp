@@ -7,6 +7,7 @@
 
 #include "commands.hpp"
 #include "option_flags.hpp"
+#include "radprobe/core/blas_kernel.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/encoders/encoder.hpp"
 #include "radprobe/encoders/model_dir.hpp"
@@ -48,8 +49,8 @@ void print_calibration(const ModelsArgs& a) {
         const auto native = encoder->config().image_size;
         sizes.push_back(native > 0 ? static_cast<int>(native) : 224);
     }
-    std::printf("calibration (%s, %d threads, %.3g s per batch size, random input):\n",
-                device.str().c_str(), threads, a.seconds);
+    std::printf("calibration (%s, %d threads, %.3g s per batch size, random input):\n  %s\n",
+                device.str().c_str(), threads, a.seconds, blas_description().c_str());
     for (int size : sizes) {
         const auto rows = encoders::calibrate(*encoder, size, a.batches, a.seconds);
         const encoders::Throughput* best = &rows.front();

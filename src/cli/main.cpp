@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "radprobe/core/blas_kernel.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/version.hpp"
 #ifdef RADPROBE_HAVE_ENCODERS
@@ -75,18 +76,23 @@ int report_error(const char* command, const std::exception& e) {
 // page by page (DESIGN.md, "Performance facts"). The encoder inference pass no longer depends
 // on it (one thread pool, reused buffers: bench/encoders/bench_encoders.sh measures both
 // environments alike), but training still interleaves OpenMP element-wise kernels with
-// OpenBLAS-threaded GEMMs (a fine-tuning test: 125 s in the default environment, 8 s here). Both are process settings that the OpenMP runtime and glibc
-// read before main() runs, so radprobe sets them and re-executes itself once, unless the user
-// chose values of their own (or set RADPROBE_NO_REEXEC=1).
-// Only subcommands that run LibTorch models pay for the second start-up (~1 s of library
-// loading).
+// OpenBLAS-threaded GEMMs (a fine-tuning test: 125 s in the default environment, 8 s here).
+// OpenBLAS picks its kernels from a CPU table when it loads: on a CPU newer than the table it
+// runs its SSE3 (Prescott) kernels, 5x slower GEMMs on an AVX-512 machine (core/blas_kernel.hpp;
+// bench_encoders: 63 vs 311 GFLOP/s on 2 cores of an Emerald Rapids guest), so radprobe sets
+// OPENBLAS_CORETYPE to the CPU's own class when OpenBLAS fell back below it. All three are read
+// before main() runs, so radprobe sets them and re-executes itself once, unless the user chose
+// values of their own (or set RADPROBE_NO_REEXEC=1).
+// Only subcommands that run LibTorch models or BLAS-heavy probes pay for the second start-up
+// (~1 s of library loading).
 static void tune_runtime_and_reexec(int argc, char** argv) {
     if (std::getenv("RADPROBE_NO_REEXEC") != nullptr ||
         std::getenv("RADPROBE_REEXECED") != nullptr) {
         return;
     }
-    static const char* const kModelCommands[] = {
-        "tokens", "extract", "demo", "baseline", "train", "run", "finetune", "segment", "analyze"};
+    static const char* const kModelCommands[] = {"tokens",  "extract", "demo",     "baseline",
+                                                 "train",   "run",     "finetune", "segment",
+                                                 "analyze", "models",  "probe"};
     bool runs_models = false;
     for (const char* cmd : kModelCommands) {
         runs_models |= argc > 1 && std::string(argv[1]) == cmd;
@@ -102,6 +108,14 @@ static void tune_runtime_and_reexec(int argc, char** argv) {
     if (std::getenv("GLIBC_TUNABLES") == nullptr) {
         setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1", 1);
         changed = true;
+    }
+    if (std::getenv("OPENBLAS_CORETYPE") == nullptr) {
+        const std::string core = radprobe::better_openblas_core(radprobe::openblas_core(),
+                                                                radprobe::cpu_openblas_core());
+        if (!core.empty()) {
+            setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
+            changed = true;
+        }
     }
     if (!changed) {
         return;
@@ -125,6 +139,7 @@ int main(int argc, char** argv) {
 #ifdef RADPROBE_HAVE_ENCODERS
         v += ", CUDA devices: " + std::to_string(radprobe::encoders::cuda_device_count());
 #endif
+        v += ", " + radprobe::blas_description();
         return v;
     });
     app.require_subcommand(1);

@@ -77,9 +77,29 @@ void attend_in_key_tiles(const at::Tensor& q, const at::Tensor& k, const at::Ten
 
 }  // namespace
 
+namespace {
+
+bool kernel_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                    const at::Tensor& out, const AttentionTiles& tiles) {
+    bool yes = tiles.kernel && avx512_attention_available() && k.size(0) > 0;
+    for (const at::Tensor* t : {&q, &k, &v, &out}) {
+        yes = yes && t->device().is_cpu() && t->scalar_type() == at::kFloat && t->dim() == 2 &&
+              t->stride(1) == 1;
+    }
+    return yes;
+}
+
+}  // namespace
+
 void tiled_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
                      at::Tensor out, AttentionScratch& s, const AttentionTiles& tiles) {
     const std::int64_t tq = q.size(0), keys = k.size(0);
+    if (kernel_applies(q, k, v, out, tiles)) {
+        avx512_attention(q.data_ptr<float>(), q.stride(0), tq, k.data_ptr<float>(), k.stride(0),
+                         v.data_ptr<float>(), v.stride(0), keys, q.size(1),
+                         static_cast<float>(scale), out.data_ptr<float>(), out.stride(0), s.kernel);
+        return;
+    }
     const std::int64_t tile = std::min(tq, std::max<std::int64_t>(1, tiles.query_rows));
     const std::int64_t cols = key_tile(tiles, tile, keys);
     for (std::int64_t r0 = 0; r0 < tq; r0 += tile) {
@@ -151,27 +171,14 @@ void activation_(at::Tensor& x, const std::string& name, const ModelConfig& conf
     }
 }
 
-/// The workspace's row-wise buffers restricted to rows [r0, r1) (one thread's share).
+/// The buffers a norm reads and writes, restricted to rows [r0, r1) (one thread's share).
 struct RowSlice {
-    at::Tensor x, h, q, k, v, ctx, tmp, up, gate, ln_mean, ln_rstd;
+    at::Tensor x, h, ln_mean, ln_rstd;
 };
 
 RowSlice rows_of(const BlockWorkspace& ws, std::int64_t r0, std::int64_t r1) {
-    auto cut = [&](const at::Tensor& t) { return t.defined() ? t.narrow(0, r0, r1 - r0) : t; };
-    return {cut(ws.x),   cut(ws.h),  cut(ws.q),    cut(ws.k),       cut(ws.v),      cut(ws.ctx),
-            cut(ws.tmp), cut(ws.up), cut(ws.gate), cut(ws.ln_mean), cut(ws.ln_rstd)};
-}
-
-/// Calls fn(slice) once per thread of LibTorch's pool on contiguous shares of the rows.
-template <typename Fn>
-void for_row_slices(const BlockWorkspace& ws, Fn&& fn) {
-    const std::int64_t threads = std::max(1, at::get_num_threads());
-    const std::int64_t share = (ws.rows + threads - 1) / threads;
-    at::parallel_for(0, ws.rows, share, [&](std::int64_t r0, std::int64_t r1) {
-        const c10::InferenceMode inference;  // thread-local: the pool's threads lack it
-        auto slice = rows_of(ws, r0, r1);
-        fn(slice);
-    });
+    auto cut = [&](const at::Tensor& t) { return t.narrow(0, r0, r1 - r0); };
+    return {cut(ws.x), cut(ws.h), cut(ws.ln_mean), cut(ws.ln_rstd)};
 }
 
 /// r.h = norm(r.x): LayerNorm, or RMSNorm (w only) when `rms`.
@@ -225,19 +232,81 @@ void attention_out(BlockWorkspace& ws, std::int64_t n, std::int64_t heads) {
     });
 }
 
-void mlp_out(RowSlice& r, const PreLnBlock& b, const ModelConfig& config) {
-    const auto& act = b.act.empty() ? config.hidden_act : b.act;
-    linear_out(r.up, r.h, b.fc1_w, b.fc1_b);
-    at::Tensor* hidden = &r.up;
-    if (b.gate_w.defined()) {
-        linear_out(r.gate, r.h, b.gate_w, b.gate_b);
-        activation_(r.gate, act, config);
-        r.gate.mul_(r.up);
-        hidden = &r.gate;
-    } else {
-        activation_(r.up, act, config);
+/// Calls fn(r0, r1) once per thread of LibTorch's pool on contiguous shares of `rows` rows.
+template <typename Fn>
+void for_rows(std::int64_t rows, Fn&& fn) {
+    const std::int64_t threads = std::max(1, at::get_num_threads());
+    at::parallel_for(0, rows, (rows + threads - 1) / threads,
+                     [&](std::int64_t r0, std::int64_t r1) {
+                         const c10::InferenceMode inference;
+                         fn(r0, r1);
+                     });
+}
+
+/// A thread's share of a linear step: output columns [i0, i1) of every row, or rows [i0, i1).
+struct Part {
+    bool columns = false;
+    std::int64_t i0 = 0, i1 = 0;
+    /// The share of a rows × width buffer (an output, or a buffer of the same shape).
+    at::Tensor of(const at::Tensor& t) const { return t.narrow(columns ? 1 : 0, i0, i1 - i0); }
+    /// The share of a per-column vector (bias, LayerScale): all of it for a share of rows.
+    at::Tensor of_vector(const at::Tensor& v) const {
+        return v.defined() && columns ? v.narrow(0, i0, i1 - i0) : v;
     }
-    linear_out(r.tmp, *hidden, b.fc2_w, b.fc2_b);
+    /// The input rows a share reads: all of them for a share of columns.
+    at::Tensor input(const at::Tensor& in) const {
+        return columns ? in : in.narrow(0, i0, i1 - i0);
+    }
+    /// The weight rows that give the share's output columns.
+    at::Tensor weight(const at::Tensor& w) const { return columns ? w.narrow(0, i0, i1 - i0) : w; }
+};
+
+/// One linear of a step: *out = in · wᵀ + b.
+struct Linear {
+    at::Tensor* out;
+    const at::Tensor* w;
+    const at::Tensor* b;
+};
+
+/// Linears of one width on the same input over LibTorch's threads, then `after(part)` on each
+/// thread's share of the outputs, in one parallel region. A BLAS call packs its operands anew,
+/// and a thread given some rows packs all of w: the split is by output columns when w has more
+/// of them than there are rows (each thread packs its columns of w and all the rows: ViT-B/14 at
+/// 224 px), by rows otherwise. `before(r0, r1)` prepares input rows (a norm): in the same region
+/// when split by rows, in a region of its own first when by columns (each thread reads all rows).
+/// Few regions matter where threads sleep between them (OMP_WAIT_POLICY=PASSIVE, the CLI's).
+template <typename Before, typename After>
+void linear_step(const at::Tensor& in, std::initializer_list<Linear> linears, Before&& before,
+                 After&& after) {
+    const std::int64_t threads = std::max(1, at::get_num_threads());
+    const std::int64_t m = in.size(0), n = linears.begin()->w->size(0);
+    const bool columns = n > m && threads > 1;
+    if (columns) {
+        for_rows(m, before);
+    }
+    const std::int64_t extent = columns ? n : m;
+    std::int64_t share = (extent + threads - 1) / threads;
+    share = columns ? (share + 15) / 16 * 16 : share;  // whole 16-float vectors per thread
+    at::parallel_for(0, extent, share, [&](std::int64_t i0, std::int64_t i1) {
+        const c10::InferenceMode inference;
+        const Part part{columns, i0, i1};
+        if (!columns) {
+            before(i0, i1);
+        }
+        const auto x = part.input(in);
+        for (const Linear& l : linears) {
+            auto out = part.of(*l.out);
+            linear_out(out, x, part.weight(*l.w), part.of_vector(*l.b));
+        }
+        after(part);
+    });
+}
+
+/// x += ls · y on a share (ls undefined: 1).
+void add_scaled_part(const Part& p, const at::Tensor& x, const at::Tensor& y,
+                     const at::Tensor& ls) {
+    auto xs = p.of(x);
+    add_scaled(xs, p.of(y), p.of_vector(ls));
 }
 
 }  // namespace
@@ -248,23 +317,40 @@ void pre_ln_block_in_place(BlockWorkspace& ws, const PreLnBlock& b, std::int64_t
     const double eps = config.layer_norm_eps;
     // One BLAS thread per LibTorch thread: the parallelism is over rows and heads here.
     const linalg::OneBlasThread one_blas_thread;
-    for_row_slices(ws, [&](RowSlice& r) {
-        norm_out(r, b.ln1_w, b.ln1_b, eps, b.rms_norm);
-        linear_out(r.q, r.h, b.q_w, b.q_b);
-        linear_out(r.k, r.h, b.k_w, b.k_b);
-        linear_out(r.v, r.h, b.v_w, b.v_b);
-    });
+    const auto nothing_before = [](std::int64_t, std::int64_t) {};
+    const auto nothing_after = [](const Part&) {};
+    const auto norm = [&](const at::Tensor& w, const at::Tensor& bias) {
+        return
+            [&ws, w = &w, bias = &bias, eps, rms = b.rms_norm](std::int64_t r0, std::int64_t r1) {
+                auto r = rows_of(ws, r0, r1);
+                norm_out(r, *w, *bias, eps, rms);
+            };
+    };
+    linear_step(ws.h, {{&ws.q, &b.q_w, &b.q_b}, {&ws.k, &b.k_w, &b.k_b}, {&ws.v, &b.v_w, &b.v_b}},
+                norm(b.ln1_w, b.ln1_b), nothing_after);
     if (rotate) {
         rotate_in_place(ws, n, heads, rotate);
     }
     attention_out(ws, n, heads);
-    for_row_slices(ws, [&](RowSlice& r) {
-        linear_out(r.tmp, r.ctx, b.o_w, b.o_b);
-        add_scaled(r.x, r.tmp, b.ls1);
-        norm_out(r, b.ln2_w, b.ln2_b, eps, b.rms_norm);
-        mlp_out(r, b, config);
-        add_scaled(r.x, r.tmp, b.ls2);
-    });
+    linear_step(ws.ctx, {{&ws.tmp, &b.o_w, &b.o_b}}, nothing_before,
+                [&](const Part& p) { add_scaled_part(p, ws.x, ws.tmp, b.ls1); });
+    const auto& act = b.act.empty() ? config.hidden_act : b.act;
+    if (b.gate_w.defined()) {  // SwiGLU-style: act(gate) · up
+        linear_step(ws.h, {{&ws.up, &b.fc1_w, &b.fc1_b}, {&ws.gate, &b.gate_w, &b.gate_b}},
+                    norm(b.ln2_w, b.ln2_b), [&](const Part& p) {
+                        auto g = p.of(ws.gate);
+                        activation_(g, act, config);
+                        g.mul_(p.of(ws.up));
+                    });
+    } else {
+        linear_step(ws.h, {{&ws.up, &b.fc1_w, &b.fc1_b}}, norm(b.ln2_w, b.ln2_b),
+                    [&](const Part& p) {
+                        auto u = p.of(ws.up);
+                        activation_(u, act, config);
+                    });
+    }
+    linear_step(b.gate_w.defined() ? ws.gate : ws.up, {{&ws.tmp, &b.fc2_w, &b.fc2_b}},
+                nothing_before, [&](const Part& p) { add_scaled_part(p, ws.x, ws.tmp, b.ls2); });
 }
 
 at::Tensor run_blocks_in_workspace(const at::Tensor& x, const BlockStack& stack,

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "architectures.hpp"
+#include "attention_kernel.hpp"
 #include "radprobe/encoders/encoder.hpp"
 
 namespace radprobe::encoders::detail {
@@ -23,11 +24,16 @@ struct AttentionTiles {
     std::int64_t query_rows = 128;
     /// 0: as many keys as keep a query_rows × key_cols float32 score tile within 1 MiB.
     std::int64_t key_cols = 0;
+    /// The AVX-512 kernel (attention_kernel.hpp) where the CPU has it and the rows are float32 on
+    /// the CPU with contiguous columns; query_rows and key_cols then do not apply. false: the
+    /// ATen path above (what the other CPUs and devices run).
+    bool kernel = true;
 };
 
 /// The score and row-statistic buffers of tiled_attention(), grown on demand and reused.
 struct AttentionScratch {
     at::Tensor scores, probs, row_max, row_new_max, row_sum, tile_sum, correction;
+    KernelScratch kernel;
 };
 
 /// The activation buffers of the inference block stack for one (N·T, D) shape (row-major
@@ -144,7 +150,8 @@ PreLnBlock block_in_dtype(PreLnBlock b, c10::ScalarType type);
 /// (2-D views with any row stride; out likewise, written in place). Tiled over query rows; when
 /// the keys exceed one key tile, an online softmax over key tiles (the FlashAttention
 /// recurrence: a running row maximum and sum rescale what earlier tiles accumulated). No
-/// T_q × T_k buffer exists.
+/// T_q × T_k buffer exists. Float32 CPU rows on a CPU with AVX-512 go to avx512_attention()
+/// instead (tiles.kernel).
 void tiled_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
                      at::Tensor out, AttentionScratch& scratch, const AttentionTiles& tiles = {});
 

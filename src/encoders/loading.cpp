@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -16,6 +18,7 @@
 #include "checkpoint_layout.hpp"
 #include "checkpoint_reader.hpp"
 #include "internal.hpp"
+#include "radprobe/core/blas_kernel.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
 #include "radprobe/core/parallel.hpp"
@@ -459,9 +462,31 @@ std::unique_ptr<detail::LoadableEncoder> build_in(const detail::Architecture& ar
     return encoder;
 }
 
+/// A library caller whose OpenBLAS fell back to kernels below the CPU's (blas_kernel.hpp) is told
+/// once: the setting is read when OpenBLAS loads, so only the caller's environment can change it.
+void warn_of_a_blas_fallback_once() {
+    static const bool warned = [] {
+        if (std::getenv("OPENBLAS_CORETYPE") != nullptr) {
+            return false;
+        }
+        const std::string core = openblas_core();
+        const std::string better = better_openblas_core(core, cpu_openblas_core());
+        if (!better.empty()) {
+            std::fprintf(stderr,
+                         "radprobe: warning: OpenBLAS runs its %s kernels on a CPU that runs %s's: "
+                         "matrix products are several times slower; set OPENBLAS_CORETYPE=%s "
+                         "before the process starts\n",
+                         core.c_str(), better.c_str(), better.c_str());
+        }
+        return !better.empty();
+    }();
+    (void)warned;
+}
+
 }  // namespace
 
 std::unique_ptr<Encoder> load_encoder(const fs::path& model_dir, const LoadOptions& options) {
+    warn_of_a_blas_fallback_once();
     ModelConfig config = read_model_config(model_dir, options);
     const auto* arch = detail::find_architecture(config.model_type);
     RADPROBE_ASSERT(arch != nullptr, "model_type ", config.model_type,

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <set>
 
+#include "radprobe/core/blas_kernel.hpp"
 #include "radprobe/core/csv.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
@@ -328,6 +329,39 @@ TEST(Slice, ASlurmArrayTaskGivesItsSliceAndAStridedArrayIsRefused) {
     EXPECT_EQ(source, "");
     unsetenv("SLURM_ARRAY_TASK_MIN");
     unsetenv("SLURM_ARRAY_TASK_COUNT");
+}
+
+}  // namespace
+}  // namespace radprobe
+
+namespace radprobe {
+namespace {
+
+TEST(BlasKernel, OpenBlasCoresAreRankedByTheirWidestVectors) {
+    EXPECT_EQ(openblas_core_level("Prescott"), 1);
+    EXPECT_EQ(openblas_core_level("NEHALEM"), 1);
+    EXPECT_EQ(openblas_core_level("Sandybridge"), 2);
+    EXPECT_EQ(openblas_core_level("Haswell"), 3);
+    EXPECT_EQ(openblas_core_level("Zen"), 3);
+    EXPECT_EQ(openblas_core_level("skylakex"), 4);
+    EXPECT_EQ(openblas_core_level("Cooperlake"), 4);
+    EXPECT_EQ(openblas_core_level("Unknown"), 0);
+    EXPECT_EQ(openblas_core_level(""), 0);
+}
+
+TEST(BlasKernel, OnlyAFallbackBelowTheCpusClassIsOverridden) {
+    // Debian's OpenBLAS 0.3.21 on a CPU newer than its table: Prescott on an AVX-512 CPU.
+    EXPECT_EQ(better_openblas_core("Prescott", "SkylakeX"), "SkylakeX");
+    EXPECT_EQ(better_openblas_core("Unknown", "Haswell"), "Haswell");
+    EXPECT_EQ(better_openblas_core("Sandybridge", "Haswell"), "Haswell");
+    // OpenBLAS's own AVX2 / AVX-512 choices stand (a Zen 4 taken as Zen is its call).
+    EXPECT_EQ(better_openblas_core("Zen", "SkylakeX"), "");
+    EXPECT_EQ(better_openblas_core("Haswell", "SkylakeX"), "");
+    EXPECT_EQ(better_openblas_core("SkylakeX", "SkylakeX"), "");
+    EXPECT_EQ(better_openblas_core("Cooperlake", "Haswell"), "");
+    // A CPU with neither AVX2 nor AVX-512, or a BLAS that is not OpenBLAS.
+    EXPECT_EQ(better_openblas_core("Prescott", ""), "");
+    EXPECT_EQ(better_openblas_core("", "SkylakeX"), "");
 }
 
 }  // namespace

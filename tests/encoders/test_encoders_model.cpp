@@ -4,13 +4,16 @@
 // loading errors.
 
 #include <gtest/gtest.h>
+
 #include <torch/torch.h>
+#include <cstring>
 
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "parity.hpp"
+#include "radprobe/core/blas_kernel.hpp"
 #include "radprobe/core/error.hpp"
 #include "radprobe/core/files.hpp"
 #include "radprobe/core/npy.hpp"
@@ -304,6 +307,32 @@ TEST(Cli, ModelsListsArchitecturesAndDescribesADirectory) {
                                "swin, vit, vit_mae, vmamba)"),
               std::string::npos)
         << unknown.err;
+}
+
+TEST(Cli, TheCommandRunsTheOpenBlasKernelsOfTheCpusClass) {
+    // OpenBLAS 0.3.21 runs its SSE3 (Prescott) kernels on CPUs newer than its table; the
+    // command sets OPENBLAS_CORETYPE for itself when OpenBLAS fell below what the CPU has.
+    const std::string calibrate =
+        "models '" + fixture("dinov2").string() + "' --calibrate --batch 1 --seconds 0.01";
+    const auto r = test::run_cli(calibrate, "-u OPENBLAS_CORETYPE");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto at = r.out.find("OpenBLAS core ");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    const auto name_at = at + std::strlen("OpenBLAS core ");
+    const std::string core = r.out.substr(name_at, r.out.find_first_of(" ,\n", name_at) - name_at);
+    EXPECT_GT(openblas_core_level(core), 0) << r.out;
+    EXPECT_EQ(better_openblas_core(core, cpu_openblas_core()), "") << r.out;
+    if (better_openblas_core(openblas_core(), cpu_openblas_core()).empty()) {
+        EXPECT_EQ(r.out.find("OPENBLAS_CORETYPE"), std::string::npos) << r.out;  // nothing to do
+    }
+    // A user's own choice stands.
+    if (openblas_core_level(cpu_openblas_core()) >= 3) {
+        const auto mine = test::run_cli(calibrate, "OPENBLAS_CORETYPE=Haswell");
+        ASSERT_EQ(mine.exit_code, 0) << mine.err;
+        EXPECT_NE(mine.out.find("OpenBLAS core Haswell (OPENBLAS_CORETYPE=Haswell)"),
+                  std::string::npos)
+            << mine.out;
+    }
 }
 
 TEST(Cli, ModelsCalibratesThroughputPerBatchAndPicksTheBest) {

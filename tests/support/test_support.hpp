@@ -75,13 +75,15 @@ inline std::string read_text(const std::filesystem::path& p) {
     return s;
 }
 
-/// Runs `radprobe <args>` through the shell (args are passed verbatim: quote paths yourself).
-inline CliResult run_cli(const std::string& args) {
+/// Runs `radprobe <args>` through the shell (args are passed verbatim: quote paths yourself);
+/// `env` (e.g. "-u NAME NAME2=value") is given to env(1) in front of the command.
+inline CliResult run_cli(const std::string& args, const std::string& env = "") {
     TempDir tmp;
     const auto out_path = tmp / "stdout";
     const auto err_path = tmp / "stderr";
-    const std::string cmd = "'" + radprobe_binary().string() + "' " + args + " >'" +
-                            out_path.string() + "' 2>'" + err_path.string() + "' </dev/null";
+    const std::string cmd = (env.empty() ? "" : "env " + env + " ") + "'" +
+                            radprobe_binary().string() + "' " + args + " >'" + out_path.string() +
+                            "' 2>'" + err_path.string() + "' </dev/null";
     const int status = std::system(cmd.c_str());
     CliResult r;
     r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
