@@ -235,11 +235,7 @@ struct Row {
 /// The kernels the radprobe command runs (src/cli/main.cpp): OPENBLAS_CORETYPE set when OpenBLAS
 /// fell back below the CPU's class, in both environments of bench_encoders.sh and for eager.
 void run_the_commands_blas_kernels(char** argv) {
-    if (std::getenv("OPENBLAS_CORETYPE") != nullptr) {
-        return;
-    }
-    const std::string core = better_openblas_core(openblas_core(), cpu_openblas_core());
-    if (!core.empty()) {
+    if (const std::string core = openblas_core_to_set(); !core.empty()) {
         setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
         execv("/proc/self/exe", argv);
     }

@@ -109,13 +109,9 @@ static void tune_runtime_and_reexec(int argc, char** argv) {
         setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1", 1);
         changed = true;
     }
-    if (std::getenv("OPENBLAS_CORETYPE") == nullptr) {
-        const std::string core = radprobe::better_openblas_core(radprobe::openblas_core(),
-                                                                radprobe::cpu_openblas_core());
-        if (!core.empty()) {
-            setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
-            changed = true;
-        }
+    if (const std::string core = radprobe::openblas_core_to_set(); !core.empty()) {
+        setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
+        changed = true;
     }
     if (!changed) {
         return;

@@ -72,6 +72,13 @@ std::string better_openblas_core(const std::string& chosen, const std::string& c
     return have <= 2 && have < could ? cpu_core : "";
 }
 
+std::string openblas_core_to_set() {
+    if (std::getenv("OPENBLAS_CORETYPE") != nullptr) {
+        return "";
+    }
+    return better_openblas_core(openblas_core(), cpu_openblas_core());
+}
+
 std::string blas_description() {
     const std::string core = openblas_core();
     if (core.empty()) {
@@ -81,7 +88,7 @@ std::string blas_description() {
     if (const char* set = std::getenv("OPENBLAS_CORETYPE")) {
         return line + " (OPENBLAS_CORETYPE=" + set + ")";
     }
-    const std::string better = better_openblas_core(core, cpu_openblas_core());
+    const std::string better = openblas_core_to_set();
     if (!better.empty()) {
         line += ", below this CPU's " + better + " (OPENBLAS_CORETYPE=" + better +
                 " selects it; the radprobe command sets it for itself)";

@@ -75,10 +75,7 @@ void attend_in_key_tiles(const at::Tensor& q, const at::Tensor& k, const at::Ten
     o.div_(l);
 }
 
-}  // namespace
-
-namespace {
-
+/// Whether tiled_attention hands the head to avx512_attention (AttentionTiles::kernel).
 bool kernel_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                     const at::Tensor& out, const AttentionTiles& tiles) {
     bool yes = tiles.kernel && avx512_attention_available() && k.size(0) > 0;
@@ -370,8 +367,8 @@ void pre_ln_block_in_place(BlockWorkspace& ws, const PreLnBlock& b, std::int64_t
     if (by_columns) {
         for_rows(ws.rows, activate);
     }
-    linear_step(b.gate_w.defined() ? ws.gate : ws.up, {{&ws.tmp, &b.fc2_w, &b.fc2_b}},
-                nothing_before, [&](const Part& p) { add_scaled_part(p, ws.x, ws.tmp, b.ls2); });
+    linear_step(gated ? ws.gate : ws.up, {{&ws.tmp, &b.fc2_w, &b.fc2_b}}, nothing_before,
+                [&](const Part& p) { add_scaled_part(p, ws.x, ws.tmp, b.ls2); });
 }
 
 at::Tensor run_blocks_in_workspace(const at::Tensor& x, const BlockStack& stack,

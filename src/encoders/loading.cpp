@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -466,17 +465,13 @@ std::unique_ptr<detail::LoadableEncoder> build_in(const detail::Architecture& ar
 /// once: the setting is read when OpenBLAS loads, so only the caller's environment can change it.
 void warn_of_a_blas_fallback_once() {
     static const bool warned = [] {
-        if (std::getenv("OPENBLAS_CORETYPE") != nullptr) {
-            return false;
-        }
-        const std::string core = openblas_core();
-        const std::string better = better_openblas_core(core, cpu_openblas_core());
+        const std::string better = openblas_core_to_set();
         if (!better.empty()) {
             std::fprintf(stderr,
                          "radprobe: warning: OpenBLAS runs its %s kernels on a CPU that runs %s's: "
                          "matrix products are several times slower; set OPENBLAS_CORETYPE=%s "
                          "before the process starts\n",
-                         core.c_str(), better.c_str(), better.c_str());
+                         openblas_core().c_str(), better.c_str(), better.c_str());
         }
         return !better.empty();
     }();

@@ -30,6 +30,12 @@ std::string openblas_core();
 /// "", a BLAS other than OpenBLAS).
 std::string better_openblas_core(const std::string& chosen, const std::string& cpu_core);
 
+/// The OPENBLAS_CORETYPE this process should have been started with: better_openblas_core() of
+/// OpenBLAS's choice and the CPU's, "" when OPENBLAS_CORETYPE is set already (the user's choice,
+/// or ours after the re-exec) or nothing is better. What the radprobe command and bench_encoders
+/// set before re-executing, and what load_encoder warns a library caller of.
+std::string openblas_core_to_set();
+
 /// One line for --version and calibration output, e.g. "OpenBLAS core SkylakeX
 /// (OPENBLAS_CORETYPE=SkylakeX)" or "OpenBLAS core Prescott, below this CPU's SkylakeX
 /// (OPENBLAS_CORETYPE=SkylakeX selects it; ...)"; "BLAS: not OpenBLAS" otherwise.
